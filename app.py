@@ -1,0 +1,37 @@
+"""The web app: compose the tabs, read settings, launch.  Run ``python app.py`` and open http://127.0.0.1:7860."""
+
+import os
+
+import gradio as gr
+
+from classifier import tab as classify_tab
+from classifier.serving import ModelSlot
+from i18n import T
+from settings import Settings
+
+
+def build_app(settings=None):
+    """Build the Gradio app (not launched): one tab per package, sharing the served model."""
+    settings = settings or Settings.from_env()
+    slot = ModelSlot(settings.model_path)
+    with gr.Blocks(title="Animals-10 studio", delete_cache=(3600, 3600)) as demo:  # uploads kept <= 2 h
+        gr.Markdown(T("title"), elem_classes="title")
+        gr.Markdown(T("subtitle"))
+        with gr.Tab(T("tab_classify")):
+            classify_tab.build(slot, settings, T)
+    demo.slot = slot
+    return demo
+
+
+def main():
+    settings = Settings.from_env()
+    demo = build_app(settings)
+    demo.queue(default_concurrency_limit=4, max_size=256).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860),
+        max_file_size=f"{settings.max_upload_mb}mb", i18n=T, footer_links=["api", "settings"],
+        css=".title {font-size: 1.4em; font-weight: 600}")
+
+
+if __name__ == "__main__":
+    main()

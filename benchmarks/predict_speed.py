@@ -1,0 +1,150 @@
+"""Prediction speed on this machine: our path against the original project's, side by side in one run.
+
+    python benchmarks/predict_speed.py [--data ../shared/data/animals] [--n 200]
+
+Measures, on a fixed sample of the shared photos (median ~260 px) and on generated 12 MP JPEGs:
+- single-image latency (decode + predict, p50/p90): ours (one decode + traced model call) against the original
+  design (EfficientNetV2B0 from keras.applications with weights=None + the same head, fed one image through
+  ImageDataGenerator.flow_from_dataframe + model.predict, as its predict.py did);
+- folder throughput (images/s, decode included) of both paths;
+- app start to first answer (python app.py, then one /classify call through gradio_client).
+"""
+
+import argparse
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from classifier.images import is_image_file  # noqa: E402
+from classifier.model import Classifier, build_head  # noqa: E402
+
+
+def sample_photos(data, n, seed=0):
+    files = sorted(p for p in Path(data).rglob("*") if p.is_file() and is_image_file(p))
+    return [str(p) for p in random.Random(seed).sample(files, min(n, len(files)))]
+
+
+def make_12mp(photos, out_dir, n=12):
+    paths = []
+    for i, src in enumerate(photos[:n]):
+        path = Path(out_dir) / f"big_{i}.jpg"
+        Image.open(src).convert("RGB").resize((4000, 3000), Image.BICUBIC).save(path, quality=90)
+        paths.append(str(path))
+    return paths
+
+
+def original_model():
+    """The original design: EfficientNetV2B0 (random weights, offline) + the same dense head."""
+    base = keras.applications.EfficientNetV2B0(include_top=False, weights=None, input_shape=(224, 224, 3))
+    inputs = keras.Input((224, 224, 3))
+    x = keras.layers.GlobalAveragePooling2D()(base(inputs, training=False))
+    return keras.Model(inputs, build_head(1280)(x))
+
+
+def original_generator(paths, batch_size):
+    gen = tf.keras.preprocessing.image.ImageDataGenerator()  # removed from keras 3, kept in tf.keras
+    return gen.flow_from_dataframe(pd.DataFrame({"filename": paths}), x_col="filename", y_col=None,
+                                   class_mode=None, target_size=(224, 224), batch_size=batch_size, shuffle=False)
+
+
+def latency(fn, paths, repeats=1):
+    fn(paths[0])  # warm-up
+    times = []
+    for _ in range(repeats):
+        for p in paths:
+            t = time.perf_counter()
+            fn(p)
+            times.append((time.perf_counter() - t) * 1000)
+    return np.percentile(times, 50), np.percentile(times, 90)
+
+
+def throughput(fn, paths):
+    fn(paths[:8])  # warm-up
+    t = time.perf_counter()
+    fn(paths)
+    return len(paths) / (time.perf_counter() - t)
+
+
+def app_start_to_first_answer(photo):
+    from gradio_client import Client, handle_file
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PORT": str(port), "DATA_DIR": tempfile.mkdtemp()}
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+                break
+            except Exception:
+                time.sleep(0.2)
+        client.predict(handle_file(photo), api_name="/classify")
+        return time.perf_counter() - t
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "animals"))
+    ap.add_argument("--n", type=int, default=200, help="photos in the sample (default: %(default)s)")
+    args = ap.parse_args()
+    photos = sample_photos(args.data, args.n)
+    sizes = [max(Image.open(p).size) for p in photos]
+    ours = Classifier.load()
+    orig = original_model()
+
+    def ours_one(p):
+        return ours.predict(p)
+
+    def ours_many(ps):
+        return list(ours.predict_files(ps, batch_size=32))
+
+    def orig_one(p):
+        return orig.predict(original_generator([p], 1), verbose=0)
+
+    def orig_many(ps):
+        return orig.predict(original_generator(ps, 32), verbose=0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        big = make_12mp(photos, tmp)
+        rows = []
+        for name, paths in ((f"shared photos (n={len(photos)}, median {np.median(sizes):.0f} px)", photos),
+                            (f"12 MP JPEGs (n={len(big)})", big)):
+            o50, o90 = latency(ours_one, paths[:60])
+            r50, r90 = latency(orig_one, paths[:60])
+            o_tp, r_tp = throughput(ours_many, paths), throughput(orig_many, paths)
+            rows.append((name, o50, o90, r50, r90, o_tp, r_tp))
+    start = app_start_to_first_answer(photos[0])
+
+    print(f"\nCPU cores: {os.cpu_count()}; TF {tf.__version__}; Keras {keras.__version__}\n")
+    print("| image set | ours p50 / p90 ms | original p50 / p90 ms | ours img/s | original img/s | throughput ratio |")
+    print("|---|---|---|---|---|---|")
+    for name, o50, o90, r50, r90, o_tp, r_tp in rows:
+        print(f"| {name} | {o50:.1f} / {o90:.1f} | {r50:.1f} / {r90:.1f} | {o_tp:.1f} | {r_tp:.1f} | "
+              f"{o_tp / r_tp:.1f}x |")
+    print(f"\napp start to first answer: {start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,4 @@
+"""The inference core every other package imports: classes, image decoding, backbones and the model.
+
+It imports nothing else of this project, so tabs and CLIs can depend on it without cycles.
+"""

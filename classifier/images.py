@@ -1,0 +1,134 @@
+"""The one image decode used by serving, training and evaluation.
+
+Any source (path, bytes, file object, PIL image, array) becomes an RGB float32 array of pixel values 0-255 at the
+model's square size, resized bilinearly. Nothing divides by 255: the backbones rescale inside the model.
+Every failure is an :class:`ImageError` whose message says what is wrong and what to do.
+"""
+
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 50_000_000  # refuse larger images before decoding them (decompression bombs)
+MAX_BYTES = 50 * 1024 * 1024
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".jfif")
+_HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image; the message is meant for the user."""
+
+
+def decode(source, size=224):
+    """Decode ``source`` to an RGB float32 array of shape ``(size, size, 3)`` with values in 0-255."""
+    return decode_with_info(source, size)[0]
+
+
+def decode_with_info(source, size=224):
+    """Like :func:`decode`, and also return a dict of facts about the input.
+
+    The dict holds ``width``, ``height`` (after EXIF rotation), ``format``, ``mode`` and ``notes``: a list of
+    messages worth showing the user (an animated image of which only the first frame was used, for example).
+    """
+    img = _open(source)
+    info = {"format": img.format, "mode": img.mode, "notes": []}
+    try:
+        if getattr(img, "n_frames", 1) > 1:
+            img.seek(0)
+            info["notes"].append(f"animated image with {img.n_frames} frames: the first frame was classified")
+        if img.format == "JPEG":
+            img.draft(None, (size, size))  # decode at 1/2, 1/4 or 1/8 scale, still >= size: 12 MP in ~20 ms
+        img = ImageOps.exif_transpose(img)
+        info["width"], info["height"] = img.size
+        pixels = _resize_rgb(img, size)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        raise ImageError(f"The image could not be decoded ({_reason(e)}): the file is truncated or corrupt. "
+                         "Re-export or re-download it and try again.") from None
+    return pixels, info
+
+
+def is_image_file(path):
+    """True when ``path`` has one of the image extensions the decode reads (case-insensitive)."""
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _open(source):
+    """Open ``source`` lazily (header only) and refuse what cannot or should not be decoded."""
+    if isinstance(source, Image.Image):
+        img = source
+    elif isinstance(source, np.ndarray):
+        img = Image.fromarray(source.astype(np.uint8) if source.dtype != np.uint8 else source)
+    else:
+        img = _open_file(source)
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"The image is {w}x{h} pixels ({w * h / 1e6:.0f} MP), above the {MAX_PIXELS / 1e6:.0f} MP "
+                         "limit (decompression-bomb protection). Downscale it and try again.")
+    if w == 0 or h == 0:
+        raise ImageError("The image has no pixels. Choose another file.")
+    return img
+
+
+def _open_file(source):
+    name = "upload"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif isinstance(source, (str, os.PathLike)):
+        name = os.path.basename(os.fspath(source))
+        try:
+            if os.path.getsize(source) > MAX_BYTES:
+                raise ImageError(f"{name} is larger than {MAX_BYTES // 2**20} MB. Use a smaller file.")
+            with open(source, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise ImageError(f"{name} could not be read ({_reason(e)}). Check the path and permissions.") from None
+    elif hasattr(source, "read"):
+        data = source.read(MAX_BYTES + 1)
+    else:
+        raise ImageError(f"Expected an image file, bytes or a PIL image, got {type(source).__name__}.")
+    if not data:
+        raise ImageError(f"{name} is empty (0 bytes). Choose a JPEG, PNG or WebP photo.")
+    if len(data) > MAX_BYTES:
+        raise ImageError(f"{name} is larger than {MAX_BYTES // 2**20} MB. Use a smaller file.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{name} declares too many pixels (decompression-bomb protection, limit "
+                         f"{MAX_PIXELS / 1e6:.0f} MP). Downscale it and try again.") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not an image this app can read. Use a JPEG, PNG, WebP, GIF, BMP or TIFF "
+                         "photo.") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ImageError(f"{name} could not be opened as an image ({_reason(e)}).") from None
+
+
+def _resize_rgb(img, size):
+    """Any PIL mode -> bilinear-resized RGB float32 0-255, keeping the full range of high-bit-depth images."""
+    if img.mode in _HIGH_BIT_MODES:
+        # PIL's own I;16 -> RGB conversion clips at 255; scale 16-bit to 0-255 instead and resize in float.
+        a = np.asarray(img, dtype=np.float32)
+        if img.mode != "F" and (img.mode.startswith("I;16") or a.max() > 255):
+            a = a / 257.0
+        gray = Image.fromarray(np.clip(a, 0, 255).astype(np.float32), mode="F")
+        out = np.asarray(gray.resize((size, size), Image.BILINEAR), dtype=np.float32)
+        return np.repeat(out[..., None], 3, axis=-1)
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        # Transparent web PNGs: put them on white rather than on whatever colour the hidden pixels hold.
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    rgb = img.convert("RGB")
+    if rgb.size != (size, size):
+        rgb = rgb.resize((size, size), Image.BILINEAR)
+    return np.asarray(rgb, dtype=np.float32)
+
+
+def _reason(error):
+    text = str(error).strip() or type(error).__name__
+    return text[:200]

@@ -1,0 +1,1 @@
+"""Evaluation: batch prediction and reports (``python -m evaluation ...``)."""

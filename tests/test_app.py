@@ -1,0 +1,115 @@
+"""The launched app (``python app.py``) through gradio_client, and once in headless Chromium."""
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from conftest import EXAMPLES, ROOT
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "DATA_DIR": str(tmp_path_factory.mktemp("data")),
+           "GRADIO_SERVER_NAME": "127.0.0.1"}
+    log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            assert proc.poll() is None, f"app exited: {log.seek(0) or log.read()}"
+            time.sleep(0.5)
+    else:
+        pytest.fail("app did not start in 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def save(img, path, **kw):
+    img.save(path, **kw)
+    return str(path)
+
+
+def test_examples_top1_and_top_k(client):
+    for c in ("cat", "dog", "sheep", "squirrel"):
+        result = client.predict(handle_file(str(EXAMPLES / f"{c}.jpg")), api_name="/classify")
+        assert result["label"].split()[0] == c
+        assert len(result["confidences"]) == 5
+    result = client.predict(handle_file(str(EXAMPLES / "horse.jpg")), 2, api_name="/classify")
+    assert [c["label"] for c in result["confidences"]][0] == "horse 马" and len(result["confidences"]) == 2
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("notes.jpg", b"this is text with an image name", "not an image"),
+    ("empty.png", b"", "empty"),
+])
+def test_bad_file_gets_message_then_good_file_works(client, tmp_path, name, content, message):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    with pytest.raises(Exception, match=message):
+        client.predict(handle_file(str(bad)), api_name="/classify")
+    assert client.predict(handle_file(str(EXAMPLES / "cow.jpg")), api_name="/classify")["label"] == "cow 牛"
+
+
+def test_truncated_bomb_cmyk_16bit_and_animated(client, tmp_path):
+    buf = io.BytesIO()
+    Image.open(EXAMPLES / "elephant.jpg").save(buf, "JPEG")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(buf.getvalue()[:3000])
+    with pytest.raises(Exception, match="truncated or corrupt"):
+        client.predict(handle_file(str(truncated)), api_name="/classify")
+    bomb = save(Image.new("1", (20000, 20000)), tmp_path / "bomb.png")
+    with pytest.raises(Exception, match="decompression-bomb"):
+        client.predict(handle_file(bomb), api_name="/classify")
+    cmyk = save(Image.open(EXAMPLES / "elephant.jpg").convert("CMYK"), tmp_path / "cmyk.jpg")
+    assert client.predict(handle_file(cmyk), api_name="/classify")["label"] == "elephant 大象"
+    gray16 = np.asarray(Image.open(EXAMPLES / "sheep.jpg").convert("L"), np.uint16) * 257
+    png16 = save(Image.fromarray(gray16), tmp_path / "gray16.png")
+    assert client.predict(handle_file(png16), api_name="/classify")["label"] == "sheep 羊"
+    frames = [Image.open(EXAMPLES / "spider.jpg").convert("RGB"), Image.new("RGB", (300, 203), "white")]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=200)
+    assert client.predict(handle_file(str(gif)), api_name="/classify")["label"] == "spider 蜘蛛"
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (installed by .ci/run)")
+def test_browser_upload_shows_top5(app_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"),
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(locale="en-US")
+        page.goto(app_url)
+        page.set_input_files("input[type=file]", str(EXAMPLES / "butterfly.jpg"))
+        page.get_by_text("butterfly 蝴蝶").first.wait_for(timeout=30_000)
+        page.get_by_text("ms", exact=False).first.wait_for(timeout=10_000)
+        page.screenshot(path=str(tmp_path / "classify.png"))
+        assert page.locator("text=/butterfly 蝴蝶/").count() >= 1
+        browser.close()

@@ -1,0 +1,103 @@
+"""The classifier: head layout, save/load in both forms, one prediction path, the shipped default model."""
+
+import io
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from classifier.classes import CLASSES
+from classifier.images import ImageError
+from classifier.model import DEFAULT_MODEL, Classifier, build_classifier, load_model, save_compact
+from conftest import EXAMPLES
+
+
+@pytest.fixture(scope="module")
+def trained_like():
+    """A classifier whose head weights are not the initial ones (as after training)."""
+    model = build_classifier()
+    rng = np.random.default_rng(1)
+    for var in model.get_layer("head").weights:
+        var.assign(rng.normal(0, 0.05, var.shape).astype("float32") + np.asarray(var))
+    return model
+
+
+def test_head_is_the_original_design():
+    head = build_classifier().get_layer("head")
+    kinds = [(type(layer).__name__, getattr(layer, "units", None) or getattr(layer, "rate", None))
+             for layer in head.layers]
+    assert kinds == [("Dropout", 0.5), ("Dense", 512), ("BatchNormalization", None), ("Dropout", 0.3),
+                     ("Dense", 256), ("Dense", 10)]
+    assert head.layers[1].activation.__name__ in ("swish", "silu")  # keras names swish silu and head.layers[-1].activation.__name__ == "softmax"
+
+
+def test_keras_file_round_trip_in_safe_mode(tmp_path, trained_like):
+    trained_like.save(tmp_path / "m.keras")
+    model, meta = load_model(tmp_path / "m.keras")
+    assert meta["name"] == "m"
+    x = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
+    np.testing.assert_allclose(model(x), trained_like(x), atol=1e-6)
+
+
+def test_compact_file_stores_only_the_head_and_predicts_the_same(tmp_path, trained_like):
+    stored = save_compact(trained_like, tmp_path / "m.npz", {"backbone": "efficientnet_lite0", "name": "t"})
+    assert stored and all(path.startswith("head/") for path in stored)
+    assert (tmp_path / "m.npz").stat().st_size < 10e6
+    model, meta = load_model(tmp_path / "m.npz")
+    assert meta["name"] == "t"
+    x = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(trained_like(x)))
+
+
+def test_default_model_is_small_and_described():
+    assert DEFAULT_MODEL.stat().st_size < 10e6
+    for f in Path(DEFAULT_MODEL).parents[1].rglob("*"):
+        assert f.stat().st_size < 10e6, f
+
+
+def test_default_model_gets_every_example_right(default_classifier):
+    paths = sorted(EXAMPLES.glob("*.jpg"))
+    assert [p.stem for p in paths] == list(CLASSES)
+    probs = default_classifier.predict([str(p) for p in paths])
+    assert probs.shape == (10, 10)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert [CLASSES[i] for i in probs.argmax(1)] == list(CLASSES)
+    assert default_classifier.meta["accuracy"] > 0.9
+
+
+def test_one_prediction_path_for_path_pil_bytes_and_batch(default_classifier):
+    path = EXAMPLES / "cat.jpg"
+    single = default_classifier.predict(str(path))
+    assert single.shape == (10,)
+    for source in (Image.open(path), path.read_bytes(), path):
+        np.testing.assert_allclose(default_classifier.predict(source), single, atol=1e-5)
+    batch = default_classifier.predict([str(path), str(EXAMPLES / "dog.jpg")])
+    np.testing.assert_allclose(batch[0], single, atol=1e-5)
+    assert default_classifier.top_k(single, 3)[0][0] == "cat"
+    assert len(default_classifier.top_k(single, 3)) == 3
+
+
+def test_predict_files_streams_and_reports_bad_files(default_classifier, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("no")
+    paths = [str(EXAMPLES / f"{c}.jpg") for c in CLASSES] + [str(bad)]
+    out = list(default_classifier.predict_files(paths, batch_size=3))
+    assert [p for p, _ in out] == paths
+    assert isinstance(out[-1][1], ImageError)
+    assert [CLASSES[int(r.argmax())] for _, r in out[:-1]] == list(CLASSES)
+
+
+def test_predict_raises_clear_error_for_bad_input(default_classifier):
+    with pytest.raises(ImageError):
+        default_classifier.predict(b"")
+
+
+def test_inference_model_folds_batchnorm_and_matches(trained_like):
+    from classifier.model import inference_model
+    fast = inference_model(trained_like)
+    assert not any(l.name.endswith("_bn") for l in fast.layers[1].layers)
+    x = np.random.default_rng(2).uniform(0, 255, (3, 224, 224, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(trained_like(x)), atol=1e-4)
+    assert fast.get_layer("head") is trained_like.get_layer("head")

@@ -1,0 +1,74 @@
+"""Find labelled photos in class folders and split them reproducibly.
+
+A data folder holds class folders named in English, Italian (Animals-10) or Chinese, either directly
+(``DIR/cat/``) or one level down (``DIR/<source>/cat/``, as in ``shared/data/animals``).
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from classifier.classes import CLASSES, NONE, to_class_id
+from classifier.images import is_image_file
+
+
+def discover(data_dirs):
+    """Return a list of ``{"path", "key", "label", "source"}`` for every image under ``data_dirs``.
+
+    ``key`` is the path relative to its data folder, the stable id used by split files. Raises ``ValueError``
+    naming a class-level folder that maps to no class.
+    """
+    items = []
+    for root in map(Path, data_dirs):
+        if not root.is_dir():
+            raise ValueError(f"data folder {root} does not exist")
+        for class_dir, source in _class_dirs(root):
+            label = to_class_id(class_dir.name)
+            if label in (None, NONE):
+                raise ValueError(f"folder {class_dir} is not one of the 10 classes ({', '.join(CLASSES)}; "
+                                 "Italian Animals-10 names work too). Rename or remove it.")
+            for path in sorted(class_dir.rglob("*")):
+                if path.is_file() and is_image_file(path):
+                    items.append({"path": str(path), "key": path.relative_to(root).as_posix(),
+                                  "label": label, "source": source})
+    return items
+
+
+def _class_dirs(root):
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if any(to_class_id(d.name) not in (None, NONE) for d in subdirs):
+        return [(d, root.name) for d in subdirs]
+    return [(c, d.name) for d in subdirs for c in sorted(x for x in d.iterdir() if x.is_dir())]
+
+
+def stratified_split(items, fractions, seed=0, exclude_sources=()):
+    """Assign each item a split name, stratified by label: ``fractions`` maps split name -> share.
+
+    Items from ``exclude_sources`` (e.g. photos the ImageNet backbone may have seen) go to the first split only.
+    Returns ``{key: split}``.
+    """
+    names = list(fractions)
+    rng = np.random.default_rng(seed)
+    out = {it["key"]: names[0] for it in items if it["source"] in exclude_sources}
+    for label in CLASSES:
+        keys = sorted(it["key"] for it in items if it["label"] == label and it["source"] not in exclude_sources)
+        keys = [keys[i] for i in rng.permutation(len(keys))]
+        bounds = np.round(np.cumsum([fractions[n] for n in names]) * len(keys)).astype(int)
+        for name, start, stop in zip(names, [0, *bounds[:-1]], bounds):
+            out.update({k: name for k in keys[start:stop]})
+    return out
+
+
+def write_split(split, path):
+    """Write ``{key: split}`` as a CSV with columns ``path,split``."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "split"])
+        writer.writerows(sorted(split.items()))
+
+
+def read_split(path):
+    """Read a split CSV written by :func:`write_split`; returns ``{key: split}``."""
+    with open(path, newline="") as f:
+        return {row["path"]: row["split"] for row in csv.DictReader(f)}

@@ -1,0 +1,61 @@
+"""Phase 1: train the dense head on backbone features computed once and cached.
+
+The backbone is frozen in this phase, so its pooled features of a photo never change: computing them once and
+training the head on the cache is exact and much faster than running the backbone every epoch.
+"""
+
+import keras
+import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
+
+from classifier.classes import CLASSES
+from classifier.images import ImageError
+from classifier.model import Classifier
+
+
+def feature_model(classifier_model):
+    """The part of a classifier from pixels to pooled backbone features."""
+    return keras.Model(classifier_model.input, classifier_model.get_layer("avg_pool").output)
+
+
+def extract_features(classifier_model, paths, batch_size=32, progress=None):
+    """Pooled features for ``paths``; returns ``(features, ok_mask, errors)``, skipping unreadable files."""
+    extractor = Classifier(feature_model(classifier_model))
+    features, ok, errors = [], [], []
+    for i, (path, out) in enumerate(extractor.predict_files(paths, batch_size)):
+        if isinstance(out, ImageError):
+            errors.append((path, str(out)))
+            ok.append(False)
+        else:
+            features.append(out)
+            ok.append(True)
+        if progress:
+            progress(i + 1, len(paths))
+    dim = classifier_model.get_layer("avg_pool").output.shape[-1]
+    return np.array(features, np.float32).reshape(-1, dim), np.array(ok, bool), errors
+
+
+def class_weights(labels, multipliers=None):
+    """Balanced class weights (scikit-learn) for integer ``labels``, times optional per-class multipliers."""
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    out = {int(c): float(w) for c, w in zip(present, weights)}
+    for name, factor in (multipliers or {}).items():
+        idx = CLASSES.index(name)
+        if idx in out:
+            out[idx] *= factor
+    return out
+
+
+def train_head(head, x_train, y_train, x_val, y_val, epochs=60, batch_size=64, learning_rate=1e-3,
+               class_weight=None, seed=0, verbose=2):
+    """Fit ``head`` on cached features with early stopping on validation loss; returns the Keras history."""
+    keras.utils.set_random_seed(seed)
+    head.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                 metrics=["accuracy"])
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=8, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="min", factor=0.3, patience=4),
+    ]
+    return head.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=batch_size,
+                    class_weight=class_weight, callbacks=callbacks, verbose=verbose)
