@@ -88,3 +88,10 @@ def test_efficientnetv2b0_without_weights_builds_and_bad_weights_file_explains(t
 def test_unknown_backbone_is_named():
     with pytest.raises(ValueError, match="unknown backbone 'resnet'"):
         build_backbone("resnet")
+
+
+def test_lite2_is_real_too():
+    model = EfficientNetLite("efficientnet_lite2", include_top=True)
+    assert model.input_shape == (None, 260, 260, 3) and 6.0e6 < model.count_params() < 6.3e6
+    logits = np.asarray(model(decode(FIXTURES / "chelsea.png", 260)[None], training=False))[0]
+    assert 281 <= logits.argmax() <= 285
