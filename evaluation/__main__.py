@@ -1,44 +1,171 @@
-"""``python -m evaluation predict``: classify a folder of photos like the original ``predict.py`` did."""
+"""``python -m evaluation {predict,run,compare,calibrate}``: batch prediction and honest reports.
+
+  predict    classify a folder like the original predict.py (predictions.json, optional CSV)
+  run        evaluate a model on a labelled folder: report.json, classification_report.txt, predictions.json,
+             probabilities.csv, per_image.csv, confusion_matrix.png, errors.png
+  compare    score a label file against a prediction file, or two label files against each other (--labels2)
+  calibrate  fit temperature scaling and a "none of the 10" threshold on a labelled folder
+"""
 
 import argparse
+import json
 import sys
 
 from tqdm import tqdm
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m evaluation", description="Batch prediction and evaluation.")
+    p = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+    model_help = "model file (.keras or .npz); default: the app's default model"
+
     pr = sub.add_parser("predict", help="predict every image in a folder",
                         description="Predict every image under --images; keys are paths relative to it without "
                                     "the extension (cat/001, or 17 for testdata/17.jpg).")
-    pr.add_argument("--model", help="model file (.keras or .npz); default: the app's default model")
+    pr.add_argument("--model", help=model_help)
     pr.add_argument("--images", required=True, help="folder of images (flat or class folders)")
     pr.add_argument("--out", required=True, help="predictions.json to write: {key: top-1 class id}")
     pr.add_argument("--probs", help="also write a CSV: key, then one probability column per class")
     pr.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
+
+    ru = sub.add_parser("run", help="evaluate a model on a labelled folder")
+    ru.add_argument("--model", help=model_help)
+    ru.add_argument("--images", required=True, help="class folders (none/ for 'none of the 10'), or flat + --labels")
+    ru.add_argument("--labels", help="results.json: {image stem: label or null}; default: the class folders")
+    ru.add_argument("--out", required=True, help="output folder")
+    ru.add_argument("--threshold", type=float, help="top-1 probability under which a prediction becomes null; "
+                                                    "default: the model's calibrated threshold, if any")
+    ru.add_argument("--tta", action="store_true", help="average each photo with its mirror image")
+    ru.add_argument("--original-vocabulary", action="store_true",
+                    help="score only labels spelled as the original class list (ragno, not spider)")
+
+    co = sub.add_parser("compare", help="labels against predictions (no images), or two label sets")
+    co.add_argument("--labels", required=True, help="results.json with the labels")
+    group = co.add_mutually_exclusive_group(required=True)
+    group.add_argument("--predictions", help="predictions.json to score against --labels")
+    group.add_argument("--labels2", help="a second label file: report how it differs from --labels, per class")
+    co.add_argument("--out", required=True, help="output folder")
+    co.add_argument("--original-vocabulary", action="store_true",
+                    help="as the original predict script: only labels spelled like its class list (ragno for "
+                         "spider) are scored; 'spider' then counts as another name")
+
+    ca = sub.add_parser("calibrate", help="fit temperature scaling and a 'none of the 10' threshold",
+                        description="Fit on labelled photos kept apart from those you evaluate on.")
+    ca.add_argument("--model", help=model_help)
+    ca.add_argument("--images", required=True, help="class folders, or flat + --labels")
+    ca.add_argument("--labels", help="results.json; default: the class folders")
+    ca.add_argument("--out", help="where to write; default: calibration.json beside the model file")
+    ca.add_argument("--keep", type=float, default=0.95,
+                    help="share of in-set photos the suggested threshold keeps (default: %(default)s)")
     return p.parse_args(argv)
+
+
+def _bar(total, desc):
+    bar = tqdm(total=total, desc=desc, unit="img")
+    return bar, lambda done, n: bar.update(done - bar.n)
 
 
 def predict(args):
     from classifier.model import Classifier
-    from evaluation.predict import list_images, predict_folder, write_predictions
+    from evaluation.predict import list_images, predict_folder, write_predictions, write_probabilities
 
     clf = Classifier.load(args.model)
-    total = len(list_images(args.images))
-    with tqdm(total=total, desc="predict", unit="img") as bar:
-        probs, errors = predict_folder(clf, args.images, args.batch_size, progress=lambda i, n: bar.update(1))
+    bar, progress = _bar(len(list_images(args.images)), "predict")
+    with bar:
+        probs, errors = predict_folder(clf, args.images, args.batch_size, progress=progress)
     for key, message in errors.items():
         print(f"unreadable: {key}: {message}", file=sys.stderr)
-    write_predictions(probs, clf.classes, args.out, args.probs)
+    write_predictions({k: clf.classes[int(p.argmax())] for k, p in probs.items()}, args.out)
+    if args.probs:
+        write_probabilities(probs, clf.classes, args.probs)
     print(f"{len(probs)} predictions written to {args.out}; {len(errors)} unreadable files skipped")
 
 
+def run(args):
+    from evaluation.predict import list_images
+    from evaluation.run import run as run_eval
+
+    bar, progress = _bar(len(list_images(args.images)), "evaluate")
+    with bar:
+        report = run_eval(args.images, args.out, args.model, args.labels, args.threshold, args.tta,
+                          aliases=not args.original_vocabulary, progress=progress)
+    for key, message in report["unreadable_files"].items():
+        print(f"unreadable: {key}: {message}", file=sys.stderr)
+    _summary(report, args.out)
+
+
+def compare(args):
+    from evaluation.run import compare as compare_files, compare_labels
+
+    if args.labels2:
+        report = compare_labels(args.labels, args.labels2, args.out)
+        print(f"{report['common_keys']} common keys, {report['changed']} labels differ; "
+              f"per class in {args.out}/report.json")
+        for c, row in report["per_class"].items():
+            if row["changed_to"]:
+                print(f"  {c}: {row['a']} -> kept {row['kept']}, changed to {row['changed_to']}")
+        return
+    _summary(compare_files(args.labels, args.predictions, args.out, aliases=not args.original_vocabulary),
+             args.out)
+
+
+def calibrate(args):
+    import numpy as np
+
+    from classifier.model import Classifier, calibration_path
+    from evaluation.calibration import calibrate as fit
+    from evaluation.labels import folder_labels, match, read_labels
+    from evaluation.predict import list_images
+
+    clf = Classifier.load(args.model)
+    clf.temperature = 1.0  # fit from the raw probabilities
+    items = list_images(args.images)
+    keys = [k for k, _ in items]
+    labels = match(keys, read_labels(args.labels))[0] if args.labels else folder_labels(keys)
+    chosen = [(k, p) for k, p in items if labels.get(k) in clf.classes]
+    if not chosen:
+        sys.exit(f"error: no photo of the 10 classes with a label under {args.images}")
+    probs, y = [], []
+    for (key, _), (_, out) in zip(chosen, clf.predict_files([p for _, p in tqdm(chosen, desc="calibrate")])):
+        if not isinstance(out, Exception):
+            probs.append(out)
+            y.append(clf.classes.index(labels[key]))
+    result = fit(np.array(probs), np.array(y), args.keep)
+    result["model"] = clf.name
+    result["fitted_on"] = str(args.images)
+    out = args.out or calibration_path(args.model)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"temperature {result['temperature']:.3f} (NLL {result['nll_before']:.4f} -> {result['nll_after']:.4f}, "
+          f"ECE {result['ece_before']:.4f} -> {result['ece_after']:.4f}); suggested threshold "
+          f"{result['threshold']:.3f} keeps {args.keep:.0%} of {result['n_images']} photos; written to {out}")
+
+
+def _summary(report, out):
+    acc = report["accuracy"]
+    lo, hi = report["accuracy_ci95"] or (None, None)
+    excluded = ", ".join(f"{n} {k}" for k, n in report["excluded"].items())
+    print(f"accuracy {acc:.4f} (95% CI {lo:.4f}-{hi:.4f}) on {report['n_scored']} of {report['n_images']} "
+          f"images; excluded: {excluded}" if acc is not None else "no scored images")
+    for c in ("cat", "dog"):
+        pc = report["per_class"][c]
+        print(f"  {c}: precision {pc['precision']:.3f}, recall {pc['recall']:.3f} (support {pc['support']})")
+    open_set = report["open_set"]
+    if "threshold" in open_set:
+        print(f"  threshold {open_set['threshold']:.3f}: coverage {open_set['coverage']:.3f}, selective accuracy "
+              f"{open_set['selective_accuracy']}, null images rejected {open_set['null_rejected']} of "
+              f"{open_set['null_images']}")
+    print(f"reports in {out}")
+
+
 def main(argv=None):
+    from evaluation.labels import LabelFileError
+
     args = parse_args(argv)
     try:
-        {"predict": predict}[args.command](args)
-    except FileNotFoundError as e:
+        {"predict": predict, "run": run, "compare": compare, "calibrate": calibrate}[args.command](args)
+    except (FileNotFoundError, LabelFileError, ValueError) as e:
         sys.exit(f"error: {e}")
 
 

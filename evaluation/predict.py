@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 
+from classifier.classes import NONE
 from classifier.images import ImageError, is_image_file
 
 
@@ -40,18 +41,26 @@ def predict_folder(classifier, images_dir, batch_size=32, progress=None):
     return probs, errors
 
 
-def write_predictions(probs, classes, json_path, csv_path=None):
-    """Write ``{key: top-1 class}`` as JSON and, optionally, one CSV row of probabilities per image."""
-    top1 = {key: classes[int(row.argmax())] for key, row in probs.items()}
-    _atomic_write(json_path, json.dumps(top1, ensure_ascii=False, indent=1))
-    if csv_path:
-        tmp = f"{csv_path}.tmp"
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["key", *classes])
-            writer.writerows([key, *(f"{p:.6f}" for p in row)] for key, row in probs.items())
-        os.replace(tmp, csv_path)
-    return top1
+def write_predictions(top1, path):
+    """Write ``{key: class id}`` in the original ``predictions.json`` format ("none of the 10" as ``"null"``)."""
+    data = {k: ("null" if v == NONE else v) for k, v in sorted(top1.items(), key=lambda kv: natural_key(kv[0]))}
+    _atomic_write(path, json.dumps(data, ensure_ascii=False, indent=1))
+
+
+def write_probabilities(probs, classes, path):
+    """Write one CSV row per image: key, then one probability column per class."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["key", *classes])
+        writer.writerows([key, *(f"{p:.6f}" for p in row)] for key, row in sorted(probs.items(),
+                                                                                     key=lambda kv: natural_key(kv[0])))
+    os.replace(tmp, path)
+
+
+def natural_key(key):
+    """Sort "2" before "10" (the original file's keys are numbers)."""
+    return (0, int(key), "") if key.isdigit() else (1, 0, key)
 
 
 def _atomic_write(path, text):

@@ -1,0 +1,130 @@
+"""Scores that account for every image: scikit-learn metrics on the scored ones, counts for the rest.
+
+An image is *scored* when its label is one of the 10 classes and it has a prediction. Null labels ("none of the
+10"), other names and unreadable images are excluded from the class metrics but counted, and how the model treats
+null-labelled images is reported separately (open set).
+"""
+
+from collections import Counter
+
+import numpy as np
+from sklearn.metrics import (accuracy_score, classification_report, confusion_matrix,
+                             precision_recall_fscore_support, top_k_accuracy_score)
+
+from classifier.classes import CLASSES, NONE
+
+from .labels import OTHER
+
+
+def evaluate(labels, predictions, probs=None, threshold=None, classes=CLASSES, n_boot=1000, seed=0):
+    """Score ``predictions`` against ``labels`` (parallel lists; a prediction may be None for unreadable).
+
+    Args:
+        labels: class id, ``"none"`` or ``"other: <name>"`` per image.
+        predictions: top-1 class id per image, or None where the image could not be read.
+        probs: optional ``(n, len(classes))`` probabilities (rows for unreadable images are ignored), for top-3
+            accuracy, calibration error and the ``threshold``.
+        threshold: optional; a top-1 probability under it counts as "none of the 10" in the open-set figures.
+
+    Returns the report dict (see README, "Evaluation").
+    """
+    labels, predictions = list(labels), list(predictions)
+    readable = np.array([p is not None for p in predictions])
+    real = np.array([lab in classes for lab in labels])
+    scored = real & readable
+    y_true = np.array([classes.index(lab) for lab, s in zip(labels, scored) if s], int)
+    y_pred = np.array([classes.index(p) for p, s in zip(predictions, scored) if s], int)
+    k = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=k, zero_division=0)
+    _, _, weighted_f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=k, average="weighted",
+                                                           zero_division=0)
+    present = support > 0  # macro averages over the classes the set holds, not over absent ones
+    acc_ci, recall_ci = bootstrap(y_true, y_pred, len(classes), n_boot, seed)
+    report = {
+        "n_images": len(labels),
+        "n_scored": int(scored.sum()),
+        "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else None,
+        "accuracy_ci95": acc_ci,
+        "macro_precision": _mean(precision[present]), "macro_recall": _mean(recall[present]),
+        "macro_f1": _mean(f1[present]), "weighted_f1": float(weighted_f1),
+        "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                          "support": int(support[i]), "recall_ci95": recall_ci[i]} for i, c in enumerate(classes)},
+        "confusion_matrix": {"labels": list(classes),
+                             "matrix": confusion_matrix(y_true, y_pred, labels=k).tolist()},
+        "excluded": {
+            "null": sum(lab == NONE for lab in labels),
+            "other": sum(lab.startswith(OTHER) for lab in labels),
+            "unreadable": int((real & ~readable).sum()),
+        },
+        "other_labels": dict(Counter(lab[len(OTHER):] for lab in labels if lab.startswith(OTHER))),
+    }
+    if probs is not None:
+        p = np.asarray(probs)[scored]
+        report["top3_accuracy"] = float(top_k_accuracy_score(y_true, p, k=3, labels=k)) if len(p) else None
+        report["expected_calibration_error"] = expected_calibration_error(p, y_true)
+    report["open_set"] = open_set(labels, predictions, probs, threshold, scored, y_true, y_pred)
+    return report
+
+
+def _mean(values):
+    return float(values.mean()) if len(values) else None
+
+
+def text_report(labels, predictions, classes=CLASSES):
+    """scikit-learn's classification report over the scored images."""
+    pairs = [(lab, p) for lab, p in zip(labels, predictions) if lab in classes and p is not None]
+    if not pairs:
+        return "no scored images\n"
+    y_true, y_pred = zip(*pairs)
+    return classification_report(y_true, y_pred, labels=list(classes), digits=3, zero_division=0)
+
+
+def bootstrap(y_true, y_pred, n_classes, n_boot=1000, seed=0):
+    """95% percentile intervals for accuracy and each class's recall, resampling the scored images."""
+    if len(y_true) == 0:
+        return None, [None] * n_classes
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(y_true), (n_boot, len(y_true)))
+    correct = (y_true == y_pred)[idx]
+    accs = correct.mean(1)
+    recalls = []
+    for c in range(n_classes):
+        is_c = y_true[idx] == c
+        n_c = is_c.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (correct & is_c).sum(1) / n_c
+        r = r[n_c > 0]
+        recalls.append([float(np.percentile(r, 2.5)), float(np.percentile(r, 97.5))] if len(r) else None)
+    return [float(np.percentile(accs, 2.5)), float(np.percentile(accs, 97.5))], recalls
+
+
+def expected_calibration_error(probs, y_true, bins=15):
+    """ECE: the confidence-weighted gap between top-1 probability and accuracy, over equal-width bins."""
+    if len(probs) == 0:
+        return None
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y_true
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    gaps = [abs(conf[which == b].mean() - correct[which == b].mean()) * (which == b).mean()
+            for b in range(bins) if (which == b).any()]
+    return float(np.sum(gaps))
+
+
+def open_set(labels, predictions, probs, threshold, scored, y_true, y_pred):
+    """How null-labelled images are predicted, and what a rejection threshold does to both kinds of image."""
+    null = np.array([lab == NONE and p is not None for lab, p in zip(labels, predictions)])
+    out = {"null_images": int(null.sum()),
+           "null_predicted_as": dict(Counter(p for p, n in zip(predictions, null) if n))}
+    if threshold is None or probs is None:
+        return out
+    top = np.asarray(probs).max(1)
+    accepted = top[scored] >= threshold
+    out.update({
+        "threshold": float(threshold),
+        "coverage": float(accepted.mean()) if scored.any() else None,
+        "selective_accuracy": float((y_true == y_pred)[accepted].mean()) if accepted.any() else None,
+        "null_rejected": int((top[null] < threshold).sum()),
+        "null_rejected_share": float((top[null] < threshold).mean()) if null.any() else None,
+    })
+    return out

@@ -1,0 +1,52 @@
+"""Pictures people would rather look at: the confusion matrix and a contact sheet of confident mistakes."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+
+from classifier.images import ImageError, decode  # noqa: E402
+
+
+def confusion_matrix_figure(matrix, labels, title):
+    """Counts and row-normalised (recall) side by side; returns the matplotlib figure."""
+    matrix = np.asarray(matrix)
+    rows = matrix.sum(1, keepdims=True)
+    normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape, float), where=rows > 0)
+    fig, axes = plt.subplots(1, 2, figsize=(17, 7.5), layout="constrained")
+    for ax, values, fmt, name in ((axes[0], matrix, "d", "counts"), (axes[1], normalised, ".2f", "share of each true class (recall on the diagonal)")):
+        ConfusionMatrixDisplay(values, display_labels=labels).plot(ax=ax, values_format=fmt, cmap="Blues",
+                                                                  colorbar=False, xticks_rotation=45)
+        ax.set_title(name)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("label")
+    fig.suptitle(title, fontsize=13)
+    return fig
+
+
+def save_confusion_matrix(matrix, labels, title, path):
+    fig = confusion_matrix_figure(matrix, labels, title)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def save_error_sheet(errors, path, columns=6, limit=24):
+    """A contact sheet of mistakes: ``errors`` is a list of ``(image path, label, prediction, score)``."""
+    errors = errors[:limit]
+    rows = max(1, -(-len(errors) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 2.6, rows * 2.9), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (image, label, pred, score) in zip(axes.flat, errors):
+        try:
+            ax.imshow(decode(image, 160).astype(np.uint8))
+        except ImageError:
+            ax.text(0.5, 0.5, "unreadable", ha="center")
+        ax.set_title(f"{label} → {pred} ({score:.2f})", fontsize=9, color="darkred")
+    if not errors:
+        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", fontsize=14)
+    fig.suptitle("most confident mistakes: label → prediction (score)", fontsize=12)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)

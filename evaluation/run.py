@@ -1,0 +1,134 @@
+"""What ``python -m evaluation run / compare`` compute and write into their output folder."""
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from classifier.classes import CLASSES, NONE
+from classifier.images import ImageError
+
+from .labels import OTHER, folder_labels, match, read_labels
+from .metrics import evaluate, text_report
+from .plots import save_confusion_matrix, save_error_sheet
+from .predict import list_images, natural_key, write_predictions, write_probabilities
+
+
+def run(images_dir, out_dir, model_path=None, labels_path=None, threshold=None, tta=False, aliases=True,
+        classifier=None, progress=None):
+    """Evaluate a model on a labelled image folder and write every output; returns the report dict.
+
+    Labels come from ``labels_path`` (results.json format) or else from class folders. ``threshold`` defaults to
+    the model's calibrated one, if any. ``progress(done, total)`` is called as images are predicted.
+    """
+    from classifier.model import Classifier  # TensorFlow only when a model runs, not for compare
+
+    clf = classifier or Classifier.load(model_path)
+    items = list_images(images_dir)
+    keys = [k for k, _ in items]
+    if labels_path:
+        labels, missing_images, unlabelled = match(keys, read_labels(labels_path, aliases))
+    else:
+        labels, missing_images = folder_labels(keys), []
+        unlabelled = [k for k in keys if k not in labels]
+    if not labels:
+        raise ValueError(f"no labelled images in {images_dir}: use class folders or pass --labels results.json")
+    paths = {k: p for k, p in items}
+    keys = [k for k in keys if k in labels]
+    probs, failed = {}, {}
+    for i, (path, out) in enumerate(clf.predict_files([paths[k] for k in keys], tta=tta)):
+        key = keys[i]
+        if isinstance(out, ImageError):
+            failed[key] = str(out)
+        else:
+            probs[key] = out
+        if progress:
+            progress(i + 1, len(keys))
+    threshold = clf.threshold if threshold is None else threshold
+    top1 = {k: clf.classes[int(p.argmax())] for k, p in probs.items()}
+    prob_rows = np.array([probs.get(k, np.zeros(len(clf.classes))) for k in keys])
+    report = evaluate([labels[k] for k in keys], [top1.get(k) for k in keys], prob_rows, threshold, clf.classes)
+    report.update({
+        "model": clf.name, "images": str(images_dir), "labels_file": str(labels_path) if labels_path else None,
+        "tta": tta, "temperature": clf.temperature, "unreadable_files": failed,
+        "labels_without_image": len(missing_images), "images_without_label": len(unlabelled),
+    })
+    title = f"{clf.name} on {Path(images_dir).name} ({report['n_scored']} scored images)"
+    out = _prepare(out_dir)
+    _write_common(out, report, [labels[k] for k in keys], [top1.get(k) for k in keys], title)
+    shown = {k: (NONE if threshold is not None and probs[k].max() < threshold else c) for k, c in top1.items()}
+    write_predictions(shown, out / "predictions.json")
+    write_probabilities(probs, clf.classes, out / "probabilities.csv")
+    rows = [{"key": k, "path": paths[k], "label": labels[k], "prediction": top1.get(k, ""),
+             "score": f"{probs[k].max():.4f}" if k in probs else "",
+             "p_label": f"{probs[k][clf.classes.index(labels[k])]:.4f}" if k in probs and labels[k] in clf.classes
+             else ""} for k in keys]
+    _write_csv(out / "per_image.csv", rows)
+    mistakes = sorted((r for r in rows if r["label"] in clf.classes and r["prediction"]
+                       and r["prediction"] != r["label"]), key=lambda r: -float(r["score"]))
+    save_error_sheet([(r["path"], r["label"], r["prediction"], float(r["score"])) for r in mistakes],
+                     out / "errors.png")
+    return report
+
+
+def compare(labels_path, predictions_path, out_dir, aliases=True):
+    """Score a label file against a prediction file (no images); writes the same reports as :func:`run`."""
+    labels = read_labels(labels_path, aliases)
+    predicted = read_labels(predictions_path, aliases=True)
+    keys = sorted(labels, key=natural_key)
+    preds = [predicted.get(k) if predicted.get(k) in CLASSES else None for k in keys]
+    report = evaluate([labels[k] for k in keys], preds)
+    report.update({"labels_file": str(labels_path), "predictions_file": str(predictions_path),
+                   "aliases": aliases, "labels_without_prediction": sum(p is None for p in preds),
+                   "predictions_without_label": len(set(predicted) - set(labels))})
+    title = f"{Path(predictions_path).name} against {Path(labels_path).name} ({report['n_scored']} scored)"
+    _write_common(_prepare(out_dir), report, [labels[k] for k in keys], preds, title)
+    return report
+
+
+def compare_labels(a_path, b_path, out_dir):
+    """How two label sets differ (e.g. raw LLM labels against reviewed ones), per class."""
+    a, b = read_labels(a_path), read_labels(b_path)
+    keys = sorted(set(a) & set(b), key=natural_key)
+    names = [*CLASSES, NONE, "other"]
+
+    def group(label):
+        return "other" if label.startswith(OTHER) else label
+
+    pairs = Counter((group(a[k]), group(b[k])) for k in keys)
+    per_class = {c: {"a": sum(n for (x, _), n in pairs.items() if x == c),
+                     "b": sum(n for (_, y), n in pairs.items() if y == c),
+                     "kept": pairs[(c, c)],
+                     "changed_to": {y: n for (x, y), n in pairs.items() if x == c and y != c}} for c in names}
+    report = {"a": str(a_path), "b": str(b_path), "common_keys": len(keys), "only_in_a": len(set(a) - set(b)),
+              "only_in_b": len(set(b) - set(a)), "changed": sum(n for (x, y), n in pairs.items() if x != y),
+              "per_class": per_class,
+              "confusion_matrix": {"labels": names, "matrix": [[pairs[(x, y)] for y in names] for x in names]}}
+    out = _prepare(out_dir)
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    save_confusion_matrix(report["confusion_matrix"]["matrix"], names,
+                          f"{Path(a_path).name} (rows) against {Path(b_path).name} (columns)",
+                          out / "confusion_matrix.png")
+    return report
+
+
+def _write_common(out, report, labels, predictions, title):
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    (out / "classification_report.txt").write_text(text_report(labels, predictions))
+    save_confusion_matrix(report["confusion_matrix"]["matrix"], report["confusion_matrix"]["labels"], title,
+                          out / "confusion_matrix.png")
+
+
+def _write_csv(path, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["key"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _prepare(out_dir):
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -1,0 +1,165 @@
+"""Evaluation: metrics against hand-computed values, label files, the original project's files, run, calibrate."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from classifier.classes import NONE
+from conftest import EXAMPLES, FIXTURES, ROOT
+from evaluation.labels import LabelFileError, folder_labels, match, parse_label, read_labels
+from evaluation.metrics import evaluate
+
+
+def row(top, p, second="butterfly", q=0.0):
+    """A probability row: ``p`` on class ``top``, ``q`` on ``second``, the rest spread evenly."""
+    from classifier.classes import CLASSES
+    r = np.full(10, (1 - p - q) / 8)
+    r[CLASSES.index(top)], r[CLASSES.index(second)] = p, q
+    return r
+
+
+LABELS = ["cat", "cat", "cat", "dog", "dog", NONE, "other: wolf", "sheep"]
+PREDS = ["cat", "dog", "cat", "dog", "dog", "dog", "cat", None]  # the sheep photo was unreadable
+PROBS = np.array([row("cat", .9), row("dog", .55, "cat", .3), row("cat", .9), row("dog", .9), row("dog", .9),
+                  row("dog", .5), row("cat", .9), np.zeros(10)])
+
+
+def test_metrics_by_hand():
+    r = evaluate(LABELS, PREDS, PROBS, threshold=0.6)
+    assert (r["n_images"], r["n_scored"]) == (8, 5)
+    assert r["accuracy"] == pytest.approx(4 / 5)
+    cat = dict(r["per_class"]["cat"])
+    assert cat.pop("recall_ci95")[0] <= 2 / 3
+    assert cat == pytest.approx({"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3})
+    assert r["per_class"]["dog"]["precision"] == pytest.approx(2 / 3) and r["per_class"]["dog"]["recall"] == 1
+    assert r["macro_precision"] == pytest.approx(5 / 6) and r["macro_recall"] == pytest.approx(5 / 6)
+    assert r["macro_f1"] == pytest.approx(0.8) and r["weighted_f1"] == pytest.approx(0.8)
+    assert r["excluded"] == {"null": 1, "other": 1, "unreadable": 1}
+    assert r["other_labels"] == {"wolf": 1}
+    m = np.array(r["confusion_matrix"]["matrix"])
+    assert m[1, 1] == 2 and m[1, 4] == 1 and m[4, 4] == 2 and m.sum() == 5
+    assert r["top3_accuracy"] == 1.0
+    assert r["expected_calibration_error"] == pytest.approx(0.1 * 0.8 + 0.55 * 0.2)
+    lo, hi = r["accuracy_ci95"]
+    assert 0 <= lo <= 0.8 <= hi <= 1
+    assert r["open_set"] == {"null_images": 1, "null_predicted_as": {"dog": 1}, "threshold": 0.6,
+                             "coverage": 0.8, "selective_accuracy": 1.0, "null_rejected": 1,
+                             "null_rejected_share": 1.0}
+
+
+def test_labels_aliases_null_and_other():
+    assert parse_label("ragno") == "spider" and parse_label("spider") == "spider"
+    assert parse_label("null") == NONE and parse_label(None) == NONE
+    assert parse_label("猫") == "cat" and parse_label("quail") == "other: quail"
+    assert parse_label("spider", aliases=False) == "other: spider"
+    assert parse_label("ragno", aliases=False) == "spider"
+    assert folder_labels(["cane/1", "none/car", "wolf/2", "17"]) == {"cane/1": "dog", "none/car": NONE,
+                                                                      "wolf/2": "other: wolf"}
+    labels, missing, unlabelled = match(["a/17", "a/18", "b/19"], {"17": "cat", "b/19": "dog", "20": "cow"})
+    assert labels == {"a/17": "cat", "b/19": "dog"} and missing == ["20"] and unlabelled == ["a/18"]
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"1": "cat", "2": ', "not valid JSON at line 1"),
+    ('["cat", "dog"]', "expected a JSON object"),
+    ('{"1": "cat", "1": "dog"}', "key '1' appears 2 times"),
+    ('{"1": "cat", "2": 7}', "label of '2' is int"),
+])
+def test_bad_label_files_name_the_place(tmp_path, text, words):
+    path = tmp_path / "results.json"
+    path.write_text(text)
+    with pytest.raises(LabelFileError, match=words) as e:
+        read_labels(path)
+    assert str(path) in str(e.value)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "evaluation", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_compare_on_the_original_files_excerpt(tmp_path):
+    labels, preds = FIXTURES / "seed_results_excerpt.json", FIXTURES / "seed_predictions_excerpt.json"
+    result = run_cli("compare", "--labels", str(labels), "--predictions", str(preds), "--out", str(tmp_path / "a"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    # 346 entries: 220 class names, 36 "spider", 73 "null", 17 stray names. Aliases on: spider is scored.
+    assert (report["n_images"], report["n_scored"]) == (346, 256)
+    assert report["excluded"] == {"null": 73, "other": 17, "unreadable": 0}
+    assert report["accuracy"] == pytest.approx(255 / 256)
+    assert report["open_set"]["null_images"] == 73
+    for name in ("classification_report.txt", "confusion_matrix.png"):
+        assert (tmp_path / "a" / name).stat().st_size > 0
+    # As the original predict script did: "spider" is not in its class list, so it is dropped (counted).
+    result = run_cli("compare", "--labels", str(labels), "--predictions", str(preds), "--out", str(tmp_path / "b"),
+                     "--original-vocabulary")
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["n_scored"] == 220 and report["excluded"]["other"] == 53
+    assert report["accuracy"] == pytest.approx(219 / 220)
+
+
+def test_compare_two_label_sets(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"1": "cat", "2": "cat", "3": "null", "4": "ragno"}))
+    (tmp_path / "b.json").write_text(json.dumps({"1": "dog", "2": "cat", "3": "sheep", "4": "spider"}))
+    result = run_cli("compare", "--labels", str(tmp_path / "a.json"), "--labels2", str(tmp_path / "b.json"),
+                     "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["changed"] == 2
+    assert report["per_class"]["cat"] == {"a": 2, "b": 1, "kept": 1, "changed_to": {"dog": 1}}
+    assert report["per_class"]["none"]["changed_to"] == {"sheep": 1}
+
+
+@pytest.fixture(scope="module")
+def labelled_set(tmp_path_factory):
+    """Class folders with the example photos, a none/ folder of non-animals, and an unreadable file."""
+    root = tmp_path_factory.mktemp("set")
+    for c in ("cat", "dog", "sheep", "spider", "cow"):
+        (root / c).mkdir()
+        shutil.copy(EXAMPLES / f"{c}.jpg", root / c / "a.jpg")
+    (root / "ragno").mkdir()
+    shutil.copy(EXAMPLES / "spider.jpg", root / "ragno" / "b.jpg")
+    (root / "none").mkdir()
+    for name in ("coffee_cup", "rocket", "astronaut"):
+        shutil.copy(FIXTURES / "reference" / f"{name}.png", root / "none" / f"{name}.png")
+    (root / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    return root
+
+
+def test_run_writes_every_output(labelled_set, tmp_path):
+    out = tmp_path / "eval"
+    result = run_cli("run", "--images", str(labelled_set), "--out", str(out), "--threshold", "0.9", "--tta")
+    assert result.returncode == 0, result.stderr
+    assert "broken" in result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert (report["n_images"], report["n_scored"]) == (10, 6)
+    assert report["accuracy"] == 1.0 and report["excluded"] == {"null": 3, "other": 0, "unreadable": 1}
+    assert report["open_set"]["null_images"] == 3 and report["tta"] is True
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert predictions["cat/a"] == "cat" and predictions["ragno/b"] == "spider"
+    assert "dog/broken" not in predictions
+    for name in ("classification_report.txt", "probabilities.csv", "per_image.csv", "confusion_matrix.png",
+                 "errors.png"):
+        assert (out / name).stat().st_size > 0
+    # The open-set share is a measured figure, printed for the README.
+    print("none-of-10 rejected at 0.9:", report["open_set"]["null_rejected"], "of 3")
+
+
+def test_calibrate_writes_a_usable_file(labelled_set, tmp_path):
+    out = tmp_path / "calibration.json"
+    result = run_cli("calibrate", "--images", str(labelled_set), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    cal = json.loads(out.read_text())
+    assert cal["n_images"] == 6 and 0.05 < cal["temperature"] < 20 and 0 < cal["threshold"] <= 1
+    assert cal["nll_after"] <= cal["nll_before"] + 1e-9
+
+
+def test_run_with_bad_label_file_is_a_clear_error(labelled_set, tmp_path):
+    bad = tmp_path / "results.json"
+    bad.write_text('{"a": "cat", "a": "dog"}')
+    result = run_cli("run", "--images", str(labelled_set), "--labels", str(bad), "--out", str(tmp_path / "o"))
+    assert result.returncode != 0 and "appears 2 times" in result.stderr
