@@ -6,6 +6,7 @@ import gradio as gr
 
 from classifier import tab as classify_tab
 from classifier.serving import ModelSlot
+from evaluation import tab as evaluate_tab
 from i18n import T
 from settings import Settings
 
@@ -19,17 +20,20 @@ def build_app(settings=None):
         gr.Markdown(T("subtitle"))
         with gr.Tab(T("tab_classify")):
             classify_tab.build(slot, settings, T)
+        with gr.Tab(T("tab_evaluate")):
+            evaluate_tab.build(settings, T)
     demo.slot = slot
     return demo
 
 
 def main():
     settings = Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     demo = build_app(settings)
     demo.queue(default_concurrency_limit=4, max_size=256).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860),
-        max_file_size=f"{settings.max_upload_mb}mb", i18n=T, footer_links=["api", "settings"],
+        max_file_size=f"{settings.max_upload_mb}mb", i18n=T, allowed_paths=[str(settings.data_dir)], footer_links=["api", "settings"],
         css=".title {font-size: 1.4em; font-weight: 600}")
 
 

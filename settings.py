@@ -4,6 +4,8 @@ DATA_DIR        where everything written at run time goes (label DB, runs, cache
 MODEL_PATH      the model the Classify tab serves at start; default assets/model/default.npz
 ADMIN_PASSWORD  when set, expensive or destructive actions need it
 ZHIPUAI_API_KEY GLM key for auto-labeling (never shown or logged); GLM_BASE_URL and GLM_MODEL override the endpoint
+DATA_ROOTS      folders (separated by ":") whose sub-folders can be picked as data sets in the app; default
+                DATA_DIR/datasets
 LOW_CONFIDENCE  top-1 probability under which the app warns "not one of the 10 animals?"; default 0.5
 MAX_UPLOAD_MB   upload size limit; default 20
 """
@@ -27,14 +29,18 @@ class Settings:
     glm_model: str = "glm-4.6v-flash"
     low_confidence: float = 0.5
     max_upload_mb: int = 20
+    data_roots: tuple = ()
 
     @classmethod
     def from_env(cls, env=None):
         """Build settings from ``env`` (default ``os.environ``); unset variables keep their defaults."""
         env = os.environ if env is None else env
         d = cls()
+        data_dir = Path(env.get("DATA_DIR") or d.data_dir)
+        roots = [Path(r) for r in (env.get("DATA_ROOTS") or "").split(os.pathsep) if r]
         return cls(
-            data_dir=Path(env.get("DATA_DIR") or d.data_dir),
+            data_dir=data_dir,
+            data_roots=tuple(roots or [data_dir / "datasets"]),
             model_path=Path(env.get("MODEL_PATH") or d.model_path),
             admin_password=env.get("ADMIN_PASSWORD", ""),
             glm_api_key=env.get("ZHIPUAI_API_KEY", ""),
@@ -43,3 +49,21 @@ class Settings:
             low_confidence=float(env.get("LOW_CONFIDENCE") or d.low_confidence),
             max_upload_mb=int(env.get("MAX_UPLOAD_MB") or d.max_upload_mb),
         )
+
+
+class PathNotAllowed(ValueError):
+    """A path outside the configured roots (``..`` or a symbolic link pointing out included)."""
+
+
+def confine(path, roots):
+    """Resolve ``path`` (relative paths against the first root) and return it if it lies under one of ``roots``.
+
+    Symbolic links are resolved before the check, so a link inside a root that points elsewhere is refused.
+    """
+    roots = [Path(r).resolve() for r in roots]
+    candidate = Path(path)
+    resolved = (candidate if candidate.is_absolute() else roots[0] / candidate).resolve()
+    if not any(resolved == r or r in resolved.parents for r in roots):
+        raise PathNotAllowed(f"{path} is outside the folders this app may read ({', '.join(map(str, roots))}); "
+                             "put the data set under one of them or set DATA_ROOTS")
+    return resolved

@@ -31,6 +31,7 @@ def classify_image(slot, image, top_k=5, low_confidence=0.5):
     except ImageError as e:
         raise gr.Error(str(e), title="Not a usable image") from None
     probs = clf.predict_pixels(pixels[None])[0]
+    low_confidence = clf.threshold or low_confidence  # the calibrated cut, when the model has one
     ms = (time.perf_counter() - start) * 1000
     top = clf.top_k(probs, max(1, min(int(top_k or 5), len(clf.classes))))
     lines = [f"**{display_name(top[0][0])}** ({top[0][1]:.0%}) in {ms:.0f} ms"]

@@ -14,7 +14,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, FIXTURES, ROOT
 
 
 def free_port():
@@ -26,8 +26,14 @@ def free_port():
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "DATA_DIR": str(tmp_path_factory.mktemp("data")),
-           "GRADIO_SERVER_NAME": "127.0.0.1"}
+    data = tmp_path_factory.mktemp("data")
+    mini = data / "datasets" / "mini"
+    for c in ("cat", "dog", "sheep", "horse"):
+        (mini / c).mkdir(parents=True)
+        shutil.copy(EXAMPLES / f"{c}.jpg", mini / c / "1.jpg")
+    (mini / "none").mkdir()
+    shutil.copy(FIXTURES / "reference" / "coffee_cup.png", mini / "none" / "cup.png")
+    env = {**os.environ, "PORT": str(port), "DATA_DIR": str(data), "GRADIO_SERVER_NAME": "127.0.0.1"}
     log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -41,14 +47,14 @@ def app_url(tmp_path_factory):
             time.sleep(0.5)
     else:
         pytest.fail("app did not start in 120 s")
-    yield url
+    yield url, data
     proc.terminate()
     proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
 def client(app_url):
-    return Client(app_url, verbose=False)
+    return Client(app_url[0], verbose=False)
 
 
 def save(img, path, **kw):
@@ -99,6 +105,21 @@ def test_truncated_bomb_cmyk_16bit_and_animated(client, tmp_path):
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (installed by .ci/run)")
+def test_evaluate_tab_through_the_api(client, app_url):
+    data = app_url[1]
+    model = str((ROOT / "assets" / "model" / "default.npz").resolve())
+    summary, matrix, per_class, counts, *_ = client.predict(model, str((data / "datasets" / "mini").resolve()),
+                                                            0, False, api_name="/evaluate")
+    assert "Accuracy 100.0%" in summary and "on 4 of 5 images" in summary and "1 labelled none" in summary
+    assert os.path.getsize(matrix) > 10_000
+    rows = {r[0]: r for r in per_class["data"]}
+    assert rows["cat 猫"][1] == 1 and rows["cat 猫"][3] == 1.0
+    # Direct API calls cannot reach other folders (the dropdown's choices, then confine(), refuse them).
+    for outside in ("/etc", str(data / "datasets" / ".." / "..")):
+        with pytest.raises(Exception, match="outside the folders|not in the list of choices"):
+            client.predict(model, outside, 0, False, api_name="/evaluate")
+
+
 def test_browser_upload_shows_top5(app_url, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -106,7 +127,7 @@ def test_browser_upload_shows_top5(app_url, tmp_path):
         browser = p.chromium.launch(executable_path=shutil.which("chromium"),
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         page = browser.new_page(locale="en-US")
-        page.goto(app_url)
+        page.goto(app_url[0])
         page.set_input_files("input[type=file]", str(EXAMPLES / "butterfly.jpg"))
         page.get_by_text("butterfly 蝴蝶").first.wait_for(timeout=30_000)
         page.get_by_text("ms", exact=False).first.wait_for(timeout=10_000)

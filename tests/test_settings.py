@@ -1,0 +1,25 @@
+import os
+
+import pytest
+
+from settings import PathNotAllowed, Settings, confine
+
+
+def test_settings_from_env(tmp_path):
+    s = Settings.from_env({"DATA_DIR": str(tmp_path), "ZHIPUAI_API_KEY": "sk-secret", "LOW_CONFIDENCE": "0.3"})
+    assert s.data_dir == tmp_path and s.data_roots == (tmp_path / "datasets",) and s.low_confidence == 0.3
+    assert "sk-secret" not in repr(s)
+    two = Settings.from_env({"DATA_ROOTS": os.pathsep.join(["/a", "/b"])})
+    assert [str(r) for r in two.data_roots] == ["/a", "/b"]
+
+
+def test_confine_refuses_dotdot_and_symlink_escape(tmp_path):
+    root = tmp_path / "root"
+    (root / "set").mkdir(parents=True)
+    (tmp_path / "secret").mkdir()
+    os.symlink(tmp_path / "secret", root / "link")
+    assert confine(root / "set", [root]) == (root / "set").resolve()
+    assert confine("set", [root]) == (root / "set").resolve()
+    for bad in (root / ".." / "secret", "../secret", root / "link", "/etc"):
+        with pytest.raises(PathNotAllowed, match="outside the folders"):
+            confine(bad, [root])
