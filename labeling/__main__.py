@@ -1,0 +1,139 @@
+"""``python -m labeling {import,autolabel,suspects,export,stats}``: the label store from the command line.
+
+  import     add a folder of images (flat testdata/<n>.jpg or class folders) and an optional results.json
+  autolabel  ask GLM-4V (or any OpenAI-compatible vision endpoint) for the images without an LLM label
+  suspects   rank images by how likely their label is wrong (CSV)
+  export     current labels as results.json (original format), optionally the full history as CSV
+  stats      review progress
+"""
+
+import argparse
+import csv
+import json
+import os
+import signal
+import sys
+import threading
+
+from tqdm import tqdm
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m labeling", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    im = sub.add_parser("import", help="add images and labels to the store")
+    im.add_argument("--db", required=True, help="label database (SQLite file; created if missing)")
+    im.add_argument("--images", required=True, help="folder of images")
+    im.add_argument("--labels", help="results.json {image stem: label or null}; default: class folder names")
+    au = sub.add_parser("autolabel", help="label images with GLM-4V")
+    au.add_argument("--db", required=True)
+    au.add_argument("--base-url", default=os.environ.get("GLM_BASE_URL", "https://open.bigmodel.cn/api/paas/v4/"),
+                    help="OpenAI-compatible endpoint (default: %(default)s)")
+    au.add_argument("--model", default=os.environ.get("GLM_MODEL", "glm-4.6v-flash"), help="default: %(default)s")
+    au.add_argument("--concurrency", type=int, default=2, help="requests at a time (default: %(default)s)")
+    au.add_argument("--limit", type=int, help="label at most N images (try before spending)")
+    au.add_argument("--no-data-prefix", action="store_true",
+                    help="send raw base64 without the data:image/jpeg;base64, prefix (as Zhipu's own example)")
+    au.add_argument("--timeout", type=float, default=60, help="seconds per request (default: %(default)s)")
+    au.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds (default: %(default)s)")
+    su = sub.add_parser("suspects", help="rank images by how likely their label is wrong")
+    su.add_argument("--db", required=True)
+    su.add_argument("--model", help="model file; default: the app's default model")
+    su.add_argument("--top", type=int, default=100, help="rows to write (default: %(default)s)")
+    su.add_argument("--out", required=True, help="suspects.csv")
+    ex = sub.add_parser("export", help="write current labels (and history)")
+    ex.add_argument("--db", required=True)
+    ex.add_argument("--out", required=True, help="results.json")
+    ex.add_argument("--csv", help="also write the full label history as CSV")
+    st = sub.add_parser("stats", help="review progress")
+    st.add_argument("--db", required=True)
+    return p.parse_args(argv)
+
+
+def do_import(store, args):
+    result = store.import_folder(args.images, args.labels)
+    print(f"{result['images']} images ({result['added']} new), {result['labels_added']} labels added")
+    if result["labels_without_image"]:
+        print(f"{len(result['labels_without_image'])} labels have no image, e.g. "
+              f"{result['labels_without_image'][:5]}", file=sys.stderr)
+    if result["images_without_label"]:
+        print(f"{len(result['images_without_label'])} images have no label, e.g. "
+              f"{result['images_without_label'][:5]}", file=sys.stderr)
+
+
+def do_autolabel(store, args):
+    from labeling.glm import BatchStopped, GLMLabeler, autolabel
+
+    try:
+        labeler = GLMLabeler(os.environ.get("ZHIPUAI_API_KEY", ""), args.base_url, args.model,
+                             data_prefix=not args.no_data_prefix, timeout=args.timeout, backoff=args.backoff)
+    except BatchStopped as e:
+        sys.exit(f"error: {e}")
+    cancel = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: cancel.set())  # Ctrl+C: finish the requests in flight, then stop
+    bar = tqdm(desc="autolabel", unit="img")
+
+    def progress(done, total, rate, eta):
+        bar.total = total
+        bar.update(done - bar.n)
+
+    summary = autolabel(store, labeler, args.limit, args.concurrency, progress, cancel)
+    bar.close()
+    print(json.dumps({k: v for k, v in summary.items() if k != "errors"}))
+    for line in summary.get("errors", [])[:10]:
+        print(f"failed: {line}", file=sys.stderr)
+    if summary["stopped"]:
+        sys.exit(f"stopped: {summary['stopped']}")
+
+
+def do_suspects(store, args):
+    from classifier.model import Classifier
+    from labeling.suspects import predict_store, rank
+
+    clf = Classifier.load(args.model)
+    bar = tqdm(desc="predict", unit="img")
+    probs = predict_store(store, clf, progress=lambda i, n: (setattr(bar, "total", n), bar.update(i - bar.n)))
+    bar.close()
+    rows = rank(store.state(), probs, clf.classes)[: args.top]
+    fields = ["key", "path", "current_label", "source", "predicted", "p_label", "p_predicted", "rank"]
+    with open(args.out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({"key": r["key"], "path": r["file"], "current_label": r["label"], "source": r["source"],
+                             "predicted": r["predicted"], "p_label": _fmt(r["p_label"]),
+                             "p_predicted": _fmt(r["p_predicted"]), "rank": r["rank"]})
+    print(f"{len(rows)} suspects written to {args.out}")
+
+
+def do_export(store, args):
+    out = store.export_results(args.out)
+    print(f"{len(out)} labels written to {args.out}")
+    if args.csv:
+        print(f"{store.export_history(args.csv)} events written to {args.csv}")
+
+
+def do_stats(store, args):
+    print(json.dumps(store.stats(), indent=2, ensure_ascii=False))
+
+
+def _fmt(x):
+    return "" if x is None else f"{x:.4f}"
+
+
+def main(argv=None):
+    from evaluation.labels import LabelFileError
+    from labeling.store import LabelStore
+
+    args = parse_args(argv)
+    commands = {"import": do_import, "autolabel": do_autolabel, "suspects": do_suspects, "export": do_export,
+                "stats": do_stats}
+    try:
+        commands[args.command](LabelStore(args.db), args)
+    except (FileNotFoundError, LabelFileError, ValueError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

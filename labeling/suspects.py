@@ -1,0 +1,70 @@
+"""Rank images by how likely their current label is wrong, so reviewers see the likely mistakes first.
+
+A few clear lines of numpy (cleanlab's ideas without its AGPL licence): images whose label the classifier disagrees
+with come first, then images by the classifier's probability for the given label (self-confidence), lowest first.
+Images labelled "none" are suspects when the classifier is sure of a class; images with no usable label (an
+unknown name, an unparseable LLM reply) come first of all, since they need a person anyway.
+"""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from classifier.classes import NONE
+
+
+def model_key(classifier):
+    """Identifies a model's predictions in the cache: its name, file size and modification time."""
+    path = Path(classifier.path) if classifier.path else None
+    stamp = f"{path.stat().st_size}-{path.stat().st_mtime_ns}" if path and path.exists() else ""
+    return hashlib.sha1(f"{classifier.name}|{classifier.path}|{stamp}".encode()).hexdigest()[:16]
+
+
+def predict_store(store, classifier, progress=None, batch_size=32):
+    """Probabilities for every image in the store, computed once per model and cached in the database."""
+    key = model_key(classifier)
+    cached = store.cached_predictions(key)
+    todo = [r for r in store.state() if r["id"] not in cached]
+    fresh = {}
+    for i, (row, (_, probs)) in enumerate(zip(todo, classifier.predict_files([r["file"] for r in todo],
+                                                                             batch_size))):
+        if not isinstance(probs, Exception):
+            fresh[row["id"]] = probs
+        if progress:
+            progress(i + 1, len(todo))
+        if len(fresh) >= 256:
+            store.cache_predictions(key, fresh)
+            cached.update({k: list(v) for k, v in fresh.items()})
+            fresh = {}
+    if fresh:
+        store.cache_predictions(key, fresh)
+        cached.update({k: list(v) for k, v in fresh.items()})
+    return {k: np.asarray(v, np.float32) for k, v in cached.items()}
+
+
+def rank(rows, probs, classes, none_threshold=0.5):
+    """Sort store rows (from ``LabelStore.state``) most suspicious first; adds the scoring fields to each row.
+
+    Added: ``predicted`` (top-1 class), ``p_predicted``, ``p_label`` (the classifier's probability for the
+    current label; for "none", one minus its top probability), ``disagree`` and ``rank`` (1 = most suspicious).
+    """
+    out = []
+    for row in rows:
+        p = probs.get(row["id"])
+        row = dict(row, predicted=None, p_predicted=None, p_label=None, disagree=False)
+        if p is not None:
+            top = int(p.argmax())
+            row.update(predicted=classes[top], p_predicted=float(p[top]))
+            label = row["label"]
+            if label in classes:
+                row.update(p_label=float(p[classes.index(label)]), disagree=classes[top] != label)
+            elif label == NONE:
+                row.update(p_label=1 - float(p[top]), disagree=float(p[top]) >= none_threshold)
+        out.append(row)
+    # No usable label first, then disagreements, then by self-confidence (lowest first).
+    out.sort(key=lambda r: (r["label"] in classes or r["label"] == NONE, not r["disagree"],
+                            r["p_label"] if r["p_label"] is not None else 1.0, r["key"]))
+    for i, row in enumerate(out, 1):
+        row["rank"] = i
+    return out

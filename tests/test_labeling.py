@@ -1,0 +1,233 @@
+"""The label store, import/export, undo and leases, and the GLM auto-labeler against a real local HTTP server."""
+
+import csv
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+from classifier.classes import NONE
+from conftest import FIXTURES, ROOT
+from evaluation.labels import LabelFileError, parse_label
+from fake_openai import FakeGLM, error, ok, sleep
+from labeling.glm import BatchStopped, GLMLabeler, autolabel, encode_image, parse_reply
+from labeling.store import LabelStore
+
+KEY = "sk-test-0123456789-SECRET"
+
+
+def make_images(folder, keys):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, key in enumerate(keys):
+        Image.new("RGB", (8, 8), (i * 37 % 256, i * 91 % 256, (i // 7) * 53 % 256)).save(folder / f"{key}.png")
+    return folder
+
+
+@pytest.fixture()
+def store(tmp_path):
+    return LabelStore(tmp_path / "labels.db")
+
+
+def test_import_export_round_trip_on_the_original_excerpt(store, tmp_path):
+    labels_file = FIXTURES / "seed_results_excerpt.json"
+    original = json.loads(labels_file.read_text())
+    images = make_images(tmp_path / "testdata", list(original)[:-3] + ["extra"])  # 3 labels lack an image
+    result = store.import_folder(images, labels_file)
+    assert result["added"] == len(original) - 2 and result["labels_added"] == len(original) - 3
+    assert len(result["labels_without_image"]) == 3 and result["images_without_label"] == ["extra"]
+    again = store.import_folder(images, labels_file)
+    assert again["added"] == 0 and again["labels_added"] == 0  # idempotent
+    exported = store.export_results(tmp_path / "out.json")
+    for key, value in original.items():
+        if key in exported:
+            assert parse_label(exported[key]) == parse_label(value), key
+    assert exported[next(k for k, v in original.items() if v in ("ragno", "spider") and k in exported)] == "spider"
+    assert exported[next(k for k, v in original.items() if v == "null")] == "null"
+    assert exported[next(k for k, v in original.items() if v == "quail")] == "quail"  # unresolved, as it came
+    assert store.export_history(tmp_path / "history.csv") == len(original) - 3
+
+
+def test_bad_label_file_imports_nothing(store, tmp_path):
+    images = make_images(tmp_path / "imgs", ["1", "2"])
+    bad = tmp_path / "results.json"
+    bad.write_text('{"1": "cat", "2": ["dog"]}')
+    with pytest.raises(LabelFileError, match="label of '2'"):
+        store.import_folder(images, bad)
+    assert store.stats()["total"] == 0
+
+
+def test_decisions_accept_correct_undo(store, tmp_path):
+    images = make_images(tmp_path / "imgs", ["1", "2", "3"])
+    (tmp_path / "r.json").write_text(json.dumps({"1": "cat", "2": "cat", "3": "null"}))
+    store.import_folder(images, tmp_path / "r.json")
+    ids = {r["key"]: r["id"] for r in store.state()}
+    store.decide(ids["1"], "dog", "ann")
+    store.decide(ids["2"], "cat", "ann")
+    by_key = {r["key"]: r for r in store.state()}
+    assert (by_key["1"]["label"], by_key["1"]["status"]) == ("dog", "corrected")
+    assert (by_key["2"]["label"], by_key["2"]["status"]) == ("cat", "accepted")
+    assert by_key["3"]["label"] == NONE and by_key["3"]["status"] == "unreviewed"
+    assert store.undo("ann") == [ids["2"]]
+    assert store.undo("ann") == [ids["1"]]
+    by_key = {r["key"]: r for r in store.state()}
+    assert by_key["1"]["label"] == "cat" and by_key["1"]["status"] == "unreviewed"  # back to unreviewed
+    undo_events = store.query("SELECT label, undoes FROM events WHERE undoes IS NOT NULL ORDER BY id")
+    assert [e["label"] for e in undo_events] == ["cat", "cat"] and all(e["undoes"] for e in undo_events)
+    batch = store.accept_many([ids["1"], ids["2"], ids["3"]], "bob")
+    assert store.stats()["accepted"] == 3 and batch
+    assert sorted(store.undo("bob")) == sorted(ids.values())  # one undo reverts the whole batch
+    assert store.stats()["reviewed"] == 0
+    with pytest.raises(ValueError):
+        store.decide(ids["1"], "wolf", "ann")
+
+
+def test_two_reviewers_get_different_images_and_lose_nothing(store, tmp_path):
+    images = make_images(tmp_path / "imgs", [str(i) for i in range(40)])
+    store.import_folder(images)
+    order = [r["id"] for r in sorted(store.state(), key=lambda r: r["id"])]
+    decided = {"ann": [], "bob": []}
+
+    def review(name):
+        # Each reviewer has its own connection per call, as two app sessions or processes would.
+        while True:
+            since = time.time()
+            todo = [r["id"] for r in LabelStore(store.path).state() if r["status"] == "unreviewed"]
+            image = store.claim_next([i for i in order if i in todo], name, since)
+            if image is None:
+                return
+            store.decide(image, "cat", name)
+            decided[name].append(image)
+
+    threads = [threading.Thread(target=review, args=(n,)) for n in decided]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(decided["ann"] + decided["bob"]) == sorted(order)  # every image once: none lost, none twice
+    assert decided["ann"] and decided["bob"]
+    assert store.query("SELECT COUNT(*) AS n FROM events WHERE source = 'human'")[0]["n"] == 40
+
+
+@pytest.mark.parametrize("reply, label", [
+    ("dog", "dog"), ("Dog.", "dog"), ("```json\n{\"label\": \"cat\"}\n```", "cat"), ("这是一只猫。", "cat"),
+    ("The photo shows a sheep grazing in a field.", "sheep"), ("ragno", "spider"), ("none", NONE),
+    ("无", NONE), ("It could be a cat or a dog.", None), ("I cannot tell.", None), ("", None),
+])
+def test_parse_reply(reply, label):
+    assert parse_reply(reply) == label
+
+
+@pytest.fixture()
+def glm():
+    server = FakeGLM()
+    yield server
+    server.stop()
+
+
+def setup_batch(tmp_path, n):
+    store = LabelStore(tmp_path / "labels.db")
+    images = make_images(tmp_path / "imgs", [str(i) for i in range(n)])
+    store.import_folder(images)
+    payloads = {r["key"]: encode_image(r["file"]) for r in store.state()}
+    return store, payloads
+
+
+def llm_labels(store):
+    return {r["key"]: (r["llm_label"], r["llm_status"]) for r in store.state()}
+
+
+def test_autolabel_replies_retries_and_filters(glm, tmp_path):
+    store, b64 = setup_batch(tmp_path, 7)
+    glm.script(b64["0"], ok("dog"))
+    glm.script(b64["1"], ok("```\ncat\n```"))
+    glm.script(b64["2"], ok("这是一头牛"))
+    glm.script(b64["3"], ok("I am not sure what this is"))
+    glm.script(b64["4"], error(429, "1302", "rate limited"), error(429, "1302", "rate limited"), ok("horse"))
+    glm.script(b64["5"], error(400, "1301", "unsafe content"))
+    glm.script(b64["6"], ok("", finish_reason="sensitive"))
+    labeler = GLMLabeler(KEY, glm.url, "glm-4.6v-flash", backoff=0.01)
+    summary = autolabel(store, labeler, concurrency=2)
+    assert llm_labels(store) == {"0": ("dog", "ok"), "1": ("cat", "ok"), "2": ("cow", "ok"),
+                                 "3": (None, "unparseable"), "4": ("horse", "ok"), "5": (None, "content_filter"),
+                                 "6": (None, "sensitive")}
+    assert summary["retries"] == 2 and summary["labelled"] == 4 and summary["failed"] == 0
+    assert glm.calls[_d(b64["5"])] == 1  # content filter: never retried
+    assert all(r["prefixed"] for r in glm.requests) and "squirrel" in glm.requests[0]["text"]
+    raw = store.query("SELECT raw_reply, model, prompt_version FROM events WHERE source = 'llm' ORDER BY id")
+    assert raw[0]["model"] == "glm-4.6v-flash" and raw[0]["prompt_version"]
+    # Resumable: nothing left to do, no request sent.
+    before = len(glm.requests)
+    assert autolabel(store, labeler)["total"] == 0 and len(glm.requests) == before
+
+
+def _d(b64):
+    import base64
+    import hashlib
+    return hashlib.sha1(base64.b64decode(b64)).hexdigest()
+
+
+@pytest.mark.parametrize("response, words", [
+    (error(429, "1113", "余额不足"), "no balance"),
+    (error(401, "1002", f"invalid api key {KEY}"), "Check ZHIPUAI_API_KEY"),
+    (error(400, "1211", "model not found"), "model name"),
+])
+def test_autolabel_stops_on_fatal_codes_without_leaking_the_key(glm, tmp_path, response, words):
+    store, b64 = setup_batch(tmp_path, 4)
+    for payload in b64.values():
+        glm.script(payload, response)
+    summary = autolabel(store, GLMLabeler(KEY, glm.url, "m", backoff=0.01), concurrency=1)
+    assert words in summary["stopped"] and KEY not in json.dumps(summary)
+    assert len(glm.requests) == 1  # stopped at once, no retry of a fatal code
+    assert all(v == (None, None) for v in llm_labels(store).values())
+    headers = {k.lower(): v for k, v in glm.requests[0]["headers"].items()}
+    assert headers["authorization"] == f"Bearer {KEY}"  # sent only as the header
+
+
+def test_timeouts_and_a_server_that_dies_mid_batch_lose_nothing(glm, tmp_path):
+    store, b64 = setup_batch(tmp_path, 6)
+    glm.script(b64["0"], sleep(2, ok("dog")), ok("cat"))  # first attempt times out, the retry answers
+    labeler = GLMLabeler(KEY, glm.url, "m", timeout=0.5, backoff=0.01, max_attempts=2)
+    done = autolabel(store, labeler, limit=3, concurrency=1)
+    assert done["labelled"] == 3 and llm_labels(store)["0"] == ("cat", "ok")
+    glm.stop()  # the server dies; the rest fail after their retries and are not recorded
+    dead = autolabel(store, GLMLabeler(KEY, glm.url, "m", timeout=0.5, backoff=0.01, max_attempts=2))
+    assert dead["failed"] == 3 and dead["labelled"] == 0
+    assert sum(v[1] == "ok" for v in llm_labels(store).values()) == 3  # finished labels kept
+    revived = FakeGLM()
+    try:
+        rerun = autolabel(store, GLMLabeler(KEY, revived.url, "m", backoff=0.01))
+        assert rerun["total"] == 3 and rerun["labelled"] == 3  # resumed: only the missing ones
+    finally:
+        revived.stop()
+    assert all(v == ("dog", "ok") or k == "0" for k, v in llm_labels(store).items())
+
+
+def test_no_key_is_a_clear_error():
+    with pytest.raises(BatchStopped, match="ZHIPUAI_API_KEY"):
+        GLMLabeler("", "http://127.0.0.1:9/", "m")
+
+
+def test_cli_import_autolabel_export_without_leaking_the_key(glm, tmp_path):
+    images = make_images(tmp_path / "imgs", ["1", "2", "3"])
+    db, env = tmp_path / "l.db", {"ZHIPUAI_API_KEY": KEY, "PATH": "/usr/bin:/bin"}
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "labeling", *args], cwd=ROOT, capture_output=True, text=True,
+                           env={**env, "PYTHONPATH": str(ROOT)}, timeout=300)
+        assert KEY not in r.stdout + r.stderr
+        return r
+
+    assert cli("import", "--db", str(db), "--images", str(images)).returncode == 0
+    r = cli("autolabel", "--db", str(db), "--base-url", glm.url, "--limit", "2", "--backoff", "0.01")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["labelled"] == 2
+    r = cli("export", "--db", str(db), "--out", str(tmp_path / "o.json"), "--csv", str(tmp_path / "h.csv"))
+    assert r.returncode == 0 and json.loads((tmp_path / "o.json").read_text()) == {"1": "dog", "2": "dog"}
+    history = (tmp_path / "h.csv").read_text() + db.read_bytes().decode("latin-1")
+    assert KEY not in history
+    stats = json.loads(cli("stats", "--db", str(db)).stdout)
+    assert stats["total"] == 3 and stats["llm_labelled"] == 2 and stats["reviewed"] == 0
