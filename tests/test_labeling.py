@@ -231,3 +231,47 @@ def test_cli_import_autolabel_export_without_leaking_the_key(glm, tmp_path):
     assert KEY not in history
     stats = json.loads(cli("stats", "--db", str(db)).stdout)
     assert stats["total"] == 3 and stats["llm_labelled"] == 2 and stats["reviewed"] == 0
+
+
+def test_rank_puts_likely_wrong_labels_first():
+    import numpy as np
+
+    from classifier.classes import CLASSES
+    from labeling.suspects import rank
+
+    def p(c, v):
+        r = np.full(10, (1 - v) / 9, np.float32)
+        r[CLASSES.index(c)] = v
+        return r
+
+    rows = [{"id": 1, "key": "a", "label": "cat"}, {"id": 2, "key": "b", "label": "dog"},
+            {"id": 3, "key": "c", "label": "cat"}, {"id": 4, "key": "d", "label": "none"},
+            {"id": 5, "key": "e", "label": "other: wolf"}, {"id": 6, "key": "f", "label": "cow"}]
+    probs = {1: p("cat", .99), 2: p("cat", .9), 3: p("cat", .4), 4: p("horse", .95), 5: p("dog", .9),
+             6: p("cow", .6)}
+    ranked = rank(rows, probs, CLASSES)
+    assert [r["key"] for r in ranked] == ["e", "b", "d", "c", "f", "a"]
+    assert ranked[1]["predicted"] == "cat" and ranked[1]["disagree"] and ranked[1]["rank"] == 2
+    assert ranked[-1]["p_label"] == pytest.approx(0.99)
+
+
+def test_suspects_cli_caches_predictions(tmp_path):
+    import shutil
+
+    from conftest import EXAMPLES
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for c in ("cat", "dog", "sheep"):
+        shutil.copy(EXAMPLES / f"{c}.jpg", images / f"{c}.jpg")
+    (tmp_path / "r.json").write_text(json.dumps({"cat": "dog", "dog": "dog", "sheep": "sheep"}))
+    db = tmp_path / "l.db"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "labeling", *a], cwd=ROOT, capture_output=True,  # noqa
+                                    text=True, timeout=300)
+    assert run("import", "--db", str(db), "--images", str(images), "--labels", str(tmp_path / "r.json")).returncode == 0
+    r = run("suspects", "--db", str(db), "--top", "2", "--out", str(tmp_path / "s.csv"))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert list(rows[0]) == ["key", "path", "current_label", "source", "predicted", "p_label", "p_predicted", "rank"]
+    assert rows[0]["key"] == "cat" and rows[0]["predicted"] == "cat" and rows[0]["current_label"] == "dog"
+    assert len(rows) == 2
+    assert LabelStore(db).query("SELECT COUNT(*) AS n FROM predictions")[0]["n"] == 3
