@@ -1,6 +1,7 @@
 """The web app: compose the tabs, read settings, launch.  Run ``python app.py`` and open http://127.0.0.1:7860."""
 
 import os
+from pathlib import Path
 
 import gradio as gr
 
@@ -8,7 +9,11 @@ from classifier import tab as classify_tab
 from classifier.serving import ModelSlot
 from evaluation import tab as evaluate_tab
 from i18n import T
+from labeling import tab as review_tab
 from settings import Settings
+
+
+HOTKEYS = (Path(__file__).resolve().parent / "assets" / "hotkeys.js").read_text()
 
 
 def build_app(settings=None):
@@ -18,10 +23,18 @@ def build_app(settings=None):
     with gr.Blocks(title="Animals-10 studio", delete_cache=(3600, 3600)) as demo:  # uploads kept <= 2 h
         gr.Markdown(T("title"), elem_classes="title")
         gr.Markdown(T("subtitle"))
-        with gr.Tab(T("tab_classify")):
-            classify_tab.build(slot, settings, T)
-        with gr.Tab(T("tab_evaluate")):
-            evaluate_tab.build(settings, T)
+        with gr.Tabs() as tabs:
+            with gr.Tab(T("tab_classify"), id="classify"):
+                classify_tab.build(slot, settings, T)
+            with gr.Tab(T("tab_review"), id="review"):
+                _, review_filters = review_tab.build(settings, slot, T)
+            with gr.Tab(T("tab_evaluate"), id="evaluate"):
+                cell, open_review = evaluate_tab.build(settings, T)
+        # "Open these in the review queue": the Evaluate tab's selected cell becomes the Review tab's filters.
+        open_review.click(lambda c: (gr.Dropdown(value=c[0] if c else "all"), gr.Dropdown(value=c[1] if c else "all"),
+                                     gr.Dropdown(value="all"), gr.Tabs(selected="review")),
+                          cell, [review_filters["label"], review_filters["predicted"], review_filters["status"], tabs],
+                          api_visibility="private")
     demo.slot = slot
     return demo
 
@@ -34,7 +47,7 @@ def main():
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860),
         max_file_size=f"{settings.max_upload_mb}mb", i18n=T, allowed_paths=[str(settings.data_dir)], footer_links=["api", "settings"],
-        css=".title {font-size: 1.4em; font-weight: 600}")
+        css=".title {font-size: 1.4em; font-weight: 600}", head=f"<script>{HOTKEYS}</script>")
 
 
 if __name__ == "__main__":

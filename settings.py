@@ -31,6 +31,14 @@ class Settings:
     max_upload_mb: int = 20
     data_roots: tuple = ()
 
+    def datasets(self):
+        """Every sub-folder of the data roots, as ``[(root name/folder name, absolute path)]`` for a dropdown."""
+        out = []
+        for root in map(Path, self.data_roots):
+            if root.is_dir():
+                out += [(f"{root.name}/{d.name}", str(d.resolve())) for d in sorted(root.iterdir()) if d.is_dir()]
+        return out
+
     @classmethod
     def from_env(cls, env=None):
         """Build settings from ``env`` (default ``os.environ``); unset variables keep their defaults."""

@@ -52,6 +52,19 @@ def decode_with_info(source, size=224):
     return pixels, info
 
 
+def thumbnail(source, max_side=800):
+    """An RGB PIL image for display, aspect ratio kept, longest side at most ``max_side`` (EXIF applied)."""
+    img = _open(source)
+    try:
+        if img.format == "JPEG":
+            img.draft("RGB", (max_side, max_side))
+        img = ImageOps.exif_transpose(img)
+        img.thumbnail((max_side, max_side))
+        return Image.fromarray(_resize_rgb(img, None).astype(np.uint8))
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ImageError(f"The image could not be decoded ({_reason(e)}).") from None
+
+
 def is_image_file(path):
     """True when ``path`` has one of the image extensions the decode reads (case-insensitive)."""
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
@@ -110,21 +123,22 @@ def _open_file(source):
 
 
 def _resize_rgb(img, size):
-    """Any PIL mode -> bilinear-resized RGB float32 0-255, keeping the full range of high-bit-depth images."""
+    """Any PIL mode -> RGB float32 0-255 resized bilinearly to ``size`` (None: kept), keeping the full range of
+    high-bit-depth images."""
     if img.mode in _HIGH_BIT_MODES:
         # PIL's own I;16 -> RGB conversion clips at 255; scale 16-bit to 0-255 instead and resize in float.
         a = np.asarray(img, dtype=np.float32)
         if img.mode != "F" and (img.mode.startswith("I;16") or a.max() > 255):
             a = a / 257.0
         gray = Image.fromarray(np.clip(a, 0, 255).astype(np.float32), mode="F")
-        out = np.asarray(gray.resize((size, size), Image.BILINEAR), dtype=np.float32)
+        out = np.asarray(gray.resize((size, size), Image.BILINEAR) if size else gray, dtype=np.float32)
         return np.repeat(out[..., None], 3, axis=-1)
     if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
         # Transparent web PNGs: put them on white rather than on whatever colour the hidden pixels hold.
         rgba = img.convert("RGBA")
         img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     rgb = img.convert("RGB")
-    if rgb.size != (size, size):
+    if size is not None and rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.BILINEAR)
     return np.asarray(rgb, dtype=np.float32)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from classifier.classes import CLASSES, display_name
-from classifier.images import ImageError, decode
+from classifier.images import ImageError, thumbnail
 from settings import PathNotAllowed, confine
 
 from .run import run as run_evaluation
@@ -24,16 +24,6 @@ def model_choices(settings):
     runs = sorted((settings.data_dir / "runs").glob("*/model.keras"), key=lambda p: -p.stat().st_mtime)
     return [("default: " + Path(settings.model_path).name, str(Path(settings.model_path).resolve()))] + \
         [(f"run: {p.parent.name}", str(p.resolve())) for p in runs]
-
-
-def dataset_choices(settings):
-    """Every sub-folder of the configured data roots, as ``[(name, path)]``."""
-    out = []
-    for root in settings.data_roots:
-        if Path(root).is_dir():
-            out += [(f"{Path(root).name}/{d.name}", str(d.resolve())) for d in sorted(Path(root).iterdir())
-                    if d.is_dir()]
-    return out
 
 
 def evaluate_set(settings, model_path, dataset, threshold=None, tta=False, progress=None):
@@ -102,7 +92,7 @@ def cell_images(out_dir, label, predicted, limit=48):
     out = []
     for r in rows[:limit]:
         try:
-            thumb = decode(r["path"], 160).astype(np.uint8)
+            thumb = thumbnail(r["path"], 200)
         except ImageError:
             continue
         out.append((thumb, f"{r['key']} · {predicted} {float(r['score']):.2f} · p({label}) {float(r['p_label']):.2f}"))
@@ -116,7 +106,7 @@ def build(settings, T=None):
                 f"`{', '.join(map(str, settings.data_roots))}`.")
     with gr.Row():
         model = gr.Dropdown(model_choices(settings), value=model_choices(settings)[0][1], label="Model")
-        dataset = gr.Dropdown(dataset_choices(settings), label="Test set", allow_custom_value=False)
+        dataset = gr.Dropdown(settings.datasets(), label="Test set", allow_custom_value=False)
         threshold = gr.Slider(0, 1, value=0, step=0.01,
                               label="'None of the 10' threshold (0 = the model's calibrated one, if any)")
         tta = gr.Checkbox(label="Mirror TTA", value=False)
@@ -129,6 +119,8 @@ def build(settings, T=None):
     counts = gr.Dataframe(label="Counts", interactive=False)
     cell_title = gr.Markdown()
     gallery = gr.Gallery(label="Images in the selected cell", columns=8, height=400)
+    open_review = gr.Button("Open this cell in the review queue (label → predicted)", size="sm")
+    cell = gr.State(None)
     per_class = gr.Dataframe(label="Per class", interactive=False)
     out_state = gr.State(None)
 
@@ -140,14 +132,16 @@ def build(settings, T=None):
 
     def on_select(out, evt: gr.SelectData):
         if not out or not evt.index or evt.index[1] == 0:
-            return "", []
+            return "", [], None
         label, predicted = CLASSES[evt.index[0]], CLASSES[evt.index[1] - 1]
         images = cell_images(out, label, predicted)
-        return f"**label {display_name(label)} → predicted {display_name(predicted)}**: {len(images)} images", images
+        return (f"**label {display_name(label)} → predicted {display_name(predicted)}**: {len(images)} images",
+                images, (label, predicted))
 
     start.click(on_run, [model, dataset, threshold, tta],
                 [summary, matrix_image, per_class, counts, out_state, cell_title, gallery],
                 concurrency_limit=1, api_name="evaluate")
-    counts.select(on_select, out_state, [cell_title, gallery], api_visibility="private")
-    refresh.click(lambda: (gr.Dropdown(choices=model_choices(settings)), gr.Dropdown(choices=dataset_choices(settings))),
+    counts.select(on_select, out_state, [cell_title, gallery, cell], api_visibility="private")
+    refresh.click(lambda: (gr.Dropdown(choices=model_choices(settings)), gr.Dropdown(choices=settings.datasets())),
                   None, [model, dataset], api_visibility="private", queue=False)
+    return cell, open_review

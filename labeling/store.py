@@ -267,6 +267,19 @@ class LabelStore:
                     return image_id
         return None
 
+    def claim(self, image_id, holder, ttl=LEASE_SECONDS):
+        """Lease one given image (going back, or after an undo); False if another reviewer holds it."""
+        now = time.time()
+        with self.transaction() as con:
+            other = con.execute("SELECT holder FROM leases WHERE image_id = ? AND holder != ? AND expires_at >= ?",
+                                (image_id, holder, now)).fetchone()
+            if other:
+                return False
+            con.execute("DELETE FROM leases WHERE holder = ?", (holder,))
+            con.execute("INSERT OR REPLACE INTO leases (image_id, holder, expires_at) VALUES (?, ?, ?)",
+                        (image_id, holder, now + ttl))
+            return True
+
     def release(self, holder):
         with self.transaction() as con:
             con.execute("DELETE FROM leases WHERE holder = ?", (holder,))

@@ -1,0 +1,20 @@
+// Review-tab keyboard shortcuts: 1-9 and 0 pick a class, n = none, Enter = accept, arrows = previous/next,
+// Ctrl+Z = undo. They click the tab's own buttons, so every shortcut goes through the same server-side checks.
+document.addEventListener("keydown", (event) => {
+  const target = event.target;
+  if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
+  if (!document.getElementById("review-panel") || !document.getElementById("review-panel").offsetParent) return;
+  let id = null;
+  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") id = "rv-undo";
+  else if (event.ctrlKey || event.metaKey || event.altKey) return;
+  else if (/^[0-9]$/.test(event.key)) id = "rv-class-" + event.key;
+  else if (event.key === "n" || event.key === "N") id = "rv-none";
+  else if (event.key === "Enter") id = "rv-accept";
+  else if (event.key === "ArrowLeft") id = "rv-prev";
+  else if (event.key === "ArrowRight") id = "rv-next";
+  const button = id && document.getElementById(id);
+  if (button) {
+    event.preventDefault();
+    button.click();
+  }
+});

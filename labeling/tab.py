@@ -1,0 +1,343 @@
+"""The Review tab: the suspects-first queue, one-key decisions, undo, bulk accept, import, auto-label, export.
+
+The tab composes :mod:`labeling.store`, :mod:`labeling.suspects` and :mod:`labeling.glm`; every change to labels
+is checked server-side (reviewer name, and ``ADMIN_PASSWORD`` when set), so direct API calls get no further than
+the buttons do.
+"""
+
+import hmac
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from classifier.classes import CLASSES, NONE, display_name
+from classifier.images import ImageError, thumbnail
+from evaluation.labels import OTHER
+from settings import PathNotAllowed, confine
+
+from .glm import BatchStopped, GLMLabeler, autolabel
+from .store import LabelStore
+from .suspects import model_key, predict_store, rank
+
+KEYS = [str((i + 1) % 10) for i in range(10)]  # 1..9 then 0, in class order
+STATUSES = ["all", "unreviewed", "accepted", "corrected"]
+SORTS = ["suspicion", "model confidence", "key"]
+
+
+class Review:
+    """Server-side logic of the tab, one instance per app (the store is shared by all sessions)."""
+
+    def __init__(self, settings, slot):
+        self.settings, self.slot = settings, slot
+        self.store = LabelStore(settings.data_dir / "labels.db")
+        self.autolabel_cancel, self.autolabel_lock = threading.Event(), threading.Lock()
+
+    # -- checks ------------------------------------------------------------------------------------------------
+
+    def check(self, session, password):
+        if self.settings.admin_password and not hmac.compare_digest(password or "", self.settings.admin_password):
+            raise gr.Error("Changing labels needs the admin password (ADMIN_PASSWORD is set on this app).")
+        if not session or not session.get("reviewer"):
+            raise gr.Error("Enter your name and press Start first: every decision records who made it.")
+
+    # -- queue -------------------------------------------------------------------------------------------------
+
+    def ranked(self):
+        clf = self.slot.get()
+        return rank(self.store.state(), predict_store(self.store, clf), clf.classes)
+
+    def queue(self, status="all", label="all", predicted="all", llm_only=False, sort="suspicion"):
+        rows = self.ranked()
+        if status != "all":
+            rows = [r for r in rows if r["status"] == status]
+        if label != "all":
+            rows = [r for r in rows if (r["label"] or "").startswith(OTHER)] if label == "other" else \
+                [r for r in rows if r["label"] == label]
+        if predicted != "all":
+            rows = [r for r in rows if r["predicted"] == predicted]
+        if llm_only:
+            rows = [r for r in rows if r["llm_label"] == NONE or r["llm_status"] in
+                    ("unparseable", "content_filter", "sensitive")]
+        if sort == "model confidence":
+            rows.sort(key=lambda r: r["p_predicted"] if r["p_predicted"] is not None else 0)
+        elif sort == "key":
+            rows.sort(key=lambda r: r["key"])
+        return rows
+
+    def next_image(self, session, filters):
+        since = time.time()
+        rows = self.queue(*filters)
+        seen = set(session["history"])
+        image = self.store.claim_next([r["id"] for r in rows if r["id"] not in seen], session["holder"], since)
+        return image, len(rows)
+
+    # -- views -------------------------------------------------------------------------------------------------
+
+    def view(self, image_id, queue_size=None):
+        """(photo path, details markdown, progress markdown) for one image."""
+        if image_id is None:
+            return None, "**Nothing left in this queue.** Change the filters, or import images.", self.progress()
+        row = next(r for r in self.ranked() if r["id"] == image_id)
+        clf = self.slot.get()
+        probs = self.store.cached_predictions(model_key(clf)).get(image_id)
+        top3 = ", ".join(f"{display_name(c)} {p:.0%}" for c, p in clf.top_k(np.asarray(probs), 3)) if probs else "-"
+        label = row["label"]
+        shown = display_name(label) if label in CLASSES else ("none of the 10" if label == NONE else label or "—")
+        lines = [f"### {shown}",
+                 f"`{row['key']}` · label from **{row['source'] or 'nobody'}** · {row['status']}"
+                 + (f" by {row['reviewer']}" if row["reviewer"] else ""),
+                 f"**Model:** {top3}" + (" — *disagrees*" if row["disagree"] else ""),
+                 f"**LLM said:** {_llm_line(row)}"]
+        if queue_size is not None:
+            lines.append(f"{queue_size} images in this queue · suspicion rank {row['rank']}")
+        try:
+            picture = thumbnail(row["file"], 900)
+        except ImageError as e:
+            picture, lines = None, lines + [f"⚠️ {e}"]
+        return picture, "\n\n".join(lines), self.progress()
+
+    def progress(self):
+        s = self.store.stats()
+        per = " · ".join(f"{display_name(c) if c in CLASSES else c} {n}" for c, n in sorted(s["per_label"].items()))
+        return (f"**Reviewed {s['reviewed']} / {s['total']}** ({s['accepted']} accepted, {s['corrected']} "
+                f"corrected; {s['changed_from_llm']} changed from the LLM's label) · LLM-labelled "
+                f"{s['llm_labelled']}\n\n{per}")
+
+    # -- bulk accept -------------------------------------------------------------------------------------------
+
+    def bulk_candidates(self, min_confidence):
+        """Unreviewed images whose LLM/import label the model agrees with at ``min_confidence`` or more."""
+        return [r for r in self.ranked() if r["status"] == "unreviewed" and r["label"] in CLASSES
+                and r["predicted"] == r["label"] and (r["p_predicted"] or 0) >= min_confidence]
+
+    # -- auto-label --------------------------------------------------------------------------------------------
+
+    def run_autolabel(self, limit, progress):
+        if not self.autolabel_lock.acquire(blocking=False):
+            raise gr.Error("Auto-labeling is already running.")
+        try:
+            self.autolabel_cancel.clear()
+            labeler = GLMLabeler(self.settings.glm_api_key, self.settings.glm_base_url, self.settings.glm_model)
+            return autolabel(self.store, labeler, limit or None, 2, progress, self.autolabel_cancel)
+        except BatchStopped as e:
+            raise gr.Error(str(e)) from None
+        finally:
+            self.autolabel_lock.release()
+
+
+def _llm_line(row):
+    if row["llm_status"] is None:
+        return "not asked yet"
+    reply = (row["llm_reply"] or "").strip().replace("\n", " ")
+    reply = reply[:300] + ("…" if len(reply) > 300 else "")
+    return f"{row['llm_label'] or row['llm_status']} — “{reply}”"
+
+
+def build(settings, slot, T=None):
+    """Add the Review tab's components and events to the current ``gr.Blocks``; returns the filter dropdowns."""
+    review = Review(settings, slot)
+    session = gr.State(None)
+    has_key = bool(settings.glm_api_key)
+    with gr.Row():
+        reviewer = gr.Textbox(label="Your name (recorded with each decision)", scale=2)
+        password = gr.Textbox(label="Admin password", type="password", visible=bool(settings.admin_password),
+                              scale=1)
+        start = gr.Button("Start reviewing", variant="primary", scale=1)
+    with gr.Accordion("Import, auto-label, export", open=False):
+        with gr.Row():
+            dataset = gr.Dropdown(settings.datasets(), label="Image folder to import (results.json inside it is read)")
+            import_button = gr.Button("Import")
+        with gr.Row():
+            autolabel_limit = gr.Number(value=0, precision=0, label="Auto-label at most N images (0 = all)")
+            autolabel_button = gr.Button("Auto-label with GLM-4V", interactive=has_key)
+            cancel_button = gr.Button("Cancel auto-labeling", interactive=has_key)
+        if not has_key:
+            gr.Markdown("Auto-labeling is off: set `ZHIPUAI_API_KEY` (and optionally `GLM_BASE_URL`, `GLM_MODEL`).")
+        with gr.Row():
+            export_button = gr.Button("Export results.json and history CSV")
+            files = gr.File(label="Downloads", file_count="multiple", height=90)
+        admin_status = gr.Markdown()
+    with gr.Row():
+        status = gr.Dropdown(STATUSES, value="unreviewed", label="Status")
+        label = gr.Dropdown(["all", *CLASSES, NONE, "other"], value="all", label="Current label")
+        predicted = gr.Dropdown(["all", *CLASSES], value="all", label="Model predicts")
+        llm_only = gr.Checkbox(label="LLM said none / unparseable", value=False)
+        sort = gr.Dropdown(SORTS, value="suspicion", label="Sort")
+    progress_md = gr.Markdown(review.progress())
+    with gr.Row(elem_id="review-panel"):
+        with gr.Column(scale=3):
+            photo = gr.Image(label="Photo", type="pil", interactive=False, height=460)
+        with gr.Column(scale=2):
+            details = gr.Markdown("Enter your name and press **Start reviewing**.")
+            buttons = []
+            for row_classes in (CLASSES[:5], CLASSES[5:]):
+                with gr.Row():
+                    for c in row_classes:
+                        key = KEYS[CLASSES.index(c)]
+                        buttons.append((c, gr.Button(f"{key} · {display_name(c)}", size="sm", min_width=90,
+                                                     elem_id=f"rv-class-{key}")))
+            with gr.Row():
+                none_button = gr.Button("n · none of the 10", size="sm", elem_id="rv-none")
+                accept_button = gr.Button("Enter · accept", variant="primary", size="sm", elem_id="rv-accept")
+            with gr.Row():
+                prev_button = gr.Button("← previous", size="sm", elem_id="rv-prev")
+                next_button = gr.Button("next →", size="sm", elem_id="rv-next")
+                undo_button = gr.Button("Ctrl+Z · undo", size="sm", elem_id="rv-undo")
+    with gr.Accordion("Bulk accept where the LLM and the model agree", open=False):
+        min_conf = gr.Slider(0.5, 1.0, value=0.95, step=0.01, label="Minimum model confidence")
+        preview_button = gr.Button("Preview")
+        bulk_md = gr.Markdown()
+        bulk_gallery = gr.Gallery(columns=8, height=240, label="A sample")
+        bulk_button = gr.Button("Accept them all (one undo reverts the batch)")
+    filters = [status, label, predicted, llm_only, sort]
+    view_outputs = [photo, details, progress_md, session]
+
+    def on_start(name, pw, *f, progress=gr.Progress()):
+        name = (name or "").strip()
+        if not name:
+            raise gr.Error("Enter your name first.")
+        sess = {"reviewer": name, "holder": f"{name}:{uuid.uuid4().hex[:8]}", "history": [], "current": None}
+        review.check(sess, pw)
+        predict_store(review.store, slot.get(), progress=lambda i, n: progress(i / n, desc="model predictions"))
+        return show_next(sess, f)
+
+    def show_next(sess, f):
+        image, size = review.next_image(sess, f)
+        if image is not None:
+            sess["history"].append(image)
+        sess["current"] = image
+        return (*review.view(image, size), sess)
+
+    def on_decide(choice):
+        def handler(sess, pw, *f):
+            review.check(sess, pw)
+            current = sess.get("current")
+            if current is None:
+                raise gr.Error("No image open: press Start reviewing or next.")
+            if choice == "accept":
+                row = review.store.state([current])[0]
+                if row["label"] is None:
+                    raise gr.Error("There is no label to accept: pick a class, or n for none.")
+                decision = row["label"]
+            else:
+                decision = choice
+            review.store.decide(current, decision, sess["reviewer"])
+            return show_next(sess, f)
+        return handler
+
+    def on_next(sess, pw, *f):
+        review.check(sess, pw)
+        return show_next(sess, f)
+
+    def on_prev(sess, pw, *f):
+        review.check(sess, pw)
+        history = sess["history"]
+        if len(history) < 2:
+            raise gr.Error("This is the first image of the session.")
+        history.pop()
+        if not review.store.claim(history[-1], sess["holder"]):
+            raise gr.Error("Another reviewer has that image open right now.")
+        sess["current"] = history[-1]
+        return (*review.view(sess["current"]), sess)
+
+    def on_undo(sess, pw, *f):
+        review.check(sess, pw)
+        images = review.store.undo(sess["reviewer"])
+        if not images:
+            raise gr.Error("Nothing of yours to undo.")
+        review.store.claim(images[0], sess["holder"])
+        sess["current"] = images[0]
+        sess["history"].append(images[0])
+        if len(images) > 1:
+            gr.Info(f"Undid a batch of {len(images)} accepted labels.")
+        return (*review.view(images[0]), sess)
+
+    for c, button in buttons:
+        button.click(on_decide(c), [session, password, *filters], view_outputs, api_name=f"label_{c}")
+    none_button.click(on_decide(NONE), [session, password, *filters], view_outputs, api_name="label_none")
+    accept_button.click(on_decide("accept"), [session, password, *filters], view_outputs, api_name="accept")
+    next_button.click(on_next, [session, password, *filters], view_outputs, api_visibility="private")
+    prev_button.click(on_prev, [session, password, *filters], view_outputs, api_visibility="private")
+    undo_button.click(on_undo, [session, password, *filters], view_outputs, api_name="undo")
+    start.click(on_start, [reviewer, password, *filters], view_outputs, api_name="review_start")
+    for f in filters:
+        f.change(lambda sess, pw, *fs: show_next(sess, fs) if sess and sess.get("reviewer") else
+                 (gr.skip(), gr.skip(), gr.skip(), sess), [session, password, *filters], view_outputs,
+                 api_visibility="private")
+
+    def on_preview(threshold):
+        rows = review.bulk_candidates(threshold)
+        sample = []
+        for r in rows[:: max(1, len(rows) // 16)][:16]:
+            try:
+                sample.append((thumbnail(r["file"], 160), f"{r['label']} {r['p_predicted']:.2f}"))
+            except ImageError:
+                continue
+        return f"**{len(rows)} unreviewed images** where the label and the model agree at ≥ {threshold:.0%}.", sample
+
+    def on_bulk(sess, pw, threshold):
+        review.check(sess, pw)
+        rows = review.bulk_candidates(threshold)
+        if not rows:
+            raise gr.Error("No image qualifies: lower the confidence or auto-label first.")
+        review.store.accept_many([r["id"] for r in rows], sess["reviewer"])
+        return f"Accepted {len(rows)} labels as one batch: **undo** reverts all of them.", review.progress()
+
+    preview_button.click(on_preview, min_conf, [bulk_md, bulk_gallery], api_visibility="private")
+    bulk_button.click(on_bulk, [session, password, min_conf], [bulk_md, progress_md], api_name="bulk_accept")
+
+    def on_import(sess, pw, folder):
+        review.check(sess, pw)
+        if not folder:
+            raise gr.Error("Pick a folder to import.")
+        try:
+            root = confine(folder, settings.data_roots)
+            labels = root / "results.json"
+            result = review.store.import_folder(root, labels if labels.exists() else None,
+                                                author=sess["reviewer"])
+        except (PathNotAllowed, ValueError, FileNotFoundError) as e:
+            raise gr.Error(str(e)) from None
+        return (f"Imported {result['images']} images ({result['added']} new, {result['labels_added']} labels); "
+                f"{len(result['labels_without_image'])} labels without image, "
+                f"{len(result['images_without_label'])} images without label."), review.progress()
+
+    def on_autolabel(sess, pw, limit, progress=gr.Progress()):
+        review.check(sess, pw)
+        summary = review.run_autolabel(int(limit or 0), lambda d, n, rate, eta: progress(
+            d / max(n, 1), desc=f"{d}/{n} · {rate:.1f} img/s · ETA {eta or 0:.0f} s"))
+        text = (f"Auto-labeled {summary['labelled']} of {summary['total']} ({summary['unparseable']} unparseable, "
+                f"{summary['content_filter']} filtered, {summary['failed']} failed and left for a re-run, "
+                f"{summary['retries']} retries)")
+        if summary["stopped"]:
+            text += f". **Stopped:** {summary['stopped']}"
+        if summary["cancelled"]:
+            text += ". Cancelled."
+        return text, review.progress()
+
+    def on_cancel(sess, pw):
+        review.check(sess, pw)
+        review.autolabel_cancel.set()
+        return "Cancelling after the requests in flight…"
+
+    def on_export():
+        out = settings.data_dir / "exports"
+        out.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        results, history = out / f"results-{stamp}.json", out / f"history-{stamp}.csv"
+        review.store.export_results(results)
+        review.store.export_history(history)
+        return [str(results), str(history)]
+
+    dataset.focus(lambda: gr.Dropdown(choices=settings.datasets()), None, dataset, api_visibility="private",
+                  queue=False)
+    import_button.click(on_import, [session, password, dataset], [admin_status, progress_md], api_name="import")
+    autolabel_button.click(on_autolabel, [session, password, autolabel_limit], [admin_status, progress_md],
+                           api_name="autolabel", concurrency_limit=1)
+    cancel_button.click(on_cancel, [session, password], admin_status, api_name="autolabel_cancel")
+    export_button.click(on_export, None, files, api_name="export")
+    return review, {"label": label, "predicted": predicted, "status": status}
+

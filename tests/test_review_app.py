@@ -1,0 +1,148 @@
+"""The Review tab in a launched app: through gradio_client, with ADMIN_PASSWORD, and once in headless Chromium."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from gradio_client import Client
+
+from conftest import EXAMPLES, ROOT
+from labeling.store import LabelStore
+from test_app import free_port
+
+FILTERS = ("unreviewed", "all", "all", False, "suspicion")
+
+
+def launch(tmp_path, **env):
+    data = tmp_path / "data"
+    demo = data / "datasets" / "demo"
+    demo.mkdir(parents=True)
+    for i, c in enumerate(("cat", "dog", "sheep", "horse")):
+        shutil.copy(EXAMPLES / f"{c}.jpg", demo / f"{i}.jpg")
+    # LLM-style labels: image 0 (a cat) called "dog", image 2 (a sheep) called null.
+    (demo / "results.json").write_text(json.dumps({"0": "dog", "1": "dog", "2": "null", "3": "horse"}))
+    port = free_port()
+    log = open(tmp_path / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PORT": str(port), "DATA_DIR": str(data), **env})
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url, data
+        except OSError:
+            assert proc.poll() is None, (tmp_path / "app.log").read_text()
+            time.sleep(0.5)
+    raise AssertionError("app did not start")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    proc, url, data = launch(tmp_path_factory.mktemp("review"))
+    yield url, data
+    proc.terminate()
+    proc.wait(30)
+
+
+def human_events(data):
+    return LabelStore(data / "labels.db").query(
+        "SELECT i.key, e.label, e.author, e.undoes FROM events e JOIN images i ON i.id = e.image_id "
+        "WHERE e.source = 'human' ORDER BY e.id")
+
+
+def test_review_through_the_api(app):
+    url, data = app
+    client = Client(url, verbose=False)
+    _, details, _ = client.predict("ann", "", *FILTERS, api_name="/review_start")
+    assert "Nothing left" in details
+    message, _ = client.predict("", str((data / "datasets" / "demo").resolve()), api_name="/import")
+    assert "Imported 4 images (4 new, 4 labels)" in message
+    _, details, progress = client.predict("ann", "", *FILTERS, api_name="/review_start")
+    assert "`0`" in details and "disagrees" in details  # the cat labelled dog is the top suspect
+    assert "Reviewed 0 / 4" in progress
+    _, details, progress = client.predict("", *FILTERS, api_name="/label_cat")
+    assert "Reviewed 1 / 4" in progress and "`0`" not in details
+    assert human_events(data)[-1] == {"key": "0", "label": "cat", "author": "ann", "undoes": None}
+    _, details, progress = client.predict("", *FILTERS, api_name="/undo")
+    assert "`0`" in details and "Reviewed 0 / 4" in progress and "### dog" in details
+    assert human_events(data)[-1]["undoes"] is not None
+    # A second reviewer never gets the image the first one has open.
+    other = Client(url, verbose=False)
+    _, details_b, _ = other.predict("bob", "", *FILTERS, api_name="/review_start")
+    assert "`0`" not in details_b
+    message, _ = client.predict("", 0.5, api_name="/bulk_accept")
+    assert message.startswith("Accepted")
+    files = client.predict(api_name="/export")
+    exported = json.loads(open(next(f for f in files if f.endswith(".json"))).read())
+    assert exported["2"] == "null" and set(exported) == {"0", "1", "2", "3"}
+
+
+def test_decisions_need_a_name(app):
+    client = Client(app[0], verbose=False)
+    with pytest.raises(Exception, match="Enter your name"):
+        client.predict("", *FILTERS, api_name="/label_dog")
+
+
+def test_admin_password_is_enforced_server_side(tmp_path):
+    proc, url, data = launch(tmp_path, ADMIN_PASSWORD="s3cret-pw")
+    try:
+        client = Client(url, verbose=False)
+        for call in (lambda: client.predict("eve", "", *FILTERS, api_name="/review_start"),
+                     lambda: client.predict("wrong", *FILTERS, api_name="/label_dog"),
+                     lambda: client.predict("", str(data / "datasets" / "demo"), api_name="/import"),
+                     lambda: client.predict("", 0, api_name="/autolabel")):
+            with pytest.raises(Exception, match="admin password|Enter your name"):
+                call()
+        client.predict("ann", "s3cret-pw", *FILTERS, api_name="/review_start")
+        message, _ = client.predict("s3cret-pw", str((data / "datasets" / "demo").resolve()), api_name="/import")
+        assert "Imported 4 images" in message
+        client.predict("ann", "s3cret-pw", *FILTERS, api_name="/review_start")
+        with pytest.raises(Exception, match="admin password"):
+            client.predict("nope", *FILTERS, api_name="/label_dog")
+        assert human_events(data) == []
+        client.predict("s3cret-pw", *FILTERS, api_name="/label_dog")
+        assert len(human_events(data)) == 1
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (installed by .ci/run)")
+def test_keyboard_shortcut_changes_the_label_in_a_browser(app, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, data = app
+    Client(url, verbose=False)  # the app is up; the data was imported by the API test or is imported here
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"),
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(url)
+        page.get_by_role("tab", name="Review labels").click()
+        page.get_by_label("Your name (recorded with each decision)").fill("kim")
+        page.get_by_label("Status").click()
+        page.get_by_role("option", name="all", exact=True).first.click()
+        page.get_by_role("button", name="Start reviewing").click()
+        page.get_by_text("suspicion rank").wait_for(timeout=60_000)
+        before = len([e for e in human_events(data) if e["author"] == "kim"])
+        page.locator("body").click(position={"x": 3, "y": 3})
+        page.keyboard.press("8")  # sheep
+        deadline = time.time() + 20
+        while time.time() < deadline and len([e for e in human_events(data) if e["author"] == "kim"]) == before:
+            time.sleep(0.3)
+        mine = [e for e in human_events(data) if e["author"] == "kim"]
+        assert len(mine) == before + 1 and mine[-1]["label"] == "sheep"
+        page.keyboard.press("Control+z")
+        deadline = time.time() + 20
+        while time.time() < deadline and human_events(data)[-1]["undoes"] is None:
+            time.sleep(0.3)
+        assert human_events(data)[-1]["undoes"] is not None and human_events(data)[-1]["author"] == "kim"
+        page.reload()
+        page.get_by_role("tab", name="Review labels").wait_for()
+        page.screenshot(path=str(tmp_path / "review.png"))
+        browser.close()
