@@ -39,6 +39,10 @@ def parse_args(argv=None):
     ru.add_argument("--tta", action="store_true", help="average each photo with its mirror image")
     ru.add_argument("--original-vocabulary", action="store_true",
                     help="score only labels spelled as the original class list (ragno, not spider)")
+    ru.add_argument("--db", help="take the labels from this label store (python -m labeling) instead")
+    ru.add_argument("--label-source", choices=("current", "llm"), default="current",
+                    help="with --db: the reviewed labels (current) or the labels before review, as the LLM or the "
+                         "imported file gave them (llm); default: %(default)s")
 
     co = sub.add_parser("compare", help="labels against predictions (no images), or two label sets")
     co.add_argument("--labels", required=True, help="results.json with the labels")
@@ -86,10 +90,14 @@ def run(args):
     from evaluation.predict import list_images
     from evaluation.run import run as run_eval
 
+    labels = None
+    if args.db:
+        from labeling.store import LabelStore
+        labels = LabelStore(args.db).labels(args.label_source)
     bar, progress = _bar(len(list_images(args.images)), "evaluate")
     with bar:
         report = run_eval(args.images, args.out, args.model, args.labels, args.threshold, args.tta,
-                          aliases=not args.original_vocabulary, progress=progress)
+                          aliases=not args.original_vocabulary, progress=progress, labels=labels)
     for key, message in report["unreadable_files"].items():
         print(f"unreadable: {key}: {message}", file=sys.stderr)
     _summary(report, args.out)

@@ -17,19 +17,20 @@ from .predict import list_images, natural_key, write_predictions, write_probabil
 
 
 def run(images_dir, out_dir, model_path=None, labels_path=None, threshold=None, tta=False, aliases=True,
-        classifier=None, progress=None):
+        classifier=None, progress=None, labels=None):
     """Evaluate a model on a labelled image folder and write every output; returns the report dict.
 
-    Labels come from ``labels_path`` (results.json format) or else from class folders. ``threshold`` defaults to
-    the model's calibrated one, if any. ``progress(done, total)`` is called as images are predicted.
+    Labels come from ``labels`` (a ``{key: label}`` dict, e.g. from the label store), ``labels_path``
+    (results.json format) or else from class folders. ``threshold`` defaults to the model's calibrated one, if any. ``progress(done, total)`` is called as images are predicted.
     """
     from classifier.model import Classifier  # TensorFlow only when a model runs, not for compare
 
     clf = classifier or Classifier.load(model_path)
     items = list_images(images_dir)
     keys = [k for k, _ in items]
-    if labels_path:
-        labels, missing_images, unlabelled = match(keys, read_labels(labels_path, aliases))
+    if labels is not None or labels_path:
+        given = labels if labels is not None else read_labels(labels_path, aliases)
+        labels, missing_images, unlabelled = match(keys, given)
     else:
         labels, missing_images = folder_labels(keys), []
         unlabelled = [k for k in keys if k not in labels]

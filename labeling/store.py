@@ -178,6 +178,11 @@ class LabelStore:
             r["file"] = str(Path(r["root"]) / r["path"])
         return rows
 
+    def labels(self, source="current"):
+        """``{key: label}``: the current labels, or with ``source="llm"`` those before review (LLM or imported)."""
+        column = "label" if source == "current" else "machine_label"
+        return {r["key"]: r[column] for r in self.state() if r[column] is not None}
+
     def stats(self):
         """Counts for the progress line: total, reviewed, accepted, corrected, per current label."""
         rows = self.state()

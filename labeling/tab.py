@@ -13,10 +13,12 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import pandas as pd
 
 from classifier.classes import CLASSES, NONE, display_name
 from classifier.images import ImageError, thumbnail
 from evaluation.labels import OTHER
+from evaluation.metrics import evaluate
 from settings import PathNotAllowed, confine
 
 from .glm import BatchStopped, GLMLabeler, autolabel
@@ -114,6 +116,25 @@ class Review:
         return [r for r in self.ranked() if r["status"] == "unreviewed" and r["label"] in CLASSES
                 and r["predicted"] == r["label"] and (r["p_predicted"] or 0) >= min_confidence]
 
+    def impact(self):
+        """Accuracy, cat recall and dog precision of the serving model against the labels before and after review.
+
+        Uses the cached predictions, so it costs no image decoding.
+        """
+        clf = self.slot.get()
+        probs = self.store.cached_predictions(model_key(clf))
+        rows = [r for r in self.store.state() if r["id"] in probs]
+        table = []
+        for name, column in (("before review (LLM / imported)", "machine_label"), ("after review (current)", "label")):
+            scored = [r for r in rows if r[column] is not None]
+            report = evaluate([r[column] for r in scored],
+                              [clf.classes[int(np.argmax(probs[r["id"]]))] for r in scored], n_boot=200)
+            cat = report["per_class"]["cat"]
+            table.append([name, report["n_scored"], _pct(report["accuracy"]),
+                          _pct(cat["recall"] if cat["support"] else None),
+                          _pct(report["per_class"]["dog"]["precision"])])
+        return pd.DataFrame(table, columns=["labels", "scored", "accuracy", "cat recall", "dog precision"])
+
     # -- auto-label --------------------------------------------------------------------------------------------
 
     def run_autolabel(self, limit, progress):
@@ -127,6 +148,10 @@ class Review:
             raise gr.Error(str(e)) from None
         finally:
             self.autolabel_lock.release()
+
+
+def _pct(x):
+    return "-" if x is None else f"{x:.1%}"
 
 
 def _llm_line(row):
@@ -193,6 +218,9 @@ def build(settings, slot, T=None):
         bulk_md = gr.Markdown()
         bulk_gallery = gr.Gallery(columns=8, height=240, label="A sample")
         bulk_button = gr.Button("Accept them all (one undo reverts the batch)")
+    with gr.Accordion("Review impact: the model against the labels before and after review", open=False):
+        impact_button = gr.Button("Compute")
+        impact_table = gr.Dataframe(interactive=False)
     filters = [status, label, predicted, llm_only, sort]
     view_outputs = [photo, details, progress_md, session]
 
@@ -339,5 +367,6 @@ def build(settings, slot, T=None):
                            api_name="autolabel", concurrency_limit=1)
     cancel_button.click(on_cancel, [session, password], admin_status, api_name="autolabel_cancel")
     export_button.click(on_export, None, files, api_name="export")
+    impact_button.click(review.impact, None, impact_table, api_name="review_impact")
     return review, {"label": label, "predicted": predicted, "status": status}
 

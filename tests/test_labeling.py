@@ -275,3 +275,26 @@ def test_suspects_cli_caches_predictions(tmp_path):
     assert rows[0]["key"] == "cat" and rows[0]["predicted"] == "cat" and rows[0]["current_label"] == "dog"
     assert len(rows) == 2
     assert LabelStore(db).query("SELECT COUNT(*) AS n FROM predictions")[0]["n"] == 3
+
+
+def test_evaluation_run_scores_against_the_store_before_and_after_review(tmp_path):
+    import shutil
+
+    from conftest import EXAMPLES
+    images = tmp_path / "testdata"
+    images.mkdir()
+    for i, c in enumerate(("cat", "dog", "sheep")):
+        shutil.copy(EXAMPLES / f"{c}.jpg", images / f"{i}.jpg")
+    (tmp_path / "r.json").write_text(json.dumps({"0": "dog", "1": "dog", "2": "sheep"}))  # the LLM's mistake on 0
+    store = LabelStore(tmp_path / "l.db")
+    store.import_folder(images, tmp_path / "r.json")
+    store.decide(next(r["id"] for r in store.state() if r["key"] == "0"), "cat", "ann")
+    accuracy = {}
+    for source in ("llm", "current"):
+        out = tmp_path / source
+        r = subprocess.run([sys.executable, "-m", "evaluation", "run", "--images", str(images), "--db",
+                            str(tmp_path / "l.db"), "--label-source", source, "--out", str(out)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        accuracy[source] = json.loads((out / "report.json").read_text())["accuracy"]
+    assert accuracy == {"llm": pytest.approx(2 / 3), "current": 1.0}

@@ -77,6 +77,11 @@ def test_review_through_the_api(app):
     assert "`0`" not in details_b
     message, _ = client.predict("", 0.5, api_name="/bulk_accept")
     assert message.startswith("Accepted")
+    client.predict("", *FILTERS, api_name="/label_cat")  # ann's open image is 0 again: the cat called "dog"
+    impact = client.predict(api_name="/review_impact")
+    rows = {r[0]: r[1:] for r in impact["data"]}
+    assert rows["before review (LLM / imported)"] == [3, "66.7%", "-", "100.0%"]  # no cat label: recall undefined
+    assert rows["after review (current)"] == [3, "100.0%", "100.0%", "100.0%"]
     files = client.predict(api_name="/export")
     exported = json.loads(open(next(f for f in files if f.endswith(".json"))).read())
     assert exported["2"] == "null" and set(exported) == {"0", "1", "2", "3"}
@@ -146,3 +151,29 @@ def test_keyboard_shortcut_changes_the_label_in_a_browser(app, tmp_path):
         page.get_by_role("tab", name="Review labels").wait_for()
         page.screenshot(path=str(tmp_path / "review.png"))
         browser.close()
+
+
+def test_autolabel_from_the_app_never_shows_the_key(tmp_path):
+    from fake_openai import FakeGLM, ok
+
+    key = "sk-ui-test-KEY-9876543210"
+    glm = FakeGLM()
+    proc, url, data = launch(tmp_path, ZHIPUAI_API_KEY=key, GLM_BASE_URL=glm.url)
+    try:
+        client = Client(url, verbose=False)
+        client.predict("ann", "", *FILTERS, api_name="/review_start")
+        client.predict("", str((data / "datasets" / "demo").resolve()), api_name="/import")
+        message, progress = client.predict("", 3, api_name="/autolabel")
+        assert "Auto-labeled 3 of 3" in message
+        assert "LLM-labelled 3" in progress
+        html = urllib.request.urlopen(url).read().decode() + urllib.request.urlopen(url + "config").read().decode()
+        files = client.predict(api_name="/export")
+        exported = "".join(open(f, encoding="utf-8").read() for f in files)
+        log = (tmp_path / "app.log").read_text()
+        for text in (html, message, progress, exported, log, (data / "labels.db").read_bytes().decode("latin-1")):
+            assert key not in text
+        assert len(glm.requests) == 3
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        glm.stop()
