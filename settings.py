@@ -3,7 +3,8 @@
 DATA_DIR        where everything written at run time goes (label DB, runs, caches, exports); default ./data
 MODEL_PATH      the model the Classify tab serves at start; default assets/model/default.npz
 ADMIN_PASSWORD  when set, expensive or destructive actions need it
-ZHIPUAI_API_KEY GLM key for auto-labeling (never shown or logged); GLM_BASE_URL and GLM_MODEL override the endpoint
+ZHIPUAI_API_KEY GLM key for auto-labeling (never shown or logged); GLM_BASE_URL and GLM_MODEL override the endpoint;
+                GLM_DATA_PREFIX=0 sends raw base64 without "data:image/jpeg;base64," (as Zhipu's own example)
 DATA_ROOTS      folders (separated by ":") whose sub-folders can be picked as data sets in the app; default
                 DATA_DIR/datasets
 LOW_CONFIDENCE  top-1 probability under which the app warns "not one of the 10 animals?"; default 0.5
@@ -27,6 +28,7 @@ class Settings:
     glm_api_key: str = field(default="", repr=False)
     glm_base_url: str = "https://open.bigmodel.cn/api/paas/v4/"
     glm_model: str = "glm-4.6v-flash"
+    glm_data_prefix: bool = True
     low_confidence: float = 0.5
     max_upload_mb: int = 20
     data_roots: tuple = ()
@@ -54,6 +56,7 @@ class Settings:
             glm_api_key=env.get("ZHIPUAI_API_KEY", ""),
             glm_base_url=env.get("GLM_BASE_URL") or d.glm_base_url,
             glm_model=env.get("GLM_MODEL") or d.glm_model,
+            glm_data_prefix=env.get("GLM_DATA_PREFIX", "1") not in ("0", "false", "no"),
             low_confidence=float(env.get("LOW_CONFIDENCE") or d.low_confidence),
             max_upload_mb=int(env.get("MAX_UPLOAD_MB") or d.max_upload_mb),
         )

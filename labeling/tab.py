@@ -142,7 +142,8 @@ class Review:
             raise gr.Error("Auto-labeling is already running.")
         try:
             self.autolabel_cancel.clear()
-            labeler = GLMLabeler(self.settings.glm_api_key, self.settings.glm_base_url, self.settings.glm_model)
+            labeler = GLMLabeler(self.settings.glm_api_key, self.settings.glm_base_url, self.settings.glm_model,
+                                 data_prefix=self.settings.glm_data_prefix)
             return autolabel(self.store, labeler, limit or None, 2, progress, self.autolabel_cancel)
         except BatchStopped as e:
             raise gr.Error(str(e)) from None

@@ -298,3 +298,9 @@ def test_evaluation_run_scores_against_the_store_before_and_after_review(tmp_pat
         assert r.returncode == 0, r.stderr
         accuracy[source] = json.loads((out / "report.json").read_text())["accuracy"]
     assert accuracy == {"llm": pytest.approx(2 / 3), "current": 1.0}
+
+
+def test_raw_base64_without_data_prefix(glm, tmp_path):
+    store, _ = setup_batch(tmp_path, 1)
+    autolabel(store, GLMLabeler(KEY, glm.url, "m", data_prefix=False))
+    assert glm.requests[0]["prefixed"] is False and llm_labels(store)["0"] == ("dog", "ok")
