@@ -10,6 +10,7 @@ from classifier.serving import ModelSlot
 from evaluation import tab as evaluate_tab
 from i18n import T
 from labeling import tab as review_tab
+from training import tab as train_tab
 from settings import Settings
 
 
@@ -25,11 +26,16 @@ def build_app(settings=None):
         gr.Markdown(T("subtitle"))
         with gr.Tabs() as tabs:
             with gr.Tab(T("tab_classify"), id="classify"):
-                classify_tab.build(slot, settings, T)
+                serving_line = classify_tab.build(slot, settings, T)
             with gr.Tab(T("tab_review"), id="review"):
                 _, review_filters = review_tab.build(settings, slot, T)
             with gr.Tab(T("tab_evaluate"), id="evaluate"):
                 cell, open_review = evaluate_tab.build(settings, T)
+            with gr.Tab(T("tab_train"), id="train"):
+                served = train_tab.build(settings, slot, T)
+        # After "Serve this model", the Classify tab names the new model (and on every page load).
+        served.then(lambda: classify_tab.model_line(slot.get()), None, serving_line, api_visibility="private")
+        demo.load(lambda: classify_tab.model_line(slot.get()), None, serving_line, api_visibility="private")
         # "Open these in the review queue": the Evaluate tab's selected cell becomes the Review tab's filters.
         open_review.click(lambda c: (gr.Dropdown(value=c[0] if c else "all"), gr.Dropdown(value=c[1] if c else "all"),
                                      gr.Dropdown(value="all"), gr.Tabs(selected="review")),

@@ -61,7 +61,7 @@ def build(slot, settings, T):
         with gr.Column(scale=1):
             scores = gr.Label(label=T("scores"), num_top_classes=10)
             status = gr.Markdown(T("status_idle"))
-            gr.Markdown(model_line(slot.get()))
+            serving = gr.Markdown(model_line(slot.get()))
     gr.Examples([[str(p)] for p in sorted(EXAMPLES_DIR.glob("*.jpg"))], inputs=[image], label=T("examples"),
                 examples_per_page=10)
     last_status = gr.State("")
@@ -74,4 +74,4 @@ def build(slot, settings, T):
                         concurrency_limit=4, api_visibility="public" if api_name else "private")
         event.then(lambda s: s, last_status, status, api_visibility="private", queue=False)
     image.clear(lambda: (None, ""), None, [scores, status], api_visibility="private", queue=False)
-    return image
+    return serving

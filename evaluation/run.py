@@ -17,16 +17,17 @@ from .predict import list_images, natural_key, write_predictions, write_probabil
 
 
 def run(images_dir, out_dir, model_path=None, labels_path=None, threshold=None, tta=False, aliases=True,
-        classifier=None, progress=None, labels=None):
+        classifier=None, progress=None, labels=None, items=None):
     """Evaluate a model on a labelled image folder and write every output; returns the report dict.
 
     Labels come from ``labels`` (a ``{key: label}`` dict, e.g. from the label store), ``labels_path``
-    (results.json format) or else from class folders. ``threshold`` defaults to the model's calibrated one, if any. ``progress(done, total)`` is called as images are predicted.
+    (results.json format) or else from class folders. ``items`` (``[(key, path)]``) replaces listing
+    ``images_dir`` (a training run's validation photos, say). ``threshold`` defaults to the model's calibrated one. ``progress(done, total)`` is called as images are predicted.
     """
     from classifier.model import Classifier  # TensorFlow only when a model runs, not for compare
 
     clf = classifier or Classifier.load(model_path)
-    items = list_images(images_dir)
+    items = items if items is not None else list_images(images_dir)
     keys = [k for k, _ in items]
     if labels is not None or labels_path:
         given = labels if labels is not None else read_labels(labels_path, aliases)
@@ -52,11 +53,12 @@ def run(images_dir, out_dir, model_path=None, labels_path=None, threshold=None, 
     prob_rows = np.array([probs.get(k, np.zeros(len(clf.classes))) for k in keys])
     report = evaluate([labels[k] for k in keys], [top1.get(k) for k in keys], prob_rows, threshold, clf.classes)
     report.update({
-        "model": clf.name, "images": str(images_dir), "labels_file": str(labels_path) if labels_path else None,
+        "model": clf.name, "images": str(images_dir) if images_dir else None, "labels_file": str(labels_path) if labels_path else None,
         "tta": tta, "temperature": clf.temperature, "unreadable_files": failed,
         "labels_without_image": len(missing_images), "images_without_label": len(unlabelled),
     })
-    title = f"{clf.name} on {Path(images_dir).name} ({report['n_scored']} scored images)"
+    set_name = Path(images_dir).name if images_dir else f"the {Path(out_dir).name} photos"
+    title = f"{clf.name} on {set_name} ({report['n_scored']} scored images)"
     out = _prepare(out_dir)
     _write_common(out, report, [labels[k] for k in keys], [top1.get(k) for k in keys], title)
     shown = {k: (NONE if threshold is not None and probs[k].max() < threshold else c) for k, c in top1.items()}

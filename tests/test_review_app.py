@@ -18,7 +18,7 @@ from test_app import free_port
 FILTERS = ("unreviewed", "all", "all", False, "suspicion")
 
 
-def launch(tmp_path, **env):
+def launch(tmp_path, prepare=None, **env):
     data = tmp_path / "data"
     demo = data / "datasets" / "demo"
     demo.mkdir(parents=True)
@@ -26,6 +26,8 @@ def launch(tmp_path, **env):
         shutil.copy(EXAMPLES / f"{c}.jpg", demo / f"{i}.jpg")
     # LLM-style labels: image 0 (a cat) called "dog", image 2 (a sheep) called null.
     (demo / "results.json").write_text(json.dumps({"0": "dog", "1": "dog", "2": "null", "3": "horse"}))
+    if prepare:
+        prepare(data)
     port = free_port()
     log = open(tmp_path / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,

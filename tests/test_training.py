@@ -1,0 +1,171 @@
+"""The training pipeline: a tiny end-to-end run, augmentation, phase 2 done right, mirrored variables."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from classifier.classes import CLASSES
+from conftest import EXAMPLES, ROOT
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """Four photos per class made from the examples (mirror and crops), in Italian folder names for half."""
+    from classifier.classes import ITALIAN
+    italian = {v: k for k, v in ITALIAN.items()}
+    root = tmp_path_factory.mktemp("tiny")
+    for i, c in enumerate(CLASSES):
+        folder = root / (italian[c] if i % 2 else c)
+        folder.mkdir()
+        im = Image.open(EXAMPLES / f"{c}.jpg").convert("RGB")
+        w, h = im.size
+        for j, v in enumerate([im, ImageOps.mirror(im), im.crop((0, 0, int(w * .8), int(h * .8))),
+                               im.crop((int(w * .2), int(h * .2), w, h))]):
+            v.save(folder / f"{j}.jpg")
+    (root / "gatto" / "broken.jpg").write_bytes(b"not a photo")
+    return root
+
+
+def test_tiny_run_end_to_end(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "training", "--data", str(tiny_data), "--out", str(run),
+                             "--epochs-head", "2", "--epochs-finetune", "1", "--val-split", "0.25", "--views", "1",
+                             "--class-multiplier", "cat=2"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "done" and status["device"].startswith("CPU")
+    for name in ("model.keras", "model.json", "history.csv", "train_curves.png", "config.json", "split.csv",
+                 "train.log", "eval/val/report.json", "eval/val/confusion_matrix.png"):
+        assert (run / name).exists(), name
+    history = (run / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 3 and "val_recall_cat" in history[0] and "val_precision_dog" in history[0]
+    assert [row.split(",")[0] for row in history[1:]] == ["1.0", "1.0", "2.0"]  # phase per epoch
+    config = json.loads((run / "config.json").read_text())
+    assert config["class_weight_values"]["cat"] == pytest.approx(2 * config["class_weight_values"]["dog"])
+    assert config["policies"]["cat"]["crop_scale"] != config["policies"]["default"]["crop_scale"]
+    assert config["versions"]["albumentations"] == "2.0.8" and config["data_facts"]["data_hash"]
+    assert "broken.jpg" in (run / "train.log").read_text()
+    from classifier.model import load_model
+    model, meta = load_model(run / "model.keras")
+    assert meta["accuracy"] is not None and model.output_shape == (None, 10)
+
+
+def test_unknown_class_folder_is_named(tmp_path):
+    data = tmp_path / "data"
+    (data / "cat").mkdir(parents=True)
+    (data / "wolf").mkdir()
+    Image.new("RGB", (8, 8)).save(data / "cat" / "1.jpg")
+    result = subprocess.run([sys.executable, "-m", "training", "--data", str(data), "--out",
+                             str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "wolf is not one of the 10 classes" in result.stderr
+
+
+def test_augmentation_train_views_differ_val_never_augmented():
+    from training.augment import Augmenter
+    from training.dataset import image_dataset
+
+    aug = Augmenter(size=96, seed=0)
+    paths, labels = [str(EXAMPLES / "cat.jpg")], [CLASSES.index("cat")]
+    train = image_dataset(paths, labels, 96, 1, aug)
+    a, b = next(iter(train))[0].numpy(), next(iter(train))[0].numpy()
+    assert not np.array_equal(a, b)  # a new view each pass (epoch)
+    val = image_dataset(paths, labels, 96, 1)
+    v1, v2 = next(iter(val))[0].numpy(), next(iter(val))[0].numpy()
+    assert np.array_equal(v1, v2)
+
+
+def test_cat_dog_policy_touches_only_cats_and_dogs():
+    from training.augment import DEFAULT_POLICIES, Augmenter
+
+    aug = Augmenter(size=64, seed=0)
+    assert set(aug.pipelines) == {"default", "cat", "dog"}
+    assert aug.pipelines.get("sheep") is None  # sheep use the default policy
+    # Which pipeline runs is decided by the label: record the calls.
+    called = []
+    for name, pipe in list(aug.pipelines.items()):
+        aug.pipelines[name] = (lambda n, p: (lambda **kw: (called.append(n), p(**kw))[1]))(name, pipe)
+    img = np.full((64, 64, 3), 128, np.float32)
+    for label in CLASSES:
+        aug(img, label)
+    assert called == ["default", "cat", "default", "default", "dog"] + ["default"] * 5
+    assert DEFAULT_POLICIES["cat"]["crop_scale"][0] < DEFAULT_POLICIES["default"]["crop_scale"][0]
+
+
+def test_phase2_changes_only_the_unfrozen_blocks_and_never_batchnorm():
+    from classifier.model import backbone_of, build_classifier
+    from training.finetune import compile_for, unfreeze_last_blocks
+
+    model = build_classifier()
+    trainable = unfreeze_last_blocks(model, 2)
+    compile_for(model, 1e-3)
+    base = backbone_of(model)
+    before = {v.path: keras.ops.convert_to_numpy(v) for v in base.weights}
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (8, 224, 224, 3)).astype("float32")
+    model.fit(x, rng.integers(0, 10, 8), epochs=1, batch_size=4, verbose=0)
+    changed = {v.path for v in base.weights if not np.array_equal(before[v.path], keras.ops.convert_to_numpy(v))}
+    assert changed, "phase 2 must change the unfrozen backbone weights"
+    assert all(p.split("/")[-2] in trainable for p in changed)
+    assert all(("block15" in p or "block16" in p or "top_" in p) for p in changed)
+    assert not any(("_bn/" in p) or p.endswith(("moving_mean", "moving_variance", "gamma", "beta")) for p in changed)
+    assert len(trainable) == 7  # blocks 15 and 16 (expand, depthwise and project convs each) and top_conv
+
+
+def test_mirrored_strategy_mirrors_the_variables():
+    code = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from training.pipeline import make_strategy
+from classifier.model import build_head
+strategy = make_strategy("mirrored")
+assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
+with strategy.scope():
+    head = build_head(1280)
+    head.compile("adam", "sparse_categorical_crossentropy")
+kinds = {type(v.value).__name__ for v in head.weights}
+print("replicas", strategy.num_replicas_in_sync, kinds)
+assert all("Mirrored" in k for k in kinds), kinds
+import numpy as np
+head.fit(np.random.rand(8, 1280).astype("float32"), np.arange(8) % 10, epochs=1, batch_size=4, verbose=0)
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={"PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "replicas 2" in result.stdout
+
+
+def test_train_tab_streams_progress_then_serves_the_model(tiny_data, tmp_path):
+    import shutil
+
+    from gradio_client import Client, handle_file
+    from test_review_app import launch
+
+    proc, url, data = launch(tmp_path, prepare=lambda d: shutil.copytree(tiny_data, d / "datasets" / "tiny"))
+    try:
+        client = Client(url, verbose=False)
+        folder = str((data / "datasets" / "tiny").resolve())
+        job = client.submit("", folder, "efficientnet_lite0", 2, 1, 1, api_name="/train_start")
+        updates = [out for out in job]
+        running = [u for u in updates if "· running ·" in u[0]]
+        assert len(running) >= 2, [u[0] for u in updates]
+        final = job.outputs()[-1]
+        assert "· done ·" in final[0] and final[3] and final[3].endswith(".png")  # confusion matrix at the end
+        run_name = next((data / "runs").iterdir()).name
+        assert run_name in final[0]
+        with pytest.raises(Exception, match="A run is going|No run is going"):
+            client.predict("", api_name="/train_cancel")
+        message = client.predict("", run_name, api_name="/serve")
+        assert run_name in message
+        result = client.predict(handle_file(str(EXAMPLES / "dog.jpg")), api_name="/classify")
+        assert result["label"] == "dog 狗"
+        assert json.loads((data / "runs" / run_name / "status.json").read_text())["state"] == "done"
+    finally:
+        proc.terminate()
+        proc.wait(30)

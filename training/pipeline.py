@@ -1,0 +1,340 @@
+"""One training run, start to end: data, phase 1 on cached features, phase 2 fine-tuning, evaluation, outputs.
+
+Everything lands in the run folder: ``model.keras`` (+ ``model.json``), ``history.csv``, ``train_curves.png``,
+``eval/val/`` and ``eval/test/`` (what ``python -m evaluation run`` writes), ``config.json``, ``split.csv``,
+``train.log`` and ``status.json`` (running with progress, done, failed with the reason, cancelled). Nothing outside
+the run folder is touched, so a failed or cancelled run never changes the model the app serves.
+"""
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import precision_recall_fscore_support
+
+from classifier.backbones import input_size
+from classifier.classes import CLASSES
+from classifier.model import Classifier, build_classifier
+
+from .augment import DEFAULT_POLICIES, Augmenter
+from .data import discover, read_split, stratified_split, write_split
+from .dataset import image_dataset
+from .finetune import compile_for, unfreeze_last_blocks
+from .head import class_weights, extract_features, feature_model
+
+UNSEEN_SOURCES = ("imagenet_sample",)  # the ImageNet backbone may have seen these: training only
+CANCEL = {"requested": False}
+
+
+class Cancelled(Exception):
+    pass
+
+
+class RunRecorder:
+    """status.json, train.log and history.csv of one run."""
+
+    def __init__(self, run_dir):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.status = {"state": "running", "pid": os.getpid(), "started": time.time(), "phase": 0, "epoch": 0,
+                       "epochs": 0, "progress": 0.0}
+        self.history = []
+        self.log = logging.getLogger(f"run.{self.dir.name}")
+        self.log.setLevel(logging.INFO)
+        self.log.handlers = [logging.FileHandler(self.dir / "train.log"), logging.StreamHandler(sys.stdout)]
+        for h in self.log.handlers:
+            h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+
+    def update(self, **fields):
+        self.status.update(fields, updated=time.time())
+        tmp = self.dir / "status.json.tmp"
+        tmp.write_text(json.dumps(self.status))
+        tmp.replace(self.dir / "status.json")
+
+    def add_epoch(self, phase, logs):
+        self.history.append({"phase": phase, "epoch": len(self.history) + 1,
+                             **{k: float(v) for k, v in logs.items() if np.isscalar(v)}})
+        keys = sorted({k for row in self.history for k in row}, key=lambda k: (k not in ("phase", "epoch"), k))
+        with open(self.dir / "history.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.history)
+        save_curves(self.history, self.dir / "train_curves.png")
+
+
+class EpochMonitor(keras.callbacks.Callback):
+    """Per-class validation recall and precision each epoch, progress into status.json, and cancellation."""
+
+    def __init__(self, recorder, phase, epochs, val_predict, y_val, share, offset):
+        super().__init__()
+        self.recorder, self.phase, self.epochs = recorder, phase, epochs
+        self.val_predict, self.y_val, self.share, self.offset = val_predict, y_val, share, offset
+
+    def on_train_batch_end(self, batch, logs=None):
+        if CANCEL["requested"]:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        pred = self.val_predict().argmax(1)
+        p, r, _, _ = precision_recall_fscore_support(self.y_val, pred, labels=range(len(CLASSES)), zero_division=0)
+        for i, c in enumerate(CLASSES):
+            logs[f"val_recall_{c}"], logs[f"val_precision_{c}"] = float(r[i]), float(p[i])
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.recorder.add_epoch(self.phase, logs)
+        self.recorder.update(phase=self.phase, epoch=epoch + 1, epochs=self.epochs,
+                             progress=self.offset + self.share * (epoch + 1) / self.epochs)
+        self.recorder.log.info(
+            f"phase {self.phase} epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', 0):.4f} "
+            f"val_loss {logs.get('val_loss', 0):.4f} val_acc {logs.get('val_accuracy', 0):.4f} "
+            f"cat recall {logs['val_recall_cat']:.3f} precision {logs['val_precision_cat']:.3f}, "
+            f"dog recall {logs['val_recall_dog']:.3f} precision {logs['val_precision_dog']:.3f}")
+        if CANCEL["requested"]:
+            self.model.stop_training = True
+
+
+def standard_callbacks(run_dir, phase, patience):
+    """Early stopping and learning-rate decay on validation loss (explicit ``mode``), best weights kept."""
+    return [
+        keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="min", factor=0.3, patience=max(1, patience // 2)),
+        keras.callbacks.ModelCheckpoint(str(Path(run_dir) / "checkpoints" / f"phase{phase}.weights.h5"),
+                                        monitor="val_loss", mode="min", save_best_only=True, save_weights_only=True),
+    ]
+
+
+def device_info():
+    """``(description, is_gpu)``: the GPU's name, or the CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
+        return f"GPU: {', '.join(names)}", True
+    return f"CPU ({os.cpu_count()} cores)", False
+
+
+def make_strategy(name):
+    """tf.distribute strategy: ``mirrored`` over all GPUs (or all logical CPUs when there is none),
+    ``multiworker`` over the machines named in ``TF_CONFIG``; ``auto`` mirrors when there are several GPUs."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def prepare_data(cfg, recorder):
+    """Discover, exclude, split; count duplicates. Returns ``{split: [item]}`` and facts for config.json."""
+    items = discover(cfg["data"])
+    excluded = read_keys(cfg["exclude"]) if cfg.get("exclude") else set()
+    items = [it for it in items if it["key"] not in excluded]
+    if cfg.get("split"):
+        split = read_split(cfg["split"])
+        missing = [it["key"] for it in items if it["key"] not in split]
+        if missing:
+            raise ValueError(f"{len(missing)} photos are not in {cfg['split']}, e.g. {missing[0]}")
+    else:
+        split = stratified_split(items, {"train": 1 - cfg["val_split"], "val": cfg["val_split"]}, cfg["seed"],
+                                 exclude_sources=UNSEEN_SOURCES)
+    if cfg.get("val"):
+        for it in discover([cfg["val"]]):
+            it["key"] = "val:" + it["key"]
+            items.append(it)
+            split[it["key"]] = "val"
+    write_split({it["key"]: split[it["key"]] for it in items}, recorder.dir / "split.csv")
+    parts = defaultdict(list)
+    for it in items:
+        it["sha256"] = hashlib.sha256(Path(it["path"]).read_bytes()).hexdigest()
+        parts[split[it["key"]]].append(it)
+    by_hash = defaultdict(list)
+    for it in items:
+        by_hash[it["sha256"]].append(it)
+    dup_groups = [g for g in by_hash.values() if len(g) > 1]
+    leaks = [[it["key"] for it in g] for g in dup_groups if len({split[it["key"]] for it in g}) > 1]
+    facts = {
+        "counts": {s: dict(Counter(it["label"] for it in parts[s])) for s in parts},
+        "excluded": len(excluded), "duplicate_files": sum(len(g) - 1 for g in dup_groups),
+        "duplicates_across_splits": leaks,
+        "data_hash": hashlib.sha256("".join(sorted(it["sha256"] + it["key"] for it in items)).encode()).hexdigest(),
+    }
+    recorder.log.info(f"data: {len(items)} photos; {facts['counts']}; {facts['duplicate_files']} exact duplicate "
+                      f"files; {len(leaks)} duplicate groups across splits {leaks[:5]}")
+    return parts, facts
+
+
+def read_keys(path):
+    """Keys (paths relative to the data folder) from a text file, one per line, or a CSV with a ``path`` column."""
+    lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    if lines and lines[0].split(",")[0] == "path":
+        return {ln.split(",")[0] for ln in lines[1:]}
+    return set(lines)
+
+
+def phase1(model, parts, augmenter, cfg, recorder, size):
+    """Train the head on backbone features computed once: the clean photos plus ``views`` augmented views."""
+    recorder.update(phase=1, stage="caching backbone features")
+    extractor = feature_model(model)
+    cached, dropped = {}, []
+    for name in ("train", "val"):
+        feats, ok, errors = extract_features(model, [it["path"] for it in parts[name]])
+        for (path, message) in errors:
+            recorder.log.info(f"unreadable, skipped: {path}: {message}")
+        dropped += [p for p, _ in errors]
+        parts[name] = [it for it, good in zip(parts[name], ok) if good]
+        cached[name] = (feats, np.array([CLASSES.index(it["label"]) for it in parts[name]]))
+    x, y = cached["train"]
+    fast = Classifier(extractor)
+    for view in range(cfg["views"]):
+        ds = image_dataset([it["path"] for it in parts["train"]], y, size, 32, augmenter, seed=cfg["seed"] + view)
+        x = np.concatenate([x, np.concatenate([fast.predict_pixels(b.numpy()) for b, _ in ds])])
+    y_train = np.concatenate([y] * (cfg["views"] + 1))
+    recorder.log.info(f"phase 1: {len(y_train)} cached training features ({cfg['views']} augmented views each)")
+    head = model.get_layer("head")
+    compile_for(head, cfg["lr_head"])
+    x_val, y_val = cached["val"]
+    monitor = EpochMonitor(recorder, 1, cfg["epochs_head"], lambda: head.predict(x_val, verbose=0), y_val,
+                           0.3, 0.0)
+    head.fit(x, y_train, validation_data=(x_val, y_val), epochs=cfg["epochs_head"], batch_size=cfg["batch_size"],
+             class_weight=cfg["weights"], verbose=0, shuffle=True,
+             callbacks=[monitor, *standard_callbacks(recorder.dir, 1, 8)])
+    return dropped
+
+
+def phase2(model, parts, augmenter, cfg, recorder, size, jit):
+    """Fine-tune the last K backbone blocks on augmented photos streamed through tf.data."""
+    trainable = unfreeze_last_blocks(model, cfg["unfreeze_blocks"])
+    compile_for(model, cfg["lr_finetune"], jit_compile=jit)  # after changing trainable, always
+    recorder.log.info(f"phase 2: {len(trainable)} backbone layers trainable (last {cfg['unfreeze_blocks']} "
+                      f"blocks, BatchNorm frozen); learning rate {cfg['lr_finetune']}")
+    y = [CLASSES.index(it["label"]) for it in parts["train"]]
+    y_val = np.array([CLASSES.index(it["label"]) for it in parts["val"]])
+    train = image_dataset([it["path"] for it in parts["train"]], y, size, cfg["batch_size"], augmenter,
+                          shuffle=True, seed=cfg["seed"])
+    val = image_dataset([it["path"] for it in parts["val"]], y_val, size, cfg["batch_size"])
+    monitor = EpochMonitor(recorder, 2, cfg["epochs_finetune"], lambda: model.predict(val, verbose=0), y_val,
+                           0.6, 0.3)
+    model.fit(train, validation_data=val, epochs=cfg["epochs_finetune"], class_weight=cfg["weights"], shuffle=False,
+              verbose=1 if sys.stdout.isatty() else 0,
+              callbacks=[monitor, *standard_callbacks(recorder.dir, 2, 4)])
+
+
+def run(cfg):
+    """Train one model as ``cfg`` says (see ``python -m training --help``); returns the run folder."""
+    recorder = RunRecorder(cfg["out"])
+    signal.signal(signal.SIGTERM, lambda *_: CANCEL.update(requested=True))
+    try:
+        _run(cfg, recorder)
+    except Cancelled:
+        recorder.update(state="cancelled", ended=time.time())
+        recorder.log.info("cancelled; the served model is unchanged")
+    except Exception as e:  # recorded for the app and the log, then raised for the exit status
+        recorder.update(state="failed", reason=f"{type(e).__name__}: {e}", ended=time.time())
+        recorder.log.exception("run failed")
+        raise
+    return recorder.dir
+
+
+def _run(cfg, recorder):
+    device, is_gpu = device_info()
+    if is_gpu:  # mixed float16 on GPU (the softmax layer stays float32); XLA only there, it is slower on CPU
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.utils.set_random_seed(cfg["seed"])
+    recorder.update(device=device, stage="reading data")
+    recorder.log.info(f"device: {device}; strategy: {cfg['strategy']}")
+    parts, facts = prepare_data(cfg, recorder)
+    size = input_size(cfg["backbone"])
+    augmenter = Augmenter(cfg["policies"], size, cfg["seed"]) if cfg["augment"] else None
+    strategy = make_strategy(cfg["strategy"])
+    with strategy.scope():
+        model = build_classifier(cfg["backbone"])
+    y = np.array([CLASSES.index(it["label"]) for it in parts["train"]])
+    cfg["weights"] = class_weights(y, cfg["class_multipliers"]) if cfg["class_weight"] == "balanced" else None
+    write_config(cfg, facts, device, recorder.dir)
+    with strategy.scope():
+        dropped = phase1(model, parts, augmenter, cfg, recorder, size)
+        if CANCEL["requested"]:
+            raise Cancelled
+        if cfg["epochs_finetune"] > 0:
+            phase2(model, parts, augmenter, cfg, recorder, size, jit=is_gpu)
+    if CANCEL["requested"]:
+        raise Cancelled
+    recorder.update(stage="evaluating", progress=0.9)
+    meta = finish(model, parts, cfg, recorder, dropped)
+    recorder.update(state="done", ended=time.time(), progress=1.0, accuracy=meta.get("accuracy"))
+    recorder.log.info(f"done: {recorder.dir / 'model.keras'}")
+
+
+def finish(model, parts, cfg, recorder, dropped):
+    """Save the model and evaluate it on the validation (and test) photos with the evaluation package."""
+    from evaluation.run import run as evaluate
+
+    keras.mixed_precision.set_global_policy("float32")
+    meta = {"name": cfg.get("name") or recorder.dir.name, "backbone": cfg["backbone"], "classes": list(CLASSES),
+            "run": str(recorder.dir), "unreadable_skipped": dropped}
+    clf = Classifier(model, meta)
+    reports = {}
+    for name in ("val", "test"):
+        if parts.get(name):
+            items = [(it["key"], it["path"]) for it in parts[name]]
+            reports[name] = evaluate(None, recorder.dir / "eval" / name, items=items, classifier=clf,
+                                     labels={it["key"]: it["label"] for it in parts[name]})
+    if cfg.get("test"):
+        reports["test"] = evaluate(cfg["test"], recorder.dir / "eval" / "test", labels_path=cfg.get("labels"),
+                                   classifier=clf)
+    best = reports.get("test") or reports["val"]
+    meta.update(accuracy=best["accuracy"], test_images=best["n_scored"],
+                per_class_recall={c: m["recall"] for c, m in best["per_class"].items()},
+                measured_on="test" if "test" in reports else "val")
+    model.save(recorder.dir / "model.keras")
+    (recorder.dir / "model.json").write_text(json.dumps(meta, indent=2))
+    return meta
+
+
+def write_config(cfg, facts, device, run_dir):
+    import albumentations
+    import sklearn
+
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
+                "albumentations": albumentations.__version__, "scikit-learn": sklearn.__version__,
+                "python": sys.version.split()[0]}
+    config = {**{k: v for k, v in cfg.items() if k != "weights"},
+              "class_weight_values": {CLASSES[k]: v for k, v in (cfg["weights"] or {}).items()},
+              "data_facts": facts, "device": device, "versions": versions}
+    (Path(run_dir) / "config.json").write_text(json.dumps(config, indent=2, default=str))
+
+
+def save_curves(history, path):
+    """Loss, accuracy, cat recall and dog recall per epoch, both phases, with the phase boundary marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    boundary = next((r["epoch"] - 0.5 for r in history if r["phase"] == 2), None)
+    fig, axes = plt.subplots(1, 4, figsize=(18, 3.8), layout="constrained")
+    panels = (("loss", ("loss", "val_loss")), ("accuracy", ("accuracy", "val_accuracy")),
+              ("cat recall (val)", ("val_recall_cat",)), ("dog recall (val)", ("val_recall_dog",)))
+    for ax, (title, keys) in zip(axes, panels):
+        for key in keys:
+            ax.plot(epochs, [r.get(key, np.nan) for r in history], marker=".", label=key)
+        if boundary:
+            ax.axvline(boundary, color="gray", linestyle="--", label="phase 2 starts")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+__all__ = ["run", "DEFAULT_POLICIES", "make_strategy", "CANCEL"]

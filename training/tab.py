@@ -1,0 +1,201 @@
+"""The Train tab: start the pipeline as a background process, watch it live, cancel it, serve its model.
+
+One run at a time. The run is a separate ``python -m training`` process writing into ``DATA_DIR/runs/<name>/``;
+the tab only reads its ``status.json``, ``train.log`` and pictures, so a crash of either side never corrupts the
+other, and only "Serve this model" changes what the Classify tab serves.
+"""
+
+import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
+from classifier.classes import display_name
+from settings import PathNotAllowed, confine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_status(run_dir):
+    """A run's status.json; a run whose process died without saying so is reported as failed."""
+    path = Path(run_dir) / "status.json"
+    if not path.exists():
+        return {"state": "starting", "progress": 0.0}
+    status = json.loads(path.read_text())
+    if status.get("state") == "running" and not _alive(status.get("pid")):
+        status.update(state="failed", reason="the training process ended without finishing (killed?)")
+    return status
+
+
+def _alive(pid):
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, PermissionError, ValueError):
+        return False
+    try:  # a zombie child (ended, not yet reaped) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+class Trainer:
+    def __init__(self, settings, slot):
+        self.settings, self.slot = settings, slot
+        self.runs = settings.data_dir / "runs"
+        self.procs = {}
+
+    def check(self, password):
+        if self.settings.admin_password and not hmac.compare_digest(password or "", self.settings.admin_password):
+            raise gr.Error("Training, cancelling and serving models need the admin password (ADMIN_PASSWORD).")
+
+    def list_runs(self):
+        return sorted((p.parent for p in self.runs.glob("*/status.json")), key=lambda p: p.name, reverse=True)
+
+    def active(self):
+        """The run whose process is still going, if any."""
+        return next((r for r in self.list_runs() if read_status(r)["state"] == "running"), None)
+
+    def start(self, data, backbone, epochs_head, epochs_finetune, unfreeze):
+        if self.active():
+            raise gr.Error(f"A run is going ({self.active().name}): watch or cancel it first.")
+        try:
+            folder = confine(data, self.settings.data_roots)
+        except PathNotAllowed as e:
+            raise gr.Error(str(e)) from None
+        run = self.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
+        run.mkdir(parents=True)
+        cmd = [sys.executable, "-m", "training", "--data", str(folder), "--out", str(run), "--backbone", backbone,
+               "--epochs-head", str(int(epochs_head)), "--epochs-finetune", str(int(epochs_finetune)),
+               "--unfreeze-blocks", str(int(unfreeze))]
+        with open(run / "process.log", "w") as log:
+            self.procs[run.name] = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                                    start_new_session=True)
+        (run / "status.json").write_text(json.dumps({"state": "running", "pid": self.procs[run.name].pid,
+                                                     "progress": 0.0, "stage": "starting"}))
+        return run
+
+    def cancel(self):
+        run = self.active()
+        if run is None:
+            raise gr.Error("No run is going.")
+        os.kill(int(read_status(run)["pid"]), signal.SIGTERM)
+        return run
+
+    def serve(self, run_name):
+        run = self.runs / (run_name or "")
+        if not run_name or read_status(run)["state"] != "done":
+            raise gr.Error("Pick a finished run to serve.")
+        clf = self.slot.swap(run / "model.keras")
+        return f"Now serving **{clf.name}** from `{run.name}`."
+
+
+def snapshot(run):
+    """What the tab shows of a run: status line, log tail, curves, confusion matrix, per-class table."""
+    if run is None:
+        return "No run yet.", "", None, None, None
+    status = read_status(run)
+    p = float(status.get("progress") or 0)
+    bar = "█" * int(p * 30) + "░" * (30 - int(p * 30))
+    line = (f"**{run.name}** · {status['state']} · `{bar}` {p:.0%} · phase {status.get('phase', 0)}, epoch "
+            f"{status.get('epoch', 0)}/{status.get('epochs', 0)} · {status.get('stage', '')} · "
+            f"{status.get('device', '')}")
+    if status.get("reason"):
+        line += f"\n\n**Failed:** {status['reason']}"
+    if status.get("accuracy") is not None:
+        line += f"\n\nAccuracy {status['accuracy']:.1%} (see the report below)."
+    log = run / "train.log"
+    tail = "\n".join(log.read_text().splitlines()[-14:]) if log.exists() else ""
+    curves = run / "train_curves.png"
+    evals = [run / "eval" / n for n in ("test", "val") if (run / "eval" / n / "report.json").exists()]
+    matrix, table = None, None
+    if evals:
+        report = json.loads((evals[0] / "report.json").read_text())
+        matrix = str(evals[0] / "confusion_matrix.png")
+        table = pd.DataFrame([[display_name(c), m["support"], round(m["precision"], 3), round(m["recall"], 3)]
+                              for c, m in report["per_class"].items()],
+                             columns=[f"class ({evals[0].name})", "support", "precision", "recall"])
+    return line, tail, str(curves) if curves.exists() else None, matrix, table
+
+
+def build(settings, slot, T=None):
+    """Add the Train tab; returns the "serve" event so the app can refresh the Classify tab after it."""
+    trainer = Trainer(settings, slot)
+    if settings.admin_password:
+        gr.Markdown("Starting, cancelling and serving need the admin password.")
+    else:
+        gr.Markdown("⚠️ `ADMIN_PASSWORD` is not set: **training is open to anyone** using this app.")
+    with gr.Row():
+        data = gr.Dropdown(settings.datasets(), label="Training photos (class folders, or sources of them)")
+        backbone = gr.Dropdown(list(BACKBONES), value=DEFAULT_BACKBONE, label="Backbone")
+        epochs_head = gr.Number(20, precision=0, label="Phase-1 epochs (head)")
+        epochs_finetune = gr.Number(3, precision=0, label="Phase-2 epochs (fine-tune)")
+        unfreeze = gr.Number(3, precision=0, label="Blocks to fine-tune")
+    password = gr.Textbox(label="Admin password", type="password", visible=bool(settings.admin_password))
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary")
+        watch = gr.Button("Watch the current run")
+        cancel = gr.Button("Cancel the run", variant="stop")
+    status = gr.Markdown()
+    with gr.Row():
+        curves = gr.Image(label="Training curves", type="filepath", interactive=False)
+    with gr.Row():
+        matrix = gr.Image(label="Confusion matrix", type="filepath", interactive=False, scale=3)
+        table = gr.Dataframe(label="Per class", interactive=False, scale=2)
+    log = gr.Textbox(label="Log (last lines)", lines=8, max_lines=14, interactive=False)
+    with gr.Row():
+        runs = gr.Dropdown([r.name for r in trainer.list_runs()], label="Runs", scale=3)
+        show = gr.Button("Show run", scale=1)
+        serve = gr.Button("Serve this model", scale=1)
+    served = gr.Markdown()
+    outputs = [status, log, curves, matrix, table]
+
+    def follow(run):
+        """Stream the run's state until it ends (at least two updates while it runs)."""
+        while True:
+            line, tail, c, m, t = snapshot(run)
+            yield line, tail, c, m, t, gr.Dropdown(choices=[r.name for r in trainer.list_runs()], value=run.name)
+            if read_status(run)["state"] not in ("running", "starting"):
+                return
+            time.sleep(2)
+
+    def on_start(pw, folder, bb, eh, ef, k):
+        trainer.check(pw)
+        if not folder:
+            raise gr.Error("Pick a folder of training photos.")
+        yield from follow(trainer.start(folder, bb, eh, ef, k))
+
+    def on_watch():
+        run = trainer.active() or next(iter(trainer.list_runs()), None)
+        if run is None:
+            raise gr.Error("No run yet.")
+        yield from follow(run)
+
+    def on_cancel(pw):
+        trainer.check(pw)
+        return f"Cancelling {trainer.cancel().name} after the current batch…"
+
+    def on_serve(pw, name):
+        trainer.check(pw)
+        try:
+            return trainer.serve(name)
+        except (OSError, ValueError) as e:
+            raise gr.Error(f"The model could not be loaded ({e}); the current model keeps serving.") from None
+
+    start.click(on_start, [password, data, backbone, epochs_head, epochs_finetune, unfreeze], [*outputs, runs],
+                api_name="train_start", concurrency_limit=1)
+    watch.click(on_watch, None, [*outputs, runs], api_name="train_watch")
+    cancel.click(on_cancel, password, served, api_name="train_cancel")
+    show.click(lambda name: snapshot(trainer.runs / name) if name else snapshot(None), runs, outputs,
+               api_visibility="private")
+    data.focus(lambda: gr.Dropdown(choices=settings.datasets()), None, data, api_visibility="private", queue=False)
+    return serve.click(on_serve, [password, runs], served, api_name="serve")
