@@ -169,3 +169,23 @@ def test_train_tab_streams_progress_then_serves_the_model(tiny_data, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_cancel_stops_cleanly_and_writes_no_model(tiny_data, tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "training", "--data", str(tiny_data), "--out", str(run),
+                             "--epochs-head", "3", "--epochs-finetune", "200", "--val-split", "0.25",
+                             "--views", "0"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        status = json.loads((run / "status.json").read_text()) if (run / "status.json").exists() else {}
+        if status.get("phase") == 2 and status.get("epoch", 0) >= 1:
+            break
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(120) == 0
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "cancelled" and not (run / "model.keras").exists()

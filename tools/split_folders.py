@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from training.data import discover, read_split  # noqa: E402
+from training.pipeline import read_keys  # noqa: E402
 
 
 def main():
@@ -21,11 +22,13 @@ def main():
     ap.add_argument("--split", required=True)
     ap.add_argument("--which", default="test")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--exclude", help="photos to leave out (as python -m training --exclude)")
     args = ap.parse_args()
     split = read_split(args.split)
+    skip = read_keys(args.exclude) if args.exclude else set()
     n = 0
     for item in discover([args.data]):
-        if split.get(item["key"]) == args.which:
+        if split.get(item["key"]) == args.which and item["key"] not in skip:
             target = Path(args.out) / item["label"] / item["key"].replace("/", "__")
             target.parent.mkdir(parents=True, exist_ok=True)
             if not target.exists():

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from sklearn.metrics import precision_recall_fscore_support
+from tqdm import tqdm
 
 from classifier.backbones import input_size
 from classifier.classes import CLASSES
@@ -187,7 +188,9 @@ def phase1(model, parts, augmenter, cfg, recorder, size):
     extractor = feature_model(model)
     cached, dropped = {}, []
     for name in ("train", "val"):
-        feats, ok, errors = extract_features(model, [it["path"] for it in parts[name]])
+        with tqdm(total=len(parts[name]), desc=f"{name} features", unit="img", disable=not sys.stdout.isatty()) as bar:
+            feats, ok, errors = extract_features(model, [it["path"] for it in parts[name]],
+                                                 progress=lambda i, n: bar.update(1))
         for (path, message) in errors:
             recorder.log.info(f"unreadable, skipped: {path}: {message}")
         dropped += [p for p, _ in errors]
@@ -271,7 +274,7 @@ def _run(cfg, recorder):
         raise Cancelled
     recorder.update(stage="evaluating", progress=0.9)
     meta = finish(model, parts, cfg, recorder, dropped)
-    recorder.update(state="done", ended=time.time(), progress=1.0, accuracy=meta.get("accuracy"))
+    recorder.update(state="done", stage="finished", ended=time.time(), progress=1.0, accuracy=meta.get("accuracy"))
     recorder.log.info(f"done: {recorder.dir / 'model.keras'}")
 
 
