@@ -73,14 +73,23 @@ def inference_model(model):
     return keras.Model(inputs, x, name=model.name + "_inference")
 
 
-def save_compact(model, path, meta):
-    """Save only what differs from the packaged ImageNet backbone (exactly, in float32) plus ``meta``."""
-    reference = {v.path: v for v in build_classifier(meta["backbone"], weights="imagenet").weights}
+def save_compact(model, path, meta, dtype="float32"):
+    """Save only what differs from the packaged ImageNet backbone, plus ``meta``; returns the stored names.
+
+    Variables are matched by position (a loaded ``.keras`` model names them differently from a fresh build) and
+    stored under the fresh build's names, which :func:`load_model` assigns by. ``dtype="float16"`` halves the file
+    for models whose fine-tuned backbone blocks would not fit under 10 MB (measure the stored model afterwards).
+    """
+    reference = build_classifier(meta["backbone"], weights="imagenet").weights
+    if len(reference) != len(model.weights):
+        raise ValueError("the model's layout differs from build_classifier's; save it as .keras instead")
     arrays = {}
-    for var in model.weights:
-        value = np.asarray(var)
-        if not np.array_equal(value, np.asarray(reference[var.path])):
-            arrays[var.path] = value
+    for var, ref in zip(model.weights, reference):
+        value, base = keras.ops.convert_to_numpy(var), keras.ops.convert_to_numpy(ref)
+        if value.shape != base.shape:
+            raise ValueError(f"shape mismatch at {ref.path}: {value.shape} vs {base.shape}")
+        if not np.array_equal(value, base):
+            arrays[ref.path] = value.astype(dtype) if value.dtype == np.float32 else value
     np.savez_compressed(path, __meta__=json.dumps(meta), **arrays)
     return sorted(arrays)
 
@@ -97,7 +106,7 @@ def load_model(path=None):
             by_path = {v.path: v for v in model.weights}
             for key in data.files:
                 if key != "__meta__":
-                    by_path[key].assign(data[key])
+                    by_path[key].assign(data[key].astype(by_path[key].dtype))
         return model, meta
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
     sidecar = path.with_suffix(".json")

@@ -51,6 +51,15 @@ def test_compact_file_stores_only_the_head_and_predicts_the_same(tmp_path, train
     np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(trained_like(x)))
 
 
+def test_compact_float16_and_a_reloaded_keras_model(tmp_path, trained_like):
+    trained_like.save(tmp_path / "m.keras")
+    reloaded, _ = load_model(tmp_path / "m.keras")  # its variables are named differently from a fresh build
+    save_compact(reloaded, tmp_path / "h.npz", {"backbone": "efficientnet_lite0"}, dtype="float16")
+    model, _ = load_model(tmp_path / "h.npz")
+    x = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(model(x)), np.asarray(trained_like(x)), atol=2e-3)
+
+
 def test_default_model_is_small_and_described():
     assert DEFAULT_MODEL.stat().st_size < 10e6
     for f in Path(DEFAULT_MODEL).parents[1].rglob("*"):

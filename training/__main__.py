@@ -7,7 +7,8 @@ augmented photos. A GPU is used when present (mixed float16, XLA). Everything go
 Example (the default model in assets/):
 
     python -m training --data ../shared/data/animals --split assets/model/split.csv \\
-        --exclude assets/model/exclude.txt --out runs/default --compact assets/model/default.npz
+        --exclude assets/model/exclude.txt --out runs/default --compact assets/model/default.npz \\
+        --compact-dtype float16
 """
 
 import argparse
@@ -56,6 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     p.add_argument("--name", help="model name shown in the app (default: the run folder's name)")
     p.add_argument("--compact", help="also save the model in compact .npz form (as assets/model/default.npz)")
+    p.add_argument("--compact-dtype", choices=("float32", "float16"), default="float32",
+                   help="float16 halves the compact file (fine-tuned blocks); default: %(default)s")
     return p.parse_args(argv)
 
 
@@ -90,7 +93,7 @@ def main(argv=None):
         from classifier.model import load_model, save_compact
 
         model, meta = load_model(run_dir / "model.keras")
-        stored = save_compact(model, args.compact, meta)
+        stored = save_compact(model, args.compact, meta, dtype=args.compact_dtype)
         print(f"compact model: {args.compact} ({len(stored)} arrays)")
     print(f"run {status['state']}: {run_dir}")
     sys.exit(0 if status["state"] in ("done", "cancelled") else 1)
