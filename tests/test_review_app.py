@@ -102,9 +102,14 @@ def test_admin_password_is_enforced_server_side(tmp_path):
         for call in (lambda: client.predict("eve", "", *FILTERS, api_name="/review_start"),
                      lambda: client.predict("wrong", *FILTERS, api_name="/label_dog"),
                      lambda: client.predict("", str(data / "datasets" / "demo"), api_name="/import"),
-                     lambda: client.predict("", 0, api_name="/autolabel")):
+                     lambda: client.predict("", 0, api_name="/autolabel"),
+                     lambda: client.predict("", str(data / "datasets" / "demo"), "efficientnet_lite0", 1, 0, 1,
+                                            api_name="/train_start"),
+                     lambda: client.predict("", api_name="/train_cancel"),
+                     lambda: client.predict("", None, api_name="/serve")):
             with pytest.raises(Exception, match="admin password|Enter your name"):
                 call()
+        assert not (data / "runs").exists()  # no training started
         client.predict("ann", "s3cret-pw", *FILTERS, api_name="/review_start")
         message, _ = client.predict("s3cret-pw", str((data / "datasets" / "demo").resolve()), api_name="/import")
         assert "Imported 4 images" in message
