@@ -43,11 +43,16 @@ def test_tiny_run_end_to_end(tiny_data, tmp_path):
     for name in ("model.keras", "model.json", "history.csv", "train_curves.png", "config.json", "split.csv",
                  "train.log", "eval/val/report.json", "eval/val/confusion_matrix.png"):
         assert (run / name).exists(), name
-    history = (run / "history.csv").read_text().splitlines()
-    assert len(history) == 1 + 3 and "val_recall_cat" in history[0] and "val_precision_dog" in history[0]
-    assert [row.split(",")[0] for row in history[1:]] == ["1.0", "1.0", "2.0"]  # phase per epoch
+    import csv
+    history = list(csv.DictReader((run / "history.csv").open()))
+    assert len(history) == 3 and "val_recall_cat" in history[0] and "val_precision_dog" in history[0]
+    assert [float(r["phase"]) for r in history] == [1, 1, 2] and [float(r["epoch"]) for r in history] == [1, 2, 3]
     config = json.loads((run / "config.json").read_text())
-    assert config["class_weight_values"]["cat"] == pytest.approx(2 * config["class_weight_values"]["dog"])
+    counts = config["data_facts"]["counts"]["train"]
+    split = {r["path"]: r["split"] for r in csv.DictReader((run / "split.csv").open())}
+    counts["cat"] -= split["gatto/broken.jpg"] == "train"  # unreadable: skipped before the weights are computed
+    ratio = config["class_weight_values"]["cat"] / config["class_weight_values"]["dog"]
+    assert ratio == pytest.approx(2 * counts["dog"] / counts["cat"])  # balanced, then cat doubled
     assert config["policies"]["cat"]["crop_scale"] != config["policies"]["default"]["crop_scale"]
     assert config["versions"]["albumentations"] == "2.0.8" and config["data_facts"]["data_hash"]
     assert "broken.jpg" in (run / "train.log").read_text()

@@ -201,6 +201,8 @@ def phase1(model, parts, augmenter, cfg, recorder, size):
     for view in range(cfg["views"]):
         ds = image_dataset([it["path"] for it in parts["train"]], y, size, 32, augmenter, seed=cfg["seed"] + view)
         x = np.concatenate([x, np.concatenate([fast.predict_pixels(b.numpy()) for b, _ in ds])])
+    # Balanced class weights from the readable training photos, times the optional per-class multipliers.
+    cfg["weights"] = class_weights(y, cfg["class_multipliers"]) if cfg["class_weight"] == "balanced" else None
     y_train = np.concatenate([y] * (cfg["views"] + 1))
     recorder.log.info(f"phase 1: {len(y_train)} cached training features ({cfg['views']} augmented views each)")
     head = model.get_layer("head")
@@ -261,11 +263,9 @@ def _run(cfg, recorder):
     strategy = make_strategy(cfg["strategy"])
     with strategy.scope():
         model = build_classifier(cfg["backbone"])
-    y = np.array([CLASSES.index(it["label"]) for it in parts["train"]])
-    cfg["weights"] = class_weights(y, cfg["class_multipliers"]) if cfg["class_weight"] == "balanced" else None
-    write_config(cfg, facts, device, recorder.dir)
     with strategy.scope():
         dropped = phase1(model, parts, augmenter, cfg, recorder, size)
+        write_config(cfg, facts, device, recorder.dir)
         if CANCEL["requested"]:
             raise Cancelled
         if cfg["epochs_finetune"] > 0:
