@@ -11,6 +11,7 @@ LOW_CONFIDENCE  top-1 probability under which the app warns "not one of the 10 a
 MAX_UPLOAD_MB   upload size limit; default 20
 """
 
+import hmac
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,10 @@ class Settings:
     low_confidence: float = 0.5
     max_upload_mb: int = 20
     data_roots: tuple = ()
+
+    def admin_ok(self, password):
+        """True when no ADMIN_PASSWORD is set, or ``password`` matches it (compared in constant time)."""
+        return not self.admin_password or hmac.compare_digest(password or "", self.admin_password)
 
     def datasets(self):
         """Every sub-folder of the data roots, as ``[(root name/folder name, absolute path)]`` for a dropdown."""

@@ -46,7 +46,7 @@ def decode_with_info(source, size=224):
         pixels = _resize_rgb(img, size)
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+    except Exception as e:  # PIL's decoders raise many types on corrupt data (OSError, struct.error, IndexError...)
         raise ImageError(f"The image could not be decoded ({_reason(e)}): the file is truncated or corrupt. "
                          "Re-export or re-download it and try again.") from None
     return pixels, info
@@ -61,7 +61,7 @@ def thumbnail(source, max_side=800):
         img = ImageOps.exif_transpose(img)
         img.thumbnail((max_side, max_side))
         return Image.fromarray(_resize_rgb(img, None).astype(np.uint8))
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
+    except Exception as e:
         raise ImageError(f"The image could not be decoded ({_reason(e)}).") from None
 
 
@@ -118,7 +118,7 @@ def _open_file(source):
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not an image this app can read. Use a JPEG, PNG, WebP, GIF, BMP or TIFF "
                          "photo.") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
+    except Exception as e:  # a header that parses halfway: any decoder error is the file's fault
         raise ImageError(f"{name} could not be opened as an image ({_reason(e)}).") from None
 
 

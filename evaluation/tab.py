@@ -4,12 +4,10 @@ The tab only composes; the work is :func:`evaluation.run.run`.
 """
 
 import csv
-import json
 import time
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 import pandas as pd
 
 from classifier.classes import CLASSES, display_name

@@ -285,10 +285,6 @@ class LabelStore:
                         (image_id, holder, now + ttl))
             return True
 
-    def release(self, holder):
-        with self.transaction() as con:
-            con.execute("DELETE FROM leases WHERE holder = ?", (holder,))
-
     # -- model predictions, cached per model -------------------------------------------------------------------
 
     def cached_predictions(self, model_key):

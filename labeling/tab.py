@@ -5,11 +5,9 @@ is checked server-side (reviewer name, and ``ADMIN_PASSWORD`` when set), so dire
 the buttons do.
 """
 
-import hmac
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -41,7 +39,7 @@ class Review:
     # -- checks ------------------------------------------------------------------------------------------------
 
     def check(self, session, password):
-        if self.settings.admin_password and not hmac.compare_digest(password or "", self.settings.admin_password):
+        if not self.settings.admin_ok(password):
             raise gr.Error("Changing labels needs the admin password (ADMIN_PASSWORD is set on this app).")
         if not session or not session.get("reviewer"):
             raise gr.Error("Enter your name and press Start first: every decision records who made it.")

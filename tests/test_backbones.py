@@ -1,6 +1,5 @@
 """The offline ImageNet backbone: real weights, wired right, readable without torch, safe to load."""
 
-import io
 import pickle
 
 import keras

@@ -4,6 +4,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from classifier.images import MAX_PIXELS, ImageError, decode, decode_with_info
@@ -131,3 +133,37 @@ def test_missing_file_and_wrong_type():
         decode("/no/such/file.jpg")
     with pytest.raises(ImageError, match="Expected an image"):
         decode(12345)
+
+
+def _valid_images():
+    img = Image.effect_noise((40, 30), 60).convert("RGB")
+    out = [encode(img, "PNG"), encode(img, "JPEG"), encode(img.convert("P"), "GIF"), encode(img, "WEBP"),
+           encode(img, "BMP"), encode(img.convert("I;16"), "PNG"), encode(img.convert("CMYK"), "JPEG")]
+    return out
+
+
+VALID = _valid_images()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2048))
+def test_fuzz_random_bytes_only_raise_our_error(data):
+    try:
+        decode(data, 32)
+    except ImageError:
+        pass
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(range(len(VALID))), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                                                     max_size=12), st.integers(0, 10**6))
+def test_fuzz_mutated_images_only_raise_our_error(which, flips, cut):
+    data = bytearray(VALID[which])
+    for pos, value in flips:
+        data[pos % len(data)] = value
+    data = bytes(data[: max(1, cut % (len(data) + 1))])
+    try:
+        out = decode(data, 32)
+        assert out.shape == (32, 32, 3) and np.isfinite(out).all()
+    except ImageError as e:
+        assert str(e)

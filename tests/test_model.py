@@ -1,16 +1,14 @@
 """The classifier: head layout, save/load in both forms, one prediction path, the shipped default model."""
 
-import io
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
 
 from classifier.classes import CLASSES
 from classifier.images import ImageError
-from classifier.model import DEFAULT_MODEL, Classifier, build_classifier, load_model, save_compact
+from classifier.model import DEFAULT_MODEL, build_classifier, load_model, save_compact
 from conftest import EXAMPLES
 
 

@@ -164,7 +164,7 @@ def test_keyboard_shortcut_changes_the_label_in_a_browser(app, tmp_path):
 
 
 def test_autolabel_from_the_app_never_shows_the_key(tmp_path):
-    from fake_openai import FakeGLM, ok
+    from fake_openai import FakeGLM
 
     key = "sk-ui-test-KEY-9876543210"
     glm = FakeGLM()

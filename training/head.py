@@ -1,4 +1,4 @@
-"""Phase 1: train the dense head on backbone features computed once and cached.
+"""Phase 1 helpers: backbone features computed once and cached, and the class weights.
 
 The backbone is frozen in this phase, so its pooled features of a photo never change: computing them once and
 training the head on the cache is exact and much faster than running the backbone every epoch.
@@ -45,17 +45,3 @@ def class_weights(labels, multipliers=None):
         if idx in out:
             out[idx] *= factor
     return out
-
-
-def train_head(head, x_train, y_train, x_val, y_val, epochs=60, batch_size=64, learning_rate=1e-3,
-               class_weight=None, seed=0, verbose=2):
-    """Fit ``head`` on cached features with early stopping on validation loss; returns the Keras history."""
-    keras.utils.set_random_seed(seed)
-    head.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                 metrics=["accuracy"])
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=8, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", mode="min", factor=0.3, patience=4),
-    ]
-    return head.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=batch_size,
-                    class_weight=class_weight, callbacks=callbacks, verbose=verbose)

@@ -5,7 +5,6 @@ the tab only reads its ``status.json``, ``train.log`` and pictures, so a crash o
 other, and only "Serve this model" changes what the Classify tab serves.
 """
 
-import hmac
 import json
 import os
 import signal
@@ -55,7 +54,7 @@ class Trainer:
         self.procs = {}
 
     def check(self, password):
-        if self.settings.admin_password and not hmac.compare_digest(password or "", self.settings.admin_password):
+        if not self.settings.admin_ok(password):
             raise gr.Error("Training, cancelling and serving models need the admin password (ADMIN_PASSWORD).")
 
     def list_runs(self):
