@@ -34,6 +34,14 @@ class Settings:
     max_upload_mb: int = 20
     data_roots: tuple = ()
 
+    @property
+    def persistent(self):
+        """False on a Hugging Face Space whose DATA_DIR is not on the mounted persistent storage (/data)."""
+        if not os.environ.get("SPACE_ID"):
+            return True
+        data = self.data_dir.resolve()
+        return data == Path("/data") or Path("/data") in data.parents
+
     def admin_ok(self, password):
         """True when no ADMIN_PASSWORD is set, or ``password`` matches it (compared in constant time)."""
         return not self.admin_password or hmac.compare_digest(password or "", self.admin_password)

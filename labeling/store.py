@@ -164,6 +164,12 @@ class LabelStore:
             writer.writerows(rows)
         return len(rows)
 
+    def backup(self, path):
+        """A consistent copy of the database (SQLite's online backup), safe while others write."""
+        with self._connect() as con, contextlib.closing(sqlite3.connect(path)) as out:
+            con.backup(out)
+        return path
+
     # -- state -------------------------------------------------------------------------------------------------
 
     def state(self, image_ids=None):

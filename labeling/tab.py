@@ -166,6 +166,10 @@ def build(settings, slot, T=None):
     review = Review(settings, slot)
     session = gr.State(None)
     has_key = bool(settings.glm_api_key)
+    if not settings.persistent:
+        gr.Markdown(f"⚠️ **This Space's disk is wiped when it restarts**: `{settings.data_dir}` is not on persistent "
+                    "storage, so labels live only until then. Download the label database and the exports below "
+                    "regularly (or attach persistent storage and set `DATA_DIR=/data`).")
     with gr.Row():
         reviewer = gr.Textbox(label="Your name (recorded with each decision)", scale=2)
         password = gr.Textbox(label="Admin password", type="password", visible=bool(settings.admin_password),
@@ -182,7 +186,7 @@ def build(settings, slot, T=None):
         if not has_key:
             gr.Markdown("Auto-labeling is off: set `ZHIPUAI_API_KEY` (and optionally `GLM_BASE_URL`, `GLM_MODEL`).")
         with gr.Row():
-            export_button = gr.Button("Export results.json and history CSV")
+            export_button = gr.Button("Export results.json, history CSV and the label database")
             files = gr.File(label="Downloads", file_count="multiple", height=90)
         admin_status = gr.Markdown()
     with gr.Row():
@@ -354,10 +358,12 @@ def build(settings, slot, T=None):
         out = settings.data_dir / "exports"
         out.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        results, history = out / f"results-{stamp}.json", out / f"history-{stamp}.csv"
+        results, history, db = (out / f"results-{stamp}.json", out / f"history-{stamp}.csv",
+                                out / f"labels-{stamp}.db")
         review.store.export_results(results)
         review.store.export_history(history)
-        return [str(results), str(history)]
+        review.store.backup(db)
+        return [str(results), str(history), str(db)]
 
     dataset.focus(lambda: gr.Dropdown(choices=settings.datasets()), None, dataset, api_visibility="private",
                   queue=False)

@@ -90,6 +90,9 @@ def test_review_through_the_api(app):
     files = client.predict(api_name="/export")
     exported = json.loads(open(next(f for f in files if f.endswith(".json"))).read())
     assert exported["2"] == "null" and set(exported) == {"0", "1", "2", "3"}
+    copy = LabelStore(next(f for f in files if f.endswith(".db")))
+    assert copy.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
+    assert len(copy.query("SELECT id FROM events")) == len(LabelStore(data / "labels.db").query("SELECT id FROM events"))
 
 
 def test_decisions_need_a_name(app):

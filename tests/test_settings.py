@@ -24,3 +24,11 @@ def test_confine_refuses_dotdot_and_symlink_escape(tmp_path):
     for bad in (root / ".." / "secret", "../secret", root / "link", "/etc"):
         with pytest.raises(PathNotAllowed, match="outside the folders"):
             confine(bad, [root])
+
+
+def test_persistence_is_judged_on_spaces_only(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert Settings.from_env({"DATA_DIR": str(tmp_path)}).persistent
+    monkeypatch.setenv("SPACE_ID", "someone/animals")
+    assert not Settings.from_env({"DATA_DIR": str(tmp_path)}).persistent
+    assert Settings.from_env({"DATA_DIR": "/data/studio"}).persistent
