@@ -28,7 +28,7 @@ def sleep(seconds, then):
 
 class FakeGLM:
     def __init__(self):
-        self.scripts, self.calls, self.requests = {}, {}, []
+        self.scripts, self.calls, self.requests, self.answered, self.delay = {}, {}, [], 0, 0.0
         self.lock = threading.Lock()
         handler = self._handler()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -62,6 +62,7 @@ class FakeGLM:
                     fake.calls[digest] = n + 1
                     script = fake.scripts.get(digest, [ok("dog")])
                     response = script[min(n, len(script) - 1)]
+                time.sleep(fake.delay)
                 if response[0] == "sleep":
                     time.sleep(response[1])
                     response = response[2]
@@ -73,6 +74,8 @@ class FakeGLM:
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
+                    with fake.lock:
+                        fake.answered += 1
                 except OSError:
                     pass
 
