@@ -66,7 +66,8 @@ def main():
     finally:
         proc.terminate()
         proc.wait(30)
-    changed = {k for k in set(before) | set(after := snapshot(tree)) if before.get(k) != after.get(k)}
+    after = snapshot(tree)
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
     assert not changed, f"the app wrote into its tree: {sorted(changed)[:10]}"
     print(f"nothing written outside DATA_DIR ({len(before)} files unchanged); DATA_DIR holds "
           f"{sorted(p.name for p in data.iterdir())}")
