@@ -28,7 +28,7 @@ def build_app(settings=None):
             with gr.Tab(T("tab_classify"), id="classify"):
                 serving_line = classify_tab.build(slot, settings, T)
             with gr.Tab(T("tab_review"), id="review"):
-                _, review_filters = review_tab.build(settings, slot, T)
+                review, review_filters = review_tab.build(settings, slot, T)
             with gr.Tab(T("tab_evaluate"), id="evaluate"):
                 cell, open_review = evaluate_tab.build(settings, T)
             with gr.Tab(T("tab_train"), id="train"):
@@ -36,6 +36,7 @@ def build_app(settings=None):
         # After "Serve this model", the Classify tab names the new model (and on every page load).
         served.then(lambda: classify_tab.model_line(slot.get()), None, serving_line, api_visibility="private")
         demo.load(lambda: classify_tab.model_line(slot.get()), None, serving_line, api_visibility="private")
+        demo.load(review.progress, None, review_filters["progress"], api_visibility="private")
         # "Open these in the review queue": the Evaluate tab's selected cell becomes the Review tab's filters.
         open_review.click(lambda c: (gr.Dropdown(value=c[0] if c else "all"), gr.Dropdown(value=c[1] if c else "all"),
                                      gr.Dropdown(value="all"), gr.Tabs(selected="review")),

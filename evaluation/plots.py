@@ -1,5 +1,7 @@
 """Pictures people would rather look at: the confusion matrix and a contact sheet of confident mistakes."""
 
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers
@@ -26,10 +28,16 @@ def confusion_matrix_figure(matrix, labels, title):
     return fig
 
 
-def save_confusion_matrix(matrix, labels, title, path):
-    fig = confusion_matrix_figure(matrix, labels, title)
-    fig.savefig(path, dpi=90)
+def save_figure(fig, path, **kwargs):
+    """Write a figure atomically (the app may be showing the file while a run rewrites it)."""
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, **kwargs)
     plt.close(fig)
+    os.replace(tmp, path)
+
+
+def save_confusion_matrix(matrix, labels, title, path):
+    save_figure(confusion_matrix_figure(matrix, labels, title), path, dpi=90)
 
 
 def save_error_sheet(errors, path, columns=6, limit=24):
@@ -48,5 +56,4 @@ def save_error_sheet(errors, path, columns=6, limit=24):
     if not errors:
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", fontsize=14)
     fig.suptitle("most confident mistakes: label → prediction (score)", fontsize=12)
-    fig.savefig(path, dpi=80, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=80, bbox_inches="tight")

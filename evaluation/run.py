@@ -110,7 +110,7 @@ def compare_labels(a_path, b_path, out_dir):
               "per_class": per_class,
               "confusion_matrix": {"labels": names, "matrix": [[pairs[(x, y)] for y in names] for x in names]}}
     out = _prepare(out_dir)
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    _write_json(out / "report.json", report)
     save_confusion_matrix(report["confusion_matrix"]["matrix"], names,
                           f"{Path(a_path).name} (rows) against {Path(b_path).name} (columns)",
                           out / "confusion_matrix.png")
@@ -118,10 +118,16 @@ def compare_labels(a_path, b_path, out_dir):
 
 
 def _write_common(out, report, labels, predictions, title):
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    _write_json(out / "report.json", report)
     (out / "classification_report.txt").write_text(text_report(labels, predictions))
     save_confusion_matrix(report["confusion_matrix"]["matrix"], report["confusion_matrix"]["labels"], title,
                           out / "confusion_matrix.png")
+
+
+def _write_json(path, data):
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    tmp.replace(path)
 
 
 def _write_csv(path, rows):

@@ -373,5 +373,5 @@ def build(settings, slot, T=None):
     cancel_button.click(on_cancel, [session, password], admin_status, api_name="autolabel_cancel")
     export_button.click(on_export, None, files, api_name="export")
     impact_button.click(review.impact, None, impact_table, api_name="review_impact")
-    return review, {"label": label, "predicted": predicted, "status": status}
+    return review, {"label": label, "predicted": predicted, "status": status, "progress": progress_md}
 

@@ -319,9 +319,7 @@ def write_config(cfg, facts, device, run_dir):
 
 def save_curves(history, path):
     """Loss, accuracy, cat recall and dog recall per epoch, both phases, with the phase boundary marked."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from evaluation.plots import plt, save_figure
 
     epochs = [r["epoch"] for r in history]
     boundary = next((r["epoch"] - 0.5 for r in history if r["phase"] == 2), None)
@@ -336,8 +334,7 @@ def save_curves(history, path):
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
 
 
 __all__ = ["run", "DEFAULT_POLICIES", "make_strategy", "CANCEL"]

@@ -25,13 +25,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def read_status(run_dir):
     """A run's status.json; a run whose process died without saying so is reported as failed."""
-    path = Path(run_dir) / "status.json"
-    if not path.exists():
-        return {"state": "starting", "progress": 0.0}
-    status = json.loads(path.read_text())
+    status = _read_json(Path(run_dir) / "status.json") or {"state": "starting", "progress": 0.0}
     if status.get("state") == "running" and not _alive(status.get("pid")):
         status.update(state="failed", reason="the training process ended without finishing (killed?)")
     return status
+
+
+def _read_json(path):
+    """A JSON file the training process may be writing right now: None until it is complete."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _alive(pid):
@@ -115,14 +120,15 @@ def snapshot(run):
     log = run / "train.log"
     tail = "\n".join(log.read_text().splitlines()[-14:]) if log.exists() else ""
     curves = run / "train_curves.png"
-    evals = [run / "eval" / n for n in ("test", "val") if (run / "eval" / n / "report.json").exists()]
     matrix, table = None, None
-    if evals:
-        report = json.loads((evals[0] / "report.json").read_text())
-        matrix = str(evals[0] / "confusion_matrix.png")
-        table = pd.DataFrame([[display_name(c), m["support"], round(m["precision"], 3), round(m["recall"], 3)]
-                              for c, m in report["per_class"].items()],
-                             columns=[f"class ({evals[0].name})", "support", "precision", "recall"])
+    for folder in (run / "eval" / "test", run / "eval" / "val"):
+        report = _read_json(folder / "report.json")
+        if report and (folder / "confusion_matrix.png").exists():
+            matrix = str(folder / "confusion_matrix.png")
+            table = pd.DataFrame([[display_name(c), m["support"], round(m["precision"], 3), round(m["recall"], 3)]
+                                  for c, m in report["per_class"].items()],
+                                 columns=[f"class ({folder.name})", "support", "precision", "recall"])
+            break
     return line, tail, str(curves) if curves.exists() else None, matrix, table
 
 
