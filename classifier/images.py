@@ -41,7 +41,7 @@ def decode_with_info(source, size=224):
             info["notes"].append(f"animated image with {img.n_frames} frames: the first frame was classified")
         if img.format == "JPEG":
             img.draft(None, (size, size))  # decode at 1/2, 1/4 or 1/8 scale, still >= size: 12 MP in ~20 ms
-        img = ImageOps.exif_transpose(img)
+        img = _upright(img)
         info["width"], info["height"] = img.size
         pixels = _resize_rgb(img, size)
     except ImageError:
@@ -58,7 +58,7 @@ def thumbnail(source, max_side=800):
     try:
         if img.format == "JPEG":
             img.draft("RGB", (max_side, max_side))
-        img = ImageOps.exif_transpose(img)
+        img = _upright(img)
         img.thumbnail((max_side, max_side))
         return Image.fromarray(_resize_rgb(img, None).astype(np.uint8))
     except Exception as e:
@@ -122,6 +122,12 @@ def _open_file(source):
         raise ImageError(f"{name} could not be opened as an image ({_reason(e)}).") from None
 
 
+def _upright(img):
+    """Apply the EXIF orientation without copying an image that needs none (a copy of 50 MP is 150 MB)."""
+    orientation = img.getexif().get(0x0112, 1)
+    return ImageOps.exif_transpose(img) if orientation != 1 else img
+
+
 def _resize_rgb(img, size):
     """Any PIL mode -> RGB float32 0-255 resized bilinearly to ``size`` (None: kept), keeping the full range of
     high-bit-depth images."""
@@ -135,9 +141,12 @@ def _resize_rgb(img, size):
         return np.repeat(out[..., None], 3, axis=-1)
     if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
         # Transparent web PNGs: put them on white rather than on whatever colour the hidden pixels hold.
+        # Resize first (PIL resamples RGBA premultiplied), so a large image is composited at the small size.
         rgba = img.convert("RGBA")
+        if size is not None:
+            rgba = rgba.resize((size, size), Image.BILINEAR)
         img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    rgb = img.convert("RGB")
+    rgb = img if img.mode == "RGB" else img.convert("RGB")  # no copy of an RGB image (50 MP = 150 MB)
     if size is not None and rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.BILINEAR)
     return np.asarray(rgb, dtype=np.float32)

@@ -47,7 +47,7 @@ def app_url(tmp_path_factory):
             time.sleep(0.5)
     else:
         pytest.fail("app did not start in 120 s")
-    yield url, data
+    yield url, data, proc.pid
     proc.terminate()
     proc.wait(timeout=30)
 
@@ -105,6 +105,34 @@ def test_truncated_bomb_cmyk_16bit_and_animated(client, tmp_path):
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (installed by .ci/run)")
+def rss_mb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_upload_limit_and_memory_stay_bounded(client, app_url, tmp_path):
+    big = tmp_path / "huge.jpg"
+    big.write_bytes(os.urandom(21 * 1024 * 1024))  # over MAX_UPLOAD_MB=20
+    with pytest.raises(Exception, match="(?i)size|large|exceed"):
+        client.predict(handle_file(str(big)), api_name="/classify")
+    pid = app_url[2]
+    before = rss_mb(pid)
+    bomb = save(Image.new("1", (20000, 20000)), tmp_path / "bomb.png")
+    huge = save(Image.new("RGB", (7000, 7000), (90, 120, 30)), tmp_path / "huge.png")  # 49 MP, just allowed
+    for _ in range(3):
+        for path in (bomb, huge):
+            try:
+                client.predict(handle_file(path), api_name="/classify")
+            except Exception as e:
+                assert "decompression-bomb" in str(e)
+    grown = rss_mb(pid) - before
+    print(f"app memory grew by {grown:.0f} MB")
+    assert grown < 300
+    assert client.predict(handle_file(str(EXAMPLES / "cat.jpg")), api_name="/classify")["label"] == "cat 猫"
+
+
 def test_evaluate_tab_through_the_api(client, app_url):
     data = app_url[1]
     model = str((ROOT / "assets" / "model" / "default.npz").resolve())
