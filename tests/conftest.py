@@ -18,3 +18,11 @@ import pytest  # noqa: E402
 def default_classifier():
     from classifier.model import Classifier
     return Classifier.load()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Mark a failed test on its item, so fixtures (the browser journeys) can save what the page showed."""
+    outcome = yield
+    if outcome.get_result().failed:
+        item.failed = True

@@ -50,17 +50,10 @@ def page(request):
         yield page
         name = request.node.name
         page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        if getattr(request.node, "failed", False):
+        if getattr(request.node, "failed", False):  # set by the hook in conftest.py
             (ARTIFACTS / f"{name}.html").write_text(page.content())
             (ARTIFACTS / f"{name}.console.log").write_text("\n".join(console))
         browser.close()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    if outcome.get_result().failed:
-        item.failed = True
 
 
 def test_classify_then_switch_to_chinese(app, page):
