@@ -73,15 +73,16 @@ class Review:
         rows = self.queue(*filters)
         seen = set(session["history"])
         image = self.store.claim_next([r["id"] for r in rows if r["id"] not in seen], session["holder"], since)
-        return image, len(rows)
+        return image, rows
 
     # -- views -------------------------------------------------------------------------------------------------
 
-    def view(self, image_id, queue_size=None):
-        """(photo path, details markdown, progress markdown) for one image."""
+    def view(self, image_id, queue=None):
+        """(photo, details markdown, progress markdown) for one image; ``queue`` is the ranked queue it came from
+        (passed on, so a key press ranks the store once, not twice)."""
         if image_id is None:
             return None, "**Nothing left in this queue.** Change the filters, or import images.", self.progress()
-        row = next(r for r in self.ranked() if r["id"] == image_id)
+        row = next(r for r in (queue if queue is not None else self.ranked()) if r["id"] == image_id)
         clf = self.slot.get()
         probs = self.store.cached_predictions(model_key(clf)).get(image_id)
         top3 = ", ".join(f"{display_name(c)} {p:.0%}" for c, p in clf.top_k(np.asarray(probs), 3)) if probs else "-"
@@ -92,8 +93,8 @@ class Review:
                  + (f" by {row['reviewer']}" if row["reviewer"] else ""),
                  f"**Model:** {top3}" + (" — *disagrees*" if row["disagree"] else ""),
                  f"**LLM said:** {_llm_line(row)}"]
-        if queue_size is not None:
-            lines.append(f"{queue_size} images in this queue · suspicion rank {row['rank']}")
+        if queue is not None:
+            lines.append(f"{len(queue)} images in this queue · suspicion rank {row['rank']}")
         try:
             picture = thumbnail(row["file"], 900)
         except ImageError as e:
@@ -237,11 +238,11 @@ def build(settings, slot, T=None):
         return show_next(sess, f)
 
     def show_next(sess, f):
-        image, size = review.next_image(sess, f)
+        image, queue = review.next_image(sess, f)
         if image is not None:
             sess["history"].append(image)
         sess["current"] = image
-        return (*review.view(image, size), sess)
+        return (*review.view(image, queue), sess)
 
     def on_decide(choice):
         def handler(sess, pw, *f):
