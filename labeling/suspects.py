@@ -25,7 +25,9 @@ def predict_store(store, classifier, progress=None, batch_size=32):
     """Probabilities for every image in the store, computed once per model and cached in the database."""
     key = model_key(classifier)
     cached = store.cached_predictions(key)
-    todo = [r for r in store.state() if r["id"] not in cached]
+    todo = [r for r in store.query("SELECT id, root, path FROM images ORDER BY id") if r["id"] not in cached]
+    for r in todo:
+        r["file"] = str(Path(r["root"]) / r["path"])
     fresh = {}
     for i, (row, (_, probs)) in enumerate(zip(todo, classifier.predict_files([r["file"] for r in todo],
                                                                              batch_size))):
