@@ -44,7 +44,7 @@ def predict_folder(classifier, images_dir, batch_size=32, progress=None):
 def write_predictions(top1, path):
     """Write ``{key: class id}`` in the original ``predictions.json`` format ("none of the 10" as ``"null"``)."""
     data = {k: ("null" if v == NONE else v) for k, v in sorted(top1.items(), key=lambda kv: natural_key(kv[0]))}
-    _atomic_write(path, json.dumps(data, ensure_ascii=False, indent=1))
+    write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1))
 
 
 def write_probabilities(probs, classes, path):
@@ -63,7 +63,8 @@ def natural_key(key):
     return (0, int(key), "") if key.isdigit() else (1, 0, key)
 
 
-def _atomic_write(path, text):
+def write_atomic(path, text):
+    """Write a text file so that readers (the app, a watching tab) never see half of it."""
     tmp = f"{path}.tmp"
     Path(tmp).write_text(text, encoding="utf-8")
     os.replace(tmp, path)

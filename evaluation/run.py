@@ -13,7 +13,7 @@ from classifier.images import ImageError
 from .labels import OTHER, folder_labels, match, read_labels
 from .metrics import evaluate, text_report
 from .plots import save_confusion_matrix, save_error_sheet
-from .predict import list_images, natural_key, write_predictions, write_probabilities
+from .predict import list_images, natural_key, write_atomic, write_predictions, write_probabilities
 
 
 def run(images_dir, out_dir, model_path=None, labels_path=None, threshold=None, tta=False, aliases=True,
@@ -125,9 +125,7 @@ def _write_common(out, report, labels, predictions, title):
 
 
 def _write_json(path, data):
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _write_csv(path, rows):

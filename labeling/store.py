@@ -22,7 +22,7 @@ from pathlib import Path
 
 from classifier.classes import CLASSES, NONE
 from evaluation.labels import OTHER, folder_labels, match, read_labels
-from evaluation.predict import list_images, natural_key
+from evaluation.predict import list_images, natural_key, write_atomic
 
 SOURCES = ("llm", "human", "model", "import")
 LEASE_SECONDS = 120
@@ -146,9 +146,7 @@ class LabelStore:
             label = row["label"]
             if label is not None:
                 out[row["key"]] = "null" if label == NONE else label.removeprefix(OTHER)
-        tmp = Path(f"{path}.tmp")
-        tmp.write_text(json.dumps(out, ensure_ascii=False, indent=1), encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, json.dumps(out, ensure_ascii=False, indent=1))
         return out
 
     def export_history(self, path):
@@ -292,6 +290,11 @@ class LabelStore:
             return True
 
     # -- model predictions, cached per model -------------------------------------------------------------------
+
+    def cached_prediction(self, model_key, image_id):
+        """One image's cached probabilities for a model, or None."""
+        rows = self.query("SELECT probs FROM predictions WHERE model_key = ? AND image_id = ?", (model_key, image_id))
+        return json.loads(rows[0]["probs"]) if rows else None
 
     def cached_predictions(self, model_key):
         return {r["image_id"]: json.loads(r["probs"]) for r in

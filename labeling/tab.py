@@ -84,7 +84,7 @@ class Review:
             return None, "**Nothing left in this queue.** Change the filters, or import images.", self.progress()
         row = next(r for r in (queue if queue is not None else self.ranked()) if r["id"] == image_id)
         clf = self.slot.get()
-        probs = self.store.cached_predictions(model_key(clf)).get(image_id)
+        probs = self.store.cached_prediction(model_key(clf), image_id)  # one row, not the whole cache
         top3 = ", ".join(f"{display_name(c)} {p:.0%}" for c, p in clf.top_k(np.asarray(probs), 3)) if probs else "-"
         label = row["label"]
         shown = display_name(label) if label in CLASSES else ("none of the 10" if label == NONE else label or "—")

@@ -5,7 +5,6 @@
 import json
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image, ImageOps

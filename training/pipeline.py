@@ -26,6 +26,7 @@ from tqdm import tqdm
 from classifier.backbones import input_size
 from classifier.classes import CLASSES
 from classifier.model import Classifier, build_classifier
+from evaluation.predict import write_atomic
 
 from .augment import DEFAULT_POLICIES, Augmenter
 from .data import discover, read_split, stratified_split, write_split
@@ -58,9 +59,7 @@ class RunRecorder:
 
     def update(self, **fields):
         self.status.update(fields, updated=time.time())
-        tmp = self.dir / "status.json.tmp"
-        tmp.write_text(json.dumps(self.status))
-        tmp.replace(self.dir / "status.json")
+        write_atomic(self.dir / "status.json", json.dumps(self.status))
 
     def add_epoch(self, phase, logs):
         self.history.append({"phase": phase, "epoch": len(self.history) + 1,
