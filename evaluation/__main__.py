@@ -161,9 +161,10 @@ def _summary(report, out):
         print(f"  {c}: precision {pc['precision']:.3f}, recall {pc['recall']:.3f} (support {pc['support']})")
     open_set = report["open_set"]
     if "threshold" in open_set:
-        print(f"  threshold {open_set['threshold']:.3f}: coverage {open_set['coverage']:.3f}, selective accuracy "
-              f"{open_set['selective_accuracy']}, null images rejected {open_set['null_rejected']} of "
-              f"{open_set['null_images']}")
+        coverage = "-" if open_set["coverage"] is None else f"{open_set['coverage']:.3f}"
+        selective = "-" if open_set["selective_accuracy"] is None else f"{open_set['selective_accuracy']:.3f}"
+        print(f"  threshold {open_set['threshold']:.3f}: coverage {coverage}, selective accuracy {selective}, "
+              f"null images rejected {open_set['null_rejected']} of {open_set['null_images']}")
     print(f"reports in {out}")
 
 

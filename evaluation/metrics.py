@@ -35,9 +35,14 @@ def evaluate(labels, predictions, probs=None, threshold=None, classes=CLASSES, n
     y_true = np.array([classes.index(lab) for lab, s in zip(labels, scored) if s], int)
     y_pred = np.array([classes.index(p) for p, s in zip(predictions, scored) if s], int)
     k = list(range(len(classes)))
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=k, zero_division=0)
-    _, _, weighted_f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=k, average="weighted",
-                                                           zero_division=0)
+    if len(y_true):
+        precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=k, zero_division=0)
+        weighted_f1 = float(precision_recall_fscore_support(y_true, y_pred, labels=k, average="weighted",
+                                                            zero_division=0)[2])
+        matrix = confusion_matrix(y_true, y_pred, labels=k).tolist()
+    else:  # only none-of-ten, other or unreadable images (an open-set check): nothing to score per class
+        precision = recall = f1 = np.zeros(len(k))
+        support, weighted_f1, matrix = np.zeros(len(k), int), None, np.zeros((len(k), len(k)), int).tolist()
     present = support > 0  # macro averages over the classes the set holds, not over absent ones
     acc_ci, recall_ci = bootstrap(y_true, y_pred, len(classes), n_boot, seed)
     report = {
@@ -46,11 +51,10 @@ def evaluate(labels, predictions, probs=None, threshold=None, classes=CLASSES, n
         "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else None,
         "accuracy_ci95": acc_ci,
         "macro_precision": _mean(precision[present]), "macro_recall": _mean(recall[present]),
-        "macro_f1": _mean(f1[present]), "weighted_f1": float(weighted_f1),
+        "macro_f1": _mean(f1[present]), "weighted_f1": weighted_f1,
         "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                           "support": int(support[i]), "recall_ci95": recall_ci[i]} for i, c in enumerate(classes)},
-        "confusion_matrix": {"labels": list(classes),
-                             "matrix": confusion_matrix(y_true, y_pred, labels=k).tolist()},
+        "confusion_matrix": {"labels": list(classes), "matrix": matrix},
         "excluded": {
             "null": sum(lab == NONE for lab in labels),
             "other": sum(lab.startswith(OTHER) for lab in labels),

@@ -229,10 +229,13 @@ def build(settings, slot, T=None):
     view_outputs = [photo, details, progress_md, session]
 
     def on_start(name, pw, *f, progress=gr.Progress()):
+        *f, old = f
         name = (name or "").strip()
         if not name:
             raise gr.Error("Enter your name first.")
-        sess = {"reviewer": name, "holder": f"{name}:{uuid.uuid4().hex[:8]}", "history": [], "current": None}
+        # Starting again (new filters) keeps this browser's lease holder, so its open image is released, not stuck.
+        holder = old["holder"] if old and old.get("reviewer") == name else f"{name}:{uuid.uuid4().hex[:8]}"
+        sess = {"reviewer": name, "holder": holder, "history": [], "current": None}
         review.check(sess, pw)
         predict_store(review.store, slot.get(), progress=lambda i, n: progress(i / n, desc="model predictions"))
         return show_next(sess, f)
@@ -295,7 +298,7 @@ def build(settings, slot, T=None):
     next_button.click(on_next, [session, password, *filters], view_outputs, api_visibility="private")
     prev_button.click(on_prev, [session, password, *filters], view_outputs, api_visibility="private")
     undo_button.click(on_undo, [session, password, *filters], view_outputs, api_name="undo")
-    start.click(on_start, [reviewer, password, *filters], view_outputs, api_name="review_start")
+    start.click(on_start, [reviewer, password, *filters, session], view_outputs, api_name="review_start")
     for f in filters:
         f.change(lambda sess, pw, *fs: show_next(sess, fs) if sess and sess.get("reviewer") else
                  (gr.skip(), gr.skip(), gr.skip(), sess), [session, password, *filters], view_outputs,

@@ -51,6 +51,15 @@ def test_metrics_by_hand():
                              "null_rejected_share": 1.0}
 
 
+def test_metrics_of_none_of_ten_photos_only():
+    # An open-set check: every photo is "none of the 10", so nothing is scored, but the rejections are counted.
+    r = evaluate([NONE, NONE, NONE], ["cat", "dog", None], np.array([row("cat", .95), row("dog", .5), np.zeros(10)]),
+                 threshold=0.9)
+    assert r["n_scored"] == 0 and r["accuracy"] is None and r["weighted_f1"] is None
+    assert r["open_set"]["null_images"] == 2 and r["open_set"]["null_rejected"] == 1
+    assert r["open_set"]["coverage"] is None and r["excluded"]["null"] == 3
+
+
 def test_labels_aliases_null_and_other():
     assert parse_label("ragno") == "spider" and parse_label("spider") == "spider"
     assert parse_label("null") == NONE and parse_label(None) == NONE

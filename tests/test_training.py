@@ -35,8 +35,8 @@ def test_tiny_run_end_to_end(tiny_data, tmp_path):
     run = tmp_path / "run"
     result = subprocess.run([sys.executable, "-m", "training", "--data", str(tiny_data), "--out", str(run),
                              "--epochs-head", "2", "--epochs-finetune", "1", "--val-split", "0.25", "--views", "1",
-                             "--class-multiplier", "cat=2"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=900)
+                             "--class-multiplier", "cat=2", "--teacher", "assets/model/default.npz"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "done" and status["device"].startswith("CPU")
@@ -56,6 +56,8 @@ def test_tiny_run_end_to_end(tiny_data, tmp_path):
     assert config["policies"]["cat"]["crop_scale"] != config["policies"]["default"]["crop_scale"]
     assert config["versions"]["albumentations"] == "2.0.8" and config["data_facts"]["data_hash"]
     assert "broken.jpg" in (run / "train.log").read_text()
+    assert config["teachers"] == ["assets/model/default.npz"] and config["distill_alpha"] == 0.7
+    assert "distilling from assets/model/default.npz" in (run / "train.log").read_text()
     from classifier.model import load_model
     model, meta = load_model(run / "model.keras")
     assert meta["accuracy"] is not None and model.output_shape == (None, 10)
@@ -194,3 +196,33 @@ def test_cancel_stops_cleanly_and_writes_no_model(tiny_data, tmp_path):
     assert proc.wait(120) == 0
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "cancelled" and not (run / "model.keras").exists()
+
+
+def test_distillation_mixes_teacher_and_label_and_never_trains_the_teacher():
+    from classifier.images import decode
+    from classifier.model import DEFAULT_MODEL, build_classifier
+    from training.distill import Distiller, teacher_ensemble
+    from training.finetune import compile_for, unfreeze_last_blocks
+
+    resized = teacher_ensemble([DEFAULT_MODEL], 192)  # a student at 192 px: the teacher sees its view at 224
+    assert resized.get_layer("resize_0") and resized.output_shape == (None, 10)
+    teacher = teacher_ensemble([DEFAULT_MODEL, DEFAULT_MODEL], 224)
+    x = np.stack([decode(EXAMPLES / f"{c}.jpg", 224) for c in ("cat", "dog", "sheep")])
+    y = np.array([CLASSES.index(c) for c in ("cat", "dog", "sheep")])
+    soft = keras.ops.convert_to_numpy(teacher(x))
+    assert soft.argmax(1).tolist() == y.tolist()  # the real default model as teacher
+    student = build_classifier()
+    unfreeze_last_blocks(student, 1)
+    learner = Distiller(student, teacher, alpha=0.6)
+    compile_for(learner, 1e-3, soft=True)
+    p = keras.ops.convert_to_numpy(learner(x))
+    loss = float(learner.compute_loss(x, y, p, training=True))
+    target = 0.6 * soft + 0.4 * np.eye(10)[y]
+    assert loss == pytest.approx(float(np.mean(-(target * np.log(np.clip(p, 1e-7, 1))).sum(1))), rel=1e-4)
+    val_loss = float(learner.compute_loss(x, y, p, training=False))  # validation: the labels alone
+    assert val_loss == pytest.approx(float(np.mean(-np.log(np.clip(p[np.arange(3), y], 1e-7, 1)))), rel=1e-4)
+    before = [keras.ops.convert_to_numpy(v) for v in teacher.weights]
+    head_before = keras.ops.convert_to_numpy(student.get_layer("head").weights[0])
+    learner.fit(x, y, epochs=1, batch_size=3, verbose=0)
+    assert all(np.array_equal(b, keras.ops.convert_to_numpy(v)) for b, v in zip(before, teacher.weights))
+    assert not np.array_equal(head_before, keras.ops.convert_to_numpy(student.get_layer("head").weights[0]))

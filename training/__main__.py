@@ -51,6 +51,12 @@ def parse_args(argv=None):
     p.add_argument("--no-augment", action="store_true", help="no augmentation at all")
     p.add_argument("--policies", help="JSON file of augmentation policies per class (default: built in, stronger "
                                       "for cat and dog; see training/augment.py)")
+    p.add_argument("--teacher", action="append", default=[], metavar="MODEL",
+                   help="distil phase 2 from this model (.keras or .npz, e.g. an earlier run's model.keras); "
+                        "repeat for an ensemble, whose mean probabilities are used")
+    p.add_argument("--distill-alpha", type=float, default=0.7,
+                   help="with --teacher: weight of the teachers' probabilities in the targets, the rest is the "
+                        "label (default: %(default)s)")
     p.add_argument("--strategy", choices=("auto", "mirrored", "multiworker"), default="auto",
                    help="tf.distribute: mirrored = all GPUs of this machine; multiworker = the machines in "
                         "TF_CONFIG (default: %(default)s)")
@@ -65,6 +71,8 @@ def parse_args(argv=None):
 def config_from(args):
     from training.augment import DEFAULT_POLICIES
 
+    if not 0 <= args.distill_alpha <= 1:
+        sys.exit(f"error: --distill-alpha must be between 0 and 1, not {args.distill_alpha}")
     multipliers = {}
     for item in args.class_multiplier:
         name, _, factor = item.partition("=")
@@ -77,7 +85,8 @@ def config_from(args):
             "class_multipliers": multipliers, "views": 0 if args.no_augment else args.views,
             "augment": not args.no_augment,
             "policies": json.loads(open(args.policies).read()) if args.policies else DEFAULT_POLICIES,
-            "strategy": args.strategy, "seed": args.seed, "name": args.name}
+            "teachers": args.teacher, "distill_alpha": args.distill_alpha, "strategy": args.strategy,
+            "seed": args.seed, "name": args.name}
 
 
 def main(argv=None):

@@ -40,7 +40,9 @@ def unfreeze_last_blocks(model, k):
     return sorted(layer.name for layer in base.layers if layer.trainable and layer.weights)
 
 
-def compile_for(model, learning_rate, jit_compile=False):
-    """(Re)compile ``model`` for training with Adam and sparse categorical cross-entropy."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=jit_compile)
+def compile_for(model, learning_rate, jit_compile=False, soft=False):
+    """(Re)compile ``model`` for training with Adam and cross-entropy on class indices, or (``soft``) on
+    probability targets: one-hot or mixed with a teacher's, given or made by :class:`training.distill.Distiller`."""
+    loss = "categorical_crossentropy" if soft else "sparse_categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"],
+                  jit_compile=jit_compile)

@@ -31,6 +31,7 @@ from evaluation.predict import write_atomic
 from .augment import DEFAULT_POLICIES, Augmenter
 from .data import discover, read_split, stratified_split, write_split
 from .dataset import image_dataset
+from .distill import Distiller, teacher_ensemble
 from .finetune import compile_for, unfreeze_last_blocks
 from .head import class_weights, extract_features, feature_model
 
@@ -181,8 +182,9 @@ def read_keys(path):
     return set(lines)
 
 
-def phase1(model, parts, augmenter, cfg, recorder, size):
-    """Train the head on backbone features computed once: the clean photos plus ``views`` augmented views."""
+def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
+    """Train the head on backbone features computed once: the clean photos plus ``views`` augmented views.
+    With a ``teacher``, its probabilities on each cached view are computed once too and mixed into the targets."""
     recorder.update(phase=1, stage="caching backbone features")
     extractor = feature_model(model)
     cached, dropped = {}, []
@@ -197,28 +199,51 @@ def phase1(model, parts, augmenter, cfg, recorder, size):
         cached[name] = (feats, np.array([CLASSES.index(it["label"]) for it in parts[name]]))
     x, y = cached["train"]
     fast = Classifier(extractor)
+    paths = [it["path"] for it in parts["train"]]
+    clean = (b for b, _ in image_dataset(paths, y, size, 32))
+    soft = [] if teacher is None else [teacher_probabilities(teacher, clean)]
     for view in range(cfg["views"]):
-        ds = image_dataset([it["path"] for it in parts["train"]], y, size, 32, augmenter, seed=cfg["seed"] + view)
-        x = np.concatenate([x, np.concatenate([fast.predict_pixels(b.numpy()) for b, _ in ds])])
+        ds = image_dataset(paths, y, size, 32, augmenter, seed=cfg["seed"] + view)
+        feats = []
+        for b, _ in ds:  # the teacher sees exactly the augmented pixels the features come from
+            feats.append(fast.predict_pixels(b.numpy()))
+            if teacher is not None:
+                soft.append(teacher_probabilities(teacher, [b]))
+        x = np.concatenate([x, *feats])
     # Balanced class weights from the readable training photos, times the optional per-class multipliers.
     cfg["weights"] = class_weights(y, cfg["class_multipliers"]) if cfg["class_weight"] == "balanced" else None
     y_train = np.concatenate([y] * (cfg["views"] + 1))
-    recorder.log.info(f"phase 1: {len(y_train)} cached training features ({cfg['views']} augmented views each)")
+    weights = np.array([cfg["weights"][c] for c in y_train], np.float32) if cfg["weights"] else None
+    targets = one_hot(y_train)
+    if teacher is not None:
+        targets = cfg["distill_alpha"] * np.concatenate(soft) + (1 - cfg["distill_alpha"]) * targets
+    recorder.log.info(f"phase 1: {len(y_train)} cached training features ({cfg['views']} augmented views each)"
+                      + (", teacher probabilities mixed into the targets" if teacher is not None else ""))
     head = model.get_layer("head")
-    compile_for(head, cfg["lr_head"])
+    compile_for(head, cfg["lr_head"], soft=True)
     x_val, y_val = cached["val"]
     monitor = EpochMonitor(recorder, 1, cfg["epochs_head"], lambda: head.predict(x_val, verbose=0), y_val,
                            0.3, 0.0)
-    head.fit(x, y_train, validation_data=(x_val, y_val), epochs=cfg["epochs_head"], batch_size=cfg["batch_size"],
-             class_weight=cfg["weights"], verbose=0, shuffle=True,
+    head.fit(x, targets, sample_weight=weights, validation_data=(x_val, one_hot(y_val)),
+             epochs=cfg["epochs_head"], batch_size=cfg["batch_size"], verbose=0, shuffle=True,
              callbacks=[monitor, *standard_callbacks(recorder.dir, 1, 8)])
     return dropped
 
 
-def phase2(model, parts, augmenter, cfg, recorder, size, jit):
+def one_hot(labels):
+    return np.eye(len(CLASSES), dtype=np.float32)[labels]
+
+
+def teacher_probabilities(teacher, batches):
+    """The teacher's class probabilities for batches of pixels, as one array."""
+    return np.concatenate([teacher.predict_on_batch(b) for b in batches])  # compiled once, unlike teacher(b)
+
+
+def phase2(model, parts, augmenter, cfg, recorder, size, jit, teacher=None):
     """Fine-tune the last K backbone blocks on augmented photos streamed through tf.data."""
     trainable = unfreeze_last_blocks(model, cfg["unfreeze_blocks"])
-    compile_for(model, cfg["lr_finetune"], jit_compile=jit)  # after changing trainable, always
+    learner = model if teacher is None else Distiller(model, teacher, cfg["distill_alpha"])  # training/distill.py
+    compile_for(learner, cfg["lr_finetune"], jit_compile=jit, soft=learner is not model)  # after trainable, always
     recorder.log.info(f"phase 2: {len(trainable)} backbone layers trainable (last {cfg['unfreeze_blocks']} "
                       f"blocks, BatchNorm frozen); learning rate {cfg['lr_finetune']}")
     y = [CLASSES.index(it["label"]) for it in parts["train"]]
@@ -228,9 +253,9 @@ def phase2(model, parts, augmenter, cfg, recorder, size, jit):
     val = image_dataset([it["path"] for it in parts["val"]], y_val, size, cfg["batch_size"])
     monitor = EpochMonitor(recorder, 2, cfg["epochs_finetune"], lambda: model.predict(val, verbose=0), y_val,
                            0.6, 0.3)
-    model.fit(train, validation_data=val, epochs=cfg["epochs_finetune"], class_weight=cfg["weights"], shuffle=False,
-              verbose=1 if sys.stdout.isatty() else 0,
-              callbacks=[monitor, *standard_callbacks(recorder.dir, 2, 4)])
+    learner.fit(train, validation_data=val, epochs=cfg["epochs_finetune"], class_weight=cfg["weights"],
+                shuffle=False, verbose=1 if sys.stdout.isatty() else 0,
+                callbacks=[monitor, *standard_callbacks(recorder.dir, 2, 4)])
 
 
 def run(cfg):
@@ -263,12 +288,17 @@ def _run(cfg, recorder):
     with strategy.scope():
         model = build_classifier(cfg["backbone"])
     with strategy.scope():
-        dropped = phase1(model, parts, augmenter, cfg, recorder, size)
+        teacher = None
+        if cfg.get("teachers"):  # the ensemble's answers join the labels as targets (training/distill.py)
+            teacher = teacher_ensemble(cfg["teachers"], size)
+            recorder.log.info(f"distilling from {', '.join(map(str, cfg['teachers']))} "
+                              f"(alpha {cfg['distill_alpha']})")
+        dropped = phase1(model, parts, augmenter, cfg, recorder, size, teacher)
         write_config(cfg, facts, device, recorder.dir)
         if CANCEL["requested"]:
             raise Cancelled
         if cfg["epochs_finetune"] > 0:
-            phase2(model, parts, augmenter, cfg, recorder, size, jit=is_gpu)
+            phase2(model, parts, augmenter, cfg, recorder, size, jit=is_gpu, teacher=teacher)
     if CANCEL["requested"]:
         raise Cancelled
     recorder.update(stage="evaluating", progress=0.9)
