@@ -167,9 +167,11 @@ def build(settings, slot, T=None):
     def follow(run):
         """Stream the run's state until it ends (at least two updates while it runs)."""
         while True:
+            # The state is read before the snapshot, so the last update shown is the finished one.
+            ended = read_status(run)["state"] not in ("running", "starting")
             line, tail, c, m, t = snapshot(run)
             yield line, tail, c, m, t, gr.Dropdown(choices=[r.name for r in trainer.list_runs()], value=run.name)
-            if read_status(run)["state"] not in ("running", "starting"):
+            if ended:
                 return
             time.sleep(2)
 
