@@ -15,6 +15,13 @@ from settings import Settings
 
 
 HOTKEYS = (Path(__file__).resolve().parent / "assets" / "hotkeys.js").read_text()
+# Gradio's Markdown sets its own font size inside the wrapper, so the title rule targets the inner paragraph; the
+# review tab's class buttons sit in a fixed 5-column grid instead of wrapping one onto a row of its own.
+CSS = """
+.title p {font-size: 1.5em !important; font-weight: 700}
+.rv-grid {display: grid !important; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 6px}
+.rv-grid > button {min-width: 0 !important; height: 100%}
+"""
 
 
 def build_app(settings=None):
@@ -54,7 +61,7 @@ def main():
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860),
         max_file_size=f"{settings.max_upload_mb}mb", i18n=T, allowed_paths=[str(settings.data_dir)], footer_links=["api", "settings"],
-        css=".title {font-size: 1.4em; font-weight: 600}", head=f"<script>{HOTKEYS}</script>")
+        css=CSS, head=f"<script>{HOTKEYS}</script>")
 
 
 if __name__ == "__main__":

@@ -204,7 +204,7 @@ def build(settings, slot, T=None):
             details = gr.Markdown("Enter your name and press **Start reviewing**.")
             buttons = []
             for row_classes in (CLASSES[:5], CLASSES[5:]):
-                with gr.Row():
+                with gr.Row(elem_classes="rv-grid"):
                     for c in row_classes:
                         key = KEYS[CLASSES.index(c)]
                         buttons.append((c, gr.Button(f"{key} · {display_name(c)}", size="sm", min_width=90,
