@@ -22,7 +22,8 @@ def run(images_dir, out_dir, model_path=None, labels_path=None, threshold=None, 
 
     Labels come from ``labels`` (a ``{key: label}`` dict, e.g. from the label store), ``labels_path``
     (results.json format) or else from class folders. ``items`` (``[(key, path)]``) replaces listing
-    ``images_dir`` (a training run's validation photos, say). ``threshold`` defaults to the model's calibrated one. ``progress(done, total)`` is called as images are predicted.
+    ``images_dir`` (a training run's validation photos, say). ``threshold`` defaults to the model's calibrated one.
+    ``progress(done, total)`` is called as images are predicted.
     """
     from classifier.model import Classifier  # TensorFlow only when a model runs, not for compare
 
@@ -53,7 +54,8 @@ def run(images_dir, out_dir, model_path=None, labels_path=None, threshold=None, 
     prob_rows = np.array([probs.get(k, np.zeros(len(clf.classes))) for k in keys])
     report = evaluate([labels[k] for k in keys], [top1.get(k) for k in keys], prob_rows, threshold, clf.classes)
     report.update({
-        "model": clf.name, "images": str(images_dir) if images_dir else None, "labels_file": str(labels_path) if labels_path else None,
+        "model": clf.name, "images": str(images_dir) if images_dir else None,
+        "labels_file": str(labels_path) if labels_path else None,
         "tta": tta, "temperature": clf.temperature, "unreadable_files": failed,
         "labels_without_image": len(missing_images), "images_without_label": len(unlabelled),
     })

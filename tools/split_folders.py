@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from training.data import discover, read_split  # noqa: E402
-from training.pipeline import read_keys  # noqa: E402
+from training.data import discover, read_keys, read_split  # noqa: E402
 
 
 def main():

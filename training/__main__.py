@@ -52,7 +52,7 @@ def parse_args(argv=None):
     p.add_argument("--policies", help="JSON file of augmentation policies per class (default: built in, stronger "
                                       "for cat and dog; see training/augment.py)")
     p.add_argument("--teacher", action="append", default=[], metavar="MODEL",
-                   help="distil phase 2 from this model (.keras or .npz, e.g. an earlier run's model.keras); "
+                   help="distil both phases from this model (.keras or .npz, e.g. an earlier run's model.keras); "
                         "repeat for an ensemble, whose mean probabilities are used")
     p.add_argument("--distill-alpha", type=float, default=0.7,
                    help="with --teacher: weight of the teachers' probabilities in the targets, the rest is the "

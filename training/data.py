@@ -72,3 +72,11 @@ def read_split(path):
     """Read a split CSV written by :func:`write_split`; returns ``{key: split}``."""
     with open(path, newline="") as f:
         return {row["path"]: row["split"] for row in csv.DictReader(f)}
+
+
+def read_keys(path):
+    """Keys (paths relative to the data folder) from a text file, one per line, or a CSV with a ``path`` column."""
+    lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    if lines and lines[0].split(",")[0] == "path":
+        return {ln.split(",")[0] for ln in lines[1:]}
+    return set(lines)

@@ -1,4 +1,4 @@
-"""Knowledge distillation for phase 2: the model learns from earlier models' answers as well as from the labels.
+"""Knowledge distillation: the model learns from earlier models' answers as well as from the labels.
 
 An ensemble of models (say a fine-tuned EfficientNet-Lite0 and a Lite2) is more accurate than either, but costs
 their sum at every prediction. Distillation moves much of that gain into one small model: each training view's
@@ -6,6 +6,9 @@ target becomes ``alpha * teachers' mean probabilities + (1 - alpha) * one-hot la
 the classic mixed distillation loss at temperature 1 (Hinton et al., 2015). The teachers see exactly the view the
 student sees, resized to their own input size ("consistent teaching", Beyer et al., 2022). Validation loss stays
 the plain label loss, so early stopping judges the student against the labels only.
+
+Phase 1 (cached features) gets the teachers' probabilities once per cached view (training/pipeline.py); phase 2
+streams new views, so :class:`Distiller` asks the teachers for each batch.
 """
 
 import keras

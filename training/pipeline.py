@@ -29,7 +29,7 @@ from classifier.model import Classifier, build_classifier
 from evaluation.predict import write_atomic
 
 from .augment import DEFAULT_POLICIES, Augmenter
-from .data import discover, read_split, stratified_split, write_split
+from .data import discover, read_keys, read_split, stratified_split, write_split
 from .dataset import image_dataset
 from .distill import Distiller, teacher_ensemble
 from .finetune import compile_for, unfreeze_last_blocks
@@ -174,14 +174,6 @@ def prepare_data(cfg, recorder):
     return parts, facts
 
 
-def read_keys(path):
-    """Keys (paths relative to the data folder) from a text file, one per line, or a CSV with a ``path`` column."""
-    lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    if lines and lines[0].split(",")[0] == "path":
-        return {ln.split(",")[0] for ln in lines[1:]}
-    return set(lines)
-
-
 def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
     """Train the head on backbone features computed once: the clean photos plus ``views`` augmented views.
     With a ``teacher``, its probabilities on each cached view are computed once too and mixed into the targets."""
@@ -214,7 +206,7 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
     cfg["weights"] = class_weights(y, cfg["class_multipliers"]) if cfg["class_weight"] == "balanced" else None
     y_train = np.concatenate([y] * (cfg["views"] + 1))
     weights = np.array([cfg["weights"][c] for c in y_train], np.float32) if cfg["weights"] else None
-    targets = one_hot(y_train)
+    targets = keras.utils.to_categorical(y_train, len(CLASSES))
     if teacher is not None:
         targets = cfg["distill_alpha"] * np.concatenate(soft) + (1 - cfg["distill_alpha"]) * targets
     recorder.log.info(f"phase 1: {len(y_train)} cached training features ({cfg['views']} augmented views each)"
@@ -224,14 +216,11 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
     x_val, y_val = cached["val"]
     monitor = EpochMonitor(recorder, 1, cfg["epochs_head"], lambda: head.predict(x_val, verbose=0), y_val,
                            0.3, 0.0)
-    head.fit(x, targets, sample_weight=weights, validation_data=(x_val, one_hot(y_val)),
+    val_targets = keras.utils.to_categorical(y_val, len(CLASSES))
+    head.fit(x, targets, sample_weight=weights, validation_data=(x_val, val_targets),
              epochs=cfg["epochs_head"], batch_size=cfg["batch_size"], verbose=0, shuffle=True,
              callbacks=[monitor, *standard_callbacks(recorder.dir, 1, 8)])
     return dropped
-
-
-def one_hot(labels):
-    return np.eye(len(CLASSES), dtype=np.float32)[labels]
 
 
 def teacher_probabilities(teacher, batches):
