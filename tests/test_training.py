@@ -198,12 +198,16 @@ def test_cancel_stops_cleanly_and_writes_no_model(tiny_data, tmp_path):
     assert status["state"] == "cancelled" and not (run / "model.keras").exists()
 
 
-def test_distillation_mixes_teacher_and_label_and_never_trains_the_teacher():
+def test_distillation_mixes_teacher_and_label_and_never_trains_the_teacher(tmp_path):
     from classifier.images import decode
     from classifier.model import DEFAULT_MODEL, build_classifier
     from training.distill import Distiller, teacher_ensemble
     from training.finetune import compile_for, unfreeze_last_blocks
 
+    (tmp_path / "bad.keras").write_text("not a model")
+    for bad in (tmp_path / "bad.keras", tmp_path / "missing.keras"):
+        with pytest.raises(ValueError, match="teacher .* could not be loaded as a model"):
+            teacher_ensemble([bad], 224)
     resized = teacher_ensemble([DEFAULT_MODEL], 192)  # a student at 192 px: the teacher sees its view at 224
     assert resized.get_layer("resize_0") and resized.output_shape == (None, 10)
     teacher = teacher_ensemble([DEFAULT_MODEL, DEFAULT_MODEL], 224)

@@ -23,7 +23,11 @@ def teacher_ensemble(paths, size):
     inputs = keras.Input((size, size, 3), name="image")
     outputs = []
     for i, path in enumerate(paths):
-        model, meta = load_model(path)
+        try:
+            model, meta = load_model(path)
+        except (OSError, ValueError) as e:  # Keras calls a corrupt .keras file "not found": name the teacher
+            raise ValueError(f"teacher {path} could not be loaded as a model ({e}); pass a run's model.keras or "
+                             "a compact .npz") from None
         if list(meta.get("classes", CLASSES)) != list(CLASSES):
             raise ValueError(f"teacher {path} predicts other classes: {meta.get('classes')}")
         model = inference_model(model)  # BatchNorm folded: the teachers only ever predict
