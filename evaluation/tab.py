@@ -67,6 +67,10 @@ def summary_markdown(report):
                      f"{open_set['null_rejected']} of {open_set['null_images']}.")
     return "\n\n".join(lines)
 
+# Column names, also shown before the first evaluation (an empty table would show "1 2 3").
+PER_CLASS_COLUMNS = ("class", "support", "precision", "recall", "recall 95% CI", "f1")
+COUNTS_COLUMNS = ("label ↓ / predicted →", *CLASSES)
+
 
 def per_class_table(report):
     rows = []
@@ -74,12 +78,12 @@ def per_class_table(report):
         ci = m["recall_ci95"]
         rows.append([display_name(c), m["support"], round(m["precision"], 3), round(m["recall"], 3),
                      f"{ci[0]:.2f}–{ci[1]:.2f}" if ci else "", round(m["f1"], 3)])
-    return pd.DataFrame(rows, columns=["class", "support", "precision", "recall", "recall 95% CI", "f1"])
+    return pd.DataFrame(rows, columns=PER_CLASS_COLUMNS)
 
 
 def counts_table(report):
     matrix = report["confusion_matrix"]["matrix"]
-    return pd.DataFrame([[f"{c} →"] + r for c, r in zip(CLASSES, matrix)], columns=["label ↓ / predicted →", *CLASSES])
+    return pd.DataFrame([[f"{c} →"] + r for c, r in zip(CLASSES, matrix)], columns=COUNTS_COLUMNS)
 
 
 def cell_images(out_dir, label, predicted, limit=48):
@@ -114,12 +118,12 @@ def build(settings, T=None):
     summary = gr.Markdown()
     matrix_image = gr.Image(label="Confusion matrix", type="filepath", interactive=False, height=560)
     gr.Markdown("**Click a cell** of the counts to see those images (label ↓, predicted →).")
-    counts = gr.Dataframe(label="Counts", interactive=False)
+    counts = gr.Dataframe(label="Counts", interactive=False, headers=list(COUNTS_COLUMNS))
     cell_title = gr.Markdown()
     gallery = gr.Gallery(label="Images in the selected cell", columns=8, height=400)
     open_review = gr.Button("Open this cell in the review queue (label → predicted)", size="sm")
     cell = gr.State(None)
-    per_class = gr.Dataframe(label="Per class", interactive=False)
+    per_class = gr.Dataframe(label="Per class", interactive=False, headers=list(PER_CLASS_COLUMNS))
     out_state = gr.State(None)
 
     def on_run(model_path, data, thr, mirror, progress=gr.Progress()):

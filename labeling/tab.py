@@ -26,6 +26,7 @@ from .suspects import model_key, predict_store, rank
 KEYS = [str((i + 1) % 10) for i in range(10)]  # 1..9 then 0, in class order
 STATUSES = ["all", "unreviewed", "accepted", "corrected"]
 SORTS = ["suspicion", "model confidence", "key"]
+IMPACT_COLUMNS = ("labels", "scored", "accuracy", "cat recall", "dog precision")
 
 
 class Review:
@@ -132,7 +133,7 @@ class Review:
             table.append([name, report["n_scored"], _pct(report["accuracy"]),
                           _pct(cat["recall"] if cat["support"] else None),
                           _pct(report["per_class"]["dog"]["precision"])])
-        return pd.DataFrame(table, columns=["labels", "scored", "accuracy", "cat recall", "dog precision"])
+        return pd.DataFrame(table, columns=IMPACT_COLUMNS)
 
     # -- auto-label --------------------------------------------------------------------------------------------
 
@@ -224,7 +225,7 @@ def build(settings, slot, T=None):
         bulk_button = gr.Button("Accept them all (one undo reverts the batch)")
     with gr.Accordion("Review impact: the model against the labels before and after review", open=False):
         impact_button = gr.Button("Compute")
-        impact_table = gr.Dataframe(interactive=False)
+        impact_table = gr.Dataframe(interactive=False, headers=list(IMPACT_COLUMNS))
     filters = [status, label, predicted, llm_only, sort]
     view_outputs = [photo, details, progress_md, session]
 

@@ -230,3 +230,13 @@ def test_distillation_mixes_teacher_and_label_and_never_trains_the_teacher(tmp_p
     learner.fit(x, y, epochs=1, batch_size=3, verbose=0)
     assert all(np.array_equal(b, keras.ops.convert_to_numpy(v)) for b, v in zip(before, teacher.weights))
     assert not np.array_equal(head_before, keras.ops.convert_to_numpy(student.get_layer("head").weights[0]))
+
+
+def test_train_tab_says_where_training_photos_go(tmp_path):
+    from settings import Settings
+    from training.tab import data_hint
+
+    settings = Settings(data_dir=tmp_path, data_roots=(tmp_path / "datasets",))
+    assert str(tmp_path / "datasets") in data_hint(settings) and "No folder there yet" in data_hint(settings)
+    (tmp_path / "datasets" / "animals").mkdir(parents=True)
+    assert "No folder there yet" not in data_hint(settings)

@@ -132,6 +132,16 @@ def snapshot(run):
     return line, tail, str(curves) if curves.exists() else None, matrix, table
 
 
+def data_hint(settings):
+    """Where the tab finds training photos, and what to do when there are none yet."""
+    roots = ", ".join(f"`{r}`" for r in settings.data_roots)
+    hint = (f"Training photos: a folder under {roots} holding class folders (English, Italian or Chinese names) "
+            f"or sources of them (`<source>/<class>/`). Runs are kept in `{settings.data_dir / 'runs'}`.")
+    if not settings.datasets():
+        hint += " **No folder there yet:** copy one in (or set `DATA_ROOTS`), then open the list again."
+    return hint
+
+
 def build(settings, slot, T=None):
     """Add the Train tab; returns the "serve" event so the app can refresh the Classify tab after it."""
     trainer = Trainer(settings, slot)
@@ -139,6 +149,7 @@ def build(settings, slot, T=None):
         gr.Markdown("Starting, cancelling and serving need the admin password.")
     else:
         gr.Markdown("⚠️ `ADMIN_PASSWORD` is not set: **training is open to anyone** using this app.")
+    hint = gr.Markdown(data_hint(settings))
     with gr.Row():
         data = gr.Dropdown(settings.datasets(), label="Training photos (class folders, or sources of them)")
         backbone = gr.Dropdown(list(BACKBONES), value=DEFAULT_BACKBONE, label="Backbone")
@@ -155,7 +166,8 @@ def build(settings, slot, T=None):
         curves = gr.Image(label="Training curves", type="filepath", interactive=False)
     with gr.Row():
         matrix = gr.Image(label="Confusion matrix", type="filepath", interactive=False, scale=3)
-        table = gr.Dataframe(label="Per class", interactive=False, scale=2)
+        table = gr.Dataframe(label="Per class", interactive=False, scale=2,
+                             headers=["class", "support", "precision", "recall"])
     log = gr.Textbox(label="Log (last lines)", lines=8, max_lines=14, interactive=False)
     with gr.Row():
         runs = gr.Dropdown([r.name for r in trainer.list_runs()], label="Runs", scale=3)
@@ -204,5 +216,6 @@ def build(settings, slot, T=None):
     cancel.click(on_cancel, password, served, api_name="train_cancel")
     show.click(lambda name: snapshot(trainer.runs / name) if name else snapshot(None), runs, outputs,
                api_visibility="private")
-    data.focus(lambda: gr.Dropdown(choices=settings.datasets()), None, data, api_visibility="private", queue=False)
+    data.focus(lambda: (gr.Dropdown(choices=settings.datasets()), data_hint(settings)), None, [data, hint],
+               api_visibility="private", queue=False)
     return serve.click(on_serve, [password, runs], served, api_name="serve")
