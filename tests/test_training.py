@@ -1,6 +1,7 @@
 """The training pipeline: a tiny end-to-end run, augmentation, phase 2 done right, mirrored variables."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -162,8 +163,12 @@ def test_train_tab_streams_progress_then_serves_the_model(tiny_data, tmp_path):
         updates = [out for out in job]
         running = [u for u in updates if "· running ·" in u[0]]
         assert len(running) >= 2, [u[0] for u in updates]
+        assert any("· phase 1: " in u[0] or "· phase 2: fine-tuning" in u[0] for u in running)
+        shown = [int(re.search(r"(\d+)% ·", u[0]).group(1)) for u in updates]
+        assert shown == sorted(shown), shown  # the bar never goes back
         final = job.outputs()[-1]
         assert "· done ·" in final[0] and final[3] and final[3].endswith(".png")  # confusion matrix at the end
+        assert "Accuracy on the validation photos" in final[0]
         run_name = next((data / "runs").iterdir()).name
         assert run_name in final[0]
         with pytest.raises(Exception, match="A run is going|No run is going"):
@@ -240,3 +245,13 @@ def test_train_tab_says_where_training_photos_go(tmp_path):
     assert str(tmp_path / "datasets") in data_hint(settings) and "No folder there yet" in data_hint(settings)
     (tmp_path / "datasets" / "animals").mkdir(parents=True)
     assert "No folder there yet" not in data_hint(settings)
+
+
+def test_feature_caching_reports_its_progress(tmp_path):
+    from training.pipeline import CachingProgress, RunRecorder
+
+    recorder = RunRecorder(tmp_path)
+    caching = CachingProgress(recorder, total=40, share=0.15)
+    caching.add(40)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["progress"] == pytest.approx(0.15) and "(40/40 images)" in status["stage"]

@@ -76,14 +76,27 @@ class RunRecorder:
 class EpochMonitor(keras.callbacks.Callback):
     """Per-class validation recall and precision each epoch, progress into status.json, and cancellation."""
 
-    def __init__(self, recorder, phase, epochs, val_predict, y_val, share, offset):
+    def __init__(self, recorder, phase, epochs, val_predict, y_val, share, offset, stage):
         super().__init__()
-        self.recorder, self.phase, self.epochs = recorder, phase, epochs
+        self.recorder, self.phase, self.epochs, self.stage = recorder, phase, epochs, stage
         self.val_predict, self.y_val, self.share, self.offset = val_predict, y_val, share, offset
+        self.epoch, self.shown = 0, time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.recorder.update(phase=self.phase, epoch=epoch + 1, epochs=self.epochs, stage=self.stage)
+
+    def on_test_begin(self, logs=None):  # fit's validation pass: seconds of decoding in phase 2
+        self.recorder.update(stage=f"{self.stage}: validating")
 
     def on_train_batch_end(self, batch, logs=None):
         if CANCEL["requested"]:
             self.model.stop_training = True
+        steps = self.params.get("steps")
+        if steps and time.time() - self.shown > 2:  # a CPU epoch of phase 2 takes a minute: show it moving
+            self.shown = time.time()
+            done = (self.epoch + (batch + 1) / steps) / self.epochs
+            self.recorder.update(progress=self.offset + self.share * done)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -102,6 +115,21 @@ class EpochMonitor(keras.callbacks.Callback):
             f"dog recall {logs['val_recall_dog']:.3f} precision {logs['val_precision_dog']:.3f}")
         if CANCEL["requested"]:
             self.model.stop_training = True
+
+
+class CachingProgress:
+    """Progress of phase 1's feature caching (a minute or more on a CPU) into status.json, every 2 seconds."""
+
+    def __init__(self, recorder, total, share):
+        self.recorder, self.total, self.share, self.done, self.shown = recorder, total, share, 0, 0.0
+        recorder.update(phase=1, stage="phase 1: caching backbone features")
+
+    def add(self, n):
+        self.done += n
+        if time.time() - self.shown > 2 or self.done >= self.total:
+            self.shown = time.time()
+            self.recorder.update(progress=self.share * min(1.0, self.done / self.total),
+                                 stage=f"phase 1: caching backbone features ({self.done}/{self.total} images)")
 
 
 def standard_callbacks(run_dir, phase, patience):
@@ -177,13 +205,14 @@ def prepare_data(cfg, recorder):
 def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
     """Train the head on backbone features computed once: the clean photos plus ``views`` augmented views.
     With a ``teacher``, its probabilities on each cached view are computed once too and mixed into the targets."""
-    recorder.update(phase=1, stage="caching backbone features")
     extractor = feature_model(model)
     cached, dropped = {}, []
+    work = len(parts["train"]) * (cfg["views"] + 1) + len(parts["val"])
+    caching = CachingProgress(recorder, work, share=0.15)
     for name in ("train", "val"):
         with tqdm(total=len(parts[name]), desc=f"{name} features", unit="img", disable=not sys.stdout.isatty()) as bar:
             feats, ok, errors = extract_features(model, [it["path"] for it in parts[name]],
-                                                 progress=lambda i, n: bar.update(1))
+                                                 progress=lambda i, n: (bar.update(1), caching.add(1)))
         for (path, message) in errors:
             recorder.log.info(f"unreadable, skipped: {path}: {message}")
         dropped += [p for p, _ in errors]
@@ -199,6 +228,7 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
         feats = []
         for b, _ in ds:  # the teacher sees exactly the augmented pixels the features come from
             feats.append(fast.predict_pixels(b.numpy()))
+            caching.add(len(b))
             if teacher is not None:
                 soft.append(teacher_probabilities(teacher, [b]))
         x = np.concatenate([x, *feats])
@@ -215,7 +245,7 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
     compile_for(head, cfg["lr_head"], soft=True)
     x_val, y_val = cached["val"]
     monitor = EpochMonitor(recorder, 1, cfg["epochs_head"], lambda: head.predict(x_val, verbose=0), y_val,
-                           0.3, 0.0)
+                           0.15, 0.15, "phase 1: training the head on cached features")
     val_targets = keras.utils.to_categorical(y_val, len(CLASSES))
     head.fit(x, targets, sample_weight=weights, validation_data=(x_val, val_targets),
              epochs=cfg["epochs_head"], batch_size=cfg["batch_size"], verbose=0, shuffle=True,
@@ -241,7 +271,7 @@ def phase2(model, parts, augmenter, cfg, recorder, size, jit, teacher=None):
                           shuffle=True, seed=cfg["seed"])
     val = image_dataset([it["path"] for it in parts["val"]], y_val, size, cfg["batch_size"])
     monitor = EpochMonitor(recorder, 2, cfg["epochs_finetune"], lambda: model.predict(val, verbose=0), y_val,
-                           0.6, 0.3)
+                           0.6, 0.3, f"phase 2: fine-tuning the last {cfg['unfreeze_blocks']} blocks")
     learner.fit(train, validation_data=val, epochs=cfg["epochs_finetune"], class_weight=cfg["weights"],
                 shuffle=False, verbose=1 if sys.stdout.isatty() else 0,
                 callbacks=[monitor, *standard_callbacks(recorder.dir, 2, 4)])
@@ -292,7 +322,8 @@ def _run(cfg, recorder):
         raise Cancelled
     recorder.update(stage="evaluating", progress=0.9)
     meta = finish(model, parts, cfg, recorder, dropped)
-    recorder.update(state="done", stage="finished", ended=time.time(), progress=1.0, accuracy=meta.get("accuracy"))
+    recorder.update(state="done", stage="finished", ended=time.time(), progress=1.0, accuracy=meta.get("accuracy"),
+                    measured_on=meta["measured_on"])
     recorder.log.info(f"done: {recorder.dir / 'model.keras'}")
 
 
@@ -337,6 +368,8 @@ def write_config(cfg, facts, device, run_dir):
 
 def save_curves(history, path):
     """Loss, accuracy, cat recall and dog recall per epoch, both phases, with the phase boundary marked."""
+    from matplotlib.ticker import MaxNLocator
+
     from evaluation.plots import plt, save_figure
 
     epochs = [r["epoch"] for r in history]
@@ -351,6 +384,7 @@ def save_curves(history, path):
             ax.axvline(boundary, color="gray", linestyle="--", label="phase 2 starts")
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     save_figure(fig, path, dpi=80)
 

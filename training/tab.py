@@ -110,13 +110,14 @@ def snapshot(run):
     status = read_status(run)
     p = float(status.get("progress") or 0)
     bar = "█" * int(p * 30) + "░" * (30 - int(p * 30))
-    line = (f"**{run.name}** · {status['state']} · `{bar}` {p:.0%} · phase {status.get('phase', 0)}, epoch "
-            f"{status.get('epoch', 0)}/{status.get('epochs', 0)} · {status.get('stage', '')} · "
+    epoch = f" · epoch {status['epoch']}/{status['epochs']}" if status.get("epochs") else ""
+    line = (f"**{run.name}** · {status['state']} · `{bar}` {p:.0%} · {status.get('stage', '')}{epoch} · "
             f"{status.get('device', '')}")
     if status.get("reason"):
         line += f"\n\n**Failed:** {status['reason']}"
     if status.get("accuracy") is not None:
-        line += f"\n\nAccuracy {status['accuracy']:.1%} (see the report below)."
+        on = {"test": "test", "val": "validation"}.get(status.get("measured_on"), "held-out")
+        line += f"\n\nAccuracy on the {on} photos: {status['accuracy']:.1%} (report below)."
     log = run / "train.log"
     tail = "\n".join(log.read_text().splitlines()[-14:]) if log.exists() else ""
     curves = run / "train_curves.png"
