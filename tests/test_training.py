@@ -74,6 +74,28 @@ def test_unknown_class_folder_is_named(tmp_path):
     assert result.returncode != 0 and "wolf is not one of the 10 classes" in result.stderr
 
 
+@pytest.mark.parametrize("photos, message", [
+    ({}, "no photos found under"),
+    ({"cat": 2, "dog": 1}, "no validation photos left (readable photos per class: {'cat': 2, 'dog': 1}). A class "
+                           "needs about 4 photos"),
+])
+def test_too_few_photos_fail_with_what_to_do(tmp_path, photos, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    for label, n in photos.items():
+        (data / label).mkdir()
+        for i in range(n):
+            Image.new("RGB", (32, 32), (40 * i, 90, 20)).save(data / label / f"{i}.jpg")
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "training", "--data", str(data), "--out", str(run)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and message in result.stderr
+    assert "Traceback" not in result.stdout  # the terminal gets the message; train.log keeps the traceback
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and message in status["reason"]
+    assert "Traceback" in (run / "train.log").read_text() and not (run / "model.keras").exists()
+
+
 def test_augmentation_train_views_differ_val_never_augmented():
     from training.augment import Augmenter
     from training.dataset import image_dataset

@@ -53,8 +53,10 @@ class RunRecorder:
                        "epochs": 0, "progress": 0.0}
         self.history = []
         self.log = logging.getLogger(f"run.{self.dir.name}")
-        self.log.setLevel(logging.INFO)
-        self.log.handlers = [logging.FileHandler(self.dir / "train.log"), logging.StreamHandler(sys.stdout)]
+        self.log.setLevel(logging.DEBUG)
+        terminal = logging.StreamHandler(sys.stdout)
+        terminal.setLevel(logging.INFO)  # tracebacks (DEBUG) go to train.log only
+        self.log.handlers = [logging.FileHandler(self.dir / "train.log"), terminal]
         for h in self.log.handlers:
             h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
 
@@ -166,6 +168,9 @@ def make_strategy(name):
 def prepare_data(cfg, recorder):
     """Discover, exclude, split; count duplicates. Returns ``{split: [item]}`` and facts for config.json."""
     items = discover(cfg["data"])
+    if not items:
+        raise ValueError(f"no photos found under {', '.join(map(str, cfg['data']))}: expected class folders "
+                         "(cat/, dog/, ... or Animals-10's gatto/, cane/, ...), directly or one level down")
     excluded = read_keys(cfg["exclude"]) if cfg.get("exclude") else set()
     items = [it for it in items if it["key"] not in excluded]
     if cfg.get("split"):
@@ -199,7 +204,23 @@ def prepare_data(cfg, recorder):
     }
     recorder.log.info(f"data: {len(items)} photos; {facts['counts']}; {facts['duplicate_files']} exact duplicate "
                       f"files; {len(leaks)} duplicate groups across splits {leaks[:5]}")
+    require_train_and_val(parts, cfg)
+    absent = [c for c in CLASSES if c not in facts["counts"].get("train", {})]
+    if absent:
+        recorder.log.info(f"warning: no training photos of {', '.join(absent)}: the model will not learn them")
     return parts, facts
+
+
+def require_train_and_val(parts, cfg):
+    """Stop with what to do when a split is empty (Keras' own errors about it say nothing useful)."""
+    for name in ("train", "val"):
+        if not parts.get(name):
+            sizes = Counter(it["label"] for items in parts.values() for it in items)
+            raise ValueError(
+                f"no {'validation' if name == 'val' else 'training'} photos left (readable photos per class: "
+                f"{dict(sizes) or 'none'}). A class needs about {int(np.ceil(0.5 / cfg['val_split']))} photos to "
+                f"give one to validation at --val-split {cfg['val_split']}: add photos, raise --val-split, or pass "
+                "--val DIR (or --split FILE)")
 
 
 def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
@@ -218,6 +239,7 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
         dropped += [p for p, _ in errors]
         parts[name] = [it for it, good in zip(parts[name], ok) if good]
         cached[name] = (feats, np.array([CLASSES.index(it["label"]) for it in parts[name]]))
+    require_train_and_val(parts, cfg)  # unreadable files may have emptied one
     x, y = cached["train"]
     fast = Classifier(extractor)
     paths = [it["path"] for it in parts["train"]]
@@ -288,7 +310,8 @@ def run(cfg):
         recorder.log.info("cancelled; the served model is unchanged")
     except Exception as e:  # recorded for the app and the log, then raised for the exit status
         recorder.update(state="failed", reason=f"{type(e).__name__}: {e}", ended=time.time())
-        recorder.log.exception("run failed")
+        recorder.log.error(f"run failed: {type(e).__name__}: {e}")
+        recorder.log.debug("traceback", exc_info=True)
         raise
     return recorder.dir
 
