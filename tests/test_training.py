@@ -277,3 +277,34 @@ def test_feature_caching_reports_its_progress(tmp_path):
     caching.add(40)
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["progress"] == pytest.approx(0.15) and "(40/40 images)" in status["stage"]
+
+
+def test_policy_file_overrides_class_by_class_and_bad_ones_are_explained(tmp_path):
+    from training.augment import DEFAULT_POLICIES, load_policies
+
+    path = tmp_path / "policies.json"
+    path.write_text('{"pecora": {"crop_scale": [0.35, 1.0]}, "cat": {"rotate": 5}}')
+    policies = load_policies(path)
+    assert policies["sheep"] == {**DEFAULT_POLICIES["default"], "crop_scale": [0.35, 1.0]}  # Italian name, filled in
+    assert policies["cat"] == {**DEFAULT_POLICIES["cat"], "rotate": 5} and policies["dog"] == DEFAULT_POLICIES["dog"]
+    for text, message in (('{"cat": ', "Expecting value"), ('{"wolf": {}}', "'wolf' is not one of the 10"),
+                          ('{"cat": {"zoom": 2}}', "unknown ['zoom']"), ('{"cat": {"crop_scale": 0.5}}', "crop_scale"),
+                          ('{"cat": {"flip": 2}}', "must be 0-1"), ('["cat"]', "expected an object")):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_policies(path)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--class-multiplier", "cat"], "expected CLASS=X"), (["--class-multiplier", "wolf=2"], "expected CLASS=X"),
+    (["--class-multiplier", "cat=-1"], "expected CLASS=X"), (["--val-split", "1.5"], "between 0 and 1"),
+    (["--batch-size", "0"], "must be positive"), (["--views", "-1"], "--views cannot be negative"),
+    (["--distill-alpha", "2"], "--distill-alpha must be between 0 and 1"),
+])
+def test_flags_no_run_could_use_are_refused(flags, message):
+    from training.__main__ import config_from, parse_args
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        config_from(parse_args(["--data", "d", "--out", "o", *flags]))
+    assert config_from(parse_args(["--data", "d", "--out", "o", "--class-multiplier", "gatto=2"]))[
+        "class_multipliers"] == {"cat": 2.0}

@@ -49,8 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--views", type=int, default=2, help="augmented views per photo cached for phase 1 "
                                                         "(default: %(default)s)")
     p.add_argument("--no-augment", action="store_true", help="no augmentation at all")
-    p.add_argument("--policies", help="JSON file of augmentation policies per class (default: built in, stronger "
-                                      "for cat and dog; see training/augment.py)")
+    p.add_argument("--policies", help="JSON file overriding the augmentation policies class by class, e.g. "
+                                      "{\"sheep\": {\"crop_scale\": [0.35, 1.0]}}; left-out keys keep the built-in "
+                                      "values (built in: stronger for cat and dog; see training/augment.py)")
     p.add_argument("--teacher", action="append", default=[], metavar="MODEL",
                    help="distil both phases from this model (.keras or .npz, e.g. an earlier run's model.keras); "
                         "repeat for an ensemble, whose mean probabilities are used")
@@ -69,14 +70,30 @@ def parse_args(argv=None):
 
 
 def config_from(args):
-    from training.augment import DEFAULT_POLICIES
+    """The run's settings from the parsed flags; raises ``ValueError`` for a value no run could use."""
+    from classifier.classes import CLASSES, to_class_id
+    from training.augment import DEFAULT_POLICIES, load_policies
 
     if not 0 <= args.distill_alpha <= 1:
-        sys.exit(f"error: --distill-alpha must be between 0 and 1, not {args.distill_alpha}")
+        raise ValueError(f"--distill-alpha must be between 0 and 1, not {args.distill_alpha}")
+    if not 0 < args.val_split < 1:
+        raise ValueError(f"--val-split must be between 0 and 1, not {args.val_split}")
+    for flag in ("epochs_head", "epochs_finetune", "unfreeze_blocks", "views"):
+        if getattr(args, flag) < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} cannot be negative")
+    if args.batch_size < 1 or args.lr_head <= 0 or args.lr_finetune <= 0:
+        raise ValueError("--batch-size and the learning rates must be positive")
     multipliers = {}
     for item in args.class_multiplier:
         name, _, factor = item.partition("=")
-        multipliers[name] = float(factor)
+        try:
+            factor = float(factor)
+        except ValueError:
+            factor = 0
+        if to_class_id(name) not in CLASSES or not factor > 0:
+            raise ValueError(f"--class-multiplier {item}: expected CLASS=X with one of the 10 classes and X > 0, "
+                             "e.g. cat=2")
+        multipliers[to_class_id(name)] = factor
     return {"data": args.data, "out": args.out, "backbone": args.backbone, "epochs_head": args.epochs_head,
             "epochs_finetune": args.epochs_finetune, "unfreeze_blocks": args.unfreeze_blocks,
             "batch_size": args.batch_size, "lr_head": args.lr_head, "lr_finetune": args.lr_finetune,
@@ -84,7 +101,7 @@ def config_from(args):
             "test": args.test, "labels": args.labels, "class_weight": args.class_weight,
             "class_multipliers": multipliers, "views": 0 if args.no_augment else args.views,
             "augment": not args.no_augment,
-            "policies": json.loads(open(args.policies).read()) if args.policies else DEFAULT_POLICIES,
+            "policies": load_policies(args.policies) if args.policies else DEFAULT_POLICIES,
             "teachers": args.teacher, "distill_alpha": args.distill_alpha, "strategy": args.strategy,
             "seed": args.seed, "name": args.name}
 
@@ -95,7 +112,7 @@ def main(argv=None):
 
     try:
         run_dir = run(config_from(args))
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
     status = json.loads((run_dir / "status.json").read_text())
     if status["state"] == "done" and args.compact:
