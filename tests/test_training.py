@@ -308,3 +308,16 @@ def test_flags_no_run_could_use_are_refused(flags, message):
         config_from(parse_args(["--data", "d", "--out", "o", *flags]))
     assert config_from(parse_args(["--data", "d", "--out", "o", "--class-multiplier", "gatto=2"]))[
         "class_multipliers"] == {"cat": 2.0}
+
+
+def test_split_file_that_is_not_one_is_refused(tmp_path):
+    from training.data import read_split
+
+    path = tmp_path / "split.csv"
+    path.write_text("path,split\ncat/1.jpg,train\ndog/2.jpg,val\n")
+    assert read_split(path) == {"cat/1.jpg": "train", "dog/2.jpg": "val"}
+    for text, message in (("garbage\n", "needs the columns path,split"),
+                          ("path,split\ncat/1.jpg,validation\n", "not validation")):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            read_split(path)

@@ -68,10 +68,24 @@ def write_split(split, path):
         writer.writerows(sorted(split.items()))
 
 
+SPLITS = ("train", "val", "test")
+
+
 def read_split(path):
-    """Read a split CSV written by :func:`write_split`; returns ``{key: split}``."""
+    """Read a split CSV written by :func:`write_split`; returns ``{key: split}``.
+
+    Raises ``ValueError`` for a file that is not one (missing columns, a split other than train/val/test).
+    """
     with open(path, newline="") as f:
-        return {row["path"]: row["split"] for row in csv.DictReader(f)}
+        reader = csv.DictReader(f)
+        if not {"path", "split"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"split file {path} needs the columns path,split (as a run's split.csv has); "
+                             f"its header is {reader.fieldnames}")
+        split = {row["path"]: row["split"] for row in reader}
+    wrong = sorted({s for s in split.values() if s not in SPLITS})
+    if wrong:
+        raise ValueError(f"split file {path}: splits must be {', '.join(SPLITS)}, not {', '.join(map(str, wrong))}")
+    return split
 
 
 def read_keys(path):
