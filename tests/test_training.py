@@ -321,3 +321,22 @@ def test_split_file_that_is_not_one_is_refused(tmp_path):
         path.write_text(text)
         with pytest.raises(ValueError, match=message):
             read_split(path)
+
+
+def test_epoch_validation_is_one_pass_whose_loss_the_callbacks_read(tmp_path):
+    from training.pipeline import EpochMonitor, RunRecorder, standard_callbacks
+
+    probs = np.full((4, 10), 0.02, np.float32)
+    probs[[0, 1, 2, 3], [1, 4, 4, 7]] = 0.82  # rows: cat, dog, dog, sheep predicted
+    y_val = np.array([1, 4, 1, 7])  # the third is a cat called dog
+    calls = []
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy")
+    monitor = EpochMonitor(RunRecorder(tmp_path), 1, 3, lambda: calls.append(1) or probs, y_val, 0.15, 0.15,
+                           "phase 1")
+    stopper = standard_callbacks(tmp_path, 1, patience=1)[0]
+    history = model.fit(np.zeros((8, 3)), np.eye(10)[[1] * 8], epochs=3, verbose=0, callbacks=[monitor, stopper])
+    expected = -np.mean(np.log([0.82, 0.82, 0.02, 0.82]))
+    assert history.history["val_loss"] == pytest.approx([expected] * len(calls))
+    assert history.history["val_accuracy"][0] == 0.75 and len(calls) == 2  # stopped: val_loss never improved
+    assert history.history["val_recall_cat"][0] == 0.5

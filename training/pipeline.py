@@ -76,7 +76,12 @@ class RunRecorder:
 
 
 class EpochMonitor(keras.callbacks.Callback):
-    """Per-class validation recall and precision each epoch, progress into status.json, and cancellation."""
+    """Validation each epoch (loss, accuracy, per-class recall and precision, from one pass over the validation
+    photos), progress into status.json, and cancellation.
+
+    It must come first among the callbacks: early stopping, learning-rate decay and checkpoints read the
+    ``val_loss`` it writes into the epoch's logs. (Keras' own validation would decode the photos a second time.)
+    """
 
     def __init__(self, recorder, phase, epochs, val_predict, y_val, share, offset, stage):
         super().__init__()
@@ -87,9 +92,6 @@ class EpochMonitor(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
         self.recorder.update(phase=self.phase, epoch=epoch + 1, epochs=self.epochs, stage=self.stage)
-
-    def on_test_begin(self, logs=None):  # fit's validation pass: seconds of decoding in phase 2
-        self.recorder.update(stage=f"{self.stage}: validating")
 
     def on_train_batch_end(self, batch, logs=None):
         if CANCEL["requested"]:
@@ -102,7 +104,12 @@ class EpochMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        pred = self.val_predict().argmax(1)
+        self.recorder.update(stage=f"{self.stage}: validating")  # seconds of decoding in phase 2
+        probs = self.val_predict()
+        pred = probs.argmax(1)
+        # Plain label cross-entropy, as Keras computes it (also when distilling: validation judges against labels).
+        logs["val_loss"] = float(-np.log(np.clip(probs[np.arange(len(pred)), self.y_val], 1e-7, 1.0)).mean())
+        logs["val_accuracy"] = float((pred == self.y_val).mean())
         p, r, _, _ = precision_recall_fscore_support(self.y_val, pred, labels=range(len(CLASSES)), zero_division=0)
         for i, c in enumerate(CLASSES):
             logs[f"val_recall_{c}"], logs[f"val_precision_{c}"] = float(r[i]), float(p[i])
@@ -268,8 +275,7 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
     x_val, y_val = cached["val"]
     monitor = EpochMonitor(recorder, 1, cfg["epochs_head"], lambda: head.predict(x_val, verbose=0), y_val,
                            0.15, 0.15, "phase 1: training the head on cached features")
-    val_targets = keras.utils.to_categorical(y_val, len(CLASSES))
-    head.fit(x, targets, sample_weight=weights, validation_data=(x_val, val_targets),
+    head.fit(x, targets, sample_weight=weights,
              epochs=cfg["epochs_head"], batch_size=cfg["batch_size"], verbose=0, shuffle=True,
              callbacks=[monitor, *standard_callbacks(recorder.dir, 1, 8)])
     return dropped
@@ -294,7 +300,7 @@ def phase2(model, parts, augmenter, cfg, recorder, size, jit, teacher=None):
     val = image_dataset([it["path"] for it in parts["val"]], y_val, size, cfg["batch_size"])
     monitor = EpochMonitor(recorder, 2, cfg["epochs_finetune"], lambda: model.predict(val, verbose=0), y_val,
                            0.6, 0.3, f"phase 2: fine-tuning the last {cfg['unfreeze_blocks']} blocks")
-    learner.fit(train, validation_data=val, epochs=cfg["epochs_finetune"], class_weight=cfg["weights"],
+    learner.fit(train, epochs=cfg["epochs_finetune"], class_weight=cfg["weights"],
                 shuffle=False, verbose=1 if sys.stdout.isatty() else 0,
                 callbacks=[monitor, *standard_callbacks(recorder.dir, 2, 4)])
 
