@@ -181,6 +181,8 @@ def test_train_tab_streams_progress_then_serves_the_model(tiny_data, tmp_path):
     try:
         client = Client(url, verbose=False)
         folder = str((data / "datasets" / "tiny").resolve())
+        with pytest.raises(Exception, match="Phase-1 epochs must be 1 or more"):
+            client.predict("", folder, "efficientnet_lite0", 0, 1, 1, api_name="/train_start")
         job = client.submit("", folder, "efficientnet_lite0", 2, 1, 1, api_name="/train_start")
         updates = [out for out in job]
         running = [u for u in updates if "· running ·" in u[0]]
@@ -340,3 +342,14 @@ def test_epoch_validation_is_one_pass_whose_loss_the_callbacks_read(tmp_path):
     assert history.history["val_loss"] == pytest.approx([expected] * len(calls))
     assert history.history["val_accuracy"][0] == 0.75 and len(calls) == 2  # stopped: val_loss never improved
     assert history.history["val_recall_cat"][0] == 0.5
+
+
+def test_a_run_that_died_says_why_it_died(tmp_path):
+    from training.tab import read_status
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "status.json").write_text(json.dumps({"state": "running", "pid": int(dead.stdout)}))
+    assert "killed?" in read_status(tmp_path)["reason"]  # no word from the process
+    (tmp_path / "process.log").write_text("loading...\nerror: --views cannot be negative\n")
+    status = read_status(tmp_path)
+    assert status["state"] == "failed" and status["reason"] == "--views cannot be negative"

@@ -27,8 +27,18 @@ def read_status(run_dir):
     """A run's status.json; a run whose process died without saying so is reported as failed."""
     status = _read_json(Path(run_dir) / "status.json") or {"state": "starting", "progress": 0.0}
     if status.get("state") == "running" and not _alive(status.get("pid")):
-        status.update(state="failed", reason="the training process ended without finishing (killed?)")
+        said = _last_error(Path(run_dir) / "process.log")
+        status.update(state="failed", reason=said or "the training process ended without finishing (killed?)")
     return status
+
+
+def _last_error(log):
+    """The ``error: ...`` line a training process printed before it exited, if any."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((ln[len("error: "):] for ln in reversed(lines) if ln.startswith("error: ")), None)
 
 
 def _read_json(path):
@@ -72,6 +82,9 @@ class Trainer:
     def start(self, data, backbone, epochs_head, epochs_finetune, unfreeze):
         if self.active():
             raise gr.Error(f"A run is going ({self.active().name}): watch or cancel it first.")
+        if None in (epochs_head, epochs_finetune, unfreeze) or min(epochs_head, epochs_finetune, unfreeze) < 0 \
+                or epochs_head < 1:
+            raise gr.Error("Phase-1 epochs must be 1 or more; phase-2 epochs and blocks 0 or more.")
         try:
             folder = confine(data, self.settings.data_roots)
         except PathNotAllowed as e:
