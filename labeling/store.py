@@ -182,14 +182,24 @@ class LabelStore:
             r["file"] = str(Path(r["root"]) / r["path"])
         return rows
 
+    def version(self, model_key=None):
+        """What :meth:`state` (and a ranking by ``model_key``'s cached predictions) depends on: the last event, the
+        number of images (and of predictions cached for the model). Equal versions, equal results."""
+        row = self.query("SELECT (SELECT MAX(id) FROM events) AS e, (SELECT COUNT(*) FROM images) AS i, "
+                         "(SELECT COUNT(*) FROM predictions WHERE model_key = ?) AS p", (model_key,))[0]
+        return row["e"], row["i"], row["p"]
+
     def labels(self, source="current"):
         """``{key: label}``: the current labels, or with ``source="llm"`` those before review (LLM or imported)."""
         column = "label" if source == "current" else "machine_label"
         return {r["key"]: r[column] for r in self.state() if r[column] is not None}
 
-    def stats(self):
-        """Counts for the progress line: total, reviewed, accepted, corrected, per current label."""
-        rows = self.state()
+    def stats(self, rows=None):
+        """Counts for the progress line: total, reviewed, accepted, corrected, per current label.
+
+        ``rows``: :meth:`state` already read, if the caller has it.
+        """
+        rows = self.state() if rows is None else rows
         by_status = {s: sum(r["status"] == s for r in rows) for s in ("unreviewed", "accepted", "corrected")}
         per_label = {}
         for r in rows:

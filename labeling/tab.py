@@ -36,6 +36,8 @@ class Review:
         self.settings, self.slot = settings, slot
         self.store = LabelStore(settings.data_dir / "labels.db")
         self.autolabel_cancel, self.autolabel_lock = threading.Event(), threading.Lock()
+        # (store version, result) of the last reading of each: read again only when the version moved
+        self._state, self._probs, self._ranked = (None, None), (None, None), (None, None)
 
     # -- checks ------------------------------------------------------------------------------------------------
 
@@ -47,12 +49,33 @@ class Review:
 
     # -- queue -------------------------------------------------------------------------------------------------
 
+    def state(self):
+        """The store's state, read again only when labels or images changed (by anyone) since the last read."""
+        version, rows = self._state
+        now = self.store.version()[:2]
+        if version != now:
+            rows = self.store.state()
+            self._state = (now, rows)  # read after the version: at worst newer than it, then read once more
+        return rows
+
     def ranked(self):
+        """The whole store ranked, most suspicious first; ranked again only when labels, images or the served
+        model changed, so browsing costs no ranking and a decision one. Predictions are looked up again only for
+        new images or another model (an unreadable image is not tried again at every key press)."""
         clf = self.slot.get()
-        return rank(self.store.state(), predict_store(self.store, clf), clf.classes)
+        key = model_key(clf)
+        last_event, images, predicted = self.store.version(key)
+        if self._probs[0] != (key, images, predicted):
+            probs = predict_store(self.store, clf)
+            self._probs = ((key, *self.store.version(key)[1:]), probs)
+        (stamp, probs), (ranked_at, rows) = self._probs, self._ranked
+        if ranked_at != (stamp, last_event):
+            rows = rank(self.state(), probs, clf.classes)
+            self._ranked = ((stamp, last_event), rows)
+        return rows
 
     def queue(self, status="all", label="all", predicted="all", llm_only=False, sort="suspicion"):
-        rows = self.ranked()
+        rows = list(self.ranked())  # a copy: sorting it must not reorder the cached ranking
         if status != "all":
             rows = [r for r in rows if r["status"] == status]
         if label != "all":
@@ -103,7 +126,7 @@ class Review:
         return picture, "\n\n".join(lines), self.progress()
 
     def progress(self):
-        s = self.store.stats()
+        s = self.store.stats(self.state())
         per = " · ".join(f"{display_name(c) if c in CLASSES else c} {n}" for c, n in sorted(s["per_label"].items()))
         return (f"**Reviewed {s['reviewed']} / {s['total']}** ({s['accepted']} accepted, {s['corrected']} "
                 f"corrected; {s['changed_from_llm']} changed from the LLM's label) · LLM-labelled "

@@ -304,3 +304,34 @@ def test_raw_base64_without_data_prefix(glm, tmp_path):
     store, _ = setup_batch(tmp_path, 1)
     autolabel(store, GLMLabeler(KEY, glm.url, "m", data_prefix=False))
     assert glm.requests[0]["prefixed"] is False and llm_labels(store)["0"] == ("dog", "ok")
+
+
+def test_review_ranks_again_only_when_something_changed_and_sees_other_processes(tmp_path):
+    import shutil
+
+    from classifier.serving import ModelSlot
+    from conftest import EXAMPLES
+    from labeling.tab import Review
+    from settings import Settings
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for c in ("cat", "dog", "sheep"):
+        shutil.copy(EXAMPLES / f"{c}.jpg", images / f"{c}.jpg")
+    (images / "broken.jpg").write_bytes(b"not a photo")
+    (tmp_path / "r.json").write_text(json.dumps({"cat": "dog", "dog": "dog", "sheep": "sheep", "broken": "cat"}))
+    review = Review(Settings(data_dir=tmp_path), ModelSlot(None))
+    review.store.import_folder(images, tmp_path / "r.json")
+    first = review.ranked()
+    assert first[0]["key"] == "cat" and review.ranked() is first  # browsing: no new ranking
+    probs = review._probs[1]
+    review.ranked()
+    assert review._probs[1] is probs  # nothing new: the broken image (no prediction) is not decoded again
+    assert review.store.query("SELECT COUNT(*) AS n FROM predictions")[0]["n"] == 3
+    review.queue(sort="key")
+    assert [r["key"] for r in review.ranked()] == [r["key"] for r in first]  # sorting a queue keeps the ranking
+    # Another process (a second app, the CLI) decides: the next reading sees it.
+    LabelStore(tmp_path / "labels.db").decide(first[0]["id"], "cat", "someone else")
+    again = review.ranked()
+    assert again is not first and next(r for r in again if r["key"] == "cat")["status"] == "corrected"
+    assert review.store.stats(review.state())["corrected"] == 1
