@@ -269,16 +269,18 @@ class LabelStore:
     def claim_next(self, candidates, holder, since, ttl=LEASE_SECONDS):
         """Lease the first of ``candidates`` (image ids, in queue order) that nobody else holds; returns its id.
 
-        ``since`` is when the queue was computed: an image someone decided after that is skipped, so a queue that
-        went stale while another reviewer worked never hands out a decided image twice. The holder's own earlier
-        leases are released; an expired lease counts as free.
+        ``since`` is the last event id (``version()[0]``, read before the queue was computed): an image with a
+        human event after it is skipped, so a queue that went stale while another reviewer worked never hands out
+        a decided image twice. Event ids, not times: a decision's time is taken before its transaction commits, so
+        a queue read in between would miss it by time but never by id. The holder's own earlier leases are
+        released; an expired lease counts as free.
         """
         now = time.time()
         with self.transaction() as con:
             con.execute("DELETE FROM leases WHERE holder = ? OR expires_at < ?", (holder, now))
             held = {r["image_id"] for r in con.execute("SELECT image_id FROM leases")}
             held |= {r["image_id"] for r in con.execute(
-                "SELECT DISTINCT image_id FROM events WHERE source = 'human' AND created_at >= ?", (since,))}
+                "SELECT DISTINCT image_id FROM events WHERE source = 'human' AND id > ?", (since or 0,))}
             for image_id in candidates:
                 if image_id not in held:
                     con.execute("INSERT INTO leases (image_id, holder, expires_at) VALUES (?, ?, ?)",

@@ -93,7 +93,7 @@ class Review:
         return rows
 
     def next_image(self, session, filters):
-        since = time.time()
+        since = self.store.version()[0]  # the last event before the queue is read
         rows = self.queue(*filters)
         seen = set(session["history"])
         image = self.store.claim_next([r["id"] for r in rows if r["id"] not in seen], session["holder"], since)

@@ -90,17 +90,20 @@ def test_two_reviewers_get_different_images_and_lose_nothing(store, tmp_path):
     store.import_folder(images)
     order = [r["id"] for r in sorted(store.state(), key=lambda r: r["id"])]
     decided = {"ann": [], "bob": []}
+    both = threading.Barrier(2)
 
     def review(name):
         # Each reviewer has its own connection per call, as two app sessions or processes would.
+        both.wait()  # start together: on a loaded machine one thread could otherwise do all 40 first
         while True:
-            since = time.time()
+            since = store.version()[0]
             todo = [r["id"] for r in LabelStore(store.path).state() if r["status"] == "unreviewed"]
             image = store.claim_next([i for i in order if i in todo], name, since)
             if image is None:
                 return
             store.decide(image, "cat", name)
             decided[name].append(image)
+            time.sleep(0.005)  # a person takes a moment: lets the other reviewer's claims interleave
 
     threads = [threading.Thread(target=review, args=(n,)) for n in decided]
     for t in threads:
