@@ -110,7 +110,7 @@ def test_admin_password_is_enforced_server_side(tmp_path):
                      lambda: client.predict("", str(data / "datasets" / "demo"), api_name="/import"),
                      lambda: client.predict("", 0, api_name="/autolabel"),
                      lambda: client.predict("", str(data / "datasets" / "demo"), "efficientnet_lite0", 1, 0, 1,
-                                            api_name="/train_start"),
+                                            "", [], api_name="/train_start"),
                      lambda: client.predict("", api_name="/train_cancel"),
                      lambda: client.predict("", None, api_name="/serve")):
             with pytest.raises(Exception, match="admin password|Enter your name"):

@@ -182,8 +182,10 @@ def test_train_tab_streams_progress_then_serves_the_model(tiny_data, tmp_path):
         client = Client(url, verbose=False)
         folder = str((data / "datasets" / "tiny").resolve())
         with pytest.raises(Exception, match="Phase-1 epochs must be 1 or more"):
-            client.predict("", folder, "efficientnet_lite0", 0, 1, 1, api_name="/train_start")
-        job = client.submit("", folder, "efficientnet_lite0", 2, 1, 1, api_name="/train_start")
+            client.predict("", folder, "efficientnet_lite0", 0, 1, 1, "", [], api_name="/train_start")
+        with pytest.raises(Exception, match="not in the list of choices"):  # Gradio checks the choices
+            client.predict("", folder, "efficientnet_lite0", 1, 1, 1, "", ["../x"], api_name="/train_start")
+        job = client.submit("", folder, "efficientnet_lite0", 2, 1, 1, "", [], api_name="/train_start")
         updates = [out for out in job]
         running = [u for u in updates if "· running ·" in u[0]]
         assert len(running) >= 2, [u[0] for u in updates]
@@ -353,3 +355,26 @@ def test_a_run_that_died_says_why_it_died(tmp_path):
     (tmp_path / "process.log").write_text("loading...\nerror: --views cannot be negative\n")
     status = read_status(tmp_path)
     assert status["state"] == "failed" and status["reason"] == "--views cannot be negative"
+
+
+def test_train_tab_reuses_a_split_and_distils_from_finished_runs_only(tmp_path):
+    import gradio as gr
+
+    from settings import Settings
+    from training.tab import DEFAULT_SPLIT, ROOT as APP_ROOT, Trainer
+
+    trainer = Trainer(Settings(data_dir=tmp_path), slot=None)
+    for name, state in (("20260101-a", "done"), ("20260102-b", "failed")):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "status.json").write_text(json.dumps({"state": state}))
+        (tmp_path / "runs" / name / "split.csv").write_text("path,split\n")
+    assert trainer.finished() == ["20260101-a"]
+    assert [v for _, v in trainer.split_choices()] == ["", DEFAULT_SPLIT, "20260102-b", "20260101-a"]
+    assert trainer.split_args("") == [] and trainer.split_args("20260101-a") == [
+        "--split", str(tmp_path / "runs" / "20260101-a" / "split.csv")]
+    assert trainer.split_args(DEFAULT_SPLIT)[1::2] == [str(APP_ROOT / "assets" / "model" / "split.csv"),
+                                                       str(APP_ROOT / "assets" / "model" / "exclude.txt")]
+    assert trainer.teacher_args(["20260101-a"]) == ["--teacher", str(tmp_path / "runs" / "20260101-a" / "model.keras")]
+    for bad in (lambda: trainer.teacher_args(["20260102-b"]), lambda: trainer.split_args("../../etc")):
+        with pytest.raises(gr.Error):
+            bad()

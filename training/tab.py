@@ -21,6 +21,7 @@ from classifier.classes import display_name
 from settings import PathNotAllowed, confine
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SPLIT = "default model's split"  # assets/model/split.csv and exclude.txt, for shared/data/animals
 
 
 def read_status(run_dir):
@@ -75,11 +76,36 @@ class Trainer:
     def list_runs(self):
         return sorted((p.parent for p in self.runs.glob("*/status.json")), key=lambda p: p.name, reverse=True)
 
+    def finished(self):
+        """Names of the runs that ended with a model."""
+        return [r.name for r in self.list_runs() if read_status(r)["state"] == "done"]
+
+    def split_choices(self):
+        """("new stratified split", ""), the default model's pinned split, and each earlier run's split."""
+        runs = [(f"same as {r.name}", r.name) for r in self.list_runs() if (r / "split.csv").exists()]
+        return [("new stratified split", ""), (DEFAULT_SPLIT, DEFAULT_SPLIT), *runs]
+
+    def split_args(self, choice):
+        if not choice:
+            return []
+        if choice == DEFAULT_SPLIT:
+            model = ROOT / "assets" / "model"
+            return ["--split", str(model / "split.csv"), "--exclude", str(model / "exclude.txt")]
+        if choice not in {r.name for r in self.list_runs()} or not (self.runs / choice / "split.csv").exists():
+            raise gr.Error(f"No run {choice!r} with a split to reuse.")
+        return ["--split", str(self.runs / choice / "split.csv")]
+
+    def teacher_args(self, names):
+        unknown = set(names or ()) - set(self.finished())
+        if unknown:
+            raise gr.Error(f"Teachers must be finished runs; not: {', '.join(sorted(unknown))}.")
+        return [arg for name in names or () for arg in ("--teacher", str(self.runs / name / "model.keras"))]
+
     def active(self):
         """The run whose process is still going, if any."""
         return next((r for r in self.list_runs() if read_status(r)["state"] == "running"), None)
 
-    def start(self, data, backbone, epochs_head, epochs_finetune, unfreeze):
+    def start(self, data, backbone, epochs_head, epochs_finetune, unfreeze, split="", teachers=()):
         if self.active():
             raise gr.Error(f"A run is going ({self.active().name}): watch or cancel it first.")
         if None in (epochs_head, epochs_finetune, unfreeze) or min(epochs_head, epochs_finetune, unfreeze) < 0 \
@@ -89,11 +115,12 @@ class Trainer:
             folder = confine(data, self.settings.data_roots)
         except PathNotAllowed as e:
             raise gr.Error(str(e)) from None
+        extra = self.split_args(split) + self.teacher_args(teachers)
         run = self.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
         run.mkdir(parents=True)
         cmd = [sys.executable, "-m", "training", "--data", str(folder), "--out", str(run), "--backbone", backbone,
                "--epochs-head", str(int(epochs_head)), "--epochs-finetune", str(int(epochs_finetune)),
-               "--unfreeze-blocks", str(int(unfreeze))]
+               "--unfreeze-blocks", str(int(unfreeze)), *extra]
         with open(run / "process.log", "w") as log:
             self.procs[run.name] = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                                     start_new_session=True)
@@ -170,6 +197,13 @@ def build(settings, slot, T=None):
         epochs_head = gr.Number(20, precision=0, label="Phase-1 epochs (head)")
         epochs_finetune = gr.Number(3, precision=0, label="Phase-2 epochs (fine-tune)")
         unfreeze = gr.Number(3, precision=0, label="Blocks to fine-tune")
+    with gr.Accordion("Split and distillation", open=False):
+        with gr.Row():
+            split = gr.Dropdown(trainer.split_choices(), value="", label="Validation split",
+                                info="reuse one to compare runs on the same validation photos; the default "
+                                     "model's split also leaves out its exclusion list (for shared/data/animals)")
+            teachers = gr.Dropdown(trainer.finished(), value=[], multiselect=True, label="Distil from (finished runs)",
+                                   info="targets mix these runs' mean answers (70%) with the labels (30%)")
     password = gr.Textbox(label="Admin password", type="password", visible=bool(settings.admin_password))
     with gr.Row():
         start = gr.Button("Start training", variant="primary")
@@ -201,11 +235,11 @@ def build(settings, slot, T=None):
                 return
             time.sleep(2)
 
-    def on_start(pw, folder, bb, eh, ef, k):
+    def on_start(pw, folder, bb, eh, ef, k, split_choice, teacher_runs):
         trainer.check(pw)
         if not folder:
             raise gr.Error("Pick a folder of training photos.")
-        yield from follow(trainer.start(folder, bb, eh, ef, k))
+        yield from follow(trainer.start(folder, bb, eh, ef, k, split_choice, teacher_runs))
 
     def on_watch():
         run = trainer.active() or next(iter(trainer.list_runs()), None)
@@ -224,7 +258,8 @@ def build(settings, slot, T=None):
         except (OSError, ValueError) as e:
             raise gr.Error(f"The model could not be loaded ({e}); the current model keeps serving.") from None
 
-    start.click(on_start, [password, data, backbone, epochs_head, epochs_finetune, unfreeze], [*outputs, runs],
+    start.click(on_start, [password, data, backbone, epochs_head, epochs_finetune, unfreeze, split, teachers],
+                [*outputs, runs],
                 api_name="train_start", concurrency_limit=1)
     watch.click(on_watch, None, [*outputs, runs], api_name="train_watch")
     cancel.click(on_cancel, password, served, api_name="train_cancel")
@@ -232,4 +267,8 @@ def build(settings, slot, T=None):
                api_visibility="private")
     data.focus(lambda: (gr.Dropdown(choices=settings.datasets()), data_hint(settings)), None, [data, hint],
                api_visibility="private", queue=False)
+    split.focus(lambda: gr.Dropdown(choices=trainer.split_choices()), None, split, api_visibility="private",
+                queue=False)
+    teachers.focus(lambda: gr.Dropdown(choices=trainer.finished()), None, teachers, api_visibility="private",
+                   queue=False)
     return serve.click(on_serve, [password, runs], served, api_name="serve")
