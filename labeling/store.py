@@ -44,9 +44,11 @@ CREATE TABLE IF NOT EXISTS predictions (
 """
 
 # Per image: the latest effective human event, the latest LLM/import label, the latest LLM reply of any kind.
+# {events} and {images} narrow it to some images (an undo is an event of the same image as the one it undoes).
 STATE_SQL = """
 WITH eff AS (
-    SELECT * FROM events e WHERE e.undoes IS NULL AND NOT EXISTS (SELECT 1 FROM events u WHERE u.undoes = e.id)),
+    SELECT * FROM events e WHERE e.undoes IS NULL AND NOT EXISTS (SELECT 1 FROM events u WHERE u.undoes = e.id)
+    {events}),
 human AS (SELECT image_id, label, author, id,
           ROW_NUMBER() OVER (PARTITION BY image_id ORDER BY id DESC) AS rn FROM eff WHERE source = 'human'),
 machine AS (SELECT image_id, label, source,
@@ -61,6 +63,7 @@ FROM images i
 LEFT JOIN human h ON h.image_id = i.id AND h.rn = 1
 LEFT JOIN machine m ON m.image_id = i.id AND m.rn = 1
 LEFT JOIN llm l ON l.image_id = i.id AND l.rn = 1
+{images}
 """
 
 
@@ -172,8 +175,12 @@ class LabelStore:
 
     def state(self, image_ids=None):
         """Every image (or those in ``image_ids``) with its current label, review status and LLM reply."""
-        rows = self.query(STATE_SQL + (" WHERE i.id IN (%s)" % ",".join("?" * len(image_ids))
-                                       if image_ids else ""), tuple(image_ids or ()))
+        if image_ids is None:
+            rows = self.query(STATE_SQL.format(events="", images=""))
+        else:  # the ids as one JSON parameter: no limit on how many; only their events are read
+            some = "IN (SELECT value FROM json_each(:ids))"
+            rows = self.query(STATE_SQL.format(events=f"AND e.image_id {some}", images=f"WHERE i.id {some}"),
+                              {"ids": json.dumps([int(i) for i in image_ids])})
         for r in rows:
             r["label"] = r["human_label"] if r["human_label"] is not None else r["machine_label"]
             r["source"] = "human" if r["human_label"] is not None else r["machine_source"]

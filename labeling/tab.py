@@ -50,12 +50,20 @@ class Review:
     # -- queue -------------------------------------------------------------------------------------------------
 
     def state(self):
-        """The store's state, read again only when labels or images changed (by anyone) since the last read."""
+        """The store's state, read again only when labels or images changed (by anyone) since the last read: after
+        new events only their images are read again (a decision costs one image, not the whole store)."""
         version, rows = self._state
         now = self.store.version()[:2]
-        if version != now:
+        if version == now:
+            return rows
+        if version and version[1] == now[1] and version[0] is not None:
+            changed = [r["image_id"] for r in self.store.query("SELECT DISTINCT image_id FROM events WHERE id > ?",
+                                                                (version[0],))]
+            fresh = {r["id"]: r for r in self.store.state(changed)}
+            rows = [fresh.get(r["id"], r) for r in rows]
+        else:  # first read, or images were added
             rows = self.store.state()
-            self._state = (now, rows)  # read after the version: at worst newer than it, then read once more
+        self._state = (now, rows)  # read after the version: at worst newer than it, then patched once more
         return rows
 
     def ranked(self):

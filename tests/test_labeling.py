@@ -334,7 +334,19 @@ def test_review_ranks_again_only_when_something_changed_and_sees_other_processes
     review.queue(sort="key")
     assert [r["key"] for r in review.ranked()] == [r["key"] for r in first]  # sorting a queue keeps the ranking
     # Another process (a second app, the CLI) decides: the next reading sees it.
-    LabelStore(tmp_path / "labels.db").decide(first[0]["id"], "cat", "someone else")
+    other = LabelStore(tmp_path / "labels.db")
+    other.decide(first[0]["id"], "cat", "someone else")
     again = review.ranked()
     assert again is not first and next(r for r in again if r["key"] == "cat")["status"] == "corrected"
     assert review.store.stats(review.state())["corrected"] == 1
+    # Read again image by image (only those with new events), the state stays what a full read gives.
+    by_key = {r["key"]: r["id"] for r in first}
+    other.decide(by_key["dog"], "none", "someone else")
+    other.decide(by_key["sheep"], "sheep", "someone else")
+    review.state()
+    other.undo("someone else")
+    other.accept_many([by_key["broken"]], "ann")
+    fields = ("id", "label", "status", "reviewer", "source")
+    assert [[r[f] for f in fields] for r in review.state()] == [[r[f] for f in fields] for r in other.state()]
+    assert {r["key"]: r["status"] for r in review.state()} == {
+        "cat": "corrected", "dog": "corrected", "sheep": "unreviewed", "broken": "accepted"}
