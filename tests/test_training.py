@@ -325,6 +325,14 @@ def test_split_file_that_is_not_one_is_refused(tmp_path):
         path.write_text(text)
         with pytest.raises(ValueError, match=message):
             read_split(path)
+    # A good split file for other photos: the run says which photo is missing and what to do.
+    from training.pipeline import RunRecorder, prepare_data
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "cat" / "new.jpg")
+    path.write_text("path,split\ncat/1.jpg,train\n")
+    cfg = {"data": [tmp_path / "data"], "split": path, "exclude": None, "val": None}
+    with pytest.raises(ValueError, match="1 photos are not in .*cat/new.jpg: a split file fits the data folder"):
+        prepare_data(cfg, RunRecorder(tmp_path / "run"))
 
 
 def test_epoch_validation_is_one_pass_whose_loss_the_callbacks_read(tmp_path):

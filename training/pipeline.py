@@ -184,7 +184,8 @@ def prepare_data(cfg, recorder):
         split = read_split(cfg["split"])
         missing = [it["key"] for it in items if it["key"] not in split]
         if missing:
-            raise ValueError(f"{len(missing)} photos are not in {cfg['split']}, e.g. {missing[0]}")
+            raise ValueError(f"{len(missing)} photos are not in {cfg['split']}, e.g. {missing[0]}: a split file "
+                             "fits the data folder it was made for; for other photos make a new split (no --split)")
     else:
         split = stratified_split(items, {"train": 1 - cfg["val_split"], "val": cfg["val_split"]}, cfg["seed"],
                                  exclude_sources=UNSEEN_SOURCES)
