@@ -67,6 +67,7 @@ def summary_markdown(report):
                      f"{open_set['null_rejected']} of {open_set['null_images']}.")
     return "\n\n".join(lines)
 
+
 # Column names, also shown before the first evaluation (an empty table would show "1 2 3").
 PER_CLASS_COLUMNS = ("class", "support", "precision", "recall", "recall 95% CI", "f1")
 COUNTS_COLUMNS = ("label ↓ / predicted →", *CLASSES)

@@ -196,6 +196,10 @@ class LabelStore:
                          "(SELECT COUNT(*) FROM predictions WHERE model_key = ?) AS p", (model_key,))[0]
         return row["e"], row["i"], row["p"]
 
+    def changed_since(self, event_id):
+        """Ids of the images with an event after ``event_id`` (whose :meth:`state` may have changed since)."""
+        return [r["image_id"] for r in self.query("SELECT DISTINCT image_id FROM events WHERE id > ?", (event_id,))]
+
     def labels(self, source="current"):
         """``{key: label}``: the current labels, or with ``source="llm"`` those before review (LLM or imported)."""
         column = "label" if source == "current" else "machine_label"

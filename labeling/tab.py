@@ -57,9 +57,7 @@ class Review:
         if version == now:
             return rows
         if version and version[1] == now[1] and version[0] is not None:
-            changed = [r["image_id"] for r in self.store.query("SELECT DISTINCT image_id FROM events WHERE id > ?",
-                                                                (version[0],))]
-            fresh = {r["id"]: r for r in self.store.state(changed)}
+            fresh = {r["id"]: r for r in self.store.state(self.store.changed_since(version[0]))}
             rows = [fresh.get(r["id"], r) for r in rows]
         else:  # first read, or images were added
             rows = self.store.state()

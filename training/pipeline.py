@@ -107,8 +107,8 @@ class EpochMonitor(keras.callbacks.Callback):
         self.recorder.update(stage=f"{self.stage}: validating")  # seconds of decoding in phase 2
         probs = self.val_predict()
         pred = probs.argmax(1)
-        # Plain label cross-entropy, as Keras computes it (also when distilling: validation judges against labels).
-        logs["val_loss"] = float(-np.log(np.clip(probs[np.arange(len(pred)), self.y_val], 1e-7, 1.0)).mean())
+        # Keras' own label cross-entropy (also when distilling: validation judges against the labels).
+        logs["val_loss"] = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(self.y_val, probs)))
         logs["val_accuracy"] = float((pred == self.y_val).mean())
         p, r, _, _ = precision_recall_fscore_support(self.y_val, pred, labels=range(len(CLASSES)), zero_division=0)
         for i, c in enumerate(CLASSES):
