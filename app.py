@@ -8,6 +8,7 @@ import gradio as gr
 from classifier import tab as classify_tab
 from classifier.serving import ModelSlot
 from evaluation import tab as evaluate_tab
+from guard import Guard
 from i18n import T
 from labeling import tab as review_tab
 from training import tab as train_tab
@@ -27,19 +28,21 @@ CSS = """
 def build_app(settings=None):
     """Build the Gradio app (not launched): one tab per package, sharing the served model."""
     settings = settings or Settings.from_env()
-    slot = ModelSlot(settings.model_path)
+    slot = ModelSlot(settings.model_path, settings.serving_engine, settings.model_cache)
+    guard = Guard(settings)
     with gr.Blocks(title="Animals-10 studio", delete_cache=(3600, 3600)) as demo:  # uploads kept <= 2 h
         gr.Markdown(T("title"), elem_classes="title")
         gr.Markdown(T("subtitle"))
+        gr.Markdown(guard.notice(), elem_id="access-notice")
         with gr.Tabs() as tabs:
             with gr.Tab(T("tab_classify"), id="classify"):
                 serving_line = classify_tab.build(slot, settings, T)
             with gr.Tab(T("tab_review"), id="review"):
-                review, review_filters = review_tab.build(settings, slot, T)
+                review, review_filters = review_tab.build(settings, slot, guard, T)
             with gr.Tab(T("tab_evaluate"), id="evaluate"):
-                cell, open_review = evaluate_tab.build(settings, T)
+                cell, open_review = evaluate_tab.build(settings, guard, T)
             with gr.Tab(T("tab_train"), id="train"):
-                served = train_tab.build(settings, slot, T)
+                served = train_tab.build(settings, slot, guard, T)
         # After "Serve this model", the Classify tab names the new model (and on every page load).
         served.then(lambda: classify_tab.model_line(slot.get()), None, serving_line, api_visibility="private")
         demo.load(lambda: classify_tab.model_line(slot.get()), None, serving_line, api_visibility="private")
@@ -50,6 +53,7 @@ def build_app(settings=None):
                           cell, [review_filters["label"], review_filters["predicted"], review_filters["status"], tabs],
                           api_visibility="private")
     demo.slot = slot
+    guard.blocks = demo  # the door counts the costly requests waiting in this app's queue
     return demo
 
 
@@ -60,8 +64,11 @@ def main():
     demo.queue(default_concurrency_limit=4, max_size=256).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860),
-        max_file_size=f"{settings.max_upload_mb}mb", i18n=T, allowed_paths=[str(settings.data_dir)], footer_links=["api", "settings"],
-        css=CSS, head=f"<script>{HOTKEYS}</script>")
+        max_file_size=f"{settings.max_upload_mb}mb", i18n=T, footer_links=["api", "settings"], css=CSS,
+        head=f"<script>{HOTKEYS}</script>",
+        # Nothing under DATA_DIR is served by path (the label DB, logs, runs): users get copies of what they were
+        # handed (pictures, exports made for their request), which Gradio serves from its own cache.
+        allowed_paths=[str(classify_tab.EXAMPLES_DIR)], blocked_paths=[str(settings.data_dir.resolve())])
 
 
 if __name__ == "__main__":

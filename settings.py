@@ -9,6 +9,8 @@ DATA_ROOTS      folders (separated by ":") whose sub-folders can be picked as da
                 DATA_DIR/datasets
 LOW_CONFIDENCE  top-1 probability under which the app warns "not one of the 10 animals?"; default 0.5
 MAX_UPLOAD_MB   upload size limit; default 20
+SERVING_ENGINE  litert (default: the model converted once to .tflite) or keras
+MODEL_CACHE     where converted .tflite models are kept; default DATA_DIR/tflite
 """
 
 import hmac
@@ -16,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from classifier.model import DEFAULT_MODEL
+from classifier.predictor import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent
 
@@ -33,6 +35,8 @@ class Settings:
     low_confidence: float = 0.5
     max_upload_mb: int = 20
     data_roots: tuple = ()
+    serving_engine: str = "litert"
+    model_cache: Path = None
 
     @property
     def persistent(self):
@@ -47,11 +51,22 @@ class Settings:
         return not self.admin_password or hmac.compare_digest(password or "", self.admin_password)
 
     def datasets(self):
-        """Every sub-folder of the data roots, as ``[(root name/folder name, absolute path)]`` for a dropdown."""
-        out = []
-        for root in map(Path, self.data_roots):
+        """Every sub-folder of the data roots by name, ``root name/folder name``, for a dropdown: no server path is
+        shown. Two roots of the same name stay apart: the second one's sets are ``name~2/folder``."""
+        return list(self._datasets())
+
+    def dataset_path(self, choice):
+        """The folder of a data set named as :meth:`datasets` names it, or a path under the data roots (API
+        callers, older clients); raises :class:`PathNotAllowed` for anything else."""
+        return self._datasets().get(choice) or confine(choice, self.data_roots)
+
+    def _datasets(self):
+        out, labels = {}, set()
+        for i, root in enumerate(map(Path, self.data_roots), 1):
+            label = root.name if root.name not in labels else f"{root.name}~{i}"
+            labels.add(label)
             if root.is_dir():
-                out += [(f"{root.name}/{d.name}", str(d.resolve())) for d in sorted(root.iterdir()) if d.is_dir()]
+                out.update({f"{label}/{d.name}": d.resolve() for d in sorted(root.iterdir()) if d.is_dir()})
         return out
 
     @classmethod
@@ -72,6 +87,8 @@ class Settings:
             glm_data_prefix=env.get("GLM_DATA_PREFIX", "1") not in ("0", "false", "no"),
             low_confidence=float(env.get("LOW_CONFIDENCE") or d.low_confidence),
             max_upload_mb=int(env.get("MAX_UPLOAD_MB") or d.max_upload_mb),
+            serving_engine=env.get("SERVING_ENGINE") or d.serving_engine,
+            model_cache=Path(env.get("MODEL_CACHE") or data_dir / "tflite"),
         )
 
 
@@ -88,6 +105,6 @@ def confine(path, roots):
     candidate = Path(path)
     resolved = (candidate if candidate.is_absolute() else roots[0] / candidate).resolve()
     if not any(resolved == r or r in resolved.parents for r in roots):
-        raise PathNotAllowed(f"{path} is outside the folders this app may read ({', '.join(map(str, roots))}); "
-                             "put the data set under one of them or set DATA_ROOTS")
+        raise PathNotAllowed(f"{Path(path).name or path} is not a data set of this app: pick one of the list (folders "
+                             "under the data roots, DATA_ROOTS)")
     return resolved

@@ -2,12 +2,14 @@
 
     python benchmarks/predict_speed.py [--data ../shared/data/animals] [--n 200]
 
-Measures, on a fixed sample of the shared photos (median ~260 px) and on generated 12 MP JPEGs:
-- single-image latency (decode + predict, p50/p90): ours (one decode + traced model call) against the original
-  design (EfficientNetV2B0 from keras.applications with weights=None + the same head, fed one image through
-  ImageDataGenerator.flow_from_dataframe + model.predict, as its predict.py did);
-- folder throughput (images/s, decode included) of both paths;
-- app start to first answer (python app.py, then one /classify call through gradio_client).
+Measures, on a fixed sample of the shared photos (median ~260 px) and on generated 12 MP JPEGs, three paths:
+LiteRT (ours, served: the model converted to .tflite), Keras (ours: the same model through a traced tf.function)
+and the original design (EfficientNetV2B0 from keras.applications with weights=None + the same head, fed one image
+through ImageDataGenerator.flow_from_dataframe + model.predict, as its predict.py did):
+- single-image latency (decode + predict, p50/p90);
+- folder throughput (images/s, decode included);
+- app start to first answer (python app.py, then one /classify call through gradio_client) and the app's peak
+  memory after it, with SERVING_ENGINE=litert and =keras (the .tflite already cached, as after a first start).
 """
 
 import argparse
@@ -31,7 +33,8 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from classifier.images import is_image_file  # noqa: E402
-from classifier.model import Classifier, build_head  # noqa: E402
+from classifier.model import build_head  # noqa: E402
+from classifier.predictor import Classifier  # noqa: E402
 
 
 def sample_photos(data, n, seed=0):
@@ -80,13 +83,15 @@ def throughput(fn, paths):
     return len(paths) / (time.perf_counter() - t)
 
 
-def app_start_to_first_answer(photo):
+def app_start_to_first_answer(photo, engine, cache):
+    """Seconds from ``python app.py`` to the first /classify answer, and the app's peak memory (MB) then."""
     from gradio_client import Client, handle_file
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PORT": str(port), "DATA_DIR": tempfile.mkdtemp()}
+    env = {**os.environ, "PORT": str(port), "DATA_DIR": tempfile.mkdtemp(), "SERVING_ENGINE": engine,
+           "MODEL_CACHE": cache}
     t = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -98,7 +103,9 @@ def app_start_to_first_answer(photo):
             except Exception:
                 time.sleep(0.2)
         client.predict(handle_file(photo), api_name="/classify")
-        return time.perf_counter() - t
+        seconds = time.perf_counter() - t
+        peak = next(int(line.split()[1]) for line in open(f"/proc/{proc.pid}/status") if line.startswith("VmHWM"))
+        return seconds, peak / 1024
     finally:
         proc.terminate()
         proc.wait()
@@ -111,14 +118,15 @@ def main():
     args = ap.parse_args()
     photos = sample_photos(args.data, args.n)
     sizes = [max(Image.open(p).size) for p in photos]
-    ours = Classifier.load()
+    cache = tempfile.mkdtemp()
+    paths = {"LiteRT": Classifier.load(None, "litert", cache), "Keras": Classifier.load(None, "keras")}
     orig = original_model()
 
-    def ours_one(p):
-        return ours.predict(p)
+    def one(clf):
+        return lambda p: clf.predict(p)
 
-    def ours_many(ps):
-        return list(ours.predict_files(ps, batch_size=32))
+    def many(clf):
+        return lambda ps: list(clf.predict_files(ps, batch_size=32))
 
     def orig_one(p):
         return orig.predict(original_generator([p], 1), verbose=0)
@@ -129,21 +137,26 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         big = make_12mp(photos, tmp)
         rows = []
-        for name, paths in ((f"shared photos (n={len(photos)}, median {np.median(sizes):.0f} px)", photos),
-                            (f"12 MP JPEGs (n={len(big)})", big)):
-            o50, o90 = latency(ours_one, paths[:60])
-            r50, r90 = latency(orig_one, paths[:60])
-            o_tp, r_tp = throughput(ours_many, paths), throughput(orig_many, paths)
-            rows.append((name, o50, o90, r50, r90, o_tp, r_tp))
-    start = app_start_to_first_answer(photos[0])
+        for name, images in ((f"shared photos (n={len(photos)}, median {np.median(sizes):.0f} px)", photos),
+                             (f"12 MP JPEGs (n={len(big)})", big)):
+            row = {"set": name}
+            for path, clf in paths.items():
+                row[path] = (*latency(one(clf), images[:60]), throughput(many(clf), images))
+            row["original"] = (*latency(orig_one, images[:60]), throughput(orig_many, images))
+            rows.append(row)
+    starts = {engine: app_start_to_first_answer(photos[0], engine, cache) for engine in ("litert", "keras")}
 
     print(f"\nCPU cores: {os.cpu_count()}; TF {tf.__version__}; Keras {keras.__version__}\n")
-    print("| image set | ours p50 / p90 ms | original p50 / p90 ms | ours img/s | original img/s | throughput ratio |")
+    print("| image set | path | p50 / p90 ms | img/s | p50 vs Keras | img/s vs original |")
     print("|---|---|---|---|---|---|")
-    for name, o50, o90, r50, r90, o_tp, r_tp in rows:
-        print(f"| {name} | {o50:.1f} / {o90:.1f} | {r50:.1f} / {r90:.1f} | {o_tp:.1f} | {r_tp:.1f} | "
-              f"{o_tp / r_tp:.1f}x |")
-    print(f"\napp start to first answer: {start:.1f} s")
+    for row in rows:
+        for path in ("LiteRT", "Keras", "original"):
+            p50, p90, tp = row[path]
+            print(f"| {row['set']} | {path} | {p50:.1f} / {p90:.1f} | {tp:.1f} | {p50 / row['Keras'][0]:.2f}x | "
+                  f"{tp / row['original'][2]:.1f}x |")
+    (lite_s, lite_mb), (keras_s, keras_mb) = starts["litert"], starts["keras"]
+    print(f"\napp start to first answer: LiteRT {lite_s:.1f} s, Keras {keras_s:.1f} s ({lite_s / keras_s:.2f}x); "
+          f"peak memory after it: LiteRT {lite_mb:.0f} MB, Keras {keras_mb:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@
 3. kill -9 of the app and of the training process during a run: after the restart the run shows failed and the
    served model is unchanged.
 4. Two reviewers on the same queue at once: every image decided exactly once, none lost or duplicated.
+5. Queue flood, with ADMIN_PASSWORD set: ``--flood`` evaluate requests join at once, without the password and then
+   with it, while 4 clients classify; /classify's p50 and errors, and how the evaluate requests were answered.
+6. Two flat folders with the same file names imported one after the other: each keeps its own labels.
 """
 
 import argparse
@@ -116,7 +119,7 @@ def kill_during_autolabel(tmp):
     proc, url = start(data, **env)
     client = Client(url, verbose=False)
     client.predict("ann", "", *FILTERS, api_name="/review_start")
-    client.predict("", str((data / "datasets" / "many").resolve()), api_name="/import")
+    client.predict("", "datasets/many", api_name="/import")
     client.submit("", 0, api_name="/autolabel")
     time.sleep(4)
     stop(proc, hard=True)
@@ -145,7 +148,7 @@ def kill_during_training(tmp):
             v.save(tiny / c / f"{j}.jpg")
     proc, url = start(data)
     client = Client(url, verbose=False)
-    client.submit("", str(tiny.resolve()), "efficientnet_lite0", 3, 200, 1, api_name="/train_start")
+    client.submit("", "datasets/tiny", "efficientnet_lite0", 3, 200, 1, api_name="/train_start")
     run = None
     for _ in range(600):
         runs = list((data / "runs").glob("*/status.json"))
@@ -174,7 +177,7 @@ def two_reviewers(tmp):
     decided = {"ann": [], "bob": []}
     first = Client(url, verbose=False)
     first.predict("ann", "", *FILTERS, api_name="/review_start")
-    first.predict("", str(folder.resolve()), api_name="/import")
+    first.predict("", "datasets/queue", api_name="/import")
 
     def review(name):
         client = Client(url, verbose=False)
@@ -193,14 +196,74 @@ def two_reviewers(tmp):
                                                   "WHERE source = 'human' GROUP BY image_id")
     stop(proc)
     both = decided["ann"] + decided["bob"]
-    return {"images": 30, "ann": len(decided["ann"]), "bob": len(decided["bob"]), "decided_twice": len(both) - len(set(both)),
-            "missing": 30 - len(set(both)), "events_per_image_max": max(e["n"] for e in events)}
+    return {"images": 30, "ann": len(decided["ann"]), "bob": len(decided["bob"]),
+            "decided_twice": len(both) - len(set(both)), "missing": 30 - len(set(both)),
+            "events_per_image_max": max(e["n"] for e in events)}
+
+
+def queue_flood(tmp, n):
+    """``n`` evaluate joins at once (without the password, then with it) while 4 clients classify."""
+    data = tmp / "flood"
+    photos_folder(data / "datasets" / "big", 200)
+    proc, url = start(data, ADMIN_PASSWORD="pw")
+    out = {}
+    for who, password in (("unauthenticated", ""), ("with the password", "pw")):
+        times, errors, stop_at = [], [], time.time() + 600
+
+        def classify():
+            client = Client(url, verbose=False)
+            for _ in range(10):
+                start_at = time.perf_counter()
+                try:
+                    client.predict(handle_file(str(EXAMPLES / "cat.jpg")), api_name="/classify")
+                    times.append(time.perf_counter() - start_at)
+                except Exception as e:  # noqa: BLE001 - every failure is counted
+                    errors.append(str(e)[:80])
+
+        flooder = Client(url, verbose=False)
+        jobs = [flooder.submit(password, "default", "datasets/big", 0, False, api_name="/evaluate") for _ in range(n)]
+        threads = [threading.Thread(target=classify) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        answers = {}
+        for job in jobs:
+            try:
+                job.result(timeout=max(1, stop_at - time.time()))
+                kind = "ran"
+            except Exception as e:  # noqa: BLE001
+                text = str(e)
+                kind = ("refused: password" if "admin password" in text else "refused: busy" if "busy" in text
+                        else text[:60])
+            answers[kind] = answers.get(kind, 0) + 1
+        out[who] = {"evaluate_joins": n, "answers": answers, "classify_ok": len(times),
+                    "classify_errors": len(errors), "classify_p50_ms": round(1000 * float(np.median(times)), 1)
+                    if times else None, "errors_sample": errors[:3]}
+    stop(proc)
+    return out
+
+
+def two_folders(tmp):
+    """Two flat folders whose files share names: the second import must not touch the first's labels."""
+    data = tmp / "folders"
+    for name, label in (("flat", "cat"), ("flat2", "horse")):
+        folder = photos_folder(data / "datasets" / name, 3)
+        (folder / "results.json").write_text(json.dumps({str(i): label for i in range(3)}))
+    proc, url = start(data)
+    client = Client(url, verbose=False)
+    client.predict("ann", "", *FILTERS, api_name="/review_start")
+    replies = [client.predict("", f"datasets/{name}", api_name="/import")[0] for name in ("flat", "flat2")]
+    store = LabelStore(data / "labels.db")
+    stop(proc)
+    return {"replies": replies, "flat": store.labels(dataset="flat"), "flat2": store.labels(dataset="flat2")}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--flood", type=int, default=300, help="evaluate requests sent at once (default: %(default)s)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     try:
@@ -210,6 +273,8 @@ def main():
         print("kill -9 during auto-labeling:", json.dumps(kill_during_autolabel(tmp)), flush=True)
         print("kill -9 during training:", json.dumps(kill_during_training(tmp)), flush=True)
         print("two reviewers at once:", json.dumps(two_reviewers(tmp)), flush=True)
+        print("queue flood:", json.dumps(queue_flood(tmp, args.flood)), flush=True)
+        print("two flat folders:", json.dumps(two_folders(tmp), ensure_ascii=False), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -4,30 +4,33 @@ import threading
 
 import numpy as np
 
-from .model import Classifier
+from .predictor import Classifier
 
 
 class ModelSlot:
     """Holds the serving :class:`Classifier`; :meth:`swap` loads a new one fully before switching to it.
 
-    Requests already running keep the model they started with, so a swap never serves a half-loaded model.
+    ``engine`` and ``cache_dir`` are passed to :meth:`Classifier.load` (LiteRT by default, its converted models
+    cached there). Requests already running keep the model they started with, so a swap never serves a half-loaded
+    (or half-converted) model.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, engine=None, cache_dir=None):
         self._lock = threading.Lock()
-        self._classifier = _ready(Classifier.load(path))
+        self._options = {"engine": engine, "cache_dir": cache_dir}
+        self._classifier = _ready(Classifier.load(path, **self._options))
 
     def get(self):
         return self._classifier
 
     def swap(self, path):
-        classifier = _ready(Classifier.load(path))  # may raise: the old model keeps serving
+        classifier = _ready(Classifier.load(path, **self._options))  # may raise: the old model keeps serving
         with self._lock:
             self._classifier = classifier
         return classifier
 
 
 def _ready(classifier):
-    """Trace the model once now, so the first user does not wait for it (~1.4 s on this CPU)."""
+    """Run the model once now, so the first user does not wait for its first call (tracing, allocation)."""
     classifier.predict_pixels(np.zeros((1, classifier.size, classifier.size, 3), np.float32))
     return classifier

@@ -22,14 +22,14 @@ def classify_image(slot, image, top_k=5, low_confidence=0.5):
     decode's message for a file that is not a usable image.
     """
     if not image:
-        raise gr.Error("No photo yet: upload, paste or take one first.")
+        raise gr.Error("No photo yet: upload, paste or take one first.", print_exception=False)
     path = image.get("path") if isinstance(image, dict) else image
     clf = slot.get()
     start = time.perf_counter()
     try:
         pixels, info = decode_with_info(path, clf.size)
     except ImageError as e:
-        raise gr.Error(str(e), title="Not a usable image") from None
+        raise gr.Error(str(e), title="Not a usable image", print_exception=False) from None
     probs = clf.predict_pixels(pixels[None])[0]
     low_confidence = clf.threshold or low_confidence  # the calibrated cut, when the model has one
     ms = (time.perf_counter() - start) * 1000
@@ -43,11 +43,13 @@ def classify_image(slot, image, top_k=5, low_confidence=0.5):
 
 
 def model_line(clf):
-    """``model: NAME, 94.1% accuracy on 353 held-out photos``: which model serves and how good it measured."""
-    meta = clf.meta
+    """``model: NAME, 94.1% accuracy on 353 held-out photos, served by LiteRT``: which model serves, how good it
+    measured, and which engine runs it."""
+    meta, engine = clf.meta, f", served by {clf.engine_name}"
     if "accuracy" in meta:
-        return f"model: {clf.name}, {meta['accuracy']:.1%} accuracy on {meta.get('test_images', '?')} held-out photos"
-    return f"model: {clf.name} (accuracy not measured)"
+        return (f"model: {clf.name}, {meta['accuracy']:.1%} accuracy on {meta.get('test_images', '?')} held-out "
+                f"photos{engine}")
+    return f"model: {clf.name} (accuracy not measured){engine}"
 
 
 def build(slot, settings, T):

@@ -71,7 +71,7 @@ def _bar(total, desc):
 
 
 def predict(args):
-    from classifier.model import Classifier
+    from classifier.predictor import Classifier
     from evaluation.predict import list_images, predict_folder, write_predictions, write_probabilities
 
     clf = Classifier.load(args.model)
@@ -93,7 +93,7 @@ def run(args):
     labels = None
     if args.db:
         from labeling.store import LabelStore
-        labels = LabelStore(args.db).labels(args.label_source)
+        labels = LabelStore(args.db).labels(args.label_source, dataset=args.images)
     bar, progress = _bar(len(list_images(args.images)), "evaluate")
     with bar:
         report = run_eval(args.images, args.out, args.model, args.labels, args.threshold, args.tta,
@@ -121,7 +121,7 @@ def compare(args):
 def calibrate(args):
     import numpy as np
 
-    from classifier.model import Classifier, calibration_path
+    from classifier.predictor import Classifier, calibration_path
     from evaluation.calibration import calibrate as fit
     from evaluation.labels import folder_labels, match, read_labels
     from evaluation.predict import list_images

@@ -3,7 +3,7 @@
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from classifier.model import apply_temperature
+from classifier.predictor import apply_temperature
 
 from .metrics import expected_calibration_error
 

@@ -54,6 +54,8 @@ def read_labels(path, aliases=True):
         data = json.loads(text, object_pairs_hook=lambda pairs: _no_duplicates(pairs, path))
     except json.JSONDecodeError as e:
         raise LabelFileError(f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:  # the parser recurses per level: a file nested 100,000 deep would crash it
+        raise LabelFileError(f"{path}: JSON nested too deep; expected a flat object {{image name: label}}") from None
     if not isinstance(data, dict):
         raise LabelFileError(f"{path}: expected a JSON object {{image name: label}}, got {type(data).__name__}")
     for key, value in data.items():

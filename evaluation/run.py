@@ -25,7 +25,7 @@ def run(images_dir, out_dir, model_path=None, labels_path=None, threshold=None, 
     ``images_dir`` (a training run's validation photos, say). ``threshold`` defaults to the model's calibrated one.
     ``progress(done, total)`` is called as images are predicted.
     """
-    from classifier.model import Classifier  # TensorFlow only when a model runs, not for compare
+    from classifier.predictor import Classifier
 
     clf = classifier or Classifier.load(model_path)
     items = items if items is not None else list_images(images_dir)

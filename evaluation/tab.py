@@ -9,38 +9,55 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
+from PIL import Image
 
 from classifier.classes import CLASSES, display_name
 from classifier.images import ImageError, thumbnail
-from settings import PathNotAllowed, confine
+from guard import refuse
+from settings import PathNotAllowed
 
 from .run import run as run_evaluation
 
 
+DEFAULT = "default"
+
+
 def model_choices(settings):
-    """``[(label, path)]``: the default model, then every trained run under DATA_DIR/runs (newest first)."""
+    """``[(label, value)]``: the default model, then every trained run under DATA_DIR/runs (newest first). Values are
+    names, never server paths; :func:`model_path` finds the file."""
     runs = sorted((settings.data_dir / "runs").glob("*/model.keras"), key=lambda p: -p.stat().st_mtime)
-    return [("default: " + Path(settings.model_path).name, str(Path(settings.model_path).resolve()))] + \
-        [(f"run: {p.parent.name}", str(p.resolve())) for p in runs]
+    return [(f"default: {Path(settings.model_path).name}", DEFAULT)] + \
+        [(f"run: {p.parent.name}", f"run: {p.parent.name}") for p in runs]
 
 
-def evaluate_set(settings, model_path, dataset, threshold=None, tta=False, progress=None):
-    """Run an evaluation from the tab; returns ``(report, output folder)``. Paths must lie under the roots."""
+def model_path(settings, choice):
+    """The model file of a :func:`model_choices` value; refuses anything else."""
+    if choice in (None, "", DEFAULT):
+        return Path(settings.model_path)
+    name = str(choice).removeprefix("run: ")
+    path = settings.data_dir / "runs" / name / "model.keras"
+    if "/" in name or name.startswith(".") or not path.is_file():
+        raise refuse(f"No model {choice!r}: pick one of the list.")
+    return path
+
+
+def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=None):
+    """Run an evaluation from the tab; returns ``(report, output folder)``. Data sets must lie under the roots."""
     if not dataset:
-        raise gr.Error("Pick a test set: a folder of class folders (or of images with a results.json) under "
-                       f"{', '.join(map(str, settings.data_roots))}.")
+        raise refuse("Pick a test set: a folder of class folders (or of images with a results.json) under the data "
+                     "roots.")
     try:
-        folder = confine(dataset, settings.data_roots)
-        model = confine(model_path, [settings.data_dir, Path(settings.model_path).parent])
+        folder = settings.dataset_path(dataset)
     except PathNotAllowed as e:
-        raise gr.Error(str(e)) from None
+        raise refuse(str(e)) from None
+    model = model_path(settings, choice)
     labels = folder / "results.json"
     out = settings.data_dir / "evaluations" / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
     try:
         report = run_evaluation(folder, out, model, labels if labels.exists() else None,
                                 threshold=threshold or None, tta=tta, progress=progress)
     except (ValueError, FileNotFoundError) as e:
-        raise gr.Error(str(e)) from None
+        raise refuse(str(e).replace(str(folder), folder.name)) from None
     return report, out
 
 
@@ -102,22 +119,23 @@ def cell_images(out_dir, label, predicted, limit=48):
     return out
 
 
-def build(settings, T=None):
+def build(settings, guard, T=None):
     """Add the Evaluate tab's components and events to the current ``gr.Blocks``."""
     gr.Markdown("Score a model on a labelled test set: class folders (`none/` for photos of none of the ten), "
-                "or images with a `results.json`. Sets are the folders under "
-                f"`{', '.join(map(str, settings.data_roots))}`.")
+                "or images with a `results.json`. Sets are the folders under the data roots "
+                f"({', '.join(f'`{Path(r).name}`' for r in settings.data_roots)}).")
     with gr.Row():
-        model = gr.Dropdown(model_choices(settings), value=model_choices(settings)[0][1], label="Model")
+        model = gr.Dropdown(model_choices(settings), value=DEFAULT, label="Model")
         dataset = gr.Dropdown(settings.datasets(), label="Test set", allow_custom_value=False)
         threshold = gr.Slider(0, 1, value=0, step=0.01,
                               label="'None of the 10' threshold (0 = the model's calibrated one, if any)")
         tta = gr.Checkbox(label="Mirror TTA", value=False)
     with gr.Row():
+        password = guard.password_box()
         refresh = gr.Button("Refresh lists", size="sm")
         start = gr.Button("Evaluate", variant="primary")
     summary = gr.Markdown()
-    matrix_image = gr.Image(label="Confusion matrix", type="filepath", interactive=False, height=560)
+    matrix_image = gr.Image(label="Confusion matrix", type="pil", format="png", interactive=False, height=560)
     gr.Markdown("**Click a cell** of the counts to see those images (label ↓, predicted →).")
     counts = gr.Dataframe(label="Counts", interactive=False, headers=list(COUNTS_COLUMNS))
     cell_title = gr.Markdown()
@@ -127,23 +145,27 @@ def build(settings, T=None):
     per_class = gr.Dataframe(label="Per class", interactive=False, headers=list(PER_CLASS_COLUMNS))
     out_state = gr.State(None)
 
-    def on_run(model_path, data, thr, mirror, progress=gr.Progress()):
-        report, out = evaluate_set(settings, model_path, data, thr, mirror,
+    def on_run(pw, choice, data, thr, mirror, progress=gr.Progress()):
+        guard.require(pw, "Evaluating")
+        report, out = evaluate_set(settings, choice, data, thr, mirror,
                                    progress=lambda i, n: progress(i / n, desc=f"predicting {i}/{n}"))
-        return (summary_markdown(report), str(out / "confusion_matrix.png"), per_class_table(report),
-                counts_table(report), str(out), "", [])
+        # the picture itself, not its path: files under DATA_DIR are never served
+        matrix = Image.open(out / "confusion_matrix.png").convert("RGB")
+        return (summary_markdown(report), matrix, per_class_table(report), counts_table(report), str(out.name),
+                "", [])
 
-    def on_select(out, evt: gr.SelectData):
-        if not out or not evt.index or evt.index[1] == 0:
+    def on_select(name, evt: gr.SelectData):
+        if not name or not evt.index or evt.index[1] == 0:
             return "", [], None
         label, predicted = CLASSES[evt.index[0]], CLASSES[evt.index[1] - 1]
-        images = cell_images(out, label, predicted)
+        images = cell_images(settings.data_dir / "evaluations" / Path(name).name, label, predicted)
         return (f"**label {display_name(label)} → predicted {display_name(predicted)}**: {len(images)} images",
                 images, (label, predicted))
 
-    start.click(on_run, [model, dataset, threshold, tta],
+    start.click(on_run, [password, model, dataset, threshold, tta],
                 [summary, matrix_image, per_class, counts, out_state, cell_title, gallery],
-                concurrency_limit=1, api_name="evaluate")
+                concurrency_limit=1, concurrency_id="evaluate", api_name="evaluate",
+                validator=guard.door(0, "Evaluating"))
     counts.select(on_select, out_state, [cell_title, gallery, cell], api_visibility="private")
     refresh.click(lambda: (gr.Dropdown(choices=model_choices(settings)), gr.Dropdown(choices=settings.datasets())),
                   None, [model, dataset], api_visibility="private", queue=False)

@@ -45,6 +45,8 @@ def parse_args(argv=None):
     ex = sub.add_parser("export", help="write current labels (and history)")
     ex.add_argument("--db", required=True)
     ex.add_argument("--out", required=True, help="results.json")
+    ex.add_argument("--dataset", help="which imported folder (its name or path); needed when the store holds more "
+                                      "than one (python -m labeling stats lists them)")
     ex.add_argument("--csv", help="also write the full label history as CSV")
     st = sub.add_parser("stats", help="review progress")
     st.add_argument("--db", required=True)
@@ -53,7 +55,8 @@ def parse_args(argv=None):
 
 def do_import(store, args):
     result = store.import_folder(args.images, args.labels)
-    print(f"{result['images']} images ({result['added']} new), {result['labels_added']} labels added")
+    print(f"data set {result['dataset']}: {result['images']} images ({result['added']} new), "
+          f"{result['labels_added']} labels added")
     if result["labels_without_image"]:
         print(f"{len(result['labels_without_image'])} labels have no image, e.g. "
               f"{result['labels_without_image'][:5]}", file=sys.stderr)
@@ -88,7 +91,7 @@ def do_autolabel(store, args):
 
 
 def do_suspects(store, args):
-    from classifier.model import Classifier
+    from classifier.predictor import Classifier
     from labeling.suspects import predict_store, rank
 
     clf = Classifier.load(args.model)
@@ -96,26 +99,27 @@ def do_suspects(store, args):
     probs = predict_store(store, clf, progress=lambda i, n: (setattr(bar, "total", n), bar.update(i - bar.n)))
     bar.close()
     rows = rank(store.state(), probs, clf.classes)[: args.top]
-    fields = ["key", "path", "current_label", "source", "predicted", "p_label", "p_predicted", "rank"]
+    fields = ["dataset", "key", "path", "current_label", "source", "predicted", "p_label", "p_predicted", "rank"]
     with open(args.out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for r in rows:
-            writer.writerow({"key": r["key"], "path": r["file"], "current_label": r["label"], "source": r["source"],
+            writer.writerow({"dataset": r["dataset"], "key": r["key"], "path": r["path"], "current_label": r["label"],
+                             "source": r["source"],
                              "predicted": r["predicted"], "p_label": _fmt(r["p_label"]),
                              "p_predicted": _fmt(r["p_predicted"]), "rank": r["rank"]})
     print(f"{len(rows)} suspects written to {args.out}")
 
 
 def do_export(store, args):
-    out = store.export_results(args.out)
+    out = store.export_results(args.out, args.dataset)
     print(f"{len(out)} labels written to {args.out}")
     if args.csv:
         print(f"{store.export_history(args.csv)} events written to {args.csv}")
 
 
 def do_stats(store, args):
-    print(json.dumps(store.stats(), indent=2, ensure_ascii=False))
+    print(json.dumps({**store.stats(), "datasets": store.datasets()}, indent=2, ensure_ascii=False))
 
 
 def _fmt(x):

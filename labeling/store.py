@@ -1,9 +1,12 @@
 """The label store: SQLite, append-only label events, nothing ever overwritten.
 
-Tables: ``images`` (key, folder, relative path, sha256, size), ``events`` (one row per label decision: label,
-source llm/human/model/import, author, model name, prompt version, raw LLM reply, status, time; an undo is an event
-naming the event it undoes), ``leases`` (which reviewer has which image open) and ``predictions`` (classifier
-probabilities cached per model).
+Tables: ``datasets`` (one per imported folder: name, folder), ``images`` (data set, path within it with its
+extension, key = that path without extension as the original results.json names it, sha256, size), ``events`` (one
+row per label decision: label, source llm/human/model/import, author, model name, prompt version, raw LLM reply,
+status, time; an undo is an event naming the event it undoes), ``current`` (each image's current labels, derived
+from its events in the same transaction), ``leases`` (which reviewer has which image open) and ``predictions``
+(classifier probabilities cached per model). An image is identified by its data set and path, so two folders that
+both hold ``0.jpg`` never share labels; a store from before data sets is migrated when it is opened.
 
 An image's current label is its latest effective human event, else its latest LLM or import label. An event is
 effective unless an undo names it, so undoing an image's first decision returns it to unreviewed. Labels are class
@@ -28,9 +31,12 @@ SOURCES = ("llm", "human", "model", "import")
 LEASE_SECONDS = 120
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS datasets (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, root TEXT UNIQUE NOT NULL, added_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, root TEXT NOT NULL, path TEXT NOT NULL,
-    sha256 TEXT NOT NULL, size INTEGER NOT NULL, added_at REAL NOT NULL);
+    id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL REFERENCES datasets(id), path TEXT NOT NULL,
+    key TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, added_at REAL NOT NULL,
+    UNIQUE (dataset_id, path));
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, image_id INTEGER NOT NULL REFERENCES images(id),
     label TEXT, source TEXT NOT NULL CHECK (source IN ('llm', 'human', 'model', 'import')),
@@ -38,33 +44,37 @@ CREATE TABLE IF NOT EXISTS events (
     undoes INTEGER REFERENCES events(id), batch TEXT, created_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS events_image ON events(image_id, id);
 CREATE INDEX IF NOT EXISTS events_undoes ON events(undoes);
+CREATE INDEX IF NOT EXISTS events_batch ON events(batch) WHERE batch IS NOT NULL;
 CREATE TABLE IF NOT EXISTS leases (image_id INTEGER PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS predictions (
     image_id INTEGER NOT NULL, model_key TEXT NOT NULL, probs TEXT NOT NULL, PRIMARY KEY (image_id, model_key));
+CREATE TABLE IF NOT EXISTS current (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id), human_label TEXT, reviewer TEXT, machine_label TEXT,
+    machine_source TEXT, llm_label TEXT, llm_reply TEXT, llm_status TEXT);
 """
 
-# Per image: the latest effective human event, the latest LLM/import label, the latest LLM reply of any kind.
-# {events} and {images} narrow it to some images (an undo is an event of the same image as the one it undoes).
-STATE_SQL = """
-WITH eff AS (
-    SELECT * FROM events e WHERE e.undoes IS NULL AND NOT EXISTS (SELECT 1 FROM events u WHERE u.undoes = e.id)
-    {events}),
-human AS (SELECT image_id, label, author, id,
-          ROW_NUMBER() OVER (PARTITION BY image_id ORDER BY id DESC) AS rn FROM eff WHERE source = 'human'),
-machine AS (SELECT image_id, label, source,
-            ROW_NUMBER() OVER (PARTITION BY image_id ORDER BY id DESC) AS rn
-            FROM eff WHERE source IN ('llm', 'import') AND label IS NOT NULL),
-llm AS (SELECT image_id, label, raw_reply, status,
-        ROW_NUMBER() OVER (PARTITION BY image_id ORDER BY id DESC) AS rn FROM eff WHERE source = 'llm')
-SELECT i.id, i.key, i.root, i.path, h.label AS human_label, h.author AS reviewer,
-       m.label AS machine_label, m.source AS machine_source,
-       l.label AS llm_label, l.raw_reply AS llm_reply, l.status AS llm_status
-FROM images i
-LEFT JOIN human h ON h.image_id = i.id AND h.rn = 1
-LEFT JOIN machine m ON m.image_id = i.id AND m.rn = 1
-LEFT JOIN llm l ON l.image_id = i.id AND l.rn = 1
-{images}
+# Per image, from its effective events (an undo and the event it undoes are both left out): the latest human
+# event, the latest LLM/import label, the latest LLM reply of any kind. Each found by its id, then read by primary
+# key, so the work grows with the events, not with images x events. {where} narrows it to some images.
+CURRENT_SQL = """
+WITH last AS (
+    SELECT image_id,
+           MAX(CASE WHEN source = 'human' THEN id END) AS h,
+           MAX(CASE WHEN source IN ('llm', 'import') AND label IS NOT NULL THEN id END) AS m,
+           MAX(CASE WHEN source = 'llm' THEN id END) AS l
+    FROM events e WHERE e.undoes IS NULL AND NOT EXISTS (SELECT 1 FROM events u WHERE u.undoes = e.id) {where}
+    GROUP BY image_id)
+SELECT last.image_id, h.label, h.author, m.label, m.source, l.label, l.raw_reply, l.status
+FROM last LEFT JOIN events h ON h.id = last.h LEFT JOIN events m ON m.id = last.m LEFT JOIN events l ON l.id = last.l
 """
+
+# The ``current`` table is kept in the same transaction as every event, so reading the state is one plain join.
+STATE_SQL = """
+SELECT i.id, i.key, i.path, d.name AS dataset, d.root, c.human_label, c.reviewer, c.machine_label,
+       c.machine_source, c.llm_label, c.llm_reply, c.llm_status
+FROM images i JOIN datasets d ON d.id = i.dataset_id LEFT JOIN current c ON c.image_id = i.id {where}
+"""
+SOME = "IN (SELECT value FROM json_each(:ids))"
 
 
 class LabelStore:
@@ -75,7 +85,13 @@ class LabelStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
+            columns = {r["name"] for r in con.execute("PRAGMA table_info(images)")}
+            if "root" in columns:  # a store from before data sets: migrate it, ids and history kept
+                _migrate_global_keys(con)
             con.executescript(SCHEMA)
+            if con.execute("SELECT NOT EXISTS (SELECT 1 FROM current) AND EXISTS (SELECT 1 FROM events)").fetchone()[0]:
+                with self.transaction() as tx:
+                    _refresh(tx, None)
 
     # -- connections -------------------------------------------------------------------------------------------
 
@@ -102,13 +118,30 @@ class LabelStore:
         with self._connect() as con:
             return [dict(r) for r in con.execute(sql, params)]
 
-    # -- import / export ---------------------------------------------------------------------------------------
+    # -- data sets, import / export ---------------------------------------------------------------------------
+
+    def datasets(self):
+        """``[{id, name, root, images}]``: every imported folder, oldest first."""
+        return self.query("SELECT d.id, d.name, d.root, COUNT(i.id) AS images FROM datasets d "
+                          "LEFT JOIN images i ON i.dataset_id = d.id GROUP BY d.id ORDER BY d.id")
+
+    def dataset(self, which):
+        """One data set by name or folder (as imported); raises ``ValueError`` naming the ones there are."""
+        root = str(Path(which).resolve()) if Path(str(which)).is_dir() else None
+        for d in self.datasets():
+            if which == d["name"] or root == d["root"]:
+                return d
+        names = ", ".join(d["name"] for d in self.datasets()) or "none yet"
+        raise ValueError(f"no data set {str(which)!r} in this label store (imported: {names}); import it first")
 
     def import_folder(self, images_dir, labels_path=None, author="import"):
-        """Add the images under ``images_dir`` and their labels (a results.json, else class folders).
+        """Add the images under ``images_dir`` as one data set, with their labels (a results.json, else class
+        folders).
 
-        The label file is read and checked before anything is written, and everything is written in one
-        transaction. Re-importing the same folder adds nothing. Returns counts and the keys that did not match.
+        Images are identified by data set (the folder) and path within it, so two folders with the same file
+        names never share labels. The label file is read and checked before anything is written, and everything is
+        written in one transaction. Re-importing the same folder adds nothing. Returns counts, the data set's name
+        and the keys that did not match.
         """
         root = Path(images_dir).resolve()
         items = list_images(root)
@@ -118,49 +151,63 @@ class LabelStore:
         else:
             labels, missing_images = folder_labels(keys), []
             unlabelled = [k for k in keys if k not in labels]
-        added = relabelled = 0
+        added, touched = 0, []
         now = time.time()
         with self.transaction() as con:
+            dataset_id, name = _dataset(con, root, now)
+            known = {r["path"]: r["id"] for r in con.execute("SELECT id, path FROM images WHERE dataset_id = ?",
+                                                             (dataset_id,))}
+            # the latest import label of each image (SQLite takes the bare column from the MAX row)
+            imported = {r["image_id"]: r["label"] for r in con.execute(
+                "SELECT e.image_id, e.label, MAX(e.id) FROM events e JOIN images i ON i.id = e.image_id "
+                "WHERE i.dataset_id = ? AND e.source = 'import' GROUP BY e.image_id", (dataset_id,))}
             for key, path in items:
-                row = con.execute("SELECT id FROM images WHERE key = ?", (key,)).fetchone()
-                if row is None:
+                rel = Path(path).relative_to(root).as_posix()
+                image_id = known.get(rel)
+                if image_id is None:
                     data = Path(path).read_bytes()
-                    cur = con.execute(
-                        "INSERT INTO images (key, root, path, sha256, size, added_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (key, str(root), Path(path).relative_to(root).as_posix(), hashlib.sha256(data).hexdigest(),
-                         len(data), now))
-                    image_id, added = cur.lastrowid, added + 1
-                else:
-                    image_id = row["id"]
-                if key in labels:
-                    last = con.execute("SELECT label FROM events WHERE image_id = ? AND source = 'import' "
-                                       "ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
-                    if last is None or last["label"] != labels[key]:
-                        con.execute("INSERT INTO events (image_id, label, source, author, created_at) "
-                                    "VALUES (?, ?, 'import', ?, ?)", (image_id, labels[key], author, now))
-                        relabelled += 1
-        return {"images": len(items), "added": added, "labels_added": relabelled,
+                    image_id = con.execute(
+                        "INSERT INTO images (dataset_id, path, key, sha256, size, added_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (dataset_id, rel, key, hashlib.sha256(data).hexdigest(), len(data), now)).lastrowid
+                    added += 1
+                if key in labels and imported.get(image_id, object()) != labels[key]:
+                    con.execute("INSERT INTO events (image_id, label, source, author, created_at) "
+                                "VALUES (?, ?, 'import', ?, ?)", (image_id, labels[key], author, now))
+                    touched.append(image_id)
+            _refresh(con, touched)
+        return {"dataset": name, "images": len(items), "added": added, "labels_added": len(touched),
                 "labels_without_image": missing_images, "images_without_label": unlabelled}
 
-    def export_results(self, path):
-        """Write current labels as a results.json in the original format ("null" for none); returns the dict."""
+    def export_results(self, path, dataset=None):
+        """Write one data set's current labels as a results.json in the original format ("null" for none), keyed
+        as the original (the path without extension); returns the dict. ``dataset`` may be left out when the
+        store holds one."""
+        name = self._one_dataset(dataset)
         out = {}
-        for row in sorted(self.state(), key=lambda r: natural_key(r["key"])):
+        for row in sorted(self.state(dataset=name), key=lambda r: natural_key(r["key"])):
             label = row["label"]
             if label is not None:
                 out[row["key"]] = "null" if label == NONE else label.removeprefix(OTHER)
         write_atomic(path, json.dumps(out, ensure_ascii=False, indent=1))
         return out
 
+    def _one_dataset(self, dataset):
+        if dataset is not None:
+            return self.dataset(dataset)["name"]
+        names = [d["name"] for d in self.datasets()]
+        if len(names) > 1:
+            raise ValueError(f"this label store holds {len(names)} data sets ({', '.join(names)}): name one")
+        return names[0] if names else None
+
     def export_history(self, path):
         """Write every event, oldest first, as CSV (the full, append-only history)."""
-        rows = self.query("SELECT e.id, i.key, e.label, e.source, e.author, e.model, e.prompt_version, e.status, "
-                          "e.raw_reply, e.undoes, e.batch, e.created_at FROM events e JOIN images i "
-                          "ON i.id = e.image_id ORDER BY e.id")
+        rows = self.query("SELECT e.id, d.name AS dataset, i.path, i.key, e.label, e.source, e.author, e.model, "
+                          "e.prompt_version, e.status, e.raw_reply, e.undoes, e.batch, e.created_at FROM events e "
+                          "JOIN images i ON i.id = e.image_id JOIN datasets d ON d.id = i.dataset_id ORDER BY e.id")
         with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=["id", "key", "label", "source", "author", "model",
-                                                   "prompt_version", "status", "raw_reply", "undoes", "batch",
-                                                   "created_at"])
+            writer = csv.DictWriter(f, fieldnames=["id", "dataset", "path", "key", "label", "source", "author",
+                                                   "model", "prompt_version", "status", "raw_reply", "undoes",
+                                                   "batch", "created_at"])
             writer.writeheader()
             writer.writerows(rows)
         return len(rows)
@@ -173,20 +220,24 @@ class LabelStore:
 
     # -- state -------------------------------------------------------------------------------------------------
 
-    def state(self, image_ids=None):
-        """Every image (or those in ``image_ids``) with its current label, review status and LLM reply."""
-        if image_ids is None:
-            rows = self.query(STATE_SQL.format(events="", images=""))
-        else:  # the ids as one JSON parameter: no limit on how many; only their events are read
-            some = "IN (SELECT value FROM json_each(:ids))"
-            rows = self.query(STATE_SQL.format(events=f"AND e.image_id {some}", images=f"WHERE i.id {some}"),
+    def state(self, image_ids=None, dataset=None):
+        """Every image (or those in ``image_ids``, or of one data set) with its current label, review status, LLM
+        reply and ``uid`` (data set/path, unique in the store)."""
+        if image_ids is not None:  # the ids as one JSON parameter: no limit on how many
+            rows = self.query(STATE_SQL.format(where=f"WHERE i.id {SOME}"),
                               {"ids": json.dumps([int(i) for i in image_ids])})
+        elif dataset is not None:
+            rows = self.query(STATE_SQL.format(where="WHERE d.name = :name"), {"name": dataset})
+        else:
+            rows = self.query(STATE_SQL.format(where=""))
         for r in rows:
-            r["label"] = r["human_label"] if r["human_label"] is not None else r["machine_label"]
-            r["source"] = "human" if r["human_label"] is not None else r["machine_source"]
-            r["status"] = ("unreviewed" if r["human_label"] is None else
+            human = r["human_label"] is not None
+            r["label"] = r["human_label"] if human else r["machine_label"]
+            r["source"] = "human" if human else r["machine_source"]
+            r["status"] = ("unreviewed" if not human else
                            "accepted" if r["human_label"] == r["machine_label"] else "corrected")
             r["file"] = str(Path(r["root"]) / r["path"])
+            r["uid"] = f"{r['dataset']}/{r['path']}"
         return rows
 
     def version(self, model_key=None):
@@ -200,10 +251,12 @@ class LabelStore:
         """Ids of the images with an event after ``event_id`` (whose :meth:`state` may have changed since)."""
         return [r["image_id"] for r in self.query("SELECT DISTINCT image_id FROM events WHERE id > ?", (event_id,))]
 
-    def labels(self, source="current"):
-        """``{key: label}``: the current labels, or with ``source="llm"`` those before review (LLM or imported)."""
+    def labels(self, source="current", dataset=None):
+        """``{key: label}`` of one data set (name or folder; may be left out when the store holds one): the current
+        labels, or with ``source="llm"`` those before review (LLM or imported)."""
         column = "label" if source == "current" else "machine_label"
-        return {r["key"]: r[column] for r in self.state() if r[column] is not None}
+        rows = self.state(dataset=self._one_dataset(dataset))
+        return {r["key"]: r[column] for r in rows if r[column] is not None}
 
     def stats(self, rows=None):
         """Counts for the progress line: total, reviewed, accepted, corrected, per current label.
@@ -232,9 +285,12 @@ class LabelStore:
                "batch, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         params = (image_id, label, source, author, model, prompt_version, raw_reply, status, batch, time.time())
         if con is not None:
-            return con.execute(sql, params).lastrowid
+            event = con.execute(sql, params).lastrowid
+            _refresh(con, [image_id])
+            return event
         with self.transaction() as c:
-            return c.execute(sql, params).lastrowid
+            return self.add_event(image_id, label, source, author, model, prompt_version, raw_reply, status, batch,
+                                  con=c)
 
     def decide(self, image_id, label, author):
         """A reviewer's decision (a class id, ``"none"``, or the current label to accept it); releases the lease."""
@@ -249,10 +305,11 @@ class LabelStore:
         """Accept the current labels of many images as one batch, which a single undo reverts; returns the batch."""
         batch = uuid.uuid4().hex
         current = {r["id"]: r["label"] for r in self.state(image_ids)}
+        now, ids = time.time(), [i for i in image_ids if current.get(i) is not None]
         with self.transaction() as con:
-            for image_id in image_ids:
-                if current.get(image_id) is not None:
-                    self.add_event(image_id, current[image_id], "human", author=author, batch=batch, con=con)
+            con.executemany("INSERT INTO events (image_id, label, source, author, batch, created_at) "
+                            "VALUES (?, ?, 'human', ?, ?, ?)", [(i, current[i], author, batch, now) for i in ids])
+            _refresh(con, ids)
         return batch
 
     def undo(self, author):
@@ -273,6 +330,7 @@ class LabelStore:
                 con.execute("INSERT INTO events (image_id, label, source, author, undoes, created_at) "
                             "VALUES (?, ?, 'human', ?, ?, ?)",
                             (t["image_id"], _label_before(con, t["image_id"], t["id"]), author, t["id"], now))
+            _refresh(con, [t["image_id"] for t in targets])
         return [t["image_id"] for t in targets]
 
     # -- leases: two reviewers never get the same image -------------------------------------------------------
@@ -338,3 +396,59 @@ def _label_before(con, image_id, event_id):
         con.execute(f"SELECT label FROM events e WHERE image_id = ? AND source IN ('llm', 'import') AND "
                     f"label IS NOT NULL AND {effective} ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
     return row["label"] if row else None
+
+
+def _refresh(con, image_ids):
+    """Recompute the ``current`` rows of ``image_ids`` (all images with None) from their events, inside the
+    transaction that wrote them: the table is a cache of the history, never a second truth."""
+    if image_ids is None:
+        con.execute("DELETE FROM current")
+        rows = con.execute(CURRENT_SQL.format(where=""))
+    else:
+        ids = json.dumps(sorted({int(i) for i in image_ids}))
+        if ids == "[]":
+            return
+        con.execute(f"DELETE FROM current WHERE image_id {SOME}", {"ids": ids})
+        rows = con.execute(CURRENT_SQL.format(where=f"AND e.image_id {SOME}"), {"ids": ids})
+    con.executemany("INSERT INTO current (image_id, human_label, reviewer, machine_label, machine_source, "
+                    "llm_label, llm_reply, llm_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.fetchall())
+
+
+def _dataset(con, root, now):
+    """The data set of folder ``root``, created on first import: ``(id, name)``. Named after the folder; a second
+    folder of the same name (in another data root) gets ``name-2``, so both stay apart."""
+    row = con.execute("SELECT id, name FROM datasets WHERE root = ?", (str(root),)).fetchone()
+    if row:
+        return row["id"], row["name"]
+    base = root.name or "dataset"
+    name, n = base, 1
+    while con.execute("SELECT 1 FROM datasets WHERE name = ?", (name,)).fetchone():
+        n += 1
+        name = f"{base}-{n}"
+    return con.execute("INSERT INTO datasets (name, root, added_at) VALUES (?, ?, ?)", (name, str(root), now)
+                       ).lastrowid, name
+
+
+def _migrate_global_keys(con):
+    """Move a store whose image keys were global (one ``images.key`` for all folders) to data sets: one per
+    folder imported, image ids (and so every event, lease and cached prediction) unchanged; one transaction."""
+    con.execute("PRAGMA foreign_keys=OFF")  # the images table is rebuilt under the events that point at it
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in SCHEMA.split(";")[:2]:  # the datasets table, the new images table (as images_new)
+            con.execute(statement.replace("EXISTS images (", "EXISTS images_new ("))
+        now = time.time()
+        for (root,) in con.execute("SELECT DISTINCT root FROM images ORDER BY id").fetchall():
+            _dataset(con, Path(root), now)
+        con.execute("INSERT INTO images_new (id, dataset_id, path, key, sha256, size, added_at) "
+                    "SELECT i.id, d.id, i.path, i.key, i.sha256, i.size, i.added_at FROM images i "
+                    "JOIN datasets d ON d.root = i.root")
+        con.execute("DROP TABLE images")
+        con.execute("ALTER TABLE images_new RENAME TO images")
+        con.execute("DROP TABLE IF EXISTS current")  # rebuilt from the events on open
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.execute("PRAGMA foreign_keys=ON")

@@ -25,7 +25,8 @@ def predict_store(store, classifier, progress=None, batch_size=32):
     """Probabilities for every image in the store, computed once per model and cached in the database."""
     key = model_key(classifier)
     cached = store.cached_predictions(key)
-    todo = [r for r in store.query("SELECT id, root, path FROM images ORDER BY id") if r["id"] not in cached]
+    todo = [r for r in store.query("SELECT i.id, d.root, i.path FROM images i JOIN datasets d "
+                                   "ON d.id = i.dataset_id ORDER BY i.id") if r["id"] not in cached]
     for r in todo:
         r["file"] = str(Path(r["root"]) / r["path"])
     fresh = {}
@@ -66,7 +67,7 @@ def rank(rows, probs, classes, none_threshold=0.5):
         out.append(row)
     # No usable label first, then disagreements, then by self-confidence (lowest first).
     out.sort(key=lambda r: (r["label"] in classes or r["label"] == NONE, not r["disagree"],
-                            r["p_label"] if r["p_label"] is not None else 1.0, r["key"]))
+                            r["p_label"] if r["p_label"] is not None else 1.0, r["id"]))
     for i, row in enumerate(out, 1):
         row["rank"] = i
     return out

@@ -5,9 +5,13 @@ is checked server-side (reviewer name, and ``ADMIN_PASSWORD`` when set), so dire
 the buttons do.
 """
 
+import re
+import shutil
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -17,11 +21,14 @@ from classifier.classes import CLASSES, NONE, display_name
 from classifier.images import ImageError, thumbnail
 from evaluation.labels import OTHER
 from evaluation.metrics import evaluate
-from settings import PathNotAllowed, confine
+from guard import MAX_NAME, plain, refuse
+from settings import PathNotAllowed
 
 from .glm import BatchStopped, GLMLabeler, autolabel
 from .store import LabelStore
 from .suspects import model_key, predict_store, rank
+
+EXPORTS = Path(tempfile.gettempdir()) / "animals10-exports"  # never under DATA_DIR, which is not served
 
 KEYS = [str((i + 1) % 10) for i in range(10)]  # 1..9 then 0, in class order
 STATUSES = ["all", "unreviewed", "accepted", "corrected"]
@@ -32,20 +39,41 @@ IMPACT_COLUMNS = ("labels", "scored", "accuracy", "cat recall", "dog precision")
 class Review:
     """Server-side logic of the tab, one instance per app (the store is shared by all sessions)."""
 
-    def __init__(self, settings, slot):
-        self.settings, self.slot = settings, slot
+    def __init__(self, settings, slot, guard):
+        self.settings, self.slot, self.guard = settings, slot, guard
         self.store = LabelStore(settings.data_dir / "labels.db")
         self.autolabel_cancel, self.autolabel_lock = threading.Event(), threading.Lock()
         # (store version, result) of the last reading of each: read again only when the version moved
         self._state, self._probs, self._ranked = (None, None), (None, None), (None, None)
+        self._predict_lock, self._predicted_for, self.predicting = threading.Lock(), None, None
 
     # -- checks ------------------------------------------------------------------------------------------------
 
     def check(self, session, password):
-        if not self.settings.admin_ok(password):
-            raise gr.Error("Changing labels needs the admin password (ADMIN_PASSWORD is set on this app).")
+        self.guard.require(password, "Changing labels")
         if not session or not session.get("reviewer"):
-            raise gr.Error("Enter your name and press Start first: every decision records who made it.")
+            raise refuse("Enter your name and press Start first: every decision records who made it.")
+
+    # -- predictions, in the background ------------------------------------------------------------------------
+
+    def predict_in_background(self, wait=0.0):
+        """Compute the served model's missing predictions in a thread (one at a time), at the classifier's batch
+        speed, saved as they come (the queue ranks them as they arrive); wait at most ``wait`` seconds for it."""
+        clf = self.slot.get()
+        key, images = model_key(clf), self.store.version()[1]
+        if self._predicted_for != (key, images) and self._predict_lock.acquire(blocking=False):
+            self._predicted_for = (key, images)  # an unreadable image is not tried again until something changes
+
+            def work():
+                try:
+                    predict_store(self.store, clf, progress=lambda i, n: setattr(self, "predicting", (i, n)))
+                finally:
+                    self.predicting = None
+                    self._predict_lock.release()
+            threading.Thread(target=work, daemon=True, name="predictions").start()
+        deadline = time.time() + wait
+        while self._predict_lock.locked() and time.time() < deadline:
+            time.sleep(0.05)
 
     # -- queue -------------------------------------------------------------------------------------------------
 
@@ -65,15 +93,17 @@ class Review:
         return rows
 
     def ranked(self):
-        """The whole store ranked, most suspicious first; ranked again only when labels, images or the served
-        model changed, so browsing costs no ranking and a decision one. Predictions are looked up again only for
-        new images or another model (an unreadable image is not tried again at every key press)."""
+        """The whole store ranked, most suspicious first; ranked again only when labels, images, the served model
+        or its cached predictions changed, so browsing costs no ranking and a decision one. Images still without a
+        prediction (being computed in the background) rank after those with one."""
         clf = self.slot.get()
         key = model_key(clf)
         last_event, images, predicted = self.store.version(key)
+        if predicted < images:
+            self.predict_in_background()
         if self._probs[0] != (key, images, predicted):
-            probs = predict_store(self.store, clf)
-            self._probs = ((key, *self.store.version(key)[1:]), probs)
+            probs = {i: np.asarray(p, np.float32) for i, p in self.store.cached_predictions(key).items()}
+            self._probs = ((key, images, predicted), probs)
         (stamp, probs), (ranked_at, rows) = self._probs, self._ranked
         if ranked_at != (stamp, last_event):
             rows = rank(self.state(), probs, clf.classes)
@@ -111,16 +141,18 @@ class Review:
         """(photo, details markdown, progress markdown) for one image; ``queue`` is the ranked queue it came from
         (passed on, so a key press ranks the store once, not twice)."""
         if image_id is None:
-            return None, "**Nothing left in this queue.** Change the filters, or import images.", self.progress()
+            text = "**Nothing left in this queue.** Change the filters, or import images."
+            return None, text, self.progress()
         row = next(r for r in (queue if queue is not None else self.ranked()) if r["id"] == image_id)
         clf = self.slot.get()
         probs = self.store.cached_prediction(model_key(clf), image_id)  # one row, not the whole cache
         top3 = ", ".join(f"{display_name(c)} {p:.0%}" for c, p in clf.top_k(np.asarray(probs), 3)) if probs else "-"
         label = row["label"]
         shown = display_name(label) if label in CLASSES else ("none of the 10" if label == NONE else label or "—")
-        lines = [f"### {shown}",
-                 f"`{row['key']}` · label from **{row['source'] or 'nobody'}** · {row['status']}"
-                 + (f" by {row['reviewer']}" if row["reviewer"] else ""),
+        uid = row["uid"].replace("`", "'")  # a code span shows anything but a backtick as text
+        lines = [f"### {plain(shown)}",
+                 f"`{uid}` (data set {plain(row['dataset'])}) · label from **{row['source'] or 'nobody'}** · "
+                 f"{row['status']}" + (f" by {plain(row['reviewer'])}" if row["reviewer"] else ""),
                  f"**Model:** {top3}" + (" — *disagrees*" if row["disagree"] else ""),
                  f"**LLM said:** {_llm_line(row)}"]
         if queue is not None:
@@ -128,15 +160,17 @@ class Review:
         try:
             picture = thumbnail(row["file"], 900)
         except ImageError as e:
-            picture, lines = None, lines + [f"⚠️ {e}"]
+            picture, lines = None, lines + [f"⚠️ {plain(self.guard.scrub(e))}"]
         return picture, "\n\n".join(lines), self.progress()
 
     def progress(self):
         s = self.store.stats(self.state())
         per = " · ".join(f"{display_name(c) if c in CLASSES else c} {n}" for c, n in sorted(s["per_label"].items()))
+        busy = self.predicting
+        busy = f" · model predictions {busy[0]} / {busy[1]} (the queue ranks them as they come)" if busy else ""
         return (f"**Reviewed {s['reviewed']} / {s['total']}** ({s['accepted']} accepted, {s['corrected']} "
                 f"corrected; {s['changed_from_llm']} changed from the LLM's label) · LLM-labelled "
-                f"{s['llm_labelled']}\n\n{per}")
+                f"{s['llm_labelled']}{busy}\n\n{plain(per)}")
 
     # -- bulk accept -------------------------------------------------------------------------------------------
 
@@ -168,16 +202,37 @@ class Review:
 
     def run_autolabel(self, limit, progress):
         if not self.autolabel_lock.acquire(blocking=False):
-            raise gr.Error("Auto-labeling is already running.")
+            raise refuse("Auto-labeling is already running.")
         try:
             self.autolabel_cancel.clear()
             labeler = GLMLabeler(self.settings.glm_api_key, self.settings.glm_base_url, self.settings.glm_model,
                                  data_prefix=self.settings.glm_data_prefix)
             return autolabel(self.store, labeler, limit or None, 2, progress, self.autolabel_cancel)
         except BatchStopped as e:
-            raise gr.Error(str(e)) from None
+            raise refuse(str(e)) from None
         finally:
             self.autolabel_lock.release()
+
+
+    # -- export ------------------------------------------------------------------------------------------------
+
+    def export(self):
+        """Files for one download: each data set's results.json (original format), the history CSV and a copy of
+        the database, in a fresh temporary folder (Gradio serves its own copies; older exports are removed)."""
+        EXPORTS.mkdir(exist_ok=True)
+        for old in EXPORTS.glob("export-*"):
+            if time.time() - old.stat().st_mtime > 600:
+                shutil.rmtree(old, ignore_errors=True)
+        out = Path(tempfile.mkdtemp(prefix="export-", dir=EXPORTS))
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        files = []
+        for d in self.store.datasets():
+            files.append(out / f"results-{re.sub(r'[^A-Za-z0-9._-]+', '_', d['name'])}-{stamp}.json")
+            self.store.export_results(files[-1], d["name"])
+        files += [out / f"history-{stamp}.csv", out / f"labels-{stamp}.db"]
+        self.store.export_history(files[-2])
+        self.store.backup(files[-1])
+        return [str(f) for f in files]
 
 
 def _pct(x):
@@ -189,22 +244,21 @@ def _llm_line(row):
         return "not asked yet"
     reply = (row["llm_reply"] or "").strip().replace("\n", " ")
     reply = reply[:300] + ("…" if len(reply) > 300 else "")
-    return f"{row['llm_label'] or row['llm_status']} — “{reply}”"
+    return f"{plain(row['llm_label'] or row['llm_status'])} — “{plain(reply)}”"
 
 
-def build(settings, slot, T=None):
+def build(settings, slot, guard, T=None):
     """Add the Review tab's components and events to the current ``gr.Blocks``; returns the filter dropdowns."""
-    review = Review(settings, slot)
+    review = Review(settings, slot, guard)
     session = gr.State(None)
     has_key = bool(settings.glm_api_key)
     if not settings.persistent:
-        gr.Markdown(f"⚠️ **This Space's disk is wiped when it restarts**: `{settings.data_dir}` is not on persistent "
+        gr.Markdown("⚠️ **This Space's disk is wiped when it restarts**: `DATA_DIR` is not on persistent "
                     "storage, so labels live only until then. Download the label database and the exports below "
                     "regularly (or attach persistent storage and set `DATA_DIR=/data`).")
     with gr.Row():
-        reviewer = gr.Textbox(label="Your name (recorded with each decision)", scale=2)
-        password = gr.Textbox(label="Admin password", type="password", visible=bool(settings.admin_password),
-                              scale=1)
+        reviewer = gr.Textbox(label="Your name (recorded with each decision)", scale=2, max_length=MAX_NAME)
+        password = guard.password_box()
         start = gr.Button("Start reviewing", variant="primary", scale=1)
     with gr.Accordion("Import, auto-label, export", open=False):
         with gr.Row():
@@ -217,7 +271,7 @@ def build(settings, slot, T=None):
         if not has_key:
             gr.Markdown("Auto-labeling is off: set `ZHIPUAI_API_KEY` (and optionally `GLM_BASE_URL`, `GLM_MODEL`).")
         with gr.Row():
-            export_button = gr.Button("Export results.json, history CSV and the label database")
+            export_button = gr.Button("Export results.json (one per data set), history CSV and the label database")
             files = gr.File(label="Downloads", file_count="multiple", height=90)
         admin_status = gr.Markdown()
     with gr.Row():
@@ -258,16 +312,14 @@ def build(settings, slot, T=None):
     filters = [status, label, predicted, llm_only, sort]
     view_outputs = [photo, details, progress_md, session]
 
-    def on_start(name, pw, *f, progress=gr.Progress()):
+    def on_start(name, pw, *f):
         *f, old = f
-        name = (name or "").strip()
-        if not name:
-            raise gr.Error("Enter your name first.")
+        name = guard.check_name(name)
         # Starting again (new filters) keeps this browser's lease holder, so its open image is released, not stuck.
         holder = old["holder"] if old and old.get("reviewer") == name else f"{name}:{uuid.uuid4().hex[:8]}"
         sess = {"reviewer": name, "holder": holder, "history": [], "current": None}
         review.check(sess, pw)
-        predict_store(review.store, slot.get(), progress=lambda i, n: progress(i / n, desc="model predictions"))
+        review.predict_in_background(wait=3)  # a small set is ranked at once; a large one opens while it runs
         return show_next(sess, f)
 
     def show_next(sess, f):
@@ -282,11 +334,11 @@ def build(settings, slot, T=None):
             review.check(sess, pw)
             current = sess.get("current")
             if current is None:
-                raise gr.Error("No image open: press Start reviewing or next.")
+                raise refuse("No image open: press Start reviewing or next.")
             if choice == "accept":
                 row = review.store.state([current])[0]
                 if row["label"] is None:
-                    raise gr.Error("There is no label to accept: pick a class, or n for none.")
+                    raise refuse("There is no label to accept: pick a class, or n for none.")
                 decision = row["label"]
             else:
                 decision = choice
@@ -302,10 +354,10 @@ def build(settings, slot, T=None):
         review.check(sess, pw)
         history = sess["history"]
         if len(history) < 2:
-            raise gr.Error("This is the first image of the session.")
+            raise refuse("This is the first image of the session.")
         history.pop()
         if not review.store.claim(history[-1], sess["holder"]):
-            raise gr.Error("Another reviewer has that image open right now.")
+            raise refuse("Another reviewer has that image open right now.")
         sess["current"] = history[-1]
         return (*review.view(sess["current"]), sess)
 
@@ -313,7 +365,7 @@ def build(settings, slot, T=None):
         review.check(sess, pw)
         images = review.store.undo(sess["reviewer"])
         if not images:
-            raise gr.Error("Nothing of yours to undo.")
+            raise refuse("Nothing of yours to undo.")
         review.store.claim(images[0], sess["holder"])
         sess["current"] = images[0]
         sess["history"].append(images[0])
@@ -348,7 +400,7 @@ def build(settings, slot, T=None):
         review.check(sess, pw)
         rows = review.bulk_candidates(threshold)
         if not rows:
-            raise gr.Error("No image qualifies: lower the confidence or auto-label first.")
+            raise refuse("No image qualifies: lower the confidence or auto-label first.")
         review.store.accept_many([r["id"] for r in rows], sess["reviewer"])
         return f"Accepted {len(rows)} labels as one batch: **undo** reverts all of them.", review.progress()
 
@@ -358,15 +410,17 @@ def build(settings, slot, T=None):
     def on_import(sess, pw, folder):
         review.check(sess, pw)
         if not folder:
-            raise gr.Error("Pick a folder to import.")
+            raise refuse("Pick a folder to import.")
         try:
-            root = confine(folder, settings.data_roots)
+            root = settings.dataset_path(folder)
             labels = root / "results.json"
             result = review.store.import_folder(root, labels if labels.exists() else None,
                                                 author=sess["reviewer"])
         except (PathNotAllowed, ValueError, FileNotFoundError) as e:
-            raise gr.Error(str(e)) from None
-        return (f"Imported {result['images']} images ({result['added']} new, {result['labels_added']} labels); "
+            raise refuse(guard.scrub(e)) from None
+        review.predict_in_background()
+        return (f"Imported {result['images']} images into data set **{plain(result['dataset'])}** "
+                f"({result['added']} new, {result['labels_added']} labels); "
                 f"{len(result['labels_without_image'])} labels without image, "
                 f"{len(result['images_without_label'])} images without label."), review.progress()
 
@@ -388,24 +442,20 @@ def build(settings, slot, T=None):
         review.autolabel_cancel.set()
         return "Cancelling after the requests in flight…"
 
-    def on_export():
-        out = settings.data_dir / "exports"
-        out.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        results, history, db = (out / f"results-{stamp}.json", out / f"history-{stamp}.csv",
-                                out / f"labels-{stamp}.db")
-        review.store.export_results(results)
-        review.store.export_history(history)
-        review.store.backup(db)
-        return [str(results), str(history), str(db)]
+    def on_export(pw):
+        guard.require(pw, "Exporting the labels, their history and the database")
+        return review.export()
 
     dataset.focus(lambda: gr.Dropdown(choices=settings.datasets()), None, dataset, api_visibility="private",
                   queue=False)
-    import_button.click(on_import, [session, password, dataset], [admin_status, progress_md], api_name="import")
+    import_button.click(on_import, [session, password, dataset], [admin_status, progress_md], api_name="import",
+                        concurrency_id="import", validator=guard.door(1, "Importing"))
     autolabel_button.click(on_autolabel, [session, password, autolabel_limit], [admin_status, progress_md],
-                           api_name="autolabel", concurrency_limit=1)
+                           api_name="autolabel", concurrency_limit=1, concurrency_id="autolabel",
+                           validator=guard.door(1, "Auto-labeling"))
     cancel_button.click(on_cancel, [session, password], admin_status, api_name="autolabel_cancel")
-    export_button.click(on_export, None, files, api_name="export")
+    export_button.click(on_export, password, files, api_name="export", concurrency_id="export",
+                        validator=guard.door(0, "Exporting the labels, their history and the database"))
     impact_button.click(review.impact, None, impact_table, api_name="review_impact")
     return review, {"label": label, "predicted": predicted, "status": status, "progress": progress_md}
 

@@ -1,10 +1,14 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# One cache of converted (.tflite) models for the whole run, the launched apps and CLIs included: each model file is
+# converted once, not once per test's DATA_DIR.
+os.environ.setdefault("MODEL_CACHE", tempfile.mkdtemp(prefix="tflite-cache-"))
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -274,7 +274,9 @@ def test_suspects_cli_caches_predictions(tmp_path):
     r = run("suspects", "--db", str(db), "--top", "2", "--out", str(tmp_path / "s.csv"))
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader((tmp_path / "s.csv").open()))
-    assert list(rows[0]) == ["key", "path", "current_label", "source", "predicted", "p_label", "p_predicted", "rank"]
+    assert list(rows[0]) == ["dataset", "key", "path", "current_label", "source", "predicted", "p_label",
+                             "p_predicted", "rank"]
+    assert rows[0]["dataset"] == "imgs" and rows[0]["path"] == "cat.jpg"  # no server path in the file
     assert rows[0]["key"] == "cat" and rows[0]["predicted"] == "cat" and rows[0]["current_label"] == "dog"
     assert len(rows) == 2
     assert LabelStore(db).query("SELECT COUNT(*) AS n FROM predictions")[0]["n"] == 3
@@ -314,6 +316,7 @@ def test_review_ranks_again_only_when_something_changed_and_sees_other_processes
 
     from classifier.serving import ModelSlot
     from conftest import EXAMPLES
+    from guard import Guard
     from labeling.tab import Review
     from settings import Settings
 
@@ -323,8 +326,13 @@ def test_review_ranks_again_only_when_something_changed_and_sees_other_processes
         shutil.copy(EXAMPLES / f"{c}.jpg", images / f"{c}.jpg")
     (images / "broken.jpg").write_bytes(b"not a photo")
     (tmp_path / "r.json").write_text(json.dumps({"cat": "dog", "dog": "dog", "sheep": "sheep", "broken": "cat"}))
-    review = Review(Settings(data_dir=tmp_path), ModelSlot(None))
+    settings = Settings(data_dir=tmp_path)
+    review = Review(settings, ModelSlot(None), Guard(settings))
     review.store.import_folder(images, tmp_path / "r.json")
+    opened = review.ranked()  # at once: the predictions start in the background
+    assert len(opened) == 4
+    review.predict_in_background(wait=120)
+    assert review.predicting is None and not review._predict_lock.locked()
     first = review.ranked()
     assert first[0]["key"] == "cat" and review.ranked() is first  # browsing: no new ranking
     probs = review._probs[1]
@@ -350,3 +358,84 @@ def test_review_ranks_again_only_when_something_changed_and_sees_other_processes
     assert [[r[f] for f in fields] for r in review.state()] == [[r[f] for f in fields] for r in other.state()]
     assert {r["key"]: r["status"] for r in review.state()} == {
         "cat": "corrected", "dog": "corrected", "sheep": "unreviewed", "broken": "accepted"}
+
+
+def test_two_flat_folders_with_the_same_file_names_keep_their_own_labels(store, tmp_path):
+    flat = make_images(tmp_path / "a" / "flat", ["0", "1", "2"])
+    flat2 = make_images(tmp_path / "b" / "flat", ["0", "1"])
+    (flat / "results.json").write_text(json.dumps({"0": "cat", "1": "cat", "2": "cat"}))
+    (flat2 / "results.json").write_text(json.dumps({"0": "horse", "1": "null"}))
+    first = store.import_folder(flat, flat / "results.json")
+    second = store.import_folder(flat2, flat2 / "results.json")
+    assert (first["dataset"], second["dataset"]) == ("flat", "flat-2")  # same folder name, another data root
+    assert second["added"] == 2 and second["labels_added"] == 2
+    assert store.labels(dataset="flat") == {"0": "cat", "1": "cat", "2": "cat"}  # untouched
+    assert store.labels(dataset="flat-2") == {"0": "horse", "1": NONE}
+    assert store.labels(dataset=str(flat2)) == store.labels(dataset="flat-2")  # by folder too
+    again = store.import_folder(flat, flat / "results.json")
+    assert again["dataset"] == "flat" and again["added"] == 0 and again["labels_added"] == 0
+    assert sorted(r["uid"] for r in store.state()) == ["flat-2/0.png", "flat-2/1.png", "flat/0.png", "flat/1.png",
+                                                       "flat/2.png"]
+    with pytest.raises(ValueError, match="2 data sets .*name one"):
+        store.export_results(tmp_path / "r.json")
+    assert store.export_results(tmp_path / "r.json", "flat-2") == {"0": "horse", "1": "null"}
+    with pytest.raises(ValueError, match="no data set 'nope'.*flat, flat-2"):
+        store.labels(dataset="nope")
+
+
+def test_a_store_from_the_previous_version_is_migrated_on_open(tmp_path):
+    """labels_v1.db was written by the store before data sets (global keys): two folders, an LLM answer, decisions,
+    an undo and a cached prediction. Opened now, everything is where it was, per data set."""
+    import shutil
+    db = shutil.copy(FIXTURES / "labels_v1.db", tmp_path / "labels.db")
+    events_before = LabelStore.__new__(LabelStore)  # read the old file as it is, before migrating
+    events_before.path = db
+    before = events_before.query("SELECT * FROM events ORDER BY id")
+    store = LabelStore(db)
+    assert [d["name"] for d in store.datasets()] == ["flat", "classes"]
+    state = {r["uid"]: (r["id"], r["label"], r["source"], r["status"]) for r in store.state()}
+    assert state == {"flat/0.png": (1, "dog", "human", "corrected"), "flat/1.png": (2, "cat", "llm", "unreviewed"),
+                     "flat/2.png": (3, NONE, "import", "unreviewed"),
+                     "classes/cat/a.png": (4, "cat", "human", "accepted"),
+                     "classes/sheep/a.png": (5, "sheep", "import", "unreviewed")}
+    assert store.query("SELECT * FROM events ORDER BY id") == before  # the history, untouched
+    assert store.cached_prediction("m1", 1) == [0.1] * 10
+    assert store.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
+    assert store.query("PRAGMA foreign_key_check") == []
+    assert store.export_results(tmp_path / "r.json", "flat") == {"0": "dog", "1": "cat", "2": "null"}
+    assert LabelStore(db).datasets() == store.datasets()  # opening again migrates nothing more
+    store.decide(5, "cow", "cy")
+    assert store.state([5])[0]["label"] == "cow"
+
+
+def test_current_labels_kept_with_each_event_equal_a_full_recompute(store, tmp_path):
+    from labeling.store import _refresh
+    images = make_images(tmp_path / "imgs", [str(i) for i in range(12)])
+    (images / "results.json").write_text(json.dumps({str(i): ("cat", "dog", "null")[i % 3] for i in range(12)}))
+    store.import_folder(images, images / "results.json")
+    ids = [r["id"] for r in store.state()]
+    store.add_event(ids[0], "horse", "llm", raw_reply="horse")
+    store.add_event(ids[1], None, "llm", raw_reply="??", status="unparseable")
+    store.decide(ids[2], "sheep", "ann")
+    store.decide(ids[2], "cow", "ann")
+    store.undo("ann")
+    store.accept_many(ids[3:9], "bob")
+    store.decide(ids[9], "cat", "bob")
+    store.undo("bob")
+    store.undo("bob")  # the batch
+    incremental = store.query("SELECT * FROM current ORDER BY image_id")
+    with store.transaction() as con:
+        _refresh(con, None)
+    assert store.query("SELECT * FROM current ORDER BY image_id") == incremental
+    row = {r["id"]: r for r in store.state()}
+    assert row[ids[2]]["label"] == "sheep" and row[ids[0]]["label"] == "horse" and row[ids[1]]["llm_status"] == \
+        "unparseable" and row[ids[4]]["status"] == "unreviewed" and row[ids[9]]["human_label"] is None
+
+
+def test_a_label_file_nested_too_deep_is_refused_saying_so(store, tmp_path):
+    images = make_images(tmp_path / "imgs", ["1"])
+    deep = tmp_path / "results.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(LabelFileError, match="nested too deep"):
+        store.import_folder(images, deep)
+    assert store.stats()["total"] == 0

@@ -63,23 +63,23 @@ def test_review_through_the_api(app):
     client = Client(url, verbose=False)
     _, details, _ = client.predict("ann", "", *FILTERS, api_name="/review_start")
     assert "Nothing left" in details
-    message, _ = client.predict("", str((data / "datasets" / "demo").resolve()), api_name="/import")
-    assert "Imported 4 images (4 new, 4 labels)" in message
+    message, _ = client.predict("", "datasets/demo", api_name="/import")
+    assert "Imported 4 images into data set **demo** (4 new, 4 labels)" in message
     _, details, progress = client.predict("ann", "", *FILTERS, api_name="/review_start")
-    assert ("`0`" in details or "`2`" in details) and "disagrees" in details  # a wrong label is the top suspect
+    assert ("`demo/0.jpg`" in details or "`demo/2.jpg`" in details) and "disagrees" in details  # a wrong label is the top suspect
     assert "Reviewed 0 / 4" in progress
     _, details, progress = client.predict("ann", "", *DOGS, api_name="/review_start")
-    assert "`0`" in details and "disagrees" in details  # of the two "dogs", the cat comes first
+    assert "`demo/0.jpg`" in details and "disagrees" in details  # of the two "dogs", the cat comes first
     _, details, progress = client.predict("", *DOGS, api_name="/label_cat")
-    assert "Reviewed 1 / 4" in progress and "`0`" not in details
+    assert "Reviewed 1 / 4" in progress and "`demo/0.jpg`" not in details
     assert human_events(data)[-1] == {"key": "0", "label": "cat", "author": "ann", "undoes": None}
     _, details, progress = client.predict("", *DOGS, api_name="/undo")
-    assert "`0`" in details and "Reviewed 0 / 4" in progress and "### dog" in details
+    assert "`demo/0.jpg`" in details and "Reviewed 0 / 4" in progress and "### dog" in details
     assert human_events(data)[-1]["undoes"] is not None
     # A second reviewer never gets the image the first one has open.
     other = Client(url, verbose=False)
     _, details_b, _ = other.predict("bob", "", *DOGS, api_name="/review_start")
-    assert "`0`" not in details_b and "`1`" in details_b
+    assert "`demo/0.jpg`" not in details_b and "`demo/1.jpg`" in details_b
     message, _ = client.predict("", 0.5, api_name="/bulk_accept")
     assert message.startswith("Accepted")
     client.predict("", *DOGS, api_name="/label_cat")  # ann's open image is 0 again: the cat called "dog"
@@ -87,12 +87,13 @@ def test_review_through_the_api(app):
     rows = {r[0]: r[1:] for r in impact["data"]}
     assert rows["before review (LLM / imported)"] == [3, "66.7%", "-", "100.0%"]  # no cat label: recall undefined
     assert rows["after review (current)"] == [3, "100.0%", "100.0%", "100.0%"]
-    files = client.predict(api_name="/export")
+    files = client.predict("", api_name="/export")
     exported = json.loads(open(next(f for f in files if f.endswith(".json"))).read())
     assert exported["2"] == "null" and set(exported) == {"0", "1", "2", "3"}
     copy = LabelStore(next(f for f in files if f.endswith(".db")))
     assert copy.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
-    assert len(copy.query("SELECT id FROM events")) == len(LabelStore(data / "labels.db").query("SELECT id FROM events"))
+    events = "SELECT id FROM events"
+    assert len(copy.query(events)) == len(LabelStore(data / "labels.db").query(events))
 
 
 def test_decisions_need_a_name(app):
@@ -107,9 +108,9 @@ def test_admin_password_is_enforced_server_side(tmp_path):
         client = Client(url, verbose=False)
         for call in (lambda: client.predict("eve", "", *FILTERS, api_name="/review_start"),
                      lambda: client.predict("wrong", *FILTERS, api_name="/label_dog"),
-                     lambda: client.predict("", str(data / "datasets" / "demo"), api_name="/import"),
+                     lambda: client.predict("", "datasets/demo", api_name="/import"),
                      lambda: client.predict("", 0, api_name="/autolabel"),
-                     lambda: client.predict("", str(data / "datasets" / "demo"), "efficientnet_lite0", 1, 0, 1,
+                     lambda: client.predict("", "datasets/demo", "efficientnet_lite0", 1, 0, 1,
                                             "", [], api_name="/train_start"),
                      lambda: client.predict("", api_name="/train_cancel"),
                      lambda: client.predict("", None, api_name="/serve")):
@@ -117,7 +118,7 @@ def test_admin_password_is_enforced_server_side(tmp_path):
                 call()
         assert not (data / "runs").exists()  # no training started
         client.predict("ann", "s3cret-pw", *FILTERS, api_name="/review_start")
-        message, _ = client.predict("s3cret-pw", str((data / "datasets" / "demo").resolve()), api_name="/import")
+        message, _ = client.predict("s3cret-pw", "datasets/demo", api_name="/import")
         assert "Imported 4 images" in message
         client.predict("ann", "s3cret-pw", *FILTERS, api_name="/review_start")
         with pytest.raises(Exception, match="admin password"):
@@ -175,12 +176,12 @@ def test_autolabel_from_the_app_never_shows_the_key(tmp_path):
     try:
         client = Client(url, verbose=False)
         client.predict("ann", "", *FILTERS, api_name="/review_start")
-        client.predict("", str((data / "datasets" / "demo").resolve()), api_name="/import")
+        client.predict("", "datasets/demo", api_name="/import")
         message, progress = client.predict("", 3, api_name="/autolabel")
         assert "Auto-labeled 3 of 3" in message
         assert "LLM-labelled 3" in progress
         html = urllib.request.urlopen(url).read().decode() + urllib.request.urlopen(url + "config").read().decode()
-        files = client.predict(api_name="/export")
+        files = client.predict("", api_name="/export")
         exported = "".join(open(f, "rb").read().decode("latin-1") for f in files)  # JSON, CSV, the DB copy
         log = (tmp_path / "app.log").read_text()
         for text in (html, message, progress, exported, log, (data / "labels.db").read_bytes().decode("latin-1")):

@@ -22,7 +22,7 @@ def test_confine_refuses_dotdot_and_symlink_escape(tmp_path):
     assert confine(root / "set", [root]) == (root / "set").resolve()
     assert confine("set", [root]) == (root / "set").resolve()
     for bad in (root / ".." / "secret", "../secret", root / "link", "/etc"):
-        with pytest.raises(PathNotAllowed, match="outside the folders"):
+        with pytest.raises(PathNotAllowed, match="not a data set of this app"):
             confine(bad, [root])
 
 

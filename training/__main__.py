@@ -73,14 +73,13 @@ def config_from(args):
     """The run's settings from the parsed flags; raises ``ValueError`` for a value no run could use."""
     from classifier.classes import CLASSES, to_class_id
     from training.augment import DEFAULT_POLICIES, load_policies
+    from training.limits import LIMITS, check_counts
 
     if not 0 <= args.distill_alpha <= 1:
         raise ValueError(f"--distill-alpha must be between 0 and 1, not {args.distill_alpha}")
     if not 0 < args.val_split < 1:
         raise ValueError(f"--val-split must be between 0 and 1, not {args.val_split}")
-    for flag in ("epochs_head", "epochs_finetune", "unfreeze_blocks", "views"):
-        if getattr(args, flag) < 0:
-            raise ValueError(f"--{flag.replace('_', '-')} cannot be negative")
+    check_counts(**{flag: getattr(args, flag) for flag in LIMITS})
     if args.batch_size < 1 or args.lr_head <= 0 or args.lr_finetune <= 0:
         raise ValueError("--batch-size and the learning rates must be positive")
     multipliers = {}

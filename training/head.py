@@ -20,7 +20,7 @@ def feature_model(classifier_model):
 
 def extract_features(classifier_model, paths, batch_size=32, progress=None):
     """Pooled features for ``paths``; returns ``(features, ok_mask, errors)``, skipping unreadable files."""
-    extractor = Classifier(feature_model(classifier_model))
+    extractor = Classifier.from_keras(feature_model(classifier_model))
     features, ok, errors = [], [], []
     for i, (path, out) in enumerate(extractor.predict_files(paths, batch_size)):
         if isinstance(out, ImageError):

@@ -249,7 +249,7 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
         cached[name] = (feats, np.array([CLASSES.index(it["label"]) for it in parts[name]]))
     require_train_and_val(parts, cfg)  # unreadable files may have emptied one
     x, y = cached["train"]
-    fast = Classifier(extractor)
+    fast = Classifier.from_keras(extractor)
     paths = [it["path"] for it in parts["train"]]
     clean = (b for b, _ in image_dataset(paths, y, size, 32))
     soft = [] if teacher is None else [teacher_probabilities(teacher, clean)]
@@ -364,7 +364,7 @@ def finish(model, parts, cfg, recorder, dropped):
     keras.mixed_precision.set_global_policy("float32")
     meta = {"name": cfg.get("name") or recorder.dir.name, "backbone": cfg["backbone"], "classes": list(CLASSES),
             "run": str(recorder.dir), "unreadable_skipped": dropped}
-    clf = Classifier(model, meta)
+    clf = Classifier.from_keras(model, meta)
     reports = {}
     for name in ("val", "test"):
         if parts.get(name):

@@ -16,9 +16,14 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from PIL import Image
+
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.classes import display_name
-from settings import PathNotAllowed, confine
+from guard import refuse
+from settings import PathNotAllowed
+
+from .limits import check_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPLIT = "default model's split"  # assets/model/split.csv and exclude.txt, for shared/data/animals
@@ -64,14 +69,13 @@ def _alive(pid):
 
 
 class Trainer:
-    def __init__(self, settings, slot):
-        self.settings, self.slot = settings, slot
+    def __init__(self, settings, slot, guard):
+        self.settings, self.slot, self.guard = settings, slot, guard
         self.runs = settings.data_dir / "runs"
         self.procs = {}
 
     def check(self, password):
-        if not self.settings.admin_ok(password):
-            raise gr.Error("Training, cancelling and serving models need the admin password (ADMIN_PASSWORD).")
+        self.guard.require(password, "Training, cancelling and serving models")
 
     def list_runs(self):
         return sorted((p.parent for p in self.runs.glob("*/status.json")), key=lambda p: p.name, reverse=True)
@@ -92,13 +96,13 @@ class Trainer:
             model = ROOT / "assets" / "model"
             return ["--split", str(model / "split.csv"), "--exclude", str(model / "exclude.txt")]
         if choice not in {r.name for r in self.list_runs()} or not (self.runs / choice / "split.csv").exists():
-            raise gr.Error(f"No run {choice!r} with a split to reuse.")
+            raise refuse(f"No run {choice!r} with a split to reuse.")
         return ["--split", str(self.runs / choice / "split.csv")]
 
     def teacher_args(self, names):
         unknown = set(names or ()) - set(self.finished())
         if unknown:
-            raise gr.Error(f"Teachers must be finished runs; not: {', '.join(sorted(unknown))}.")
+            raise refuse(f"Teachers must be finished runs; not: {', '.join(sorted(unknown))}.")
         return [arg for name in names or () for arg in ("--teacher", str(self.runs / name / "model.keras"))]
 
     def active(self):
@@ -107,14 +111,15 @@ class Trainer:
 
     def start(self, data, backbone, epochs_head, epochs_finetune, unfreeze, split="", teachers=()):
         if self.active():
-            raise gr.Error(f"A run is going ({self.active().name}): watch or cancel it first.")
-        if None in (epochs_head, epochs_finetune, unfreeze) or min(epochs_head, epochs_finetune, unfreeze) < 0 \
-                or epochs_head < 1:
-            raise gr.Error("Phase-1 epochs must be 1 or more; phase-2 epochs and blocks 0 or more.")
+            raise refuse(f"A run is going ({self.active().name}): watch or cancel it first.")
         try:
-            folder = confine(data, self.settings.data_roots)
-        except PathNotAllowed as e:
-            raise gr.Error(str(e)) from None
+            check_counts(epochs_head=epochs_head, epochs_finetune=epochs_finetune, unfreeze_blocks=unfreeze)
+            if epochs_head < 1:
+                raise ValueError("Phase-1 epochs must be 1 or more.")
+            folder = self.settings.dataset_path(data)
+        except (ValueError, PathNotAllowed) as e:
+            raise refuse(str(e).replace("--epochs-head", "Phase-1 epochs").replace("--epochs-finetune", "Phase-2 "
+                         "epochs").replace("--unfreeze-blocks", "Blocks to fine-tune")) from None
         extra = self.split_args(split) + self.teacher_args(teachers)
         run = self.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
         run.mkdir(parents=True)
@@ -131,20 +136,29 @@ class Trainer:
     def cancel(self):
         run = self.active()
         if run is None:
-            raise gr.Error("No run is going.")
+            raise refuse("No run is going.")
         os.kill(int(read_status(run)["pid"]), signal.SIGTERM)
         return run
 
     def serve(self, run_name):
-        run = self.runs / (run_name or "")
+        run = self.runs / Path(run_name or "").name
         if not run_name or read_status(run)["state"] != "done":
-            raise gr.Error("Pick a finished run to serve.")
+            raise refuse("Pick a finished run to serve.")
         clf = self.slot.swap(run / "model.keras")
         return f"Now serving **{clf.name}** from `{run.name}`."
 
 
-def snapshot(run):
-    """What the tab shows of a run: status line, log tail, curves, confusion matrix, per-class table."""
+def _picture(path):
+    """A run's PNG as a picture (files under DATA_DIR are never served by path), or None."""
+    try:
+        return Image.open(path).convert("RGB")
+    except (OSError, ValueError):
+        return None
+
+
+def snapshot(run, scrub=str):
+    """What the tab shows of a run: status line, log tail, curves, confusion matrix, per-class table; ``scrub``
+    takes server paths out of the text."""
     if run is None:
         return "No run yet.", "", None, None, None
     status = read_status(run)
@@ -154,38 +168,37 @@ def snapshot(run):
     line = (f"**{run.name}** · {status['state']} · `{bar}` {p:.0%} · {status.get('stage', '')}{epoch} · "
             f"{status.get('device', '')}")
     if status.get("reason"):
-        line += f"\n\n**Failed:** {status['reason']}"
+        line += f"\n\n**Failed:** {scrub(status['reason'])}"
     if status.get("accuracy") is not None:
         on = {"test": "test", "val": "validation"}.get(status.get("measured_on"), "held-out")
         line += f"\n\nAccuracy on the {on} photos: {status['accuracy']:.1%} (report below)."
     log = run / "train.log"
-    tail = "\n".join(log.read_text().splitlines()[-14:]) if log.exists() else ""
-    curves = run / "train_curves.png"
+    tail = scrub("\n".join(log.read_text(errors="replace").splitlines()[-14:])) if log.exists() else ""
     matrix, table = None, None
     for folder in (run / "eval" / "test", run / "eval" / "val"):
         report = _read_json(folder / "report.json")
         if report and (folder / "confusion_matrix.png").exists():
-            matrix = str(folder / "confusion_matrix.png")
+            matrix = _picture(folder / "confusion_matrix.png")
             table = pd.DataFrame([[display_name(c), m["support"], round(m["precision"], 3), round(m["recall"], 3)]
                                   for c, m in report["per_class"].items()],
                                  columns=[f"class ({folder.name})", "support", "precision", "recall"])
             break
-    return line, tail, str(curves) if curves.exists() else None, matrix, table
+    return line, tail, _picture(run / "train_curves.png"), matrix, table
 
 
 def data_hint(settings):
     """Where the tab finds training photos, and what to do when there are none yet."""
-    roots = ", ".join(f"`{r}`" for r in settings.data_roots)
-    hint = (f"Training photos: a folder under {roots} holding class folders (English, Italian or Chinese names) "
-            f"or sources of them (`<source>/<class>/`). Runs are kept in `{settings.data_dir / 'runs'}`.")
+    roots = ", ".join(f"`{Path(r).name}`" for r in settings.data_roots)
+    hint = (f"Training photos: a folder under the data roots ({roots}) holding class folders (English, Italian or "
+            "Chinese names) or sources of them (`<source>/<class>/`). Runs are kept in `DATA_DIR/runs`.")
     if not settings.datasets():
         hint += " **No folder there yet:** copy one in (or set `DATA_ROOTS`), then open the list again."
     return hint
 
 
-def build(settings, slot, T=None):
+def build(settings, slot, guard, T=None):
     """Add the Train tab; returns the "serve" event so the app can refresh the Classify tab after it."""
-    trainer = Trainer(settings, slot)
+    trainer = Trainer(settings, slot, guard)
     if settings.admin_password:
         gr.Markdown("Starting, cancelling and serving need the admin password.")
     else:
@@ -204,16 +217,17 @@ def build(settings, slot, T=None):
                                      "model's split also leaves out its exclusion list (for shared/data/animals)")
             teachers = gr.Dropdown(trainer.finished(), value=[], multiselect=True, label="Distil from (finished runs)",
                                    info="targets mix these runs' mean answers (70%) with the labels (30%)")
-    password = gr.Textbox(label="Admin password", type="password", visible=bool(settings.admin_password))
+    password = guard.password_box()
     with gr.Row():
         start = gr.Button("Start training", variant="primary")
         watch = gr.Button("Watch the current run")
         cancel = gr.Button("Cancel the run", variant="stop")
     status = gr.Markdown()
     with gr.Row():
-        curves = gr.Image(label="Training curves", type="filepath", interactive=False)
+        curves = gr.Image(label="Training curves", type="pil", format="png", interactive=False)
     with gr.Row():
-        matrix = gr.Image(label="Confusion matrix", type="filepath", interactive=False, scale=3)
+        matrix = gr.Image(label="Confusion matrix", type="pil", format="png", interactive=False, scale=3,
+                          elem_id="train-matrix")
         table = gr.Dataframe(label="Per class", interactive=False, scale=2,
                              headers=["class", "support", "precision", "recall"])
     log = gr.Textbox(label="Log (last lines)", lines=8, max_lines=14, interactive=False)
@@ -229,7 +243,7 @@ def build(settings, slot, T=None):
         while True:
             # The state is read before the snapshot, so the last update shown is the finished one.
             ended = read_status(run)["state"] not in ("running", "starting")
-            line, tail, c, m, t = snapshot(run)
+            line, tail, c, m, t = snapshot(run, guard.scrub)
             yield line, tail, c, m, t, gr.Dropdown(choices=[r.name for r in trainer.list_runs()], value=run.name)
             if ended:
                 return
@@ -238,13 +252,13 @@ def build(settings, slot, T=None):
     def on_start(pw, folder, bb, eh, ef, k, split_choice, teacher_runs):
         trainer.check(pw)
         if not folder:
-            raise gr.Error("Pick a folder of training photos.")
+            raise refuse("Pick a folder of training photos.")
         yield from follow(trainer.start(folder, bb, eh, ef, k, split_choice, teacher_runs))
 
     def on_watch():
         run = trainer.active() or next(iter(trainer.list_runs()), None)
         if run is None:
-            raise gr.Error("No run yet.")
+            raise refuse("No run yet.")
         yield from follow(run)
 
     def on_cancel(pw):
@@ -256,14 +270,16 @@ def build(settings, slot, T=None):
         try:
             return trainer.serve(name)
         except (OSError, ValueError) as e:
-            raise gr.Error(f"The model could not be loaded ({e}); the current model keeps serving.") from None
+            raise refuse(guard.scrub(f"The model could not be loaded ({e}); the current model keeps serving.")) \
+                from None
 
     start.click(on_start, [password, data, backbone, epochs_head, epochs_finetune, unfreeze, split, teachers],
-                [*outputs, runs],
-                api_name="train_start", concurrency_limit=1)
+                [*outputs, runs], api_name="train_start", concurrency_limit=1, concurrency_id="train",
+                validator=guard.door(0, "Training"))
     watch.click(on_watch, None, [*outputs, runs], api_name="train_watch")
     cancel.click(on_cancel, password, served, api_name="train_cancel")
-    show.click(lambda name: snapshot(trainer.runs / name) if name else snapshot(None), runs, outputs,
+    show.click(lambda name: snapshot(trainer.runs / Path(name).name, guard.scrub) if name else snapshot(None), runs,
+               outputs,
                api_visibility="private")
     data.focus(lambda: (gr.Dropdown(choices=settings.datasets()), data_hint(settings)), None, [data, hint],
                api_visibility="private", queue=False)

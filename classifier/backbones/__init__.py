@@ -7,10 +7,7 @@ come from the internet or from a local file.
 
 import os
 
-import keras
-
-from .efficientnet_lite import VARIANTS, BackboneUnavailable, EfficientNetLite, block_names, fuse_batchnorm
-
+# Keras is imported by the functions that build, not here: the app lists backbones without loading TensorFlow.
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "efficientnetv2b0")
 DEFAULT_BACKBONE = "efficientnet_lite0"
 V2B0_WEIGHTS_FILE = "efficientnetv2-b0_notop.h5"
@@ -18,11 +15,15 @@ V2B0_WEIGHTS_FILE = "efficientnetv2-b0_notop.h5"
 
 def inference_backbone(backbone):
     """A faster, prediction-only copy of ``backbone`` (BatchNorm folded into convolutions), or itself."""
+    from .efficientnet_lite import VARIANTS, fuse_batchnorm
+
     return fuse_batchnorm(backbone) if backbone.name in VARIANTS else backbone
 
 
 def input_size(name):
     """The square input size in pixels that backbone ``name`` expects."""
+    from .efficientnet_lite import VARIANTS
+
     _check(name)
     return VARIANTS[name]["size"] if name in VARIANTS else 224
 
@@ -36,6 +37,8 @@ def build_backbone(name=DEFAULT_BACKBONE, weights="imagenet", weights_file=None)
         weights_file: for ``efficientnetv2b0`` only, a local ``efficientnetv2-b0_notop.h5``; defaults to the
             ``EFFICIENTNETV2B0_WEIGHTS`` environment variable, then to Keras' download.
     """
+    from .efficientnet_lite import VARIANTS, EfficientNetLite
+
     _check(name)
     if name in VARIANTS:
         return EfficientNetLite(name, include_top=False, weights=weights)
@@ -43,6 +46,10 @@ def build_backbone(name=DEFAULT_BACKBONE, weights="imagenet", weights_file=None)
 
 
 def _efficientnetv2b0(weights, weights_file):
+    import keras
+
+    from .efficientnet_lite import BackboneUnavailable
+
     kwargs = dict(include_top=False, input_shape=(224, 224, 3), include_preprocessing=True)
     if weights is None:
         return keras.applications.EfficientNetV2B0(weights=None, **kwargs)
@@ -60,6 +67,15 @@ def _efficientnetv2b0(weights, weights_file):
 def _check(name):
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+
+
+def __getattr__(name):
+    """``BackboneUnavailable`` and ``block_names`` come from the Keras module, imported when first asked for."""
+    if name in ("BackboneUnavailable", "block_names"):
+        from . import efficientnet_lite
+
+        return getattr(efficientnet_lite, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["BACKBONES", "DEFAULT_BACKBONE", "BackboneUnavailable", "build_backbone", "inference_backbone",

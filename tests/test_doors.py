@@ -1,0 +1,173 @@
+"""The doors of the launched app, tried as an attacker would with ADMIN_PASSWORD set: each attack fails safely
+(refused with a message, nothing written, nothing readable), and the queue that /classify uses stays open."""
+
+import hashlib
+import json
+import shutil
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from gradio_client import Client, handle_file
+
+from conftest import EXAMPLES
+from labeling.store import LabelStore
+from test_review_app import FILTERS, launch
+
+PW = "s3cret-pw"
+
+
+def flat_folder(root, labels):
+    root.mkdir(parents=True)
+    for key in labels:
+        shutil.copy(EXAMPLES / "cat.jpg", root / f"{key}.jpg")
+    (root / "results.json").write_text(json.dumps(labels))
+
+
+def prepare(data):
+    flat_folder(data / "datasets" / "flat", {"0": "cat", "1": "cat", "2": "cat"})
+    flat_folder(data / "datasets" / "flat2", {"0": "horse", "1": "horse"})
+    (data / "datasets" / "deep").mkdir()
+    shutil.copy(EXAMPLES / "cat.jpg", data / "datasets" / "deep" / "0.jpg")
+    (data / "datasets" / "deep" / "results.json").write_text("[" * 200_000 + "]" * 200_000)
+    (data / "runs" / "r1").mkdir(parents=True)
+    (data / "runs" / "r1" / "train.log").write_text("secret log")
+    (data / "exports").mkdir()
+    (data / "exports" / "results.json").write_text("{}")
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("doors")
+    proc, url, data = launch(tmp, prepare, ADMIN_PASSWORD=PW)
+    yield url, data, tmp / "app.log"
+    proc.terminate()
+    proc.wait(30)
+
+
+def tree_hash(folder):
+    """Every file under ``folder`` (SQLite's -wal/-shm aside) and its content."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(("-wal", "-shm"))):
+        digest.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def store_rows(data):
+    store = LabelStore(data / "labels.db")
+    return [store.query(f"SELECT * FROM {t}") for t in ("datasets", "images", "events")]
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_no_file_under_data_dir_is_served_and_no_server_path_is_given_away(guarded):
+    url, data, _ = guarded
+    LabelStore(data / "labels.db")  # the database exists
+    for path in ("labels.db", "runs/r1/train.log", "exports/results.json", "datasets/flat/results.json"):
+        for form in (data / path, data.resolve() / path):
+            status, body = get(f"{url}gradio_api/file={form}")
+            assert status == 403 and b"SQLite" not in body and b"secret log" not in body, (path, status)
+    config = get(url + "config")[1].decode()
+    assert str(data.resolve()) not in config and str(data) not in config
+    assert "datasets/flat" in config  # the data sets are listed by name
+    assert "served by LiteRT" in config  # the Classify tab's model line names the engine
+
+
+def test_export_evaluate_import_and_training_need_the_password_and_write_nothing(guarded):
+    url, data, _ = guarded
+    client = Client(url, verbose=False)
+    before, rows = tree_hash(data), store_rows(data)
+    for call in (lambda: client.predict("", api_name="/export"),
+                 lambda: client.predict("wrong", "default", "datasets/flat", 0, False, api_name="/evaluate"),
+                 lambda: client.predict("", "datasets/flat", api_name="/import"),
+                 lambda: client.predict("", "datasets/flat", "efficientnet_lite0", 1e308, 0, 1, "", [],
+                                        api_name="/train_start")):
+        with pytest.raises(Exception, match="needs the admin password"):
+            call()
+    assert tree_hash(data) == before and store_rows(data) == rows
+    assert not (data / "evaluations").exists()
+
+
+def test_importing_a_second_flat_folder_keeps_the_first_ones_labels(guarded):
+    url, data, _ = guarded
+    client = Client(url, verbose=False)
+    client.predict("ann", PW, *FILTERS, api_name="/review_start")
+    first, _ = client.predict(PW, "datasets/flat", api_name="/import")
+    second, _ = client.predict(PW, "datasets/flat2", api_name="/import")
+    assert "data set **flat**" in first and "(3 new, 3 labels)" in first
+    assert "data set **flat2**" in second and "(2 new, 2 labels)" in second
+    store = LabelStore(data / "labels.db")
+    assert store.labels(dataset="flat") == {"0": "cat", "1": "cat", "2": "cat"}
+    assert store.labels(dataset="flat2") == {"0": "horse", "1": "horse"}
+    files = client.predict(PW, api_name="/export")
+    exported = {f.rsplit("/", 1)[-1].split("-")[1]: json.loads(open(f).read()) for f in files if f.endswith(".json")}
+    assert exported == {"flat": {"0": "cat", "1": "cat", "2": "cat"}, "flat2": {"0": "horse", "1": "horse"}}
+    assert not (data / "exports" / "labels.db").exists() and len(list((data / "exports").iterdir())) == 1
+
+
+def test_names_and_llm_replies_show_as_text_and_long_names_are_refused(guarded):
+    url, data, _ = guarded
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="at most 100"):
+        client.predict("x" * 101, PW, *FILTERS, api_name="/review_start")
+    store = LabelStore(data / "labels.db")
+    if not store.datasets():
+        client.predict("ann", PW, *FILTERS, api_name="/review_start")
+        client.predict(PW, "datasets/flat", api_name="/import")
+    tracker = '<img src="http://127.0.0.1:9/t.png"> ![x](http://127.0.0.1:9/m.png)'
+    leased = {r["image_id"] for r in store.query("SELECT image_id FROM leases")}
+    image = next(r["id"] for r in store.state() if r["id"] not in leased)  # one no other reviewer has open
+    store.add_event(image, None, "llm", raw_reply=tracker, status="unparseable")
+    store.add_event(image, "cat", "human", author=tracker)
+    _, details, _ = client.predict("mal", PW, "all", "all", "all", True, "suspicion", api_name="/review_start")
+    assert "<img" not in details and "![x](" not in details
+    assert "&lt;img src=" in details and "\\!\\[x\\]\\(" in details
+
+
+def test_bad_values_are_refused_in_one_log_line(guarded):
+    url, data, log = guarded
+    client = Client(url, verbose=False)
+    client.predict("ann", PW, *FILTERS, api_name="/review_start")
+    with pytest.raises(Exception, match="nested too deep"):
+        client.predict(PW, "datasets/deep", api_name="/import")
+    with pytest.raises(Exception, match="Phase-1 epochs must be a whole number from 0 to 500"):
+        client.predict(PW, "datasets/flat", "efficientnet_lite0", 1e308, 0, 1, "", [], api_name="/train_start")
+    with pytest.raises(Exception, match="Blocks to fine-tune must be a whole number"):
+        client.predict(PW, "datasets/flat", "efficientnet_lite0", 1, 0, 1000, "", [], api_name="/train_start")
+    assert not (data / "runs" / "r1").with_name("x").exists() and len(list((data / "runs").iterdir())) == 1
+    text = log.read_text()
+    assert "Traceback" not in text and "needs the admin password" in text
+
+
+def test_a_flood_of_costly_requests_never_blocks_classify(guarded):
+    url, data, _ = guarded
+    errors, answers = [], []
+
+    def classify():
+        client = Client(url, verbose=False)
+        for _ in range(5):
+            try:
+                answers.append(client.predict(handle_file(str(EXAMPLES / "cat.jpg")), api_name="/classify"))
+            except Exception as e:  # noqa: BLE001 - every failure is counted
+                errors.append(e)
+
+    def flood():
+        client = Client(url, verbose=False)
+        for _ in range(20):
+            client.submit("", "default", "datasets/flat", 0, False, api_name="/evaluate")
+
+    threads = [threading.Thread(target=classify) for _ in range(4)] + [threading.Thread(target=flood)
+                                                                      for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == [] and len(answers) == 20
+    assert all(a["label"] == "cat 猫" for a in answers)
