@@ -1,21 +1,20 @@
 """The web app: compose the tabs, read settings, launch.  Run ``python app.py`` and open http://127.0.0.1:7860."""
 
 import os
-from pathlib import Path
 
 import gradio as gr
 
+from classifier import ASSETS
 from classifier import tab as classify_tab
 from classifier.serving import ModelSlot
 from evaluation import tab as evaluate_tab
-from guard import Guard
 from i18n import T
 from labeling import tab as review_tab
-from training import tab as train_tab
 from settings import Settings
+from training import tab as train_tab
+from ui import Guard
 
-
-HOTKEYS = (Path(__file__).resolve().parent / "assets" / "hotkeys.js").read_text()
+HOTKEYS = (ASSETS / "hotkeys.js").read_text()
 # Gradio's Markdown sets its own font size inside the wrapper, so the title rule targets the inner paragraph; the
 # review tab's class buttons sit in a fixed 5-column grid instead of wrapping one onto a row of its own.
 CSS = """
@@ -36,11 +35,11 @@ def build_app(settings=None):
         gr.Markdown(guard.notice(), elem_id="access-notice")
         with gr.Tabs() as tabs:
             with gr.Tab(T("tab_classify"), id="classify"):
-                serving_line = classify_tab.build(slot, settings, T)
+                serving_line = classify_tab.build(settings, slot, guard, T)
             with gr.Tab(T("tab_review"), id="review"):
                 review, review_filters = review_tab.build(settings, slot, guard, T)
             with gr.Tab(T("tab_evaluate"), id="evaluate"):
-                cell, open_review = evaluate_tab.build(settings, guard, T)
+                cell, open_review = evaluate_tab.build(settings, slot, guard, T)
             with gr.Tab(T("tab_train"), id="train"):
                 served = train_tab.build(settings, slot, guard, T)
         # After "Serve this model", the Classify tab names the new model (and on every page load).

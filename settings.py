@@ -20,8 +20,6 @@ from pathlib import Path
 
 from classifier.predictor import DEFAULT_MODEL
 
-ROOT = Path(__file__).resolve().parent
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -39,23 +37,23 @@ class Settings:
     model_cache: Path = None
 
     @property
-    def persistent(self):
+    def persistent(self) -> bool:
         """False on a Hugging Face Space whose DATA_DIR is not on the mounted persistent storage (/data)."""
         if not os.environ.get("SPACE_ID"):
             return True
         data = self.data_dir.resolve()
         return data == Path("/data") or Path("/data") in data.parents
 
-    def admin_ok(self, password):
+    def admin_ok(self, password: str | None) -> bool:
         """True when no ADMIN_PASSWORD is set, or ``password`` matches it (compared in constant time)."""
         return not self.admin_password or hmac.compare_digest(password or "", self.admin_password)
 
-    def datasets(self):
+    def datasets(self) -> list[str]:
         """Every sub-folder of the data roots by name, ``root name/folder name``, for a dropdown: no server path is
         shown. Two roots of the same name stay apart: the second one's sets are ``name~2/folder``."""
         return list(self._datasets())
 
-    def dataset_path(self, choice):
+    def dataset_path(self, choice: str) -> Path:
         """The folder of a data set named as :meth:`datasets` names it, or a path under the data roots (API
         callers, older clients); raises :class:`PathNotAllowed` for anything else."""
         return self._datasets().get(choice) or confine(choice, self.data_roots)
@@ -70,7 +68,7 @@ class Settings:
         return out
 
     @classmethod
-    def from_env(cls, env=None):
+    def from_env(cls, env: dict | None = None) -> "Settings":
         """Build settings from ``env`` (default ``os.environ``); unset variables keep their defaults."""
         env = os.environ if env is None else env
         d = cls()
@@ -96,7 +94,7 @@ class PathNotAllowed(ValueError):
     """A path outside the configured roots (``..`` or a symbolic link pointing out included)."""
 
 
-def confine(path, roots):
+def confine(path: str | Path, roots) -> Path:
     """Resolve ``path`` (relative paths against the first root) and return it if it lies under one of ``roots``.
 
     Symbolic links are resolved before the check, so a link inside a root that points elsewhere is refused.

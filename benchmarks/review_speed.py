@@ -34,10 +34,9 @@ import numpy as np  # noqa: E402
 
 from classifier.classes import CLASSES  # noqa: E402
 from classifier.serving import ModelSlot  # noqa: E402
-from guard import Guard  # noqa: E402
+from labeling.review import Review  # noqa: E402
 from labeling.store import LabelStore, _refresh  # noqa: E402
 from labeling.suspects import model_key, predict_store, rank  # noqa: E402
-from labeling.tab import Review  # noqa: E402
 from settings import Settings  # noqa: E402
 
 # The store's state query before the current table (window functions over all events, joined per image).
@@ -137,9 +136,10 @@ def store_at_scale(sizes):
             store = LabelStore(Path(tmp) / "labels.db")
             fill(store, n, reviewed)
             state = seconds(store.state)
-            export = seconds(lambda: (store.export_results(Path(tmp) / "r.json"),
-                                      store.export_history(Path(tmp) / "h.csv")))
-            before = seconds(lambda: store.query(BEFORE_SQL), 1) if n * max(reviewed, 1) <= 8150 * 8150 else None
+            export = seconds(lambda s=store, t=tmp: (s.export_results(Path(t) / "r.json"),
+                                                     s.export_history(Path(t) / "h.csv")))
+            big = n * max(reviewed, 1) > 8150 * 8150  # minutes with the old query
+            before = None if big else seconds(lambda s=store: s.query(BEFORE_SQL), 1)
             shown = f"{before:14.2f}" if before is not None else f"{'(skipped)':>14s}"
             print(f"{n:8d}{reviewed:10d}{state:11.3f}{export:12.3f}{shown}")
 
@@ -157,7 +157,7 @@ def fresh_import(slot, n):
             files.append(folder / f"{i}.jpg")
             shutil.copy(examples[i % len(examples)], files[-1])
         settings = Settings(data_dir=Path(tmp) / "data")
-        review = Review(settings, slot, Guard(settings))
+        review = Review(settings, slot)
         start = time.perf_counter()
         review.store.import_folder(folder)
         imported = time.perf_counter() - start
@@ -192,7 +192,7 @@ def main():
     for name, cls in (("every press", EveryPress), ("now", Review)):
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(data_dir=Path(tmp))
-            review = cls(settings, slot, Guard(settings))
+            review = cls(settings, slot)
             fill(review.store, args.images, model=model_key(slot.get()))
             results[name] = time_presses(review, args.presses)
     print(f"Review key press on {args.images} images, median of {args.presses} (ms):")

@@ -1,7 +1,9 @@
-"""The ten Animals-10 classes, their Chinese names and every alias the data sets use.
+"""The vocabulary of labels, in one place: the ten Animals-10 classes, their Chinese names, every alias the data
+sets use, "none of the 10", and ``"other: <name>"`` for a name that is no class.
 
 Animals-10 folders are Italian (``cane``, ``ragno``...), the original project's labels mixed ``ragno`` and
-``spider``, and people type Chinese names: :func:`to_class_id` maps all of them to one id.
+``spider``, and people type Chinese names: :func:`to_class_id` maps all of them to one id, and
+:func:`parse_label` turns any raw label into a class id, :data:`NONE` or ``"other: <name>"``.
 """
 
 CLASSES = ("butterfly", "cat", "chicken", "cow", "dog", "elephant", "horse", "sheep", "spider", "squirrel")
@@ -23,7 +25,12 @@ _EXTRA = {  # plural folder names and a few common synonyms seen in animal data 
     "spiders": "spider", "squirrels": "squirrel", "小鸡": "chicken", "母鸡": "chicken", "奶牛": "cow", "绵羊": "sheep",
 }
 
-_NONE_WORDS = ("none", "null", "other", "无", "都不是", "其他")
+# Words that mean "none of the 10". As a *label* (a folder, a results.json value) "other" means none; in an LLM's
+# free-text *reply* "other" is ordinary English ("another animal"), so replies use NONE_REPLY_WORDS.
+NONE_WORDS = ("none", "null", "other", "无", "都不是", "其他")
+NONE_REPLY_WORDS = ("none", "null", "无", "都不是", "没有")
+OTHER = "other: "  # prefix of a label that names no class, kept verbatim for review: "other: wolf"
+TOP_K = 5  # classes shown by default (Classify tab, /classify)
 
 ALIASES = {
     **{c: c for c in CLASSES},
@@ -33,7 +40,7 @@ ALIASES = {
 }
 
 
-def to_class_id(name):
+def to_class_id(name: str | None) -> str | None:
     """Map a label as written anywhere (English, Italian, Chinese, any case) to a class id.
 
     Returns the class id, :data:`NONE` for "none of the 10" (also for ``None`` and the string ``"null"``),
@@ -42,11 +49,34 @@ def to_class_id(name):
     if name is None:
         return NONE
     key = str(name).strip().lower()
-    if key in _NONE_WORDS:
+    if key in NONE_WORDS:
         return NONE
     return ALIASES.get(key)
 
 
-def display_name(class_id):
+def display_name(class_id: str) -> str:
     """``"cat 猫"``: the English id and the Chinese name, as the UI shows them."""
     return f"{class_id} {CHINESE[class_id]}" if class_id in CHINESE else class_id
+
+
+# The original project's class list: English names, but "ragno" for spider. Its predict script scored only
+# labels spelled exactly like these.
+ORIGINAL_VOCABULARY = {("ragno" if c == "spider" else c): c for c in CLASSES}
+
+
+def parse_label(value: str | None, aliases: bool = True) -> str:
+    """One raw label -> class id, NONE, or ``"other: <name>"``.
+
+    With ``aliases=False`` only the original project's spellings count as classes (``spider`` becomes
+    ``"other: spider"``, as its predict script effectively did).
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == "null"):
+        return NONE
+    text = str(value).strip()
+    if aliases:
+        class_id = to_class_id(text)
+        if class_id:
+            return class_id
+    elif text in ORIGINAL_VOCABULARY:
+        return ORIGINAL_VOCABULARY[text]
+    return OTHER + text

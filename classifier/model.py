@@ -19,6 +19,7 @@ from keras import layers
 
 from .backbones import DEFAULT_BACKBONE, build_backbone, inference_backbone
 from .classes import CLASSES
+
 # What predicts lives in classifier.predictor (no TensorFlow at import); named here too for the Keras-side callers.
 from .predictor import DEFAULT_MODEL, Classifier, apply_temperature, calibration_path, read_calibration  # noqa: F401
 

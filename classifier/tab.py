@@ -5,17 +5,17 @@ first: every file goes through the one decode, and a bad file gets its clear mes
 """
 
 import time
-from pathlib import Path
 
 import gradio as gr
 
-from .classes import display_name
+from . import ASSETS
+from .classes import TOP_K, display_name
 from .images import ImageError, decode_with_info
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
+EXAMPLES_DIR = ASSETS / "examples"
 
 
-def classify_image(slot, image, top_k=5, low_confidence=0.5):
+def classify_image(slot, image, top_k=TOP_K, low_confidence=0.5):
     """Classify one upload; return ``(label dict for gr.Label, status markdown)``.
 
     ``image`` is Gradio's raw file payload (a dict with ``path``) or a path. Raises ``gr.Error`` with the
@@ -33,7 +33,7 @@ def classify_image(slot, image, top_k=5, low_confidence=0.5):
     probs = clf.predict_pixels(pixels[None])[0]
     low_confidence = clf.threshold or low_confidence  # the calibrated cut, when the model has one
     ms = (time.perf_counter() - start) * 1000
-    top = clf.top_k(probs, max(1, min(int(top_k or 5), len(clf.classes))))
+    top = clf.top_k(probs, max(1, min(int(top_k or TOP_K), len(clf.classes))))
     lines = [f"**{display_name(top[0][0])}** ({top[0][1]:.0%}) in {ms:.0f} ms"]
     if top[0][1] < low_confidence:
         lines.append(f"⚠️ Not one of the 10 animals? The model is unsure (top score {top[0][1]:.0%} < "
@@ -52,13 +52,13 @@ def model_line(clf):
     return f"model: {clf.name} (accuracy not measured){engine}"
 
 
-def build(slot, settings, T):
+def build(settings, slot, guard, T):
     """Add the Classify tab's components and events to the current ``gr.Blocks``."""
     with gr.Row():
         with gr.Column(scale=1):
             image = gr.Image(label=T("photo"), sources=["upload", "clipboard", "webcam"], type="filepath",
                              height=360)
-            top_k = gr.Slider(1, 10, value=5, step=1, label=T("top_k"))
+            top_k = gr.Slider(1, 10, value=TOP_K, step=1, label=T("top_k"))
             button = gr.Button(T("classify"), variant="primary")
         with gr.Column(scale=1):
             scores = gr.Label(label=T("scores"), num_top_classes=10)

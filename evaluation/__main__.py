@@ -71,8 +71,9 @@ def _bar(total, desc):
 
 
 def predict(args):
+    from classifier.files import list_images
     from classifier.predictor import Classifier
-    from evaluation.predict import list_images, predict_folder, write_predictions, write_probabilities
+    from evaluation.predict import predict_folder, write_predictions, write_probabilities
 
     clf = Classifier.load(args.model)
     bar, progress = _bar(len(list_images(args.images)), "predict")
@@ -87,8 +88,8 @@ def predict(args):
 
 
 def run(args):
-    from evaluation.predict import list_images
-    from evaluation.run import run as run_eval
+    from classifier.files import list_images
+    from evaluation.run import evaluate_folder
 
     labels = None
     if args.db:
@@ -96,7 +97,7 @@ def run(args):
         labels = LabelStore(args.db).labels(args.label_source, dataset=args.images)
     bar, progress = _bar(len(list_images(args.images)), "evaluate")
     with bar:
-        report = run_eval(args.images, args.out, args.model, args.labels, args.threshold, args.tta,
+        report = evaluate_folder(args.images, args.out, args.model, args.labels, args.threshold, args.tta,
                           aliases=not args.original_vocabulary, progress=progress, labels=labels)
     for key, message in report["unreadable_files"].items():
         print(f"unreadable: {key}: {message}", file=sys.stderr)
@@ -104,7 +105,8 @@ def run(args):
 
 
 def compare(args):
-    from evaluation.run import compare as compare_files, compare_labels
+    from evaluation.run import compare as compare_files
+    from evaluation.run import compare_labels
 
     if args.labels2:
         report = compare_labels(args.labels, args.labels2, args.out)
@@ -121,25 +123,22 @@ def compare(args):
 def calibrate(args):
     import numpy as np
 
+    from classifier.files import list_images
+    from classifier.labels import labels_for
     from classifier.predictor import Classifier, calibration_path
     from evaluation.calibration import calibrate as fit
-    from evaluation.labels import folder_labels, match, read_labels
-    from evaluation.predict import list_images
 
     clf = Classifier.load(args.model)
     clf.temperature = 1.0  # fit from the raw probabilities
     items = list_images(args.images)
-    keys = [k for k, _ in items]
-    labels = match(keys, read_labels(args.labels))[0] if args.labels else folder_labels(keys)
-    chosen = [(k, p) for k, p in items if labels.get(k) in clf.classes]
+    labels = labels_for([k for k, _ in items], args.labels)[0]
+    chosen = {p: labels[k] for k, p in items if labels.get(k) in clf.classes}
     if not chosen:
         sys.exit(f"error: no photo of the 10 classes with a label under {args.images}")
-    probs, y = [], []
-    for (key, _), (_, out) in zip(chosen, clf.predict_files([p for _, p in tqdm(chosen, desc="calibrate")])):
-        if not isinstance(out, Exception):
-            probs.append(out)
-            y.append(clf.classes.index(labels[key]))
-    result = fit(np.array(probs), np.array(y), args.keep)
+    bar, progress = _bar(len(chosen), "calibrate")
+    with bar:
+        probs = clf.predict_paths(chosen, progress)[0]
+    result = fit(np.array(list(probs.values())), np.array([clf.classes.index(chosen[p]) for p in probs]), args.keep)
     result["model"] = clf.name
     result["fitted_on"] = str(args.images)
     out = args.out or calibration_path(args.model)
@@ -169,7 +168,7 @@ def _summary(report, out):
 
 
 def main(argv=None):
-    from evaluation.labels import LabelFileError
+    from classifier.labels import LabelFileError
 
     args = parse_args(argv)
     try:

@@ -8,12 +8,15 @@ null-labelled images is reported separately (open set).
 from collections import Counter
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, classification_report, confusion_matrix,
-                             precision_recall_fscore_support, top_k_accuracy_score)
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    top_k_accuracy_score,
+)
 
-from classifier.classes import CLASSES, NONE
-
-from .labels import OTHER
+from classifier.classes import CLASSES, NONE, OTHER
 
 
 def evaluate(labels, predictions, probs=None, threshold=None, classes=CLASSES, n_boot=1000, seed=0):

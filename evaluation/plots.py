@@ -18,7 +18,9 @@ def confusion_matrix_figure(matrix, labels, title):
     rows = matrix.sum(1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape, float), where=rows > 0)
     fig, axes = plt.subplots(1, 2, figsize=(17, 7.5), layout="constrained")
-    for ax, values, fmt, name in ((axes[0], matrix, "d", "counts"), (axes[1], normalised, ".2f", "share of each true class (recall on the diagonal)")):
+    panels = ((axes[0], matrix, "d", "counts"),
+              (axes[1], normalised, ".2f", "share of each true class (recall on the diagonal)"))
+    for ax, values, fmt, name in panels:
         ConfusionMatrixDisplay(values, display_labels=labels).plot(ax=ax, values_format=fmt, cmap="Blues",
                                                                   colorbar=False, xticks_rotation=45)
         ax.set_title(name)

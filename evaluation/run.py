@@ -7,17 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.classes import CLASSES, NONE
-from classifier.images import ImageError
+from classifier.classes import CLASSES, NONE, OTHER
+from classifier.files import list_images, natural_key, write_atomic
+from classifier.labels import labels_for, read_labels
 
-from .labels import OTHER, folder_labels, match, read_labels
 from .metrics import evaluate, text_report
 from .plots import save_confusion_matrix, save_error_sheet
-from .predict import list_images, natural_key, write_atomic, write_predictions, write_probabilities
+from .predict import write_predictions, write_probabilities
 
 
-def run(images_dir, out_dir, model_path=None, labels_path=None, threshold=None, tta=False, aliases=True,
-        classifier=None, progress=None, labels=None, items=None):
+def evaluate_folder(images_dir, out_dir, model_path=None, labels_path=None, threshold=None, tta=False, aliases=True,
+                    classifier=None, progress=None, labels=None, items=None):
     """Evaluate a model on a labelled image folder and write every output; returns the report dict.
 
     Labels come from ``labels`` (a ``{key: label}`` dict, e.g. from the label store), ``labels_path``
@@ -30,25 +30,14 @@ def run(images_dir, out_dir, model_path=None, labels_path=None, threshold=None, 
     clf = classifier or Classifier.load(model_path)
     items = items if items is not None else list_images(images_dir)
     keys = [k for k, _ in items]
-    if labels is not None or labels_path:
-        given = labels if labels is not None else read_labels(labels_path, aliases)
-        labels, missing_images, unlabelled = match(keys, given)
-    else:
-        labels, missing_images = folder_labels(keys), []
-        unlabelled = [k for k in keys if k not in labels]
+    labels, missing_images, unlabelled = labels_for(keys, labels_path, labels, aliases)
     if not labels:
         raise ValueError(f"no labelled images in {images_dir}: use class folders or pass --labels results.json")
     paths = {k: p for k, p in items}
     keys = [k for k in keys if k in labels]
-    probs, failed = {}, {}
-    for i, (path, out) in enumerate(clf.predict_files([paths[k] for k in keys], tta=tta)):
-        key = keys[i]
-        if isinstance(out, ImageError):
-            failed[key] = str(out)
-        else:
-            probs[key] = out
-        if progress:
-            progress(i + 1, len(keys))
+    by_path, errors = clf.predict_paths([paths[k] for k in keys], progress, tta=tta)
+    probs = {k: by_path[paths[k]] for k in keys if paths[k] in by_path}
+    failed = {k: errors[paths[k]] for k in keys if paths[k] in errors}
     threshold = clf.threshold if threshold is None else threshold
     top1 = {k: clf.classes[int(p.argmax())] for k, p in probs.items()}
     prob_rows = np.array([probs.get(k, np.zeros(len(clf.classes))) for k in keys])

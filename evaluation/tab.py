@@ -13,51 +13,43 @@ from PIL import Image
 
 from classifier.classes import CLASSES, display_name
 from classifier.images import ImageError, thumbnail
-from guard import refuse
-from settings import PathNotAllowed
+from training.runs import RunStore
+from ui import dataset_dropdown, progress_bar, shown
 
-from .run import run as run_evaluation
-
+from .run import evaluate_folder
 
 DEFAULT = "default"
 
 
 def model_choices(settings):
-    """``[(label, value)]``: the default model, then every trained run under DATA_DIR/runs (newest first). Values are
-    names, never server paths; :func:`model_path` finds the file."""
-    runs = sorted((settings.data_dir / "runs").glob("*/model.keras"), key=lambda p: -p.stat().st_mtime)
+    """``[(label, value)]``: the default model, then every finished training run (newest first). Values are names,
+    never server paths; :func:`model_path` finds the file."""
     return [(f"default: {Path(settings.model_path).name}", DEFAULT)] + \
-        [(f"run: {p.parent.name}", f"run: {p.parent.name}") for p in runs]
+        [(f"run: {name}", f"run: {name}") for name in RunStore(settings).finished()]
 
 
 def model_path(settings, choice):
-    """The model file of a :func:`model_choices` value; refuses anything else."""
+    """The model file of a :func:`model_choices` value; raises ``RunError`` for anything else."""
     if choice in (None, "", DEFAULT):
         return Path(settings.model_path)
-    name = str(choice).removeprefix("run: ")
-    path = settings.data_dir / "runs" / name / "model.keras"
-    if "/" in name or name.startswith(".") or not path.is_file():
-        raise refuse(f"No model {choice!r}: pick one of the list.")
-    return path
+    return RunStore(settings).model(str(choice).removeprefix("run: "))
 
 
 def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=None):
-    """Run an evaluation from the tab; returns ``(report, output folder)``. Data sets must lie under the roots."""
+    """Run an evaluation from the tab; returns ``(report, output folder)``. Data sets must lie under the roots;
+    a request that cannot be done raises ``ValueError`` with what to do."""
     if not dataset:
-        raise refuse("Pick a test set: a folder of class folders (or of images with a results.json) under the data "
-                     "roots.")
-    try:
-        folder = settings.dataset_path(dataset)
-    except PathNotAllowed as e:
-        raise refuse(str(e)) from None
+        raise ValueError("Pick a test set: a folder of class folders (or of images with a results.json) under the "
+                         "data roots.")
+    folder = settings.dataset_path(dataset)
     model = model_path(settings, choice)
     labels = folder / "results.json"
     out = settings.data_dir / "evaluations" / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
     try:
-        report = run_evaluation(folder, out, model, labels if labels.exists() else None,
+        report = evaluate_folder(folder, out, model, labels if labels.exists() else None,
                                 threshold=threshold or None, tta=tta, progress=progress)
     except (ValueError, FileNotFoundError) as e:
-        raise refuse(str(e).replace(str(folder), folder.name)) from None
+        raise ValueError(str(e).replace(str(folder), folder.name)) from None
     return report, out
 
 
@@ -72,7 +64,8 @@ def summary_markdown(report):
              f"{report['n_images']} images",
              f"Excluded and counted: {ex['null']} labelled none of the 10, {ex['other']} other names, "
              f"{ex['unreadable']} unreadable. Macro F1 {report['macro_f1']:.3f}, top-3 accuracy "
-             f"{report.get('top3_accuracy', 0):.1%}, calibration error {report.get('expected_calibration_error', 0):.3f}.",
+             f"{report.get('top3_accuracy', 0):.1%}, calibration error "
+             f"{report.get('expected_calibration_error', 0):.3f}.",
              f"Cat recall **{cat['recall']:.3f}**, dog precision **{dog['precision']:.3f}** "
              "(the original project's weak spots: 0.64 and 0.83)."]
     open_set = report["open_set"]
@@ -119,14 +112,14 @@ def cell_images(out_dir, label, predicted, limit=48):
     return out
 
 
-def build(settings, guard, T=None):
+def build(settings, slot, guard, T=None):
     """Add the Evaluate tab's components and events to the current ``gr.Blocks``."""
     gr.Markdown("Score a model on a labelled test set: class folders (`none/` for photos of none of the ten), "
                 "or images with a `results.json`. Sets are the folders under the data roots "
                 f"({', '.join(f'`{Path(r).name}`' for r in settings.data_roots)}).")
     with gr.Row():
         model = gr.Dropdown(model_choices(settings), value=DEFAULT, label="Model")
-        dataset = gr.Dropdown(settings.datasets(), label="Test set", allow_custom_value=False)
+        dataset = dataset_dropdown(settings, "Test set", allow_custom_value=False)
         threshold = gr.Slider(0, 1, value=0, step=0.01,
                               label="'None of the 10' threshold (0 = the model's calibrated one, if any)")
         tta = gr.Checkbox(label="Mirror TTA", value=False)
@@ -145,10 +138,11 @@ def build(settings, guard, T=None):
     per_class = gr.Dataframe(label="Per class", interactive=False, headers=list(PER_CLASS_COLUMNS))
     out_state = gr.State(None)
 
+    @shown
     def on_run(pw, choice, data, thr, mirror, progress=gr.Progress()):
         guard.require(pw, "Evaluating")
         report, out = evaluate_set(settings, choice, data, thr, mirror,
-                                   progress=lambda i, n: progress(i / n, desc=f"predicting {i}/{n}"))
+                                   progress=progress_bar(progress, "predicting {done}/{total}"))
         # the picture itself, not its path: files under DATA_DIR are never served
         matrix = Image.open(out / "confusion_matrix.png").convert("RGB")
         return (summary_markdown(report), matrix, per_class_table(report), counts_table(report), str(out.name),
@@ -167,6 +161,6 @@ def build(settings, guard, T=None):
                 concurrency_limit=1, concurrency_id="evaluate", api_name="evaluate",
                 validator=guard.door(0, "Evaluating"))
     counts.select(on_select, out_state, [cell_title, gallery, cell], api_visibility="private")
-    refresh.click(lambda: (gr.Dropdown(choices=model_choices(settings)), gr.Dropdown(choices=settings.datasets())),
-                  None, [model, dataset], api_visibility="private", queue=False)
+    refresh.click(lambda: gr.Dropdown(choices=model_choices(settings)), None, model, api_visibility="private",
+                  queue=False)
     return cell, open_review

@@ -1,4 +1,2 @@
-"""Label review: the SQLite label store, GLM-4V auto-labeling, suspects first, the Review tab.
-
-Not built yet (its own issue); the package exists so the layout is settled.
-"""
+"""Label review: the SQLite label store (``store``), GLM-4V auto-labeling (``glm``), suspects first (``suspects``),
+a reviewer's work on them (``review``), the Review tab (``tab``) and ``python -m labeling``."""

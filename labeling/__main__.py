@@ -17,6 +17,8 @@ import threading
 
 from tqdm import tqdm
 
+from settings import Settings
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m labeling", description=__doc__,
@@ -28,9 +30,9 @@ def parse_args(argv=None):
     im.add_argument("--labels", help="results.json {image stem: label or null}; default: class folder names")
     au = sub.add_parser("autolabel", help="label images with GLM-4V")
     au.add_argument("--db", required=True)
-    au.add_argument("--base-url", default=os.environ.get("GLM_BASE_URL", "https://open.bigmodel.cn/api/paas/v4/"),
-                    help="OpenAI-compatible endpoint (default: %(default)s)")
-    au.add_argument("--model", default=os.environ.get("GLM_MODEL", "glm-4.6v-flash"), help="default: %(default)s")
+    glm = Settings.from_env()  # GLM_BASE_URL and GLM_MODEL, else the app's defaults: one place for both
+    au.add_argument("--base-url", default=glm.glm_base_url, help="OpenAI-compatible endpoint (default: %(default)s)")
+    au.add_argument("--model", default=glm.glm_model, help="default: %(default)s")
     au.add_argument("--concurrency", type=int, default=2, help="requests at a time (default: %(default)s)")
     au.add_argument("--limit", type=int, help="label at most N images (try before spending)")
     au.add_argument("--no-data-prefix", action="store_true",
@@ -127,7 +129,7 @@ def _fmt(x):
 
 
 def main(argv=None):
-    from evaluation.labels import LabelFileError
+    from classifier.labels import LabelFileError
     from labeling.store import LabelStore
 
     args = parse_args(argv)

@@ -21,16 +21,16 @@ from dataclasses import dataclass
 import openai
 from PIL import Image, ImageOps
 
-from classifier.classes import CHINESE, CLASSES, NONE, to_class_id
+from classifier.classes import CHINESE, CLASSES, NONE, NONE_REPLY_WORDS, to_class_id
 
-PROMPT_VERSION = "animals10-v1"
+PROMPT_VERSION = "animals10-v1"  # recorded with every LLM label; a test fails if PROMPT changes and it does not
 PROMPT = ("Which animal does this photo show? Answer with exactly one word from this list: "
           + ", ".join(f"{c} ({CHINESE[c]})" for c in CLASSES)
           + ", none (if it shows none of these animals). Reply with that one English word only.")
+PROMPT_SHA256 = {"animals10-v1": "2a87518c81bafb9c"}  # first 16 hex digits of each version's prompt
 MAX_SIDE = 1024
 RETRY_CODES = {"1302", "1305"}
 STOP_CODES = {"1000", "1001", "1002", "1003", "1004", "1113", "1210", "1211", "1214"}
-_NONE_WORDS = {"none", "null", "无", "都不是", "没有"}
 
 
 class BatchStopped(RuntimeError):
@@ -52,7 +52,8 @@ def parse_reply(text):
     text = re.sub(r"```[a-zA-Z]*", " ", text or "").lower()
     found = {to_class_id(w) for w in re.findall(r"[a-z]+", text)} - {None, NONE}
     found |= {c for c, zh in CHINESE.items() if zh in text}
-    if any(w in _NONE_WORDS for w in re.findall(r"[a-z]+", text)) or any(w in text for w in _NONE_WORDS - {"none", "null"}):
+    words = set(re.findall(r"[a-z]+", text))
+    if words & set(NONE_REPLY_WORDS) or any(w in text for w in NONE_REPLY_WORDS if not w.isascii()):
         found.add(NONE)
     return found.pop() if len(found) == 1 else None
 

@@ -23,9 +23,9 @@ import time
 import uuid
 from pathlib import Path
 
-from classifier.classes import CLASSES, NONE
-from evaluation.labels import OTHER, folder_labels, match, read_labels
-from evaluation.predict import list_images, natural_key, write_atomic
+from classifier.classes import CLASSES, NONE, OTHER
+from classifier.files import list_images, natural_key, write_atomic
+from classifier.labels import folder_labels, match, read_labels
 
 SOURCES = ("llm", "human", "model", "import")
 LEASE_SECONDS = 120
@@ -114,18 +114,18 @@ class LabelStore:
                 con.execute("ROLLBACK")
                 raise
 
-    def query(self, sql, params=()):
+    def query(self, sql: str, params=()) -> list[dict]:
         with self._connect() as con:
             return [dict(r) for r in con.execute(sql, params)]
 
     # -- data sets, import / export ---------------------------------------------------------------------------
 
-    def datasets(self):
+    def datasets(self) -> list[dict]:
         """``[{id, name, root, images}]``: every imported folder, oldest first."""
         return self.query("SELECT d.id, d.name, d.root, COUNT(i.id) AS images FROM datasets d "
                           "LEFT JOIN images i ON i.dataset_id = d.id GROUP BY d.id ORDER BY d.id")
 
-    def dataset(self, which):
+    def dataset(self, which: str | Path) -> dict:
         """One data set by name or folder (as imported); raises ``ValueError`` naming the ones there are."""
         root = str(Path(which).resolve()) if Path(str(which)).is_dir() else None
         for d in self.datasets():
@@ -134,7 +134,8 @@ class LabelStore:
         names = ", ".join(d["name"] for d in self.datasets()) or "none yet"
         raise ValueError(f"no data set {str(which)!r} in this label store (imported: {names}); import it first")
 
-    def import_folder(self, images_dir, labels_path=None, author="import"):
+    def import_folder(self, images_dir: str | Path, labels_path: str | Path | None = None,
+                      author: str = "import") -> dict:
         """Add the images under ``images_dir`` as one data set, with their labels (a results.json, else class
         folders).
 
@@ -178,7 +179,7 @@ class LabelStore:
         return {"dataset": name, "images": len(items), "added": added, "labels_added": len(touched),
                 "labels_without_image": missing_images, "images_without_label": unlabelled}
 
-    def export_results(self, path, dataset=None):
+    def export_results(self, path: str | Path, dataset: str | None = None) -> dict[str, str]:
         """Write one data set's current labels as a results.json in the original format ("null" for none), keyed
         as the original (the path without extension); returns the dict. ``dataset`` may be left out when the
         store holds one."""
@@ -199,20 +200,25 @@ class LabelStore:
             raise ValueError(f"this label store holds {len(names)} data sets ({', '.join(names)}): name one")
         return names[0] if names else None
 
-    def export_history(self, path):
+    def export_history(self, path: str | Path) -> int:
         """Write every event, oldest first, as CSV (the full, append-only history)."""
-        rows = self.query("SELECT e.id, d.name AS dataset, i.path, i.key, e.label, e.source, e.author, e.model, "
-                          "e.prompt_version, e.status, e.raw_reply, e.undoes, e.batch, e.created_at FROM events e "
-                          "JOIN images i ON i.id = e.image_id JOIN datasets d ON d.id = i.dataset_id ORDER BY e.id")
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=["id", "dataset", "path", "key", "label", "source", "author",
-                                                   "model", "prompt_version", "status", "raw_reply", "undoes",
-                                                   "batch", "created_at"])
-            writer.writeheader()
-            writer.writerows(rows)
-        return len(rows)
+        columns = ["id", "dataset", "path", "key", "label", "source", "author", "model", "prompt_version", "status",
+                   "raw_reply", "undoes", "batch", "created_at"]
+        with self._connect() as con, open(path, "w", newline="", encoding="utf-8") as f:
+            con.row_factory = None  # plain tuples, streamed: the history can be large
+            rows = con.execute("SELECT e.id, d.name, i.path, i.key, e.label, e.source, e.author, e.model, "
+                               "e.prompt_version, e.status, e.raw_reply, e.undoes, e.batch, e.created_at FROM events "
+                               "e JOIN images i ON i.id = e.image_id JOIN datasets d ON d.id = i.dataset_id "
+                               "ORDER BY e.id")
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            count = 0
+            for chunk in iter(lambda: rows.fetchmany(5000), []):
+                writer.writerows(chunk)
+                count += len(chunk)
+        return count
 
-    def backup(self, path):
+    def backup(self, path: str | Path) -> str | Path:
         """A consistent copy of the database (SQLite's online backup), safe while others write."""
         with self._connect() as con, contextlib.closing(sqlite3.connect(path)) as out:
             con.backup(out)
@@ -220,7 +226,7 @@ class LabelStore:
 
     # -- state -------------------------------------------------------------------------------------------------
 
-    def state(self, image_ids=None, dataset=None):
+    def state(self, image_ids: list[int] | None = None, dataset: str | None = None) -> list[dict]:
         """Every image (or those in ``image_ids``, or of one data set) with its current label, review status, LLM
         reply and ``uid`` (data set/path, unique in the store)."""
         if image_ids is not None:  # the ids as one JSON parameter: no limit on how many
@@ -240,25 +246,25 @@ class LabelStore:
             r["uid"] = f"{r['dataset']}/{r['path']}"
         return rows
 
-    def version(self, model_key=None):
+    def version(self, model_key: str | None = None) -> tuple:
         """What :meth:`state` (and a ranking by ``model_key``'s cached predictions) depends on: the last event, the
         number of images (and of predictions cached for the model). Equal versions, equal results."""
         row = self.query("SELECT (SELECT MAX(id) FROM events) AS e, (SELECT COUNT(*) FROM images) AS i, "
                          "(SELECT COUNT(*) FROM predictions WHERE model_key = ?) AS p", (model_key,))[0]
         return row["e"], row["i"], row["p"]
 
-    def changed_since(self, event_id):
+    def changed_since(self, event_id: int) -> list[int]:
         """Ids of the images with an event after ``event_id`` (whose :meth:`state` may have changed since)."""
         return [r["image_id"] for r in self.query("SELECT DISTINCT image_id FROM events WHERE id > ?", (event_id,))]
 
-    def labels(self, source="current", dataset=None):
+    def labels(self, source: str = "current", dataset: str | Path | None = None) -> dict[str, str]:
         """``{key: label}`` of one data set (name or folder; may be left out when the store holds one): the current
         labels, or with ``source="llm"`` those before review (LLM or imported)."""
         column = "label" if source == "current" else "machine_label"
         rows = self.state(dataset=self._one_dataset(dataset))
         return {r["key"]: r[column] for r in rows if r[column] is not None}
 
-    def stats(self, rows=None):
+    def stats(self, rows: list[dict] | None = None) -> dict:
         """Counts for the progress line: total, reviewed, accepted, corrected, per current label.
 
         ``rows``: :meth:`state` already read, if the caller has it.
@@ -292,7 +298,7 @@ class LabelStore:
             return self.add_event(image_id, label, source, author, model, prompt_version, raw_reply, status, batch,
                                   con=c)
 
-    def decide(self, image_id, label, author):
+    def decide(self, image_id: int, label: str, author: str) -> int:
         """A reviewer's decision (a class id, ``"none"``, or the current label to accept it); releases the lease."""
         if not (label in CLASSES or label == NONE or str(label).startswith(OTHER)):
             raise ValueError(f"not a label: {label!r}")
@@ -301,7 +307,7 @@ class LabelStore:
             con.execute("DELETE FROM leases WHERE image_id = ?", (image_id,))
         return event
 
-    def accept_many(self, image_ids, author):
+    def accept_many(self, image_ids: list[int], author: str) -> str:
         """Accept the current labels of many images as one batch, which a single undo reverts; returns the batch."""
         batch = uuid.uuid4().hex
         current = {r["id"]: r["label"] for r in self.state(image_ids)}
@@ -312,7 +318,7 @@ class LabelStore:
             _refresh(con, ids)
         return batch
 
-    def undo(self, author):
+    def undo(self, author: str) -> list[int]:
         """Undo ``author``'s latest effective decision (a whole batch if it was one); returns the image ids."""
         with self.transaction() as con:
             last = con.execute(
@@ -335,7 +341,8 @@ class LabelStore:
 
     # -- leases: two reviewers never get the same image -------------------------------------------------------
 
-    def claim_next(self, candidates, holder, since, ttl=LEASE_SECONDS):
+    def claim_next(self, candidates: list[int], holder: str, since: int | None,
+                   ttl: float = LEASE_SECONDS) -> int | None:
         """Lease the first of ``candidates`` (image ids, in queue order) that nobody else holds; returns its id.
 
         ``since`` is the last event id (``version()[0]``, read before the queue was computed): an image with a
@@ -357,7 +364,7 @@ class LabelStore:
                     return image_id
         return None
 
-    def claim(self, image_id, holder, ttl=LEASE_SECONDS):
+    def claim(self, image_id: int, holder: str, ttl: float = LEASE_SECONDS) -> bool:
         """Lease one given image (going back, or after an undo); False if another reviewer holds it."""
         now = time.time()
         with self.transaction() as con:
@@ -372,16 +379,16 @@ class LabelStore:
 
     # -- model predictions, cached per model -------------------------------------------------------------------
 
-    def cached_prediction(self, model_key, image_id):
+    def cached_prediction(self, model_key: str, image_id: int) -> list[float] | None:
         """One image's cached probabilities for a model, or None."""
         rows = self.query("SELECT probs FROM predictions WHERE model_key = ? AND image_id = ?", (model_key, image_id))
         return json.loads(rows[0]["probs"]) if rows else None
 
-    def cached_predictions(self, model_key):
+    def cached_predictions(self, model_key: str) -> dict[int, list[float]]:
         return {r["image_id"]: json.loads(r["probs"]) for r in
                 self.query("SELECT image_id, probs FROM predictions WHERE model_key = ?", (model_key,))}
 
-    def cache_predictions(self, model_key, probs_by_id):
+    def cache_predictions(self, model_key: str, probs_by_id: dict) -> None:
         with self.transaction() as con:
             con.executemany("INSERT OR REPLACE INTO predictions (image_id, model_key, probs) VALUES (?, ?, ?)",
                             [(i, model_key, json.dumps([round(float(p), 6) for p in probs]))

@@ -21,26 +21,18 @@ def model_key(classifier):
     return hashlib.sha1(f"{classifier.name}|{classifier.path}|{stamp}".encode()).hexdigest()[:16]
 
 
-def predict_store(store, classifier, progress=None, batch_size=32):
-    """Probabilities for every image in the store, computed once per model and cached in the database."""
+def predict_store(store, classifier, progress=None, batch_size=32, save_every=256):
+    """Probabilities for every image in the store, computed once per model and cached in the database; saved every
+    ``save_every`` images, so a reader (the review queue) sees them arrive and a killed process keeps them."""
     key = model_key(classifier)
     cached = store.cached_predictions(key)
-    todo = [r for r in store.query("SELECT i.id, d.root, i.path FROM images i JOIN datasets d "
+    rows = [r for r in store.query("SELECT i.id, d.root, i.path FROM images i JOIN datasets d "
                                    "ON d.id = i.dataset_id ORDER BY i.id") if r["id"] not in cached]
-    for r in todo:
-        r["file"] = str(Path(r["root"]) / r["path"])
-    fresh = {}
-    for i, (row, (_, probs)) in enumerate(zip(todo, classifier.predict_files([r["file"] for r in todo],
-                                                                             batch_size))):
-        if not isinstance(probs, Exception):
-            fresh[row["id"]] = probs
-        if progress:
-            progress(i + 1, len(todo))
-        if len(fresh) >= 256:
-            store.cache_predictions(key, fresh)
-            cached.update({k: list(v) for k, v in fresh.items()})
-            fresh = {}
-    if fresh:
+    for start in range(0, len(rows), save_every):
+        chunk = {str(Path(r["root"]) / r["path"]): r["id"] for r in rows[start:start + save_every]}
+        done = (lambda i, n, s=start: progress(s + i, len(rows))) if progress else None
+        probs = classifier.predict_paths(chunk, done, batch_size)[0]  # unreadable images are left out
+        fresh = {chunk[path]: row for path, row in probs.items()}
         store.cache_predictions(key, fresh)
         cached.update({k: list(v) for k, v in fresh.items()})
     return {k: np.asarray(v, np.float32) for k, v in cached.items()}

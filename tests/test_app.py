@@ -11,10 +11,9 @@ import urllib.request
 
 import numpy as np
 import pytest
+from conftest import EXAMPLES, FIXTURES, ROOT
 from gradio_client import Client, handle_file
 from PIL import Image
-
-from conftest import EXAMPLES, FIXTURES, ROOT
 
 
 def free_port():

@@ -5,12 +5,12 @@ import pickle
 import keras
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 from classifier.backbones import BackboneUnavailable, block_names, build_backbone, input_size
 from classifier.backbones.efficientnet_lite import EfficientNetLite, weights_path
 from classifier.backbones.torch_pickle import load_state_dict
 from classifier.images import decode
-from conftest import FIXTURES
 
 
 @pytest.fixture(scope="module")

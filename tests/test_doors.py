@@ -9,11 +9,11 @@ import urllib.error
 import urllib.request
 
 import pytest
-from gradio_client import Client, handle_file
-
 from conftest import EXAMPLES
-from labeling.store import LabelStore
+from gradio_client import Client, handle_file
 from test_review_app import FILTERS, launch
+
+from labeling.store import LabelStore
 
 PW = "s3cret-pw"
 

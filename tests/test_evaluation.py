@@ -7,10 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import EXAMPLES, FIXTURES, ROOT
 
 from classifier.classes import NONE
-from conftest import EXAMPLES, FIXTURES, ROOT
-from evaluation.labels import LabelFileError, folder_labels, match, parse_label, read_labels
+from classifier.labels import LabelFileError, folder_labels, match, parse_label, read_labels
 from evaluation.metrics import evaluate
 
 

@@ -7,11 +7,11 @@ import shutil
 import time
 
 import pytest
+from conftest import EXAMPLES, ROOT
 from PIL import Image, ImageOps
+from test_review_app import human_events, launch
 
 from classifier.classes import CLASSES
-from conftest import EXAMPLES, ROOT
-from test_review_app import human_events, launch
 
 pytestmark = pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (.ci/run installs it)")
 ARTIFACTS = ROOT / "artifacts" / "journeys"

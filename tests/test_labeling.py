@@ -8,12 +8,12 @@ import threading
 import time
 
 import pytest
+from conftest import FIXTURES, ROOT
+from fake_openai import FakeGLM, error, ok, sleep
 from PIL import Image
 
 from classifier.classes import NONE
-from conftest import FIXTURES, ROOT
-from evaluation.labels import LabelFileError, parse_label
-from fake_openai import FakeGLM, error, ok, sleep
+from classifier.labels import LabelFileError, parse_label
 from labeling.glm import BatchStopped, GLMLabeler, autolabel, encode_image, parse_reply
 from labeling.store import LabelStore
 
@@ -314,10 +314,10 @@ def test_raw_base64_without_data_prefix(glm, tmp_path):
 def test_review_ranks_again_only_when_something_changed_and_sees_other_processes(tmp_path):
     import shutil
 
-    from classifier.serving import ModelSlot
     from conftest import EXAMPLES
-    from guard import Guard
-    from labeling.tab import Review
+
+    from classifier.serving import ModelSlot
+    from labeling.review import Review
     from settings import Settings
 
     images = tmp_path / "imgs"
@@ -327,7 +327,7 @@ def test_review_ranks_again_only_when_something_changed_and_sees_other_processes
     (images / "broken.jpg").write_bytes(b"not a photo")
     (tmp_path / "r.json").write_text(json.dumps({"cat": "dog", "dog": "dog", "sheep": "sheep", "broken": "cat"}))
     settings = Settings(data_dir=tmp_path)
-    review = Review(settings, ModelSlot(None), Guard(settings))
+    review = Review(settings, ModelSlot(None))
     review.store.import_folder(images, tmp_path / "r.json")
     opened = review.ranked()  # at once: the predictions start in the background
     assert len(opened) == 4
@@ -439,3 +439,11 @@ def test_a_label_file_nested_too_deep_is_refused_saying_so(store, tmp_path):
     with pytest.raises(LabelFileError, match="nested too deep"):
         store.import_folder(images, deep)
     assert store.stats()["total"] == 0
+
+
+def test_the_prompt_version_changes_with_the_prompt():
+    """Labels record PROMPT_VERSION; editing the prompt without a new version (and its hash here) fails."""
+    import hashlib
+
+    from labeling.glm import PROMPT, PROMPT_SHA256, PROMPT_VERSION
+    assert hashlib.sha256(PROMPT.encode()).hexdigest()[:16] == PROMPT_SHA256[PROMPT_VERSION]

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import EXAMPLES
 from PIL import Image
 
 from classifier.classes import CLASSES
 from classifier.images import ImageError
 from classifier.model import DEFAULT_MODEL, build_classifier, load_model, save_compact
-from conftest import EXAMPLES
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,8 @@ def test_head_is_the_original_design():
              for layer in head.layers]
     assert kinds == [("Dropout", 0.5), ("Dense", 512), ("BatchNormalization", None), ("Dropout", 0.3),
                      ("Dense", 256), ("Dense", 10)]
-    assert head.layers[1].activation.__name__ in ("swish", "silu")  # keras names swish silu and head.layers[-1].activation.__name__ == "softmax"
+    assert head.layers[1].activation.__name__ in ("swish", "silu")  # keras names swish silu
+    assert head.layers[-1].activation.__name__ == "softmax"
 
 
 def test_keras_file_round_trip_in_safe_mode(tmp_path, trained_like):
@@ -104,7 +105,7 @@ def test_predict_raises_clear_error_for_bad_input(default_classifier):
 def test_inference_model_folds_batchnorm_and_matches(trained_like):
     from classifier.model import inference_model
     fast = inference_model(trained_like)
-    assert not any(l.name.endswith("_bn") for l in fast.layers[1].layers)
+    assert not any(layer.name.endswith("_bn") for layer in fast.layers[1].layers)
     x = np.random.default_rng(2).uniform(0, 255, (3, 224, 224, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(trained_like(x)), atol=1e-4)
     assert fast.get_layer("head") is trained_like.get_layer("head")

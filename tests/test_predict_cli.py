@@ -6,8 +6,9 @@ import shutil
 import subprocess
 import sys
 
-from classifier.classes import CLASSES
 from conftest import EXAMPLES, ROOT
+
+from classifier.classes import CLASSES
 
 
 def run_cli(*args):

@@ -9,11 +9,11 @@ import time
 import urllib.request
 
 import pytest
-from gradio_client import Client
-
 from conftest import EXAMPLES, ROOT
-from labeling.store import LabelStore
+from gradio_client import Client
 from test_app import free_port
+
+from labeling.store import LabelStore
 
 FILTERS = ("unreviewed", "all", "all", False, "suspicion")
 DOGS = ("unreviewed", "dog", "all", False, "suspicion")  # the queue of images labelled dog
@@ -66,7 +66,8 @@ def test_review_through_the_api(app):
     message, _ = client.predict("", "datasets/demo", api_name="/import")
     assert "Imported 4 images into data set **demo** (4 new, 4 labels)" in message
     _, details, progress = client.predict("ann", "", *FILTERS, api_name="/review_start")
-    assert ("`demo/0.jpg`" in details or "`demo/2.jpg`" in details) and "disagrees" in details  # a wrong label is the top suspect
+    # a wrong label is the top suspect
+    assert ("`demo/0.jpg`" in details or "`demo/2.jpg`" in details) and "disagrees" in details
     assert "Reviewed 0 / 4" in progress
     _, details, progress = client.predict("ann", "", *DOGS, api_name="/review_start")
     assert "`demo/0.jpg`" in details and "disagrees" in details  # of the two "dogs", the cat comes first

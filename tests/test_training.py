@@ -8,10 +8,10 @@ import sys
 import keras
 import numpy as np
 import pytest
+from conftest import EXAMPLES, ROOT
 from PIL import Image, ImageOps
 
 from classifier.classes import CLASSES
-from conftest import EXAMPLES, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -316,8 +316,24 @@ def test_flags_no_run_could_use_are_refused(flags, message):
 
     with pytest.raises(ValueError, match=re.escape(message)):
         config_from(parse_args(["--data", "d", "--out", "o", *flags]))
-    assert config_from(parse_args(["--data", "d", "--out", "o", "--class-multiplier", "gatto=2"]))[
-        "class_multipliers"] == {"cat": 2.0}
+    assert config_from(parse_args(["--data", "d", "--out", "o", "--class-multiplier", "gatto=2"])
+                       ).class_multipliers == {"cat": 2.0}
+
+
+def test_the_cli_and_the_tab_take_their_defaults_from_one_config():
+    import dataclasses
+
+    from training.__main__ import parse_args
+    from training.config import QUICK, TrainConfig, config_from
+
+    cfg = config_from(parse_args(["--data", "d", "--out", "o"]))
+    assert cfg == dataclasses.replace(TrainConfig(), data=["d"], out="o", policies=cfg.policies)
+    assert (cfg.epochs_head, cfg.epochs_finetune, cfg.views, cfg.teachers) == (40, 6, 2, [])
+    assert (QUICK.epochs_head, QUICK.epochs_finetune, QUICK.unfreeze_blocks) == (20, 3, TrainConfig().unfreeze_blocks)
+    flags = parse_args(["--data", "a", "--data", "b", "--out", "o", "--teacher", "t.keras", "--no-augment"])
+    cfg = config_from(flags)
+    assert cfg.data == ["a", "b"] and cfg.teachers == ["t.keras"] and not cfg.augment and cfg.views == 0
+    assert "--epochs-head" in __import__("training.config", fromlist=["parser"]).parser().format_help()
 
 
 def test_split_file_that_is_not_one_is_refused(tmp_path):
@@ -371,27 +387,25 @@ def test_a_run_that_died_says_why_it_died(tmp_path):
     assert status["state"] == "failed" and status["reason"] == "--views cannot be negative"
 
 
-def test_train_tab_reuses_a_split_and_distils_from_finished_runs_only(tmp_path):
-    import gradio as gr
-
+def test_run_store_reuses_a_split_and_distils_from_finished_runs_only(tmp_path):
+    from classifier import ASSETS
     from settings import Settings
-    from training.tab import DEFAULT_SPLIT, ROOT as APP_ROOT, Trainer
+    from training.runs import DEFAULT_SPLIT, RunError, RunStore
 
-    from guard import Guard
-
-    settings = Settings(data_dir=tmp_path)
-    trainer = Trainer(settings, None, Guard(settings))
+    store = RunStore(Settings(data_dir=tmp_path))
     for name, state in (("20260101-a", "done"), ("20260102-b", "failed")):
         (tmp_path / "runs" / name).mkdir(parents=True)
         (tmp_path / "runs" / name / "status.json").write_text(json.dumps({"state": state}))
         (tmp_path / "runs" / name / "split.csv").write_text("path,split\n")
-    assert trainer.finished() == ["20260101-a"]
-    assert [v for _, v in trainer.split_choices()] == ["", DEFAULT_SPLIT, "20260102-b", "20260101-a"]
-    assert trainer.split_args("") == [] and trainer.split_args("20260101-a") == [
+    (tmp_path / "runs" / "20260101-a" / "model.keras").write_bytes(b"")
+    assert store.finished() == ["20260101-a"] and store.model("20260101-a").name == "model.keras"
+    assert [v for _, v in store.split_choices()] == ["", DEFAULT_SPLIT, "20260102-b", "20260101-a"]
+    assert store.split_args("") == [] and store.split_args("20260101-a") == [
         "--split", str(tmp_path / "runs" / "20260101-a" / "split.csv")]
-    assert trainer.split_args(DEFAULT_SPLIT)[1::2] == [str(APP_ROOT / "assets" / "model" / "split.csv"),
-                                                       str(APP_ROOT / "assets" / "model" / "exclude.txt")]
-    assert trainer.teacher_args(["20260101-a"]) == ["--teacher", str(tmp_path / "runs" / "20260101-a" / "model.keras")]
-    for bad in (lambda: trainer.teacher_args(["20260102-b"]), lambda: trainer.split_args("../../etc")):
-        with pytest.raises(gr.Error):
+    assert store.split_args(DEFAULT_SPLIT)[1::2] == [str(ASSETS / "model" / "split.csv"),
+                                                     str(ASSETS / "model" / "exclude.txt")]
+    assert store.teacher_args(["20260101-a"]) == ["--teacher", str(tmp_path / "runs" / "20260101-a" / "model.keras")]
+    for bad in (lambda: store.teacher_args(["20260102-b"]), lambda: store.split_args("../../etc"),
+                lambda: store.model("20260102-b"), lambda: store.model("../x")):
+        with pytest.raises(RunError):
             bad()

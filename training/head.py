@@ -9,7 +9,6 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 from classifier.classes import CLASSES
-from classifier.images import ImageError
 from classifier.model import Classifier
 
 
@@ -21,18 +20,11 @@ def feature_model(classifier_model):
 def extract_features(classifier_model, paths, batch_size=32, progress=None):
     """Pooled features for ``paths``; returns ``(features, ok_mask, errors)``, skipping unreadable files."""
     extractor = Classifier.from_keras(feature_model(classifier_model))
-    features, ok, errors = [], [], []
-    for i, (path, out) in enumerate(extractor.predict_files(paths, batch_size)):
-        if isinstance(out, ImageError):
-            errors.append((path, str(out)))
-            ok.append(False)
-        else:
-            features.append(out)
-            ok.append(True)
-        if progress:
-            progress(i + 1, len(paths))
+    features, errors = extractor.predict_paths(paths, progress, batch_size)
     dim = classifier_model.get_layer("avg_pool").output.shape[-1]
-    return np.array(features, np.float32).reshape(-1, dim), np.array(ok, bool), errors
+    ok = np.array([p in features for p in paths], bool)
+    rows = [features[p] for p in paths if p in features]
+    return np.array(rows, np.float32).reshape(-1, dim), ok, list(errors.items())
 
 
 def class_weights(labels, multipliers=None):

@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from classifier.backbones import input_size
 from classifier.classes import CLASSES
+from classifier.files import write_atomic
 from classifier.model import Classifier, build_classifier
-from evaluation.predict import write_atomic
 
 from .augment import DEFAULT_POLICIES, Augmenter
 from .data import discover, read_keys, read_split, stratified_split, write_split
@@ -263,9 +263,9 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
                 soft.append(teacher_probabilities(teacher, [b]))
         x = np.concatenate([x, *feats])
     # Balanced class weights from the readable training photos, times the optional per-class multipliers.
-    cfg["weights"] = class_weights(y, cfg["class_multipliers"]) if cfg["class_weight"] == "balanced" else None
+    weights = class_weights(y, cfg["class_multipliers"]) if cfg["class_weight"] == "balanced" else None
     y_train = np.concatenate([y] * (cfg["views"] + 1))
-    weights = np.array([cfg["weights"][c] for c in y_train], np.float32) if cfg["weights"] else None
+    sample_weights = np.array([weights[c] for c in y_train], np.float32) if weights else None
     targets = keras.utils.to_categorical(y_train, len(CLASSES))
     if teacher is not None:
         targets = cfg["distill_alpha"] * np.concatenate(soft) + (1 - cfg["distill_alpha"]) * targets
@@ -276,10 +276,10 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
     x_val, y_val = cached["val"]
     monitor = EpochMonitor(recorder, 1, cfg["epochs_head"], lambda: head.predict(x_val, verbose=0), y_val,
                            0.15, 0.15, "phase 1: training the head on cached features")
-    head.fit(x, targets, sample_weight=weights,
+    head.fit(x, targets, sample_weight=sample_weights,
              epochs=cfg["epochs_head"], batch_size=cfg["batch_size"], verbose=0, shuffle=True,
              callbacks=[monitor, *standard_callbacks(recorder.dir, 1, 8)])
-    return dropped
+    return dropped, weights
 
 
 def teacher_probabilities(teacher, batches):
@@ -287,7 +287,7 @@ def teacher_probabilities(teacher, batches):
     return np.concatenate([teacher.predict_on_batch(b) for b in batches])  # compiled once, unlike teacher(b)
 
 
-def phase2(model, parts, augmenter, cfg, recorder, size, jit, teacher=None):
+def phase2(model, parts, augmenter, cfg, recorder, size, jit, weights, teacher=None):
     """Fine-tune the last K backbone blocks on augmented photos streamed through tf.data."""
     trainable = unfreeze_last_blocks(model, cfg["unfreeze_blocks"])
     learner = model if teacher is None else Distiller(model, teacher, cfg["distill_alpha"])  # training/distill.py
@@ -301,7 +301,7 @@ def phase2(model, parts, augmenter, cfg, recorder, size, jit, teacher=None):
     val = image_dataset([it["path"] for it in parts["val"]], y_val, size, cfg["batch_size"])
     monitor = EpochMonitor(recorder, 2, cfg["epochs_finetune"], lambda: model.predict(val, verbose=0), y_val,
                            0.6, 0.3, f"phase 2: fine-tuning the last {cfg['unfreeze_blocks']} blocks")
-    learner.fit(train, epochs=cfg["epochs_finetune"], class_weight=cfg["weights"],
+    learner.fit(train, epochs=cfg["epochs_finetune"], class_weight=weights,
                 shuffle=False, verbose=1 if sys.stdout.isatty() else 0,
                 callbacks=[monitor, *standard_callbacks(recorder.dir, 2, 4)])
 
@@ -342,12 +342,12 @@ def _run(cfg, recorder):
             teacher = teacher_ensemble(cfg["teachers"], size)
             recorder.log.info(f"distilling from {', '.join(map(str, cfg['teachers']))} "
                               f"(alpha {cfg['distill_alpha']})")
-        dropped = phase1(model, parts, augmenter, cfg, recorder, size, teacher)
-        write_config(cfg, facts, device, recorder.dir)
+        dropped, weights = phase1(model, parts, augmenter, cfg, recorder, size, teacher)
+        write_config(cfg, weights, facts, device, recorder.dir)
         if CANCEL["requested"]:
             raise Cancelled
         if cfg["epochs_finetune"] > 0:
-            phase2(model, parts, augmenter, cfg, recorder, size, jit=is_gpu, teacher=teacher)
+            phase2(model, parts, augmenter, cfg, recorder, size, jit=is_gpu, weights=weights, teacher=teacher)
     if CANCEL["requested"]:
         raise Cancelled
     recorder.update(stage="evaluating", progress=0.9)
@@ -359,7 +359,7 @@ def _run(cfg, recorder):
 
 def finish(model, parts, cfg, recorder, dropped):
     """Save the model and evaluate it on the validation (and test) photos with the evaluation package."""
-    from evaluation.run import run as evaluate
+    from evaluation.run import evaluate_folder
 
     keras.mixed_precision.set_global_policy("float32")
     meta = {"name": cfg.get("name") or recorder.dir.name, "backbone": cfg["backbone"], "classes": list(CLASSES),
@@ -369,11 +369,11 @@ def finish(model, parts, cfg, recorder, dropped):
     for name in ("val", "test"):
         if parts.get(name):
             items = [(it["key"], it["path"]) for it in parts[name]]
-            reports[name] = evaluate(None, recorder.dir / "eval" / name, items=items, classifier=clf,
-                                     labels={it["key"]: it["label"] for it in parts[name]})
+            reports[name] = evaluate_folder(None, recorder.dir / "eval" / name, items=items, classifier=clf,
+                                            labels={it["key"]: it["label"] for it in parts[name]})
     if cfg.get("test"):
-        reports["test"] = evaluate(cfg["test"], recorder.dir / "eval" / "test", labels_path=cfg.get("labels"),
-                                   classifier=clf)
+        reports["test"] = evaluate_folder(cfg["test"], recorder.dir / "eval" / "test",
+                                          labels_path=cfg.get("labels"), classifier=clf)
     best = reports.get("test") or reports["val"]
     meta.update(accuracy=best["accuracy"], test_images=best["n_scored"],
                 per_class_recall={c: m["recall"] for c, m in best["per_class"].items()},
@@ -383,15 +383,14 @@ def finish(model, parts, cfg, recorder, dropped):
     return meta
 
 
-def write_config(cfg, facts, device, run_dir):
+def write_config(cfg, weights, facts, device, run_dir):
     import albumentations
     import sklearn
 
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
                 "albumentations": albumentations.__version__, "scikit-learn": sklearn.__version__,
                 "python": sys.version.split()[0]}
-    config = {**{k: v for k, v in cfg.items() if k != "weights"},
-              "class_weight_values": {CLASSES[k]: v for k, v in (cfg["weights"] or {}).items()},
+    config = {**cfg, "class_weight_values": {CLASSES[k]: v for k, v in (weights or {}).items()},
               "data_facts": facts, "device": device, "versions": versions}
     (Path(run_dir) / "config.json").write_text(json.dumps(config, indent=2, default=str))
 

@@ -1,15 +1,19 @@
-"""The doors: who may do what, how much at once, and what text leaves the server. Every tab uses this one guard.
+"""What every tab shares: the doors (who may do what, how much at once, what text leaves the server), the
+admin password field, the data-set list, progress bars and how a job's own errors reach the user.
 
 - With ``ADMIN_PASSWORD`` set, whatever writes (labels, imports, runs, models served), exports the store or costs
   minutes of CPU (evaluate, auto-label, train) needs it, checked on the server; read-only views stay open.
 - Costly events also pass a bounded wait list at the door: a Gradio validator runs when a request *joins* the
   queue, so a flood of them is refused at once and never fills the queue that ``/classify`` shares.
-- Text shown to users passes :meth:`Guard.scrub` (no absolute server path) and, where people or an LLM wrote it,
-  :func:`plain` (shown as text, never as Markdown or HTML).
+- Text shown to users passes :meth:`Guard.scrub` (no absolute server path); where people or an LLM wrote it, the
+  review shows it as plain text (``labeling.review.plain``).
+
+The jobs' own modules (``labeling/review.py``, ``training/runs.py``, ``evaluation/run.py``) know nothing of Gradio:
+they raise ``ValueError`` subclasses with a message for the user, and :func:`shown` turns those into refusals.
 """
 
-import html
-import re
+import functools
+import inspect
 import sys
 from pathlib import Path
 
@@ -21,16 +25,43 @@ MAX_WAITING = 4  # costly requests waiting in the queue at once, all kinds toget
 MAX_NAME = 100  # characters of a reviewer's name
 
 
-def refuse(message):
+def refuse(message: str) -> gr.Error:
     """The error a refused request gets: the message for the user, one line in the log (no traceback)."""
     return gr.Error(message, print_exception=False)
 
 
-def plain(text):
-    """``text`` as plain text inside Markdown: HTML and Markdown syntax are shown, not rendered (so an
-    ``<img src=...>`` or ``![](...)`` in a reviewer's name or an LLM reply loads nothing)."""
-    text = html.escape(str(text), quote=False)
-    return re.sub(r"([\\`*_{}\[\]()#+!|~>-])", r"\\\1", text)
+def shown(fn):
+    """Wrap an event handler so that a job's own errors (``ValueError`` and its subclasses: ``ReviewError``,
+    ``RunError``, ``PathNotAllowed``, ``LabelFileError``...) reach the user as a refusal with their message."""
+    if inspect.isgeneratorfunction(fn):  # a streaming handler: Gradio must still see a generator
+        @functools.wraps(fn)
+        def stream(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except ValueError as e:
+                raise refuse(str(e)) from None
+        return stream
+
+    @functools.wraps(fn)
+    def handler(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValueError as e:
+            raise refuse(str(e)) from None
+    return handler
+
+
+def dataset_dropdown(settings, label: str, **kwargs) -> gr.Dropdown:
+    """A dropdown of the data sets under the data roots (by name), listed again each time it is opened."""
+    dropdown = gr.Dropdown(settings.datasets(), label=label, **kwargs)
+    dropdown.focus(lambda: gr.Dropdown(choices=settings.datasets()), None, dropdown, api_visibility="private",
+                   queue=False)
+    return dropdown
+
+
+def progress_bar(progress: gr.Progress, desc: str):
+    """A ``progress(done, total)`` callback for the jobs, drawing Gradio's progress bar with ``desc``."""
+    return lambda done, total: progress(done / max(total, 1), desc=desc.format(done=done, total=total))
 
 
 class Guard:
@@ -45,15 +76,15 @@ class Guard:
                              key=lambda p: -len(str(p[0])))
 
     @property
-    def open(self):
+    def open(self) -> bool:
         return not self.settings.admin_password
 
-    def require(self, password, what="This"):
+    def require(self, password: str | None, what: str = "This") -> None:
         """Raise a refusal unless the admin password is right (or none is set)."""
         if not self.settings.admin_ok(password):
             raise refuse(f"{what} needs the admin password (ADMIN_PASSWORD is set on this app).")
 
-    def door(self, password_at=None, what="This"):
+    def door(self, password_at: int | None = None, what: str = "This"):
         """A validator for a costly event (``validator=guard.door(...)``): run when a request joins the queue, it
         refuses at once a request without the password (``password_at``: the password's place among the event's
         inputs) and any request while ``MAX_WAITING`` costly ones already wait."""
@@ -69,16 +100,16 @@ class Guard:
             return [gr.validate(message is None or i != at, message or "") for i in range(len(inputs))]
         return validate
 
-    def waiting(self):
+    def waiting(self) -> int:
         """Costly requests in the queue now, not yet started."""
         queues = getattr(getattr(self.blocks, "_queue", None), "event_queue_per_concurrency_id", {})
         return sum(len(queues[c].queue) for c in COSTLY if c in queues)
 
-    def password_box(self):
+    def password_box(self) -> gr.Textbox:
         """The admin password field, shown only when a password is set."""
         return gr.Textbox(label="Admin password", type="password", visible=not self.open)
 
-    def notice(self):
+    def notice(self) -> str:
         """What is open to anyone, said plainly."""
         if self.open:
             return ("⚠️ **No `ADMIN_PASSWORD` is set: anyone who can open this page can change labels, import, "
@@ -87,14 +118,14 @@ class Guard:
         return ("🔒 Classifying and looking are open to all; changing labels, importing, auto-labeling, exporting, "
                 "evaluating and training need the admin password.")
 
-    def scrub(self, text):
+    def scrub(self, text) -> str:
         """``text`` with every absolute server path of the app's folders replaced by a short name."""
         text = str(text)
         for path, name in self._names:
             text = text.replace(str(path), name)
         return text
 
-    def check_name(self, name):
+    def check_name(self, name: str | None) -> str:
         """A reviewer's name, trimmed; refused when empty or longer than ``MAX_NAME``."""
         name = " ".join(str(name or "").split())
         if not name:

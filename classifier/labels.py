@@ -1,4 +1,4 @@
-"""Labels for evaluation: the original ``results.json`` format, or class folders.
+"""Label files, for evaluation and the label store alike: the original ``results.json`` format, or class folders.
 
 Every label becomes a class id, :data:`~classifier.classes.NONE` ("none of the 10"), or ``"other: <name>"`` for a
 name that is no class (kept and counted, never dropped silently). The original file writes "none" as the string
@@ -9,37 +9,14 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from classifier.classes import CLASSES, NONE, to_class_id
-
-OTHER = "other: "
-# The original project's class list: English names, but "ragno" for spider. Its predict script scored only
-# labels spelled exactly like these.
-ORIGINAL_VOCABULARY = {("ragno" if c == "spider" else c): c for c in CLASSES}
+from .classes import OTHER, parse_label, to_class_id
 
 
 class LabelFileError(ValueError):
     """A label file that cannot be used; the message names the file and the place."""
 
 
-def parse_label(value, aliases=True):
-    """One raw label -> class id, NONE, or ``"other: <name>"``.
-
-    With ``aliases=False`` only the original project's spellings count as classes (``spider`` becomes
-    ``"other: spider"``, as its predict script effectively did).
-    """
-    if value is None or (isinstance(value, str) and value.strip().lower() == "null"):
-        return NONE
-    text = str(value).strip()
-    if aliases:
-        class_id = to_class_id(text)
-        if class_id:
-            return class_id
-    elif text in ORIGINAL_VOCABULARY:
-        return ORIGINAL_VOCABULARY[text]
-    return OTHER + text
-
-
-def read_labels(path, aliases=True):
+def read_labels(path: str | Path, aliases: bool = True) -> dict[str, str]:
     """Read a ``results.json``-style file: a JSON object ``{image stem: label or null}``.
 
     Returns ``{key: parsed label}``. Raises :class:`LabelFileError` for malformed JSON, a non-object, duplicate
@@ -73,7 +50,7 @@ def _no_duplicates(pairs, path):
     return dict(pairs)
 
 
-def folder_labels(keys):
+def folder_labels(keys: list[str]) -> dict[str, str]:
     """Labels from class folders: ``cat/001`` -> cat, ``none/car`` -> NONE, ``wolf/1`` -> ``other: wolf``.
 
     Keys without a folder get no label.
@@ -86,7 +63,7 @@ def folder_labels(keys):
     return out
 
 
-def match(keys, labels):
+def match(keys: list[str], labels: dict[str, str]) -> tuple[dict[str, str], list[str], list[str]]:
     """Pair image keys with labels; also match a label keyed by the file's stem alone (``17`` for ``x/17``).
 
     Returns ``(labels by image key, label keys without an image, image keys without a label)``.
@@ -103,3 +80,18 @@ def match(keys, labels):
         else:
             missing_images.append(lkey)
     return out, sorted(missing_images), sorted(k for k in keys if k not in out)
+
+
+def labels_for(keys: list[str], labels_path: str | Path | None = None, labels: dict[str, str] | None = None,
+               aliases: bool = True) -> tuple[dict[str, str], list[str], list[str]]:
+    """The labels of image ``keys``: from ``labels`` (a ``{key: label}`` dict, e.g. the label store's), else
+    from ``labels_path`` (a results.json), else from the class folders in the keys.
+
+    Returns ``(labels by image key, label keys without an image, image keys without a label)``.
+    """
+    if labels is None and labels_path:
+        labels = read_labels(labels_path, aliases)
+    if labels is not None:
+        return match(keys, labels)
+    labels = folder_labels(keys)
+    return labels, [], [k for k in keys if k not in labels]

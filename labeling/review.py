@@ -1,0 +1,339 @@
+"""A reviewer's work on the label store, without any UI: the suspects-first queue, one-key decisions with leases,
+previous and undo, bulk accept, import, auto-label, export, and what is shown of an image.
+
+:class:`Review` is one per app (the store is shared by all sessions); a reviewer's session is a small dict
+(``reviewer``, lease ``holder``, ``history``, ``current``) that the tab keeps per browser. Requests the review cannot
+do raise :class:`ReviewError`, whose message says what to do.
+"""
+
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from classifier.classes import CLASSES, NONE, OTHER, display_name
+from classifier.images import ImageError, thumbnail
+from evaluation.metrics import evaluate
+
+from .glm import BatchStopped, GLMLabeler, autolabel
+from .store import LabelStore
+from .suspects import model_key, predict_store, rank
+
+EXPORTS = Path(tempfile.gettempdir()) / "animals10-exports"  # never under DATA_DIR, which is not served
+SMALL_BATCH = 64  # images without a prediction that Start waits for (about a second), rather than open unranked
+STATUSES = ["all", "unreviewed", "accepted", "corrected"]
+SORTS = ["suspicion", "model confidence", "key"]
+IMPACT_COLUMNS = ("labels", "scored", "accuracy", "cat recall", "dog precision")
+
+
+class ReviewError(ValueError):
+    """A request the review cannot do (no image open, nothing to undo...); the message says what to do."""
+
+
+def plain(text) -> str:
+    """``text`` as plain text inside Markdown: HTML and Markdown syntax are shown, not rendered (so an
+    ``<img src=...>`` or ``![](...)`` in a reviewer's name or an LLM reply loads nothing)."""
+    import html
+
+    text = html.escape(str(text), quote=False)
+    return re.sub(r"([\\`*_{}\[\]()#+!|~>-])", r"\\\1", text)
+
+
+class Review:
+    """The review's logic, one instance per app (the store is shared by all sessions and processes).
+
+    ``scrub`` takes server paths out of messages shown to users (the app passes its guard's).
+    """
+
+    def __init__(self, settings, slot, scrub=str):
+        self.settings, self.slot, self.scrub = settings, slot, scrub
+        self.store = LabelStore(settings.data_dir / "labels.db")
+        self.autolabel_cancel, self.autolabel_lock = threading.Event(), threading.Lock()
+        # (store version, result) of the last reading of each: read again only when the version moved
+        self._state, self._probs, self._ranked = (None, None), (None, None), (None, None)
+        self._predict_lock, self._predicted_for, self.predicting = threading.Lock(), None, None
+
+    # -- a reviewer's session -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def check(session: dict | None) -> None:
+        if not session or not session.get("reviewer"):
+            raise ReviewError("Enter your name and press Start first: every decision records who made it.")
+
+    def start(self, name: str, filters, old: dict | None = None) -> tuple:
+        """Open a session for ``name`` (already checked) and its first image: ``(photo, details, progress,
+        session)``. Starting again (new filters) keeps the browser's lease holder, so its open image is released."""
+        holder = old["holder"] if old and old.get("reviewer") == name else f"{name}:{uuid.uuid4().hex[:8]}"
+        session = {"reviewer": name, "holder": holder, "history": [], "current": None}
+        self.predict_in_background(wait=3)  # a small import opens ranked; a large one opens at once, ranks as it goes
+        return self.show_next(session, filters)
+
+    def show_next(self, session: dict, filters) -> tuple:
+        self.check(session)
+        image, queue = self.next_image(session, filters)
+        if image is not None:
+            session["history"].append(image)
+        session["current"] = image
+        return (*self.view(image, queue), session)
+
+    def decide(self, session: dict, choice: str, filters) -> tuple:
+        """Record ``choice`` (a class, ``"none"``, or ``"accept"`` the current label) for the open image, then open
+        the next one."""
+        self.check(session)
+        current = session.get("current")
+        if current is None:
+            raise ReviewError("No image open: press Start reviewing or next.")
+        if choice == "accept":
+            choice = self.store.state([current])[0]["label"]
+            if choice is None:
+                raise ReviewError("There is no label to accept: pick a class, or n for none.")
+        self.store.decide(current, choice, session["reviewer"])
+        return self.show_next(session, filters)
+
+    def previous(self, session: dict) -> tuple:
+        self.check(session)
+        history = session["history"]
+        if len(history) < 2:
+            raise ReviewError("This is the first image of the session.")
+        history.pop()
+        if not self.store.claim(history[-1], session["holder"]):
+            raise ReviewError("Another reviewer has that image open right now.")
+        session["current"] = history[-1]
+        return (*self.view(session["current"]), session)
+
+    def undo(self, session: dict) -> tuple[tuple, int]:
+        """Undo the reviewer's latest decision (a whole bulk accept if it was one) and reopen its image."""
+        self.check(session)
+        images = self.store.undo(session["reviewer"])
+        if not images:
+            raise ReviewError("Nothing of yours to undo.")
+        self.store.claim(images[0], session["holder"])
+        session["current"] = images[0]
+        session["history"].append(images[0])
+        return (*self.view(images[0]), session), len(images)
+
+    def bulk_accept(self, session: dict, threshold: float) -> int:
+        self.check(session)
+        rows = self.bulk_candidates(threshold)
+        if not rows:
+            raise ReviewError("No image qualifies: lower the confidence or auto-label first.")
+        self.store.accept_many([r["id"] for r in rows], session["reviewer"])
+        return len(rows)
+
+    def import_folder(self, session: dict, folder: Path) -> str:
+        """Import a data set folder (its results.json if there is one, else class folders); returns a line."""
+        self.check(session)
+        labels = folder / "results.json"
+        try:
+            result = self.store.import_folder(folder, labels if labels.exists() else None, author=session["reviewer"])
+        except (ValueError, FileNotFoundError) as e:
+            raise ReviewError(self.scrub(e)) from None
+        self.predict_in_background()
+        return (f"Imported {result['images']} images into data set **{plain(result['dataset'])}** "
+                f"({result['added']} new, {result['labels_added']} labels); "
+                f"{len(result['labels_without_image'])} labels without image, "
+                f"{len(result['images_without_label'])} images without label.")
+
+    # -- predictions, in the background ------------------------------------------------------------------------
+
+    def predict_in_background(self, wait: float = 0.0) -> None:
+        """Compute the served model's missing predictions in a thread (one at a time), at the classifier's batch
+        speed, saved as they come (the queue ranks them as they arrive). When only a few are missing (a small
+        import: about a second of work), wait at most ``wait`` seconds for them, so the queue opens ranked."""
+        clf = self.slot.get()
+        key = model_key(clf)
+        _, images, predicted = self.store.version(key)
+        wait = wait if images - predicted <= SMALL_BATCH else 0
+        if self._predicted_for != (key, images) and self._predict_lock.acquire(blocking=False):
+            self._predicted_for = (key, images)  # an unreadable image is not tried again until something changes
+
+            def work():
+                try:
+                    predict_store(self.store, clf, progress=lambda i, n: setattr(self, "predicting", (i, n)))
+                finally:
+                    self.predicting = None
+                    self._predict_lock.release()
+            threading.Thread(target=work, daemon=True, name="predictions").start()
+        deadline = time.time() + wait
+        while self._predict_lock.locked() and time.time() < deadline:
+            time.sleep(0.05)
+
+    # -- queue -------------------------------------------------------------------------------------------------
+
+    def state(self) -> list[dict]:
+        """The store's state, read again only when labels or images changed (by anyone) since the last read: after
+        new events only their images are read again (a decision costs one image, not the whole store)."""
+        version, rows = self._state
+        now = self.store.version()[:2]
+        if version == now:
+            return rows
+        if version and version[1] == now[1] and version[0] is not None:
+            fresh = {r["id"]: r for r in self.store.state(self.store.changed_since(version[0]))}
+            rows = [fresh.get(r["id"], r) for r in rows]
+        else:  # first read, or images were added
+            rows = self.store.state()
+        self._state = (now, rows)  # read after the version: at worst newer than it, then patched once more
+        return rows
+
+    def ranked(self) -> list[dict]:
+        """The whole store ranked, most suspicious first; ranked again only when labels, images, the served model
+        or its cached predictions changed, so browsing costs no ranking and a decision one. Images still without a
+        prediction (being computed in the background) rank after those with one."""
+        clf = self.slot.get()
+        key = model_key(clf)
+        last_event, images, predicted = self.store.version(key)
+        if predicted < images:
+            self.predict_in_background()
+        if self._probs[0] != (key, images, predicted):
+            probs = {i: np.asarray(p, np.float32) for i, p in self.store.cached_predictions(key).items()}
+            self._probs = ((key, images, predicted), probs)
+        (stamp, probs), (ranked_at, rows) = self._probs, self._ranked
+        if ranked_at != (stamp, last_event):
+            rows = rank(self.state(), probs, clf.classes)
+            self._ranked = ((stamp, last_event), rows)
+        return rows
+
+    def queue(self, status: str = "all", label: str = "all", predicted: str = "all", llm_only: bool = False,
+              sort: str = "suspicion") -> list[dict]:
+        rows = list(self.ranked())  # a copy: sorting it must not reorder the cached ranking
+        if status != "all":
+            rows = [r for r in rows if r["status"] == status]
+        if label != "all":
+            rows = [r for r in rows if (r["label"] or "").startswith(OTHER)] if label == "other" else \
+                [r for r in rows if r["label"] == label]
+        if predicted != "all":
+            rows = [r for r in rows if r["predicted"] == predicted]
+        if llm_only:
+            rows = [r for r in rows if r["llm_label"] == NONE or r["llm_status"] in
+                    ("unparseable", "content_filter", "sensitive")]
+        if sort == "model confidence":
+            rows.sort(key=lambda r: r["p_predicted"] if r["p_predicted"] is not None else 0)
+        elif sort == "key":
+            rows.sort(key=lambda r: r["key"])
+        return rows
+
+    def next_image(self, session: dict, filters) -> tuple[int | None, list[dict]]:
+        since = self.store.version()[0]  # the last event before the queue is read
+        rows = self.queue(*filters)
+        seen = set(session["history"])
+        image = self.store.claim_next([r["id"] for r in rows if r["id"] not in seen], session["holder"], since)
+        return image, rows
+
+    # -- views -------------------------------------------------------------------------------------------------
+
+    def view(self, image_id: int | None, queue: list[dict] | None = None) -> tuple:
+        """(photo, details markdown, progress markdown) for one image; ``queue`` is the ranked queue it came from
+        (passed on, so a key press ranks the store once, not twice)."""
+        if image_id is None:
+            text = "**Nothing left in this queue.** Change the filters, or import images."
+            return None, text, self.progress()
+        row = next(r for r in (queue if queue is not None else self.ranked()) if r["id"] == image_id)
+        clf = self.slot.get()
+        probs = self.store.cached_prediction(model_key(clf), image_id)  # one row, not the whole cache
+        top3 = ", ".join(f"{display_name(c)} {p:.0%}" for c, p in clf.top_k(np.asarray(probs), 3)) if probs else "-"
+        label = row["label"]
+        shown = display_name(label) if label in CLASSES else ("none of the 10" if label == NONE else label or "—")
+        uid = row["uid"].replace("`", "'")  # a code span shows anything but a backtick as text
+        lines = [f"### {plain(shown)}",
+                 f"`{uid}` (data set {plain(row['dataset'])}) · label from **{row['source'] or 'nobody'}** · "
+                 f"{row['status']}" + (f" by {plain(row['reviewer'])}" if row["reviewer"] else ""),
+                 f"**Model:** {top3}" + (" — *disagrees*" if row["disagree"] else ""),
+                 f"**LLM said:** {_llm_line(row)}"]
+        if queue is not None:
+            lines.append(f"{len(queue)} images in this queue · suspicion rank {row['rank']}")
+        try:
+            picture = thumbnail(row["file"], 900)
+        except ImageError as e:
+            picture, lines = None, lines + [f"⚠️ {plain(self.scrub(e))}"]
+        return picture, "\n\n".join(lines), self.progress()
+
+    def progress(self) -> str:
+        s = self.store.stats(self.state())
+        per = " · ".join(f"{display_name(c) if c in CLASSES else c} {n}" for c, n in sorted(s["per_label"].items()))
+        busy = self.predicting
+        busy = f" · model predictions {busy[0]} / {busy[1]} (the queue ranks them as they come)" if busy else ""
+        return (f"**Reviewed {s['reviewed']} / {s['total']}** ({s['accepted']} accepted, {s['corrected']} "
+                f"corrected; {s['changed_from_llm']} changed from the LLM's label) · LLM-labelled "
+                f"{s['llm_labelled']}{busy}\n\n{plain(per)}")
+
+    # -- bulk accept -------------------------------------------------------------------------------------------
+
+    def bulk_candidates(self, min_confidence: float) -> list[dict]:
+        """Unreviewed images whose LLM/import label the model agrees with at ``min_confidence`` or more."""
+        return [r for r in self.ranked() if r["status"] == "unreviewed" and r["label"] in CLASSES
+                and r["predicted"] == r["label"] and (r["p_predicted"] or 0) >= min_confidence]
+
+    def impact(self) -> pd.DataFrame:
+        """Accuracy, cat recall and dog precision of the serving model against the labels before and after review.
+
+        Uses the cached predictions, so it costs no image decoding.
+        """
+        clf = self.slot.get()
+        probs = self.store.cached_predictions(model_key(clf))
+        rows = [r for r in self.store.state() if r["id"] in probs]
+        table = []
+        for name, column in (("before review (LLM / imported)", "machine_label"), ("after review (current)", "label")):
+            scored = [r for r in rows if r[column] is not None]
+            report = evaluate([r[column] for r in scored],
+                              [clf.classes[int(np.argmax(probs[r["id"]]))] for r in scored], n_boot=200)
+            cat = report["per_class"]["cat"]
+            table.append([name, report["n_scored"], _pct(report["accuracy"]),
+                          _pct(cat["recall"] if cat["support"] else None),
+                          _pct(report["per_class"]["dog"]["precision"])])
+        return pd.DataFrame(table, columns=IMPACT_COLUMNS)
+
+    # -- auto-label --------------------------------------------------------------------------------------------
+
+    def run_autolabel(self, limit: int, progress) -> dict:
+        if not self.autolabel_lock.acquire(blocking=False):
+            raise ReviewError("Auto-labeling is already running.")
+        try:
+            self.autolabel_cancel.clear()
+            labeler = GLMLabeler(self.settings.glm_api_key, self.settings.glm_base_url, self.settings.glm_model,
+                                 data_prefix=self.settings.glm_data_prefix)
+            return autolabel(self.store, labeler, limit or None, 2, progress, self.autolabel_cancel)
+        except BatchStopped as e:
+            raise ReviewError(str(e)) from None
+        finally:
+            self.autolabel_lock.release()
+
+
+    # -- export ------------------------------------------------------------------------------------------------
+
+    def export(self) -> list[str]:
+        """Files for one download: each data set's results.json (original format), the history CSV and a copy of
+        the database, in a fresh temporary folder (Gradio serves its own copies; older exports are removed)."""
+        EXPORTS.mkdir(exist_ok=True)
+        for old in EXPORTS.glob("export-*"):
+            if time.time() - old.stat().st_mtime > 600:
+                shutil.rmtree(old, ignore_errors=True)
+        out = Path(tempfile.mkdtemp(prefix="export-", dir=EXPORTS))
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        files = []
+        for d in self.store.datasets():
+            files.append(out / f"results-{re.sub(r'[^A-Za-z0-9._-]+', '_', d['name'])}-{stamp}.json")
+            self.store.export_results(files[-1], d["name"])
+        files += [out / f"history-{stamp}.csv", out / f"labels-{stamp}.db"]
+        self.store.export_history(files[-2])
+        self.store.backup(files[-1])
+        return [str(f) for f in files]
+
+
+def _pct(x):
+    return "-" if x is None else f"{x:.1%}"
+
+
+def _llm_line(row):
+    if row["llm_status"] is None:
+        return "not asked yet"
+    reply = (row["llm_reply"] or "").strip().replace("\n", " ")
+    reply = reply[:300] + ("…" if len(reply) > 300 else "")
+    return f"{plain(row['llm_label'] or row['llm_status'])} — “{plain(reply)}”"
+
+

@@ -1,0 +1,140 @@
+"""Every setting of a training run in one typed place: its default, its help and its checks.
+
+``python -m training``'s flags are made from :class:`TrainConfig`'s fields, and the Train tab's fields take their
+defaults from :data:`QUICK`, a named preset of the same config (fewer epochs, for a run watched in the browser), so a
+default lives once. To change a default, change it here; to add a setting, add a field with ``help`` and the
+pipeline reads it from the dict :meth:`TrainConfig.to_dict` gives.
+"""
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+
+from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
+from classifier.classes import CLASSES, to_class_id
+
+from .limits import check_counts
+
+
+def setting(default, help, **flag):
+    """A config field with its command-line help (``%(default)s`` works) and any extra argparse options."""
+    factory = {"default_factory": default} if callable(default) else {"default": default}
+    return field(**factory, metadata={"help": help, **flag})
+
+
+@dataclass
+class TrainConfig:
+    """The settings of one training run (see ``python -m training --help``)."""
+
+    data: list = setting(list, "folder of class folders (English, Italian or Chinese names), or of sources holding "
+                               "class folders, as shared/data/animals/<source>/<class>/; repeatable",
+                         action="append", required=True)
+    out: str = setting("", "run folder (created)", required=True)
+    backbone: str = setting(DEFAULT_BACKBONE, "default: %(default)s", choices=BACKBONES)
+    epochs_head: int = setting(40, "phase-1 epochs at most (default: %(default)s)")
+    epochs_finetune: int = setting(6, "phase-2 epochs at most; 0 skips phase 2 (default: %(default)s)")
+    unfreeze_blocks: int = setting(3, "backbone blocks fine-tuned in phase 2 (default: %(default)s)")
+    batch_size: int = setting(32, "default: %(default)s")
+    lr_head: float = setting(1e-3, "phase-1 learning rate (default: %(default)s)")
+    lr_finetune: float = setting(1e-5, "phase-2 learning rate (default: %(default)s)")
+    val_split: float = setting(0.15, "validation share of a new stratified split (default: %(default)s)",
+                               group="validation")
+    val: str = setting(None, "a separate folder of validation photos", group="validation")
+    split: str = setting(None, "CSV (path,split) pinning each photo to train/val/test across runs")
+    exclude: str = setting(None, "photos never used (known-wrong labels): one path per line, or a CSV with a path "
+                                 "column; paths relative to their data folder")
+    test: str = setting(None, "a test folder, evaluated at the end into eval/test/")
+    labels: str = setting(None, "results.json for --test (default: its class folders)")
+    class_weight: str = setting("balanced", "default: %(default)s", choices=("balanced", "none"))
+    class_multipliers: dict = setting(dict, "multiply a class's weight, e.g. cat=2 as the original did (repeatable)",
+                                      flag="--class-multiplier", action="append", metavar="CLASS=X")
+    views: int = setting(2, "augmented views per photo cached for phase 1 (default: %(default)s)")
+    augment: bool = setting(True, "no augmentation at all", flag="--no-augment", action="store_false")
+    policies: dict = setting(None, "JSON file overriding the augmentation policies class by class, e.g. "
+                                   "{\"sheep\": {\"crop_scale\": [0.35, 1.0]}}; left-out keys keep the built-in "
+                                   "values (built in: stronger for cat and dog; see training/augment.py)")
+    teachers: list = setting(list, "distil both phases from this model (.keras or .npz, e.g. an earlier run's "
+                                   "model.keras); repeat for an ensemble, whose mean probabilities are used",
+                             flag="--teacher", action="append", metavar="MODEL")
+    distill_alpha: float = setting(0.7, "with --teacher: weight of the teachers' probabilities in the targets, "
+                                        "the rest is the label (default: %(default)s)")
+    strategy: str = setting("auto", "tf.distribute: mirrored = all GPUs of this machine; multiworker = the machines "
+                                    "in TF_CONFIG (default: %(default)s)", choices=("auto", "mirrored", "multiworker"))
+    seed: int = setting(0, "default: %(default)s")
+    name: str = setting(None, "model name shown in the app (default: the run folder's name)")
+
+    def check(self):
+        """Raise ``ValueError`` naming the flag for a value no run could use; returns the config."""
+        if not 0 <= self.distill_alpha <= 1:
+            raise ValueError(f"--distill-alpha must be between 0 and 1, not {self.distill_alpha}")
+        if not 0 < self.val_split < 1:
+            raise ValueError(f"--val-split must be between 0 and 1, not {self.val_split}")
+        check_counts(epochs_head=self.epochs_head, epochs_finetune=self.epochs_finetune,
+                     unfreeze_blocks=self.unfreeze_blocks, views=self.views)
+        if self.batch_size < 1 or self.lr_head <= 0 or self.lr_finetune <= 0:
+            raise ValueError("--batch-size and the learning rates must be positive")
+        return self
+
+    def to_dict(self):
+        """The settings as the pipeline reads them (and writes them into the run's config.json)."""
+        return dataclasses.asdict(self)
+
+
+QUICK = dataclasses.replace(TrainConfig(), epochs_head=20, epochs_finetune=3)  # the Train tab's preset
+
+
+def add_flags(parser):
+    """Add one flag per :class:`TrainConfig` field to ``parser`` (``--epochs-head`` for ``epochs_head``...)."""
+    groups = {}
+    for f in dataclasses.fields(TrainConfig):
+        meta = dict(f.metadata)
+        name = meta.pop("flag", "--" + f.name.replace("_", "-"))
+        group = meta.pop("group", None)
+        if group and group not in groups:
+            groups[group] = parser.add_mutually_exclusive_group()
+        target = groups[group] if group else parser
+        kwargs = {"dest": f.name, **meta}
+        if kwargs.get("action") == "append":
+            kwargs["default"] = []
+        elif kwargs.get("action") != "store_false" and not kwargs.get("required"):
+            kwargs["default"] = f.default if f.default is not dataclasses.MISSING else None
+            if f.type in (int, float):
+                kwargs["type"] = f.type
+        target.add_argument(name, **kwargs)
+
+
+def config_from(args):
+    """A checked :class:`TrainConfig` from parsed flags (class multipliers and the policy file read here)."""
+    from .augment import DEFAULT_POLICIES, load_policies
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    values["class_multipliers"] = _multipliers(values["class_multipliers"])
+    values["policies"] = load_policies(values["policies"]) if values["policies"] else DEFAULT_POLICIES
+    if not values["augment"]:
+        values["views"] = 0
+    return TrainConfig(**values).check()
+
+
+def _multipliers(items):
+    out = {}
+    for item in items:
+        name, _, factor = item.partition("=")
+        try:
+            factor = float(factor)
+        except ValueError:
+            factor = 0
+        if to_class_id(name) not in CLASSES or not factor > 0:
+            raise ValueError(f"--class-multiplier {item}: expected CLASS=X with one of the 10 classes and X > 0, "
+                             "e.g. cat=2")
+        out[to_class_id(name)] = factor
+    return out
+
+
+def parser():
+    """The argument parser of ``python -m training``: the config's flags plus what happens after the run."""
+    p = argparse.ArgumentParser(prog="python -m training", formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(p)
+    p.add_argument("--compact", help="also save the model in compact .npz form (as assets/model/default.npz)")
+    p.add_argument("--compact-dtype", choices=("float32", "float16"), default="float32",
+                   help="float16 halves the compact file (fine-tuned blocks); default: %(default)s")
+    return p

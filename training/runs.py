@@ -1,0 +1,156 @@
+"""Training runs as the app sees them: each is a ``python -m training`` process writing into
+``DATA_DIR/runs/<name>/`` (``status.json``, ``train.log``, pictures, ``model.keras``). Reading a run never touches
+the process, so a crash of either side never corrupts the other. No Gradio here: requests that cannot be done raise
+:class:`RunError`.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from classifier import ASSETS
+
+from .limits import check_counts
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SPLIT = "default model's split"  # assets/model/split.csv and exclude.txt, for shared/data/animals
+
+
+def read_status(run_dir: str | Path) -> dict:
+    """A run's status.json; a run whose process died without saying so is reported as failed."""
+    status = read_json(Path(run_dir) / "status.json") or {"state": "starting", "progress": 0.0}
+    if status.get("state") == "running" and not _alive(status.get("pid")):
+        said = _last_error(Path(run_dir) / "process.log")
+        status.update(state="failed", reason=said or "the training process ended without finishing (killed?)")
+    return status
+
+
+def _last_error(log):
+    """The ``error: ...`` line a training process printed before it exited, if any."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((ln[len("error: "):] for ln in reversed(lines) if ln.startswith("error: ")), None)
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON file the training process may be writing right now: None until it is complete."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid):
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, PermissionError, ValueError):
+        return False
+    try:  # a zombie child (ended, not yet reaped) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+class RunError(ValueError):
+    """A run request that cannot be done (one is going, no such run...); the message says what to do."""
+
+
+class RunStore:
+    """The training runs under ``DATA_DIR/runs``: list them, read their state, start, cancel, serve. The Train and
+    Evaluate tabs share it, so "a finished run" means one thing: ``status.json`` says done."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.runs = settings.data_dir / "runs"
+        self.procs = {}
+
+    def list_runs(self) -> list[Path]:
+        return sorted((p.parent for p in self.runs.glob("*/status.json")), key=lambda p: p.name, reverse=True)
+
+    def finished(self) -> list[str]:
+        """Names of the runs that ended with a model, newest first."""
+        return [r.name for r in self.list_runs() if read_status(r)["state"] == "done" and (r / "model.keras").exists()]
+
+    def model(self, name: str) -> Path:
+        """The model file of finished run ``name``; refuses any other name."""
+        if name not in self.finished():
+            raise RunError(f"No finished run {name!r}: pick one of the list.")
+        return self.runs / name / "model.keras"
+
+    def split_choices(self) -> list[tuple[str, str]]:
+        """("new stratified split", ""), the default model's pinned split, and each earlier run's split."""
+        runs = [(f"same as {r.name}", r.name) for r in self.list_runs() if (r / "split.csv").exists()]
+        return [("new stratified split", ""), (DEFAULT_SPLIT, DEFAULT_SPLIT), *runs]
+
+    def split_args(self, choice: str) -> list[str]:
+        if not choice:
+            return []
+        if choice == DEFAULT_SPLIT:
+            model = ASSETS / "model"
+            return ["--split", str(model / "split.csv"), "--exclude", str(model / "exclude.txt")]
+        if choice not in {r.name for r in self.list_runs()} or not (self.runs / choice / "split.csv").exists():
+            raise RunError(f"No run {choice!r} with a split to reuse.")
+        return ["--split", str(self.runs / choice / "split.csv")]
+
+    def teacher_args(self, names: list[str]) -> list[str]:
+        unknown = set(names or ()) - set(self.finished())
+        if unknown:
+            raise RunError(f"Teachers must be finished runs; not: {', '.join(sorted(unknown))}.")
+        return [arg for name in names or () for arg in ("--teacher", str(self.runs / name / "model.keras"))]
+
+    def active(self) -> Path | None:
+        """The run whose process is still going, if any."""
+        return next((r for r in self.list_runs() if read_status(r)["state"] == "running"), None)
+
+    def start(self, data: str, backbone: str, epochs_head: int, epochs_finetune: int, unfreeze: int,
+              split: str = "", teachers: list[str] = ()) -> Path:
+        if self.active():
+            raise RunError(f"A run is going ({self.active().name}): watch or cancel it first.")
+        try:
+            check_counts(epochs_head=epochs_head, epochs_finetune=epochs_finetune, unfreeze_blocks=unfreeze)
+        except ValueError as e:  # the CLI's message, in the tab's words
+            raise RunError(str(e).replace("--epochs-head", "Phase-1 epochs").replace("--epochs-finetune", "Phase-2 "
+                           "epochs").replace("--unfreeze-blocks", "Blocks to fine-tune")) from None
+        if epochs_head < 1:
+            raise RunError("Phase-1 epochs must be 1 or more.")
+        folder = self.settings.dataset_path(data)
+        extra = self.split_args(split) + self.teacher_args(teachers)
+        run = self.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
+        run.mkdir(parents=True)
+        cmd = [sys.executable, "-m", "training", "--data", str(folder), "--out", str(run), "--backbone", backbone,
+               "--epochs-head", str(int(epochs_head)), "--epochs-finetune", str(int(epochs_finetune)),
+               "--unfreeze-blocks", str(int(unfreeze)), *extra]
+        with open(run / "process.log", "w") as log:
+            self.procs[run.name] = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                                    start_new_session=True)
+        (run / "status.json").write_text(json.dumps({"state": "running", "pid": self.procs[run.name].pid,
+                                                     "progress": 0.0, "stage": "starting"}))
+        return run
+
+    def cancel(self) -> Path:
+        run = self.active()
+        if run is None:
+            raise RunError("No run is going.")
+        os.kill(int(read_status(run)["pid"]), signal.SIGTERM)
+        return run
+
+    def serve(self, slot, run_name: str) -> str:
+        """Switch ``slot`` to finished run ``run_name``'s model (converted and loaded first; the old model answers
+        until then)."""
+        if not run_name or run_name not in self.finished():
+            raise RunError("Pick a finished run to serve.")
+        try:
+            clf = slot.swap(self.runs / run_name / "model.keras")
+        except (OSError, ValueError) as e:
+            raise RunError(f"The model could not be loaded ({e}); the current model keeps serving.") from None
+        return f"Now serving **{clf.name}** from `{run_name}`."
+
+
