@@ -51,16 +51,25 @@ def _no_duplicates(pairs, path):
 
 
 def folder_labels(keys: list[str]) -> dict[str, str]:
-    """Labels from class folders: ``cat/001`` -> cat, ``none/car`` -> NONE, ``wolf/1`` -> ``other: wolf``.
+    """Labels from class folders: ``cat/001`` -> cat, ``none/car`` -> NONE, ``wolf/1`` -> ``other: wolf``; in the
+    ``<source>/<class>/`` layout training reads, from the second folder: ``oxford_pets/cat/001`` -> cat.
 
     Keys without a folder get no label.
     """
     out = {}
     for key in keys:
-        if "/" in key:
-            folder = key.split("/", 1)[0]
+        parts = key.split("/")
+        if len(parts) > 1:
+            folder = parts[1] if source_of(key) else parts[0]
             out[key] = parse_label(folder) if to_class_id(folder) else OTHER + folder
     return out
+
+
+def source_of(key: str) -> str | None:
+    """The source of a key in the ``<source>/<class>/...`` layout (``oxford_pets/cat/001`` -> ``oxford_pets``),
+    else None."""
+    parts = key.split("/")
+    return parts[0] if len(parts) > 2 and not to_class_id(parts[0]) and to_class_id(parts[1]) else None
 
 
 def match(keys: list[str], labels: dict[str, str]) -> tuple[dict[str, str], list[str], list[str]]:

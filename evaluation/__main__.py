@@ -158,6 +158,10 @@ def _summary(report, out):
     for c in ("cat", "dog"):
         pc = report["per_class"][c]
         print(f"  {c}: precision {pc['precision']:.3f}, recall {pc['recall']:.3f} (support {pc['support']})")
+    for source, s in report.get("per_source", {}).items():
+        ci = "" if s["accuracy_ci95"] is None else f" (95% CI {s['accuracy_ci95'][0]:.3f}-{s['accuracy_ci95'][1]:.3f})"
+        shown = "-" if s["accuracy"] is None else f"{s['accuracy']:.3f}"
+        print(f"  source {source}: accuracy {shown}{ci} on {s['n_scored']} images")
     open_set = report["open_set"]
     if "threshold" in open_set:
         coverage = "-" if open_set["coverage"] is None else f"{open_set['coverage']:.3f}"

@@ -86,6 +86,20 @@ def text_report(labels, predictions, classes=CLASSES):
     return classification_report(y_true, y_pred, labels=list(classes), digits=3, zero_division=0)
 
 
+def per_source(labels, predictions, sources, classes=CLASSES, n_boot=1000, seed=0):
+    """Accuracy with its 95% interval for each source (parallel lists; a source may be None, left out):
+    ``{source: {"n_scored", "accuracy", "accuracy_ci95"}}``, sources sorted by name."""
+    out = {}
+    for source in sorted({s for s in sources if s is not None}):
+        pairs = [(lab, p) for lab, p, s in zip(labels, predictions, sources)
+                 if s == source and lab in classes and p is not None]
+        y_true = np.array([classes.index(lab) for lab, _ in pairs], int)
+        y_pred = np.array([classes.index(p) for _, p in pairs], int)
+        out[source] = {"n_scored": len(pairs), "accuracy": float((y_true == y_pred).mean()) if pairs else None,
+                       "accuracy_ci95": bootstrap(y_true, y_pred, len(classes), n_boot, seed)[0]}
+    return out
+
+
 def bootstrap(y_true, y_pred, n_classes, n_boot=1000, seed=0):
     """95% percentile intervals for accuracy and each class's recall, resampling the scored images."""
     if len(y_true) == 0:

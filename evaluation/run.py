@@ -9,9 +9,9 @@ import numpy as np
 
 from classifier.classes import CLASSES, NONE, OTHER
 from classifier.files import list_images, natural_key, write_atomic
-from classifier.labels import labels_for, read_labels
+from classifier.labels import labels_for, read_labels, source_of
 
-from .metrics import evaluate, text_report
+from .metrics import evaluate, per_source, text_report
 from .plots import save_confusion_matrix, save_error_sheet
 from .predict import write_predictions, write_probabilities
 
@@ -42,6 +42,10 @@ def evaluate_folder(images_dir, out_dir, model_path=None, labels_path=None, thre
     top1 = {k: clf.classes[int(p.argmax())] for k, p in probs.items()}
     prob_rows = np.array([probs.get(k, np.zeros(len(clf.classes))) for k in keys])
     report = evaluate([labels[k] for k in keys], [top1.get(k) for k in keys], prob_rows, threshold, clf.classes)
+    sources = [source_of(k) for k in keys]
+    if any(sources):  # the <source>/<class>/ layout: accuracy per source beside the total
+        report["per_source"] = per_source([labels[k] for k in keys], [top1.get(k) for k in keys], sources,
+                                          clf.classes)
     report.update({
         "model": clf.name, "images": str(images_dir) if images_dir else None,
         "labels_file": str(labels_path) if labels_path else None,

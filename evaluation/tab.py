@@ -68,6 +68,10 @@ def summary_markdown(report):
              f"{report.get('expected_calibration_error', 0):.3f}.",
              f"Cat recall **{cat['recall']:.3f}**, dog precision **{dog['precision']:.3f}** "
              "(the original project's weak spots: 0.64 and 0.83)."]
+    if report.get("per_source"):
+        lines.append("Per source: " + " · ".join(
+            f"{name} {s['accuracy']:.1%} of {s['n_scored']}" for name, s in report["per_source"].items()
+            if s["accuracy"] is not None))
     open_set = report["open_set"]
     if open_set["null_images"]:
         lines.append(f"None-of-10 images: {open_set['null_images']}, predicted as {open_set['null_predicted_as']}.")

@@ -172,3 +172,30 @@ def test_run_with_bad_label_file_is_a_clear_error(labelled_set, tmp_path):
     bad.write_text('{"a": "cat", "a": "dog"}')
     result = run_cli("run", "--images", str(labelled_set), "--labels", str(bad), "--out", str(tmp_path / "o"))
     assert result.returncode != 0 and "appears 2 times" in result.stderr
+
+
+def test_the_source_class_layout_is_read_and_reported_per_source(tmp_path):
+    """<source>/<class>/ (as shared/data/animals, as training reads it): labels from the class folder, and
+    accuracy per source beside the total, in report.json and the CLI's summary."""
+    from classifier.labels import source_of
+
+    keys = ["oxford/cat/1", "oxford/dog/2", "baidu/gatto/3", "cat/4", "none/x", "zoo/wolf/5"]
+    assert folder_labels(keys) == {"oxford/cat/1": "cat", "oxford/dog/2": "dog", "baidu/gatto/3": "cat",
+                                   "cat/4": "cat", "none/x": NONE, "zoo/wolf/5": "other: zoo"}
+    assert [source_of(k) for k in keys] == ["oxford", "oxford", "baidu", None, None, None]
+    data = tmp_path / "animals"
+    for source, names in (("oxford", ("cat", "dog")), ("baidu", ("sheep", "horse", "cow"))):
+        for name in names:
+            (data / source / name).mkdir(parents=True)
+            shutil.copy(EXAMPLES / f"{name}.jpg", data / source / name / "1.jpg")
+    shutil.copy(EXAMPLES / "dog.jpg", data / "baidu" / "cow" / "2.jpg")  # a dog labelled cow: one miss in baidu
+    r = subprocess.run([sys.executable, "-m", "evaluation", "run", "--images", str(data), "--out",
+                        str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["n_scored"] == 6 and report["accuracy"] == pytest.approx(5 / 6)
+    per = report["per_source"]
+    assert per["oxford"]["n_scored"] == 2 and per["oxford"]["accuracy"] == 1.0
+    assert per["baidu"]["n_scored"] == 4 and per["baidu"]["accuracy"] == 0.75
+    assert per["baidu"]["accuracy_ci95"][0] < 0.75 <= per["baidu"]["accuracy_ci95"][1]
+    assert "source baidu: accuracy 0.750" in r.stdout and "on 4 images" in r.stdout

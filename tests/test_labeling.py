@@ -447,3 +447,32 @@ def test_the_prompt_version_changes_with_the_prompt():
 
     from labeling.glm import PROMPT, PROMPT_SHA256, PROMPT_VERSION
     assert hashlib.sha256(PROMPT.encode()).hexdigest()[:16] == PROMPT_SHA256[PROMPT_VERSION]
+
+
+def test_a_reviewers_session_runs_without_a_server(tmp_path):
+    """labeling.review holds the session's logic (no Gradio): start, decide, previous, undo, bulk accept, errors."""
+    from classifier.serving import ModelSlot
+    from labeling.review import Review, ReviewError
+    from settings import Settings
+
+    filters = ("unreviewed", "all", "all", False, "key")
+    images = make_images(tmp_path / "flat", ["0", "1", "2"])
+    (images / "results.json").write_text(json.dumps({"0": "cat", "1": "dog", "2": "null"}))
+    review = Review(Settings(data_dir=tmp_path / "data"), ModelSlot(None))
+    with pytest.raises(ReviewError, match="Enter your name"):
+        review.decide(None, "cat", filters)
+    session = {"reviewer": "ann", "holder": "ann:1", "history": [], "current": None}
+    assert "Imported 3 images into data set **flat**" in review.import_folder(session, images)
+    _, details, progress, session = review.start("ann", filters)
+    assert "`flat/0.png`" in details and "Reviewed 0 / 3" in progress
+    _, details, progress, session = review.decide(session, "horse", filters)
+    assert "`flat/1.png`" in details and "Reviewed 1 / 3" in progress
+    assert review.store.labels(dataset="flat")["0"] == "horse"
+    _, details, _, session = review.previous(session)
+    assert "`flat/0.png`" in details
+    (_, details, _, session), undone = review.undo(session)
+    assert undone == 1 and review.store.labels(dataset="flat")["0"] == "cat"
+    with pytest.raises(ReviewError, match="Nothing of yours to undo"):
+        review.undo(session)
+    with pytest.raises(ReviewError, match="No image qualifies"):
+        review.bulk_accept(session, 1.01)

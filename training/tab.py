@@ -68,10 +68,6 @@ def data_hint(settings):
 def build(settings, slot, guard, T=None):
     """Add the Train tab; returns the "serve" event so the app can refresh the Classify tab after it."""
     store = RunStore(settings)
-    if settings.admin_password:
-        gr.Markdown("Starting, cancelling and serving need the admin password.")
-    else:
-        gr.Markdown("⚠️ `ADMIN_PASSWORD` is not set: **training is open to anyone** using this app.")
     hint = gr.Markdown(data_hint(settings))
     quick = QUICK  # the tab's quicker epochs: a named preset of the training config, not a second set of numbers
     with gr.Row():

@@ -1,0 +1,142 @@
+"""The floor every recipe is compared to: a linear probe (frozen ImageNet EfficientNet-Lite0 features + scikit-learn
+logistic regression, class-balanced) on the pinned split, beside the shipped default model, on the same photos.
+
+    python benchmarks/linear_probe.py [--animals ../shared/data/animals] [--none ../shared/data/none]
+                                      [--split assets/model/split-a10.csv] [--exclude assets/model/exclude.txt]
+
+Trained on the split's train photos (the ten classes), its C chosen on the validation photos; reported on the test
+photos per source and, for Animals-10's own test half, per class with 95% bootstrap intervals; the open-set figures
+use the held-out none categories (test) against the Animals-10 test photos: AUROC of the top probability, and the
+share of none photos accepted at the threshold that keeps 95% of the in-set ones. The shipped model was trained on
+the earlier split, so some of these test photos were in its training set: it is reported on all of them and on
+those it never trained on.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from classifier.classes import CLASSES  # noqa: E402
+from classifier.predictor import Classifier  # noqa: E402
+from evaluation.metrics import evaluate, per_source  # noqa: E402
+from training.data import discover, read_keys, read_split  # noqa: E402
+
+ANIMALS10 = "baidu140388_test_sample"
+
+
+def features(paths, cache):
+    """Pooled ImageNet Lite0 features of ``paths`` (cached in ``cache``, an .npz, between runs)."""
+    if Path(cache).exists():
+        data = np.load(cache)
+        if list(data["paths"]) == list(paths):
+            return data["x"], data["ok"]
+    from classifier.model import build_classifier
+    from training.head import extract_features
+
+    x, ok, _ = extract_features(build_classifier(weights="imagenet"), paths, 32)
+    np.savez(cache, x=x, ok=ok, paths=np.array(paths))
+    return x, ok
+
+
+def open_set(p_in, p_none, keep=0.95):
+    """AUROC of the top probability (in-set against none) and the share of none accepted at ``keep`` coverage."""
+    top_in, top_none = p_in.max(1), p_none.max(1)
+    threshold = np.quantile(top_in, 1 - keep)
+    auroc = roc_auc_score(np.r_[np.ones(len(top_in)), np.zeros(len(top_none))], np.r_[top_in, top_none])
+    return auroc, float((top_none >= threshold).mean()), float(threshold)
+
+
+def row(name, labels, probs, sources):
+    preds = [CLASSES[i] for i in probs.argmax(1)]
+    report = evaluate(labels, preds, probs)
+    a10 = [i for i, s in enumerate(sources) if s == ANIMALS10]
+    own = evaluate([labels[i] for i in a10], [preds[i] for i in a10], probs[a10])
+    return {"name": name, "all": report, "a10": own, "per_source": per_source(labels, preds, sources)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--animals", default=str(ROOT.parent / "shared" / "data" / "animals"))
+    ap.add_argument("--none", default=str(ROOT.parent / "shared" / "data" / "none"))
+    ap.add_argument("--split", default=str(ROOT / "assets" / "model" / "split-a10.csv"))
+    ap.add_argument("--exclude", default=str(ROOT / "assets" / "model" / "exclude.txt"))
+    ap.add_argument("--old-split", default=str(ROOT / "assets" / "model" / "split.csv"))
+    ap.add_argument("--cache", default="/tmp/linear_probe_features")
+    args = ap.parse_args()
+    split, excluded = read_split(args.split), read_keys(args.exclude)
+    items = [it for it in discover([args.animals]) if it["key"] not in excluded]
+    nones = sorted(p for p in Path(args.none).rglob("*") if p.is_file())
+    none_keys = [f"none/{p.relative_to(args.none).as_posix()}" for p in nones]
+    x, ok = features([it["path"] for it in items], f"{args.cache}-animals.npz")
+    xn, okn = features([str(p) for p in nones], f"{args.cache}-none.npz")
+    items = [it for it, good in zip(items, ok) if good]
+    y = np.array([CLASSES.index(it["label"]) for it in items])
+    part = np.array([split[it["key"]] for it in items])
+    none_test = np.array([split.get(k) == "test" for k, good in zip(none_keys, okn) if good])
+
+    best = None
+    for c in (0.1, 0.3, 1.0, 3.0):
+        probe = LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(x[part == "train"],
+                                                                                   y[part == "train"])
+        val = (probe.predict(x[part == "val"]) == y[part == "val"]).mean()
+        print(f"C={c}: validation accuracy {val:.4f}")
+        if best is None or val > best[0]:
+            best = (val, c, probe)
+    val_acc, c, probe = best
+    test = part == "test"
+    labels = [CLASSES[i] for i in y[test]]
+    sources = [it["source"] for it, t in zip(items, test) if t]
+    rows = [row(f"linear probe (C={c}, val {val_acc:.3f})", labels, probe.predict_proba(x[test]), sources)]
+    a10_test = np.array([s == ANIMALS10 for s in sources])
+    probe_open = open_set(probe.predict_proba(x[test])[a10_test], probe.predict_proba(xn[none_test]))
+
+    shipped = Classifier.load()
+    paths = [it["path"] for it, t in zip(items, test) if t]
+    probs, _ = shipped.predict_paths(paths)
+    p_shipped = np.stack([probs[p] for p in paths])
+    rows.append(row("shipped default model", labels, p_shipped, sources))
+    old = read_split(args.old_split)
+    test_items = [it for it, t in zip(items, test) if t]
+    unseen = [j for j, it in enumerate(test_items) if old.get(it["key"]) not in ("train", "val")]
+    rows.append(row(f"shipped default, on the {len(unseen)} it never trained on", [labels[j] for j in unseen],
+                    p_shipped[unseen], [sources[j] for j in unseen]))
+    none_paths = [str(p) for p, good, t in zip(nones, okn, [split.get(k) == "test" for k in none_keys]) if good and t]
+    pn, _ = shipped.predict_paths(none_paths)
+    shipped_open = open_set(p_shipped[a10_test], np.stack([pn[p] for p in none_paths]))
+
+    print(f"\ntest photos: {int(test.sum())} ({int(a10_test.sum())} from Animals-10); held-out none categories: "
+          f"{int(none_test.sum())} photos\n")
+    print("| model | Animals-10 test accuracy (95% CI) | n | cat recall | dog precision | sheep recall | all test "
+          "sources |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        a = r["a10"]
+        ci = a["accuracy_ci95"]
+        pc = a["per_class"]
+        print(f"| {r['name']} | {a['accuracy']:.3f} ({ci[0]:.3f}-{ci[1]:.3f}) | {a['n_scored']} | "
+              f"{pc['cat']['recall']:.3f} | {pc['dog']['precision']:.3f} | {pc['sheep']['recall']:.3f} | "
+              f"{r['all']['accuracy']:.3f} |")
+    print("\nper class on Animals-10's test photos (recall, support):")
+    for r in rows:
+        print(f"  {r['name']}: " + ", ".join(f"{c} {m['recall']:.2f}/{m['support']}"
+                                             for c, m in r["a10"]["per_class"].items()))
+    print("\nper source (test):")
+    for r in rows:
+        print(f"  {r['name']}: " + ", ".join(f"{s} {v['accuracy']:.3f}/{v['n_scored']}"
+                                             for s, v in r["per_source"].items()))
+    for name, (auroc, accepted, threshold) in (("linear probe", probe_open), ("shipped default", shipped_open)):
+        print(f"open set, {name}: AUROC {auroc:.3f}; at the threshold keeping 95% of Animals-10 test photos "
+              f"({threshold:.3f}) it accepts {accepted:.1%} of the held-out none photos")
+
+
+if __name__ == "__main__":
+    main()
