@@ -22,12 +22,12 @@ class ImageError(ValueError):
     """An input that is not a usable image; the message is meant for the user."""
 
 
-def decode(source, size=224):
+def decode(source, size: int = 224) -> np.ndarray:
     """Decode ``source`` to an RGB float32 array of shape ``(size, size, 3)`` with values in 0-255."""
     return decode_with_info(source, size)[0]
 
 
-def decode_with_info(source, size=224):
+def decode_with_info(source, size: int = 224) -> tuple[np.ndarray, dict]:
     """Like :func:`decode`, and also return a dict of facts about the input.
 
     The dict holds ``width``, ``height`` (after EXIF rotation), ``format``, ``mode`` and ``notes``: a list of
@@ -52,7 +52,7 @@ def decode_with_info(source, size=224):
     return pixels, info
 
 
-def thumbnail(source, max_side=800):
+def thumbnail(source, max_side: int = 800) -> Image.Image:
     """An RGB PIL image for display, aspect ratio kept, longest side at most ``max_side`` (EXIF applied)."""
     img = _open(source)
     try:
@@ -65,7 +65,7 @@ def thumbnail(source, max_side=800):
         raise ImageError(f"The image could not be decoded ({_reason(e)}).") from None
 
 
-def is_image_file(path):
+def is_image_file(path) -> bool:
     """True when ``path`` has one of the image extensions the decode reads (case-insensitive)."""
     return str(path).lower().endswith(IMAGE_EXTENSIONS)
 

@@ -20,10 +20,10 @@ class ModelSlot:
         self._options = {"engine": engine, "cache_dir": cache_dir}
         self._classifier = _ready(Classifier.load(path, **self._options))
 
-    def get(self):
+    def get(self) -> Classifier:
         return self._classifier
 
-    def swap(self, path):
+    def swap(self, path) -> Classifier:
         classifier = _ready(Classifier.load(path, **self._options))  # may raise: the old model keeps serving
         with self._lock:
             self._classifier = classifier

@@ -8,7 +8,7 @@ from classifier.predictor import apply_temperature
 from .metrics import expected_calibration_error
 
 
-def fit_temperature(probs, y_true):
+def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
     """The temperature T minimising the negative log-likelihood of softmax(log(p) / T)."""
     probs, y_true = np.asarray(probs), np.asarray(y_true)
 
@@ -19,7 +19,7 @@ def fit_temperature(probs, y_true):
     return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x)), nll
 
 
-def calibrate(probs, y_true, keep=0.95):
+def calibrate(probs: np.ndarray, y_true: np.ndarray, keep: float = 0.95) -> dict:
     """Fit a temperature, then suggest the threshold that keeps ``keep`` of these (in-set) photos.
 
     Returns the dict written to ``calibration.json``.

@@ -19,7 +19,8 @@ from sklearn.metrics import (
 from classifier.classes import CLASSES, NONE, OTHER
 
 
-def evaluate(labels, predictions, probs=None, threshold=None, classes=CLASSES, n_boot=1000, seed=0):
+def evaluate(labels: list[str], predictions: list[str | None], probs: np.ndarray | None = None,
+             threshold: float | None = None, classes=CLASSES, n_boot: int = 1000, seed: int = 0) -> dict:
     """Score ``predictions`` against ``labels`` (parallel lists; a prediction may be None for unreadable).
 
     Args:
@@ -77,7 +78,7 @@ def _mean(values):
     return float(values.mean()) if len(values) else None
 
 
-def text_report(labels, predictions, classes=CLASSES):
+def text_report(labels: list[str], predictions: list[str | None], classes=CLASSES) -> str:
     """scikit-learn's classification report over the scored images."""
     pairs = [(lab, p) for lab, p in zip(labels, predictions) if lab in classes and p is not None]
     if not pairs:
@@ -86,7 +87,8 @@ def text_report(labels, predictions, classes=CLASSES):
     return classification_report(y_true, y_pred, labels=list(classes), digits=3, zero_division=0)
 
 
-def per_source(labels, predictions, sources, classes=CLASSES, n_boot=1000, seed=0):
+def per_source(labels: list[str], predictions: list[str | None], sources: list[str | None], classes=CLASSES,
+               n_boot: int = 1000, seed: int = 0) -> dict:
     """Accuracy with its 95% interval for each source (parallel lists; a source may be None, left out):
     ``{source: {"n_scored", "accuracy", "accuracy_ci95"}}``, sources sorted by name."""
     out = {}
@@ -100,7 +102,7 @@ def per_source(labels, predictions, sources, classes=CLASSES, n_boot=1000, seed=
     return out
 
 
-def bootstrap(y_true, y_pred, n_classes, n_boot=1000, seed=0):
+def bootstrap(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot: int = 1000, seed: int = 0) -> tuple:
     """95% percentile intervals for accuracy and each class's recall, resampling the scored images."""
     if len(y_true) == 0:
         return None, [None] * n_classes
@@ -119,7 +121,7 @@ def bootstrap(y_true, y_pred, n_classes, n_boot=1000, seed=0):
     return [float(np.percentile(accs, 2.5)), float(np.percentile(accs, 97.5))], recalls
 
 
-def expected_calibration_error(probs, y_true, bins=15):
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
     """ECE: the confidence-weighted gap between top-1 probability and accuracy, over equal-width bins."""
     if len(probs) == 0:
         return None

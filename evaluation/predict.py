@@ -8,7 +8,7 @@ from classifier.classes import NONE
 from classifier.files import list_images, natural_key, write_atomic
 
 
-def predict_folder(classifier, images_dir, batch_size=32, progress=None):
+def predict_folder(classifier, images_dir, batch_size: int = 32, progress=None) -> tuple[dict, dict]:
     """Predict every image under ``images_dir``.
 
     Returns ``(probabilities, errors)``: ``{key: probability row}`` and ``{key: message}`` for unreadable files.
@@ -20,13 +20,13 @@ def predict_folder(classifier, images_dir, batch_size=32, progress=None):
     return {keys[p]: row for p, row in probs.items()}, {keys[p]: message for p, message in errors.items()}
 
 
-def write_predictions(top1, path):
+def write_predictions(top1: dict[str, str], path) -> None:
     """Write ``{key: class id}`` in the original ``predictions.json`` format ("none of the 10" as ``"null"``)."""
     data = {k: ("null" if v == NONE else v) for k, v in sorted(top1.items(), key=lambda kv: natural_key(kv[0]))}
     write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1))
 
 
-def write_probabilities(probs, classes, path):
+def write_probabilities(probs: dict, classes, path) -> None:
     """Write one CSV row per image: key, then one probability column per class."""
     tmp = f"{path}.tmp"
     with open(tmp, "w", newline="") as f:

@@ -16,8 +16,10 @@ from .plots import save_confusion_matrix, save_error_sheet
 from .predict import write_predictions, write_probabilities
 
 
-def evaluate_folder(images_dir, out_dir, model_path=None, labels_path=None, threshold=None, tta=False, aliases=True,
-                    classifier=None, progress=None, labels=None, items=None):
+def evaluate_folder(images_dir: str | Path | None, out_dir: str | Path, model_path: str | Path | None = None,
+                    labels_path: str | Path | None = None, threshold: float | None = None, tta: bool = False,
+                    aliases: bool = True, classifier=None, progress=None, labels: dict | None = None,
+                    items: list | None = None) -> dict:
     """Evaluate a model on a labelled image folder and write every output; returns the report dict.
 
     Labels come from ``labels`` (a ``{key: label}`` dict, e.g. from the label store), ``labels_path``
@@ -71,7 +73,7 @@ def evaluate_folder(images_dir, out_dir, model_path=None, labels_path=None, thre
     return report
 
 
-def compare(labels_path, predictions_path, out_dir, aliases=True):
+def compare(labels_path: str | Path, predictions_path: str | Path, out_dir: str | Path, aliases: bool = True) -> dict:
     """Score a label file against a prediction file (no images); writes the same reports as :func:`run`."""
     labels = read_labels(labels_path, aliases)
     predicted = read_labels(predictions_path, aliases=True)
@@ -86,7 +88,7 @@ def compare(labels_path, predictions_path, out_dir, aliases=True):
     return report
 
 
-def compare_labels(a_path, b_path, out_dir):
+def compare_labels(a_path: str | Path, b_path: str | Path, out_dir: str | Path) -> dict:
     """How two label sets differ (e.g. raw LLM labels against reviewed ones), per class."""
     a, b = read_labels(a_path), read_labels(b_path)
     keys = sorted(set(a) & set(b), key=natural_key)

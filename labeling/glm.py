@@ -44,7 +44,7 @@ class Reply:
     raw: str
 
 
-def parse_reply(text):
+def parse_reply(text: str | None) -> str | None:
     """A reply -> class id, ``"none"`` or None (unparseable). Tolerates code fences, JSON, prose, Chinese.
 
     Exactly one class (or "none") must be named; a reply naming two is unparseable, never guessed.
@@ -58,7 +58,7 @@ def parse_reply(text):
     return found.pop() if len(found) == 1 else None
 
 
-def encode_image(path, max_side=MAX_SIDE):
+def encode_image(path, max_side: int = MAX_SIDE) -> str:
     """The photo as base64 JPEG, longest side at most ``max_side`` (well under the 5 MB limit)."""
     img = ImageOps.exif_transpose(Image.open(path))
     img.thumbnail((max_side, max_side))
@@ -78,7 +78,7 @@ class GLMLabeler:
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
         self.retries = 0
 
-    def label(self, path):
+    def label(self, path) -> Reply:
         """Ask the model about one image; returns a :class:`Reply`. Raises :class:`BatchStopped` or, after the
         last attempt, ``RuntimeError`` for a failure that a later run may retry."""
         data = encode_image(path)
@@ -114,7 +114,7 @@ class GLMLabeler:
                 time.sleep(self.backoff * 2 ** attempt * random.uniform(0.5, 1.5))
         raise RuntimeError(f"gave up after {self.max_attempts} attempts ({error}); a later run retries it")
 
-    def redact(self, text):
+    def redact(self, text) -> str:
         return str(text).replace(self._key, "***") if self._key else str(text)
 
 
@@ -131,7 +131,8 @@ def _advice(code, status):
     return "Check the model name and base URL settings."
 
 
-def autolabel(store, labeler, limit=None, concurrency=2, progress=None, cancel=None):
+def autolabel(store, labeler: "GLMLabeler", limit: int | None = None, concurrency: int = 2, progress=None,
+              cancel: threading.Event | None = None) -> dict:
     """Label every image that has no LLM answer yet, ``concurrency`` requests at a time.
 
     Each answer is saved the moment it arrives, so a killed process loses only the requests in flight, and a

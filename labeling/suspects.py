@@ -14,14 +14,14 @@ import numpy as np
 from classifier.classes import NONE
 
 
-def model_key(classifier):
+def model_key(classifier) -> str:
     """Identifies a model's predictions in the cache: its name, file size and modification time."""
     path = Path(classifier.path) if classifier.path else None
     stamp = f"{path.stat().st_size}-{path.stat().st_mtime_ns}" if path and path.exists() else ""
     return hashlib.sha1(f"{classifier.name}|{classifier.path}|{stamp}".encode()).hexdigest()[:16]
 
 
-def predict_store(store, classifier, progress=None, batch_size=32, save_every=256):
+def predict_store(store, classifier, progress=None, batch_size: int = 32, save_every: int = 256) -> dict:
     """Probabilities for every image in the store, computed once per model and cached in the database; saved every
     ``save_every`` images, so a reader (the review queue) sees them arrive and a killed process keeps them."""
     key = model_key(classifier)
@@ -38,7 +38,7 @@ def predict_store(store, classifier, progress=None, batch_size=32, save_every=25
     return {k: np.asarray(v, np.float32) for k, v in cached.items()}
 
 
-def rank(rows, probs, classes, none_threshold=0.5):
+def rank(rows: list[dict], probs: dict, classes, none_threshold: float = 0.5) -> list[dict]:
     """Sort store rows (from ``LabelStore.state``) most suspicious first; adds the scoring fields to each row.
 
     Added: ``predicted`` (top-1 class), ``p_predicted``, ``p_label`` (the classifier's probability for the

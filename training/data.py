@@ -13,7 +13,7 @@ from classifier.classes import CLASSES, NONE, to_class_id
 from classifier.images import is_image_file
 
 
-def discover(data_dirs):
+def discover(data_dirs) -> list[dict]:
     """Return a list of ``{"path", "key", "label", "source"}`` for every image under ``data_dirs``.
 
     ``key`` is the path relative to its data folder, the stable id used by split files. Raises ``ValueError``
@@ -42,7 +42,8 @@ def _class_dirs(root):
     return [(c, d.name) for d in subdirs for c in sorted(x for x in d.iterdir() if x.is_dir())]
 
 
-def stratified_split(items, fractions, seed=0, exclude_sources=()):
+def stratified_split(items: list[dict], fractions: dict[str, float], seed: int = 0,
+                     exclude_sources=()) -> dict[str, str]:
     """Assign each item a split name, stratified by label: ``fractions`` maps split name -> share.
 
     Items from ``exclude_sources`` (e.g. photos the ImageNet backbone may have seen) go to the first split only.
@@ -60,7 +61,7 @@ def stratified_split(items, fractions, seed=0, exclude_sources=()):
     return out
 
 
-def write_split(split, path):
+def write_split(split: dict[str, str], path) -> None:
     """Write ``{key: split}`` as a CSV with columns ``path,split``."""
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
@@ -71,7 +72,7 @@ def write_split(split, path):
 SPLITS = ("train", "val", "test")
 
 
-def read_split(path):
+def read_split(path) -> dict[str, str]:
     """Read a split CSV written by :func:`write_split`; returns ``{key: split}``.
 
     Raises ``ValueError`` for a file that is not one (missing columns, a split other than train/val/test).
@@ -88,7 +89,7 @@ def read_split(path):
     return split
 
 
-def read_keys(path):
+def read_keys(path) -> set[str]:
     """Keys (paths relative to the data folder) from a text file, one per line, or a CSV with a ``path`` column."""
     lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     if lines and lines[0].split(",")[0] == "path":

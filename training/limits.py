@@ -6,7 +6,7 @@ import math
 LIMITS = {"epochs_head": (0, 500), "epochs_finetune": (0, 500), "unfreeze_blocks": (0, 40), "views": (0, 32)}
 
 
-def check_counts(**counts):
+def check_counts(**counts) -> None:
     """Raise ``ValueError`` naming the flag for a count that is not a whole number within :data:`LIMITS`."""
     for name, value in counts.items():
         low, high = LIMITS[name]
