@@ -6,6 +6,7 @@ previous and undo, bulk accept, import, auto-label, export, and what is shown of
 do raise :class:`ReviewError`, whose message says what to do.
 """
 
+import html
 import re
 import shutil
 import tempfile
@@ -39,8 +40,6 @@ class ReviewError(ValueError):
 def plain(text) -> str:
     """``text`` as plain text inside Markdown: HTML and Markdown syntax are shown, not rendered (so an
     ``<img src=...>`` or ``![](...)`` in a reviewer's name or an LLM reply loads nothing)."""
-    import html
-
     text = html.escape(str(text), quote=False)
     return re.sub(r"([\\`*_{}\[\]()#+!|~>-])", r"\\\1", text)
 

@@ -30,13 +30,14 @@ from classifier.labels import folder_labels, match, read_labels
 SOURCES = ("llm", "human", "model", "import")
 LEASE_SECONDS = 120
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS datasets (
-    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, root TEXT UNIQUE NOT NULL, added_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS images (
+DATASETS_TABLE = """CREATE TABLE IF NOT EXISTS datasets (
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, root TEXT UNIQUE NOT NULL, added_at REAL NOT NULL)"""
+IMAGES_TABLE = """CREATE TABLE IF NOT EXISTS {name} (
     id INTEGER PRIMARY KEY, dataset_id INTEGER NOT NULL REFERENCES datasets(id), path TEXT NOT NULL,
     key TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL, added_at REAL NOT NULL,
-    UNIQUE (dataset_id, path));
+    UNIQUE (dataset_id, path))"""
+SCHEMA = f"""{DATASETS_TABLE};
+{IMAGES_TABLE.format(name="images")};
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY, image_id INTEGER NOT NULL REFERENCES images(id),
     label TEXT, source TEXT NOT NULL CHECK (source IN ('llm', 'human', 'model', 'import')),
@@ -442,8 +443,8 @@ def _migrate_global_keys(con):
     con.execute("PRAGMA foreign_keys=OFF")  # the images table is rebuilt under the events that point at it
     con.execute("BEGIN IMMEDIATE")
     try:
-        for statement in SCHEMA.split(";")[:2]:  # the datasets table, the new images table (as images_new)
-            con.execute(statement.replace("EXISTS images (", "EXISTS images_new ("))
+        con.execute(DATASETS_TABLE)
+        con.execute(IMAGES_TABLE.format(name="images_new"))
         now = time.time()
         for (root,) in con.execute("SELECT DISTINCT root FROM images ORDER BY id").fetchall():
             _dataset(con, Path(root), now)
