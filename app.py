@@ -32,7 +32,7 @@ def build_app(settings=None):
     with gr.Blocks(title="Animals-10 studio", delete_cache=(3600, 3600)) as demo:  # uploads kept <= 2 h
         gr.Markdown(T("title"), elem_classes="title")
         gr.Markdown(T("subtitle"))
-        gr.Markdown(guard.notice(), elem_id="access-notice")
+        gr.Markdown(T(guard.notice()), elem_id="access-notice")
         with gr.Tabs() as tabs:
             with gr.Tab(T("tab_classify"), id="classify"):
                 serving_line = classify_tab.build(settings, slot, guard, T)

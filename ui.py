@@ -110,13 +110,8 @@ class Guard:
         return gr.Textbox(label="Admin password", type="password", visible=not self.open)
 
     def notice(self) -> str:
-        """What is open to anyone, said plainly."""
-        if self.open:
-            return ("⚠️ **No `ADMIN_PASSWORD` is set: anyone who can open this page can change labels, import, "
-                    "auto-label, export the label database, evaluate, train and switch the served model.** Set "
-                    "one before sharing the link.")
-        return ("🔒 Classifying and looking are open to all; changing labels, importing, auto-labeling, exporting, "
-                "evaluating and training need the admin password.")
+        """The key of the UI string (assets/i18n.json) that says plainly what is open to anyone."""
+        return "access_open" if self.open else "access_locked"
 
     def scrub(self, text) -> str:
         """``text`` with every absolute server path of the app's folders replaced by a short name."""

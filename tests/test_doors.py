@@ -78,6 +78,8 @@ def test_no_file_under_data_dir_is_served_and_no_server_path_is_given_away(guard
     assert str(data.resolve()) not in config and str(data) not in config
     assert "datasets/flat" in config  # the data sets are listed by name
     assert "served by LiteRT" in config  # the Classify tab's model line names the engine
+    # the page says what is open, in both languages (the password is set here: only looking is open)
+    assert "Classifying and looking are open to all" in config and "分类和浏览对所有人开放" in config
 
 
 def test_export_evaluate_import_and_training_need_the_password_and_write_nothing(guarded):
