@@ -138,6 +138,17 @@ class KerasEngine:
         return self._forward(np.asarray(pixels, np.float32)).numpy()
 
 
+def _lite_engine(path, cache_dir):
+    """The LiteRT engine of a model; a cached .tflite that does not load (damaged on disk) is converted again."""
+    tflite = convert(path, cache_dir)
+    try:
+        return LiteEngine(tflite)
+    except (ValueError, RuntimeError) as e:
+        print(f"the cached {tflite.name} did not load ({e}); converting the model again", file=sys.stderr)
+        tflite.unlink()
+        return LiteEngine(convert(path, cache_dir))
+
+
 def litert_available() -> bool:
     try:
         import ai_edge_litert.interpreter  # noqa: F401
@@ -178,7 +189,7 @@ class Classifier:
             raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         calibration = read_calibration(path)
         if engine == "litert" and litert_available():
-            return cls(LiteEngine(convert(path, cache_dir)), model_meta(path), str(path), calibration)
+            return cls(_lite_engine(path, cache_dir), model_meta(path), str(path), calibration)
         if engine == "litert":
             print("LiteRT (ai-edge-litert) is not installed here: serving through Keras", file=sys.stderr)
         from .model import load_model

@@ -87,3 +87,11 @@ def test_without_litert_keras_serves_and_says_so(tmp_path):
     assert out.stdout.split() == ["Keras"] and "not installed here: serving through Keras" in out.stderr
     with pytest.raises(ValueError, match="unknown engine 'onnx'"):
         Classifier.load(None, "onnx")
+
+
+def test_a_damaged_cached_conversion_is_made_again(tmp_path):
+    cached = convert(None, tmp_path)
+    cached.write_bytes(b"not a flatbuffer")
+    clf = Classifier.load(None, "litert", tmp_path)
+    assert clf.engine_name == "LiteRT" and cached.stat().st_size > 1_000_000
+    assert clf.predict(str(EXAMPLES / "cat.jpg")).argmax() == clf.classes.index("cat")
