@@ -71,6 +71,8 @@ def main():
     ap.add_argument("--exclude", default=str(ROOT / "assets" / "model" / "exclude.txt"))
     ap.add_argument("--old-split", default=str(ROOT / "assets" / "model" / "split.csv"))
     ap.add_argument("--cache", default="/tmp/linear_probe_features")
+    ap.add_argument("--model", action="append", default=[],
+                    help="also a trained run's model on the same photos (repeatable), e.g. runs/a10-v2/model.keras")
     args = ap.parse_args()
     split, excluded = read_split(args.split), read_keys(args.exclude)
     items = [it for it in discover([args.animals]) if it["key"] not in excluded]
@@ -111,7 +113,16 @@ def main():
                     p_shipped[unseen], [sources[j] for j in unseen]))
     none_paths = [str(p) for p, good, t in zip(nones, okn, [split.get(k) == "test" for k in none_keys]) if good and t]
     pn, _ = shipped.predict_paths(none_paths)
-    shipped_open = open_set(p_shipped[a10_test], np.stack([pn[p] for p in none_paths]))
+    opens = [("linear probe", probe_open),
+             ("shipped default", open_set(p_shipped[a10_test], np.stack([pn[p] for p in none_paths])))]
+    for model in args.model:  # runs trained on this split: every test photo is new to them
+        clf = Classifier.load(model)
+        probs, _ = clf.predict_paths(paths)
+        p_run = np.stack([probs[p] for p in paths])
+        rows.append(row(f"run {Path(model).parent.name}", labels, p_run, sources))
+        pn, _ = clf.predict_paths(none_paths)
+        p_none = np.stack([pn[p] for p in none_paths])
+        opens.append((f"run {Path(model).parent.name}", open_set(p_run[a10_test], p_none)))
 
     print(f"\ntest photos: {int(test.sum())} ({int(a10_test.sum())} from Animals-10); held-out none categories: "
           f"{int(none_test.sum())} photos\n")
@@ -133,7 +144,7 @@ def main():
     for r in rows:
         print(f"  {r['name']}: " + ", ".join(f"{s} {v['accuracy']:.3f}/{v['n_scored']}"
                                              for s, v in r["per_source"].items()))
-    for name, (auroc, accepted, threshold) in (("linear probe", probe_open), ("shipped default", shipped_open)):
+    for name, (auroc, accepted, threshold) in opens:
         print(f"open set, {name}: AUROC {auroc:.3f}; at the threshold keeping 95% of Animals-10 test photos "
               f"({threshold:.3f}) it accepts {accepted:.1%} of the held-out none photos")
 
