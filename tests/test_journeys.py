@@ -82,6 +82,8 @@ def test_review_keys_undo_and_reload(app, page):
     page.get_by_label("Image folder to import (results.json inside it is read)").click()
     page.get_by_role("option", name="datasets/demo").click()
     page.get_by_role("button", name="Start reviewing").click()
+    # Import records the started session's reviewer: wait for Start to answer (under load it can take seconds)
+    page.get_by_text("Nothing left in this queue.").wait_for(timeout=30_000)
     page.get_by_role("button", name="Import", exact=True).click()
     page.get_by_text("Imported 4 images").wait_for(timeout=30_000)
     page.get_by_role("button", name="Start reviewing").click()
