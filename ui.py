@@ -64,6 +64,10 @@ def progress_bar(progress: gr.Progress, desc: str):
     return lambda done, total: progress(done / max(total, 1), desc=desc.format(done=done, total=total))
 
 
+def _needs_password(what):
+    return f"{what} needs the admin password (ADMIN_PASSWORD is set on this app)."
+
+
 class Guard:
     """The admin rule and the wait list, for one app."""
 
@@ -82,7 +86,7 @@ class Guard:
     def require(self, password: str | None, what: str = "This") -> None:
         """Raise a refusal unless the admin password is right (or none is set)."""
         if not self.settings.admin_ok(password):
-            raise refuse(f"{what} needs the admin password (ADMIN_PASSWORD is set on this app).")
+            raise refuse(_needs_password(what))
 
     def door(self, password_at: int | None = None, what: str = "This"):
         """A validator for a costly event (``validator=guard.door(...)``): run when a request joins the queue, it
@@ -91,7 +95,7 @@ class Guard:
         def validate(*inputs):
             message, at = None, password_at or 0
             if password_at is not None and not self.settings.admin_ok(inputs[password_at]):
-                message = f"{what} needs the admin password (ADMIN_PASSWORD is set on this app)."
+                message = _needs_password(what)
             elif (waiting := self.waiting()) >= MAX_WAITING:
                 message = (f"The server is busy: {waiting} long jobs (evaluations, imports, training) are waiting "
                            "already. Try again in a minute.")

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from classifier.classes import CLASSES  # noqa: E402
-from classifier.model import Classifier  # noqa: E402
+from classifier.predictor import Classifier  # noqa: E402
 from labeling.store import LabelStore  # noqa: E402
 from labeling.suspects import predict_store, rank  # noqa: E402
 from training.data import discover, read_split  # noqa: E402

@@ -20,8 +20,8 @@ from keras import layers
 from .backbones import DEFAULT_BACKBONE, build_backbone, inference_backbone
 from .classes import CLASSES
 
-# What predicts lives in classifier.predictor (no TensorFlow at import); named here too for the Keras-side callers.
-from .predictor import DEFAULT_MODEL, Classifier, apply_temperature, calibration_path, read_calibration  # noqa: F401
+# What predicts lives in classifier.predictor (no TensorFlow at import).
+from .predictor import DEFAULT_MODEL, model_meta
 
 
 def build_classifier(backbone=DEFAULT_BACKBONE, weights="imagenet", num_classes=len(CLASSES)):
@@ -106,8 +106,4 @@ def load_model(path=None):
                 if key != "__meta__":
                     by_path[key].assign(data[key].astype(by_path[key].dtype))
         return model, meta
-    model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    sidecar = path.with_suffix(".json")
-    meta = json.loads(sidecar.read_text()) if sidecar.exists() else {}
-    meta.setdefault("name", path.stem)
-    return model, meta
+    return keras.saving.load_model(path, compile=False, safe_mode=True), model_meta(path)

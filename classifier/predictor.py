@@ -165,8 +165,8 @@ class Classifier:
     >>> clf.top_k(probs[0], 3)                       # [("cat", 0.97), ("dog", 0.02), ...]
     """
 
-    def __init__(self, engine, meta=None, path=None, calibration=None, model=None):
-        self.engine, self.meta, self.path, self._model = engine, dict(meta or {}), path, model
+    def __init__(self, engine, meta=None, path=None, calibration=None):
+        self.engine, self.meta, self.path = engine, dict(meta or {}), path
         self.calibration = calibration or {}
         self.temperature = float(self.calibration.get("temperature", 1.0))
         self.threshold = self.calibration.get("threshold")  # calibrated "none of the 10" cut, if any
@@ -176,7 +176,7 @@ class Classifier:
     @classmethod
     def load(cls, path: str | Path | None = None, engine: str | None = None,
              cache_dir: str | Path | None = None) -> "Classifier":
-        """Load a ``.keras``/``.npz`` model (or a ``.tflite`` with the metadata of the model it came from).
+        """Load a ``.keras``/``.npz`` model with its calibration, converted to ``.tflite`` for LiteRT (cached).
 
         ``engine``: ``"litert"`` or ``"keras"``; default ``SERVING_ENGINE`` from the environment, else LiteRT.
         Where LiteRT is not installed, Keras serves (and :attr:`engine_name` says so).
@@ -195,21 +195,12 @@ class Classifier:
         from .model import load_model
 
         model, meta = load_model(path)
-        return cls(KerasEngine(model), meta, str(path), calibration, model)
+        return cls(KerasEngine(model), meta, str(path), calibration)
 
     @classmethod
     def from_keras(cls, model, meta: dict | None = None, path: str | None = None) -> "Classifier":
         """A Keras model in memory (training, a feature extractor) through the Keras engine."""
-        return cls(KerasEngine(model), meta, path, None, model)
-
-    @property
-    def model(self):
-        """The Keras model (loaded on first use where LiteRT serves: training and conversion need it)."""
-        if self._model is None:
-            from .model import load_model
-
-            self._model = load_model(self.path)[0]
-        return self._model
+        return cls(KerasEngine(model), meta, path)
 
     @property
     def engine_name(self) -> str:

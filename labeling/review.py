@@ -187,7 +187,7 @@ class Review:
         clf = self.slot.get()
         key = model_key(clf)
         last_event, images, predicted = self.store.version(key)
-        if predicted < images:
+        if predicted < images and self._predicted_for != (key, images):  # not at every key press: tried once
             self.predict_in_background()
         if self._probs[0] != (key, images, predicted):
             probs = {i: np.asarray(p, np.float32) for i, p in self.store.cached_predictions(key).items()}

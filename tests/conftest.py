@@ -20,7 +20,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def default_classifier():
-    from classifier.model import Classifier
+    from classifier.predictor import Classifier
     return Classifier.load()
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 from classifier.classes import CLASSES
-from classifier.model import Classifier
+from classifier.predictor import Classifier
 
 
 def feature_model(classifier_model):

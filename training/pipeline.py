@@ -26,7 +26,8 @@ from tqdm import tqdm
 from classifier.backbones import input_size
 from classifier.classes import CLASSES
 from classifier.files import write_atomic
-from classifier.model import Classifier, build_classifier
+from classifier.model import build_classifier
+from classifier.predictor import Classifier
 
 from .augment import DEFAULT_POLICIES, Augmenter
 from .data import discover, read_keys, read_split, stratified_split, write_split

@@ -112,8 +112,9 @@ class RunStore:
 
     def start(self, data: str, backbone: str, epochs_head: int, epochs_finetune: int, unfreeze: int,
               split: str = "", teachers: list[str] = ()) -> Path:
-        if self.active():
-            raise RunError(f"A run is going ({self.active().name}): watch or cancel it first.")
+        going = self.active()
+        if going:
+            raise RunError(f"A run is going ({going.name}): watch or cancel it first.")
         try:
             check_counts(epochs_head=epochs_head, epochs_finetune=epochs_finetune, unfreeze_blocks=unfreeze)
         except ValueError as e:  # the CLI's message, in the tab's words
