@@ -134,11 +134,27 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
     return float(np.sum(gaps))
 
 
+def open_set_scores(top_in, top_none, keep: float = 0.95) -> dict:
+    """How well the top probability tells photos of the ten (``top_in``) from photos of none of them
+    (``top_none``): ``auroc``, and the share of none photos accepted (``none_accepted``) at the ``threshold`` that
+    keeps ``keep`` of the in-set photos."""
+    from sklearn.metrics import roc_auc_score
+
+    top_in, top_none = np.asarray(top_in), np.asarray(top_none)
+    threshold = float(np.quantile(top_in, 1 - keep))
+    truth = np.r_[np.ones(len(top_in)), np.zeros(len(top_none))]
+    return {"auroc": float(roc_auc_score(truth, np.r_[top_in, top_none])),
+            "none_accepted": float((top_none >= threshold).mean()), "threshold": threshold, "keep": keep,
+            "n_in": len(top_in), "n_none": len(top_none)}
+
+
 def open_set(labels, predictions, probs, threshold, scored, y_true, y_pred):
     """How null-labelled images are predicted, and what a rejection threshold does to both kinds of image."""
     null = np.array([lab == NONE and p is not None for lab, p in zip(labels, predictions)])
     out = {"null_images": int(null.sum()),
            "null_predicted_as": dict(Counter(p for p, n in zip(predictions, null) if n))}
+    if probs is not None and null.any() and scored.any():
+        out["separation"] = open_set_scores(np.asarray(probs).max(1)[scored], np.asarray(probs).max(1)[null])
     if threshold is None or probs is None:
         return out
     top = np.asarray(probs).max(1)

@@ -46,9 +46,12 @@ def test_metrics_by_hand():
     assert r["expected_calibration_error"] == pytest.approx(0.1 * 0.8 + 0.55 * 0.2)
     lo, hi = r["accuracy_ci95"]
     assert 0 <= lo <= 0.8 <= hi <= 1
+    separation = r["open_set"].pop("separation")  # in-set tops .9 .55 .9 .9 .9 against the none photo's .5
     assert r["open_set"] == {"null_images": 1, "null_predicted_as": {"dog": 1}, "threshold": 0.6,
                              "coverage": 0.8, "selective_accuracy": 1.0, "null_rejected": 1,
                              "null_rejected_share": 1.0}
+    assert separation == pytest.approx({"auroc": 1.0, "none_accepted": 0.0, "threshold": 0.55 + 0.2 * 0.35,
+                                        "keep": 0.95, "n_in": 5, "n_none": 1})
 
 
 def test_metrics_of_none_of_ten_photos_only():

@@ -32,10 +32,24 @@ def tiny_data(tmp_path_factory):
     return root
 
 
-def test_tiny_run_end_to_end(tiny_data, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_none(tmp_path_factory):
+    """Photos of none of the ten as shared/data/none lays them out: <source>/<category>/, three categories."""
+    root = tmp_path_factory.mktemp("none")
+    rng = np.random.default_rng(0)
+    for category in ("car", "cup", "tree"):
+        folder = root / "objects" / category
+        folder.mkdir(parents=True)
+        for j in range(3):
+            Image.fromarray(rng.integers(0, 255, (96, 128, 3), np.uint8)).save(folder / f"{j}.jpg")
+    return root
+
+
+def test_tiny_run_end_to_end(tiny_data, tiny_none, tmp_path):
     run = tmp_path / "run"
     result = subprocess.run([sys.executable, "-m", "training", "--data", str(tiny_data), "--out", str(run),
-                             "--epochs-head", "2", "--epochs-finetune", "1", "--val-split", "0.25", "--views", "1",
+                             "--none", str(tiny_none), "--val-split", "0.34",
+                             "--epochs-head", "2", "--epochs-finetune", "1", "--views", "1",
                              "--class-multiplier", "cat=2", "--teacher", "assets/model/default.npz"],
                             cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -62,6 +76,15 @@ def test_tiny_run_end_to_end(tiny_data, tmp_path):
     from classifier.model import load_model
     model, meta = load_model(run / "model.keras")
     assert meta["accuracy"] is not None and model.output_shape == (None, 10)
+    # the none photos: whole categories to one split, learnt (outlier exposure), measured, calibrated
+    nones = {k: v for k, v in split.items() if k.startswith("none/objects/")}
+    assert len(nones) == 9 and all(len({nones[f"none/objects/{c}/{j}.jpg"] for j in range(3)}) == 1
+                                   for c in ("car", "cup", "tree"))
+    assert "none_auroc" in " ".join(history[0]) and "of none of the ten" in (run / "train.log").read_text()
+    calibration = json.loads((run / "calibration.json").read_text())
+    assert 0 < calibration["threshold"] <= 1 and 0 <= calibration["validation_open_set"]["auroc"] <= 1
+    report = json.loads((run / "eval" / "val" / "report.json").read_text())
+    assert report["open_set"]["threshold"] == pytest.approx(calibration["threshold"])
 
 
 def test_unknown_class_folder_is_named(tmp_path):
@@ -237,6 +260,7 @@ def test_distillation_mixes_teacher_and_label_and_never_trains_the_teacher(tmp_p
     from classifier.model import DEFAULT_MODEL, build_classifier
     from training.distill import Distiller, teacher_ensemble
     from training.finetune import compile_for, unfreeze_last_blocks
+    from training.pipeline import soft_targets
 
     (tmp_path / "bad.keras").write_text("not a model")
     for bad in (tmp_path / "bad.keras", tmp_path / "missing.keras"):
@@ -254,11 +278,13 @@ def test_distillation_mixes_teacher_and_label_and_never_trains_the_teacher(tmp_p
     learner = Distiller(student, teacher, alpha=0.6)
     compile_for(learner, 1e-3, soft=True)
     p = keras.ops.convert_to_numpy(learner(x))
+    y = soft_targets(np.array([y[0], y[1], -1]))  # the pipeline's targets: one-hot, and uniform for a none photo
     loss = float(learner.compute_loss(x, y, p, training=True))
-    target = 0.6 * soft + 0.4 * np.eye(10)[y]
+    target = 0.6 * soft + 0.4 * y
+    assert y[2].tolist() == [0.1] * 10
     assert loss == pytest.approx(float(np.mean(-(target * np.log(np.clip(p, 1e-7, 1))).sum(1))), rel=1e-4)
-    val_loss = float(learner.compute_loss(x, y, p, training=False))  # validation: the labels alone
-    assert val_loss == pytest.approx(float(np.mean(-np.log(np.clip(p[np.arange(3), y], 1e-7, 1)))), rel=1e-4)
+    val_loss = float(learner.compute_loss(x, y, p, training=False))  # validation: the targets alone
+    assert val_loss == pytest.approx(float(np.mean(-(y * np.log(np.clip(p, 1e-7, 1))).sum(1))), rel=1e-4)
     before = [keras.ops.convert_to_numpy(v) for v in teacher.weights]
     head_before = keras.ops.convert_to_numpy(student.get_layer("head").weights[0])
     learner.fit(x, y, epochs=1, batch_size=3, verbose=0)

@@ -12,20 +12,17 @@
   no model saw in training; 10% validation, the rest train. Their keys start with ``none/``.
 
 Keys are paths relative to the data folder, as ``python -m training --split`` reads them. Stratified by class
-(by category for none) with :func:`training.data.stratified_split`'s seeded permutation.
+(by category for none) with :func:`training.data.stratified_split` and :func:`training.data.category_split`.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from classifier.images import is_image_file  # noqa: E402
-from training.data import discover, stratified_split, write_split  # noqa: E402
+from training.data import category_split, discover, discover_none, stratified_split, write_split  # noqa: E402
 
 ANIMALS10 = "baidu140388_test_sample"
 SEEN_BY_BACKBONE = ("imagenet_sample",)
@@ -40,27 +37,6 @@ def animal_split(items, seed):
     return split
 
 
-def none_split(none_root, seed, fractions=(("test", 0.3), ("val", 0.1), ("train", 0.6))):
-    """``{"none/<source>/<category>/<file>": split}``, whole categories to one split (a seeded draw per source)."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for source in sorted(d for d in Path(none_root).iterdir() if d.is_dir()):
-        files = sorted(p for p in source.rglob("*") if p.is_file() and is_image_file(p))
-        # a category: the folder under the source, or the file itself where each file is its own class
-        by_file = source.name == "imagenet_sample"
-        categories = sorted({p.relative_to(source).as_posix() if by_file else p.relative_to(source).parts[0]
-                             for p in files})
-        order = [categories[i] for i in rng.permutation(len(categories))]
-        bounds = np.round(np.cumsum([f for _, f in fractions]) * len(order)).astype(int)
-        chosen = {}
-        for (name, _), start, stop in zip(fractions, [0, *bounds[:-1]], bounds):
-            chosen.update({c: name for c in order[start:stop]})
-        for p in files:
-            rel = p.relative_to(source).as_posix()
-            out[f"none/{source.name}/{rel}"] = chosen[rel if by_file else p.relative_to(source).parts[0]]
-    return out
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--animals", default=str(ROOT.parent / "shared" / "data" / "animals"))
@@ -69,7 +45,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     split = animal_split(discover([args.animals]), args.seed)
-    split.update(none_split(args.none, args.seed))
+    split.update(category_split(discover_none([args.none]), {"test": 0.3, "val": 0.1, "train": 0.6}, args.seed))
     write_split(split, args.out)
     counts = {}
     for key, name in split.items():

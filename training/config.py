@@ -29,6 +29,11 @@ class TrainConfig:
     data: list = setting(list, "folder of class folders (English, Italian or Chinese names), or of sources holding "
                                "class folders, as shared/data/animals/<source>/<class>/; repeatable",
                          action="append", required=True)
+    none: list = setting(list, "folder of photos of none of the ten (<source>/<category>/ as shared/data/none, or "
+                               "<category>/), learnt as outlier exposure: the ten outputs pushed towards uniform on "
+                               "them; repeatable", action="append", metavar="DIR")
+    none_weight: float = setting(0.5, "with --none: weight of a none photo against an animal photo of average class "
+                                      "weight (default: %(default)s)")
     out: str = setting("", "run folder (created)", required=True)
     backbone: str = setting(DEFAULT_BACKBONE, "default: %(default)s", choices=BACKBONES)
     epochs_head: int = setting(40, "phase-1 epochs at most (default: %(default)s)")
@@ -67,6 +72,8 @@ class TrainConfig:
         """Raise ``ValueError`` naming the flag for a value no run could use; returns the config."""
         if not 0 <= self.distill_alpha <= 1:
             raise ValueError(f"--distill-alpha must be between 0 and 1, not {self.distill_alpha}")
+        if self.none_weight < 0:
+            raise ValueError(f"--none-weight must be 0 or more, not {self.none_weight}")
         if not 0 < self.val_split < 1:
             raise ValueError(f"--val-split must be between 0 and 1, not {self.val_split}")
         check_counts(epochs_head=self.epochs_head, epochs_finetune=self.epochs_finetune,

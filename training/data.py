@@ -1,7 +1,8 @@
 """Find labelled photos in class folders and split them reproducibly.
 
 A data folder holds class folders named in English, Italian (Animals-10) or Chinese, either directly
-(``DIR/cat/``) or one level down (``DIR/<source>/cat/``, as in ``shared/data/animals``).
+(``DIR/cat/``) or one level down (``DIR/<source>/cat/``, as in ``shared/data/animals``). A none folder holds photos
+of none of the ten in ``DIR/<source>/<category>/`` (as ``shared/data/none``) or ``DIR/<category>/``.
 """
 
 import csv
@@ -33,6 +34,44 @@ def discover(data_dirs) -> list[dict]:
                     items.append({"path": str(path), "key": path.relative_to(root).as_posix(),
                                   "label": label, "source": source})
     return items
+
+
+def discover_none(none_dirs) -> list[dict]:
+    """``{"path", "key", "label": NONE, "source", "category"}`` for every photo under ``none_dirs``.
+
+    ``key`` is ``none/`` + the path relative to its none folder (as split files name them). A category is the folder
+    under the source; in ``imagenet_sample``, where each file is its own ImageNet class, the file.
+    """
+    items = []
+    for root in map(Path, none_dirs):
+        if not root.is_dir():
+            raise ValueError(f"none folder {root} does not exist")
+        files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
+        nested = any(len(p.relative_to(root).parts) > 2 for p in files)  # DIR/<source>/<category>/<file>
+        for path in files:
+            parts = path.relative_to(root).parts
+            source, rest = (parts[0], parts[1:]) if nested else (root.name, parts)
+            category = "/".join(rest) if source == "imagenet_sample" or len(rest) == 1 else rest[0]
+            items.append({"path": str(path), "key": "none/" + path.relative_to(root).as_posix(), "label": NONE,
+                          "source": source, "category": f"{source}/{category}"})
+    return items
+
+
+def category_split(items: list[dict], fractions: dict[str, float], seed: int = 0) -> dict[str, str]:
+    """Whole none categories to one split each (a seeded draw per source), so a split can hold kinds of things
+    no other split has. Returns ``{key: split}``."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for source in sorted({it["source"] for it in items}):
+        mine = [it for it in items if it["source"] == source]
+        categories = sorted({it["category"] for it in mine})
+        order = [categories[i] for i in rng.permutation(len(categories))]
+        bounds = np.round(np.cumsum(list(fractions.values())) * len(order)).astype(int)
+        chosen = {}
+        for name, start, stop in zip(fractions, [0, *bounds[:-1]], bounds):
+            chosen.update({c: name for c in order[start:stop]})
+        out.update({it["key"]: chosen[it["category"]] for it in mine})
+    return out
 
 
 def _class_dirs(root):

@@ -45,7 +45,8 @@ def teacher_ensemble(paths, size):
 class Distiller(keras.Model):
     """Trains ``student`` on targets mixed from ``teacher``'s probabilities and the labels (weight ``alpha``).
 
-    Compile it with ``categorical_crossentropy``; labels stay class indices (so class weights work as usual).
+    Compile it with ``categorical_crossentropy``; the targets it is given are already probabilities (one-hot,
+    or uniform for a photo of none of the ten), weighted per photo.
     """
 
     def __init__(self, student, teacher, alpha=0.7, **kwargs):
@@ -56,7 +57,7 @@ class Distiller(keras.Model):
         return self.student(x, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        target = ops.one_hot(ops.cast(ops.reshape(y, (-1,)), "int32"), len(CLASSES))
+        target = y
         if training:
             soft = ops.stop_gradient(self.teacher(x, training=False))
             target = self.alpha * ops.cast(soft, target.dtype) + (1.0 - self.alpha) * target

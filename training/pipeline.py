@@ -24,13 +24,13 @@ from sklearn.metrics import precision_recall_fscore_support
 from tqdm import tqdm
 
 from classifier.backbones import input_size
-from classifier.classes import CLASSES
+from classifier.classes import CLASSES, NONE
 from classifier.files import write_atomic
 from classifier.model import build_classifier
 from classifier.predictor import Classifier
 
 from .augment import DEFAULT_POLICIES, Augmenter
-from .data import discover, read_keys, read_split, stratified_split, write_split
+from .data import category_split, discover, discover_none, read_keys, read_split, stratified_split, write_split
 from .dataset import image_dataset
 from .distill import Distiller, teacher_ensemble
 from .finetune import compile_for, unfreeze_last_blocks
@@ -42,6 +42,45 @@ CANCEL = {"requested": False}
 
 class Cancelled(Exception):
     pass
+
+
+def label_index(label):
+    """A class's output index; -1 for a photo of none of the ten."""
+    return -1 if label == NONE else CLASSES.index(label)
+
+
+def soft_targets(y):
+    """One-hot rows for class indices, uniform rows for none (-1): outlier exposure's target (Hendrycks et al.,
+    2019), which with cross-entropy pushes the ten outputs towards uniform on things that are none of them."""
+    targets = keras.utils.to_categorical(np.maximum(y, 0), len(CLASSES))
+    targets[np.asarray(y) < 0] = 1 / len(CLASSES)
+    return targets
+
+
+def weight_table(weights, none_weight):
+    """Per-photo weights indexed by label index + 1: none first, then the ten classes (1 without class weights)."""
+    return np.array([none_weight, *((weights or {}).get(i, 1.0) for i in range(len(CLASSES)))], np.float32)
+
+
+def validation_logs(probs, y, none_weight):
+    """Validation loss (label cross-entropy, plus the outlier-exposure term on none photos), accuracy, per-class
+    recall and precision among the ten, and, with none photos, how well the top probability tells them apart."""
+    from evaluation.metrics import open_set_scores
+
+    inset = y >= 0
+    p_in, y_in, p_out = probs[inset], y[inset], probs[~inset]
+    loss = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y_in, p_in)))
+    if len(p_out):
+        loss += none_weight * float(np.mean(-np.log(np.clip(p_out, 1e-7, 1)).mean(1)))
+    pred = p_in.argmax(1)
+    logs = {"val_loss": loss, "val_accuracy": float((pred == y_in).mean())}
+    p, r, _, _ = precision_recall_fscore_support(y_in, pred, labels=range(len(CLASSES)), zero_division=0)
+    for i, c in enumerate(CLASSES):
+        logs[f"val_recall_{c}"], logs[f"val_precision_{c}"] = float(r[i]), float(p[i])
+    if len(p_out):
+        scores = open_set_scores(p_in.max(1), p_out.max(1))
+        logs["val_none_auroc"], logs["val_none_accepted"] = scores["auroc"], scores["none_accepted"]
+    return logs
 
 
 class RunRecorder:
@@ -84,9 +123,10 @@ class EpochMonitor(keras.callbacks.Callback):
     ``val_loss`` it writes into the epoch's logs. (Keras' own validation would decode the photos a second time.)
     """
 
-    def __init__(self, recorder, phase, epochs, val_predict, y_val, share, offset, stage):
+    def __init__(self, recorder, phase, epochs, val_predict, y_val, share, offset, stage, none_weight=0.0):
         super().__init__()
         self.recorder, self.phase, self.epochs, self.stage = recorder, phase, epochs, stage
+        self.none_weight = none_weight
         self.val_predict, self.y_val, self.share, self.offset = val_predict, y_val, share, offset
         self.epoch, self.shown = 0, time.time()
 
@@ -106,14 +146,8 @@ class EpochMonitor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         self.recorder.update(stage=f"{self.stage}: validating")  # seconds of decoding in phase 2
-        probs = self.val_predict()
-        pred = probs.argmax(1)
-        # Keras' own label cross-entropy (also when distilling: validation judges against the labels).
-        logs["val_loss"] = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(self.y_val, probs)))
-        logs["val_accuracy"] = float((pred == self.y_val).mean())
-        p, r, _, _ = precision_recall_fscore_support(self.y_val, pred, labels=range(len(CLASSES)), zero_division=0)
-        for i, c in enumerate(CLASSES):
-            logs[f"val_recall_{c}"], logs[f"val_precision_{c}"] = float(r[i]), float(p[i])
+        # against the labels, also when distilling
+        logs.update(validation_logs(np.asarray(self.val_predict()), self.y_val, self.none_weight))
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         self.recorder.add_epoch(self.phase, logs)
         self.recorder.update(phase=self.phase, epoch=epoch + 1, epochs=self.epochs,
@@ -122,7 +156,8 @@ class EpochMonitor(keras.callbacks.Callback):
             f"phase {self.phase} epoch {epoch + 1}/{self.epochs}: loss {logs.get('loss', 0):.4f} "
             f"val_loss {logs.get('val_loss', 0):.4f} val_acc {logs.get('val_accuracy', 0):.4f} "
             f"cat recall {logs['val_recall_cat']:.3f} precision {logs['val_precision_cat']:.3f}, "
-            f"dog recall {logs['val_recall_dog']:.3f} precision {logs['val_precision_dog']:.3f}")
+            f"dog recall {logs['val_recall_dog']:.3f} precision {logs['val_precision_dog']:.3f}"
+            + (f", none AUROC {logs['val_none_auroc']:.3f}" if "val_none_auroc" in logs else ""))
         if CANCEL["requested"]:
             self.model.stop_training = True
 
@@ -176,11 +211,12 @@ def make_strategy(name):
 def prepare_data(cfg, recorder):
     """Discover, exclude, split; count duplicates. Returns ``{split: [item]}`` and facts for config.json."""
     items = discover(cfg["data"])
+    nones = discover_none(cfg.get("none") or [])
     if not items:
         raise ValueError(f"no photos found under {', '.join(map(str, cfg['data']))}: expected class folders "
                          "(cat/, dog/, ... or Animals-10's gatto/, cane/, ...), directly or one level down")
     excluded = read_keys(cfg["exclude"]) if cfg.get("exclude") else set()
-    items = [it for it in items if it["key"] not in excluded]
+    items = [it for it in items + nones if it["key"] not in excluded]
     if cfg.get("split"):
         split = read_split(cfg["split"])
         missing = [it["key"] for it in items if it["key"] not in split]
@@ -188,8 +224,9 @@ def prepare_data(cfg, recorder):
             raise ValueError(f"{len(missing)} photos are not in {cfg['split']}, e.g. {missing[0]}: a split file "
                              "fits the data folder it was made for; for other photos make a new split (no --split)")
     else:
-        split = stratified_split(items, {"train": 1 - cfg["val_split"], "val": cfg["val_split"]}, cfg["seed"],
-                                 exclude_sources=UNSEEN_SOURCES)
+        fractions = {"train": 1 - cfg["val_split"], "val": cfg["val_split"]}
+        split = stratified_split(items, fractions, cfg["seed"], exclude_sources=UNSEEN_SOURCES)
+        split.update(category_split([it for it in items if it["label"] == NONE], fractions, cfg["seed"]))
     if cfg.get("val"):
         for it in discover([cfg["val"]]):
             it["key"] = "val:" + it["key"]
@@ -247,7 +284,7 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
             recorder.log.info(f"unreadable, skipped: {path}: {message}")
         dropped += [p for p, _ in errors]
         parts[name] = [it for it, good in zip(parts[name], ok) if good]
-        cached[name] = (feats, np.array([CLASSES.index(it["label"]) for it in parts[name]]))
+        cached[name] = (feats, np.array([label_index(it["label"]) for it in parts[name]], int))
     require_train_and_val(parts, cfg)  # unreadable files may have emptied one
     x, y = cached["train"]
     fast = Classifier.from_keras(extractor)
@@ -264,19 +301,20 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
                 soft.append(teacher_probabilities(teacher, [b]))
         x = np.concatenate([x, *feats])
     # Balanced class weights from the readable training photos, times the optional per-class multipliers.
-    weights = class_weights(y, cfg["class_multipliers"]) if cfg["class_weight"] == "balanced" else None
+    weights = class_weights(y[y >= 0], cfg["class_multipliers"]) if cfg["class_weight"] == "balanced" else None
     y_train = np.concatenate([y] * (cfg["views"] + 1))
-    sample_weights = np.array([weights[c] for c in y_train], np.float32) if weights else None
-    targets = keras.utils.to_categorical(y_train, len(CLASSES))
+    sample_weights = weight_table(weights, cfg["none_weight"])[y_train + 1]
+    targets = soft_targets(y_train)
     if teacher is not None:
         targets = cfg["distill_alpha"] * np.concatenate(soft) + (1 - cfg["distill_alpha"]) * targets
-    recorder.log.info(f"phase 1: {len(y_train)} cached training features ({cfg['views']} augmented views each)"
+    recorder.log.info(f"phase 1: {len(y_train)} cached training features ({cfg['views']} augmented views each; "
+                      f"{int((y_train < 0).sum())} of none of the ten)"
                       + (", teacher probabilities mixed into the targets" if teacher is not None else ""))
     head = model.get_layer("head")
     compile_for(head, cfg["lr_head"], soft=True)
     x_val, y_val = cached["val"]
     monitor = EpochMonitor(recorder, 1, cfg["epochs_head"], lambda: head.predict(x_val, verbose=0), y_val,
-                           0.15, 0.15, "phase 1: training the head on cached features")
+                           0.15, 0.15, "phase 1: training the head on cached features", cfg["none_weight"])
     head.fit(x, targets, sample_weight=sample_weights,
              epochs=cfg["epochs_head"], batch_size=cfg["batch_size"], verbose=0, shuffle=True,
              callbacks=[monitor, *standard_callbacks(recorder.dir, 1, 8)])
@@ -292,17 +330,25 @@ def phase2(model, parts, augmenter, cfg, recorder, size, jit, weights, teacher=N
     """Fine-tune the last K backbone blocks on augmented photos streamed through tf.data."""
     trainable = unfreeze_last_blocks(model, cfg["unfreeze_blocks"])
     learner = model if teacher is None else Distiller(model, teacher, cfg["distill_alpha"])  # training/distill.py
-    compile_for(learner, cfg["lr_finetune"], jit_compile=jit, soft=learner is not model)  # after trainable, always
+    compile_for(learner, cfg["lr_finetune"], jit_compile=jit, soft=True)  # after changing trainable, always
     recorder.log.info(f"phase 2: {len(trainable)} backbone layers trainable (last {cfg['unfreeze_blocks']} "
                       f"blocks, BatchNorm frozen); learning rate {cfg['lr_finetune']}")
-    y = [CLASSES.index(it["label"]) for it in parts["train"]]
-    y_val = np.array([CLASSES.index(it["label"]) for it in parts["val"]])
+    y = [label_index(it["label"]) for it in parts["train"]]
+    y_val = np.array([label_index(it["label"]) for it in parts["val"]], int)
+    table = tf.constant(weight_table(weights, cfg["none_weight"]))
+    uniform = tf.fill((1, len(CLASSES)), 1 / len(CLASSES))
+
+    def with_targets(x, label):  # soft targets and per-photo weights, as in phase 1
+        soft = tf.where(label[:, None] >= 0, tf.one_hot(tf.maximum(label, 0), len(CLASSES)), uniform)
+        return x, soft, tf.gather(table, label + 1)
+
     train = image_dataset([it["path"] for it in parts["train"]], y, size, cfg["batch_size"], augmenter,
-                          shuffle=True, seed=cfg["seed"])
+                          shuffle=True, seed=cfg["seed"]).map(with_targets)
     val = image_dataset([it["path"] for it in parts["val"]], y_val, size, cfg["batch_size"])
     monitor = EpochMonitor(recorder, 2, cfg["epochs_finetune"], lambda: model.predict(val, verbose=0), y_val,
-                           0.6, 0.3, f"phase 2: fine-tuning the last {cfg['unfreeze_blocks']} blocks")
-    learner.fit(train, epochs=cfg["epochs_finetune"], class_weight=weights,
+                           0.6, 0.3, f"phase 2: fine-tuning the last {cfg['unfreeze_blocks']} blocks",
+                           cfg["none_weight"])
+    learner.fit(train, epochs=cfg["epochs_finetune"],
                 shuffle=False, verbose=1 if sys.stdout.isatty() else 0,
                 callbacks=[monitor, *standard_callbacks(recorder.dir, 2, 4)])
 
@@ -365,7 +411,7 @@ def finish(model, parts, cfg, recorder, dropped):
     keras.mixed_precision.set_global_policy("float32")
     meta = {"name": cfg.get("name") or recorder.dir.name, "backbone": cfg["backbone"], "classes": list(CLASSES),
             "run": str(recorder.dir), "unreadable_skipped": dropped}
-    clf = Classifier.from_keras(model, meta)
+    clf = calibrated(Classifier.from_keras(model, meta), parts["val"], recorder)
     reports = {}
     for name in ("val", "test"):
         if parts.get(name):
@@ -382,6 +428,29 @@ def finish(model, parts, cfg, recorder, dropped):
     model.save(recorder.dir / "model.keras")
     (recorder.dir / "model.json").write_text(json.dumps(meta, indent=2))
     return meta
+
+
+def calibrated(clf, val_items, recorder):
+    """``clf`` with a temperature and a "none of the 10" threshold fitted on the validation photos of the ten (the
+    threshold keeps 95% of them), written to the run's calibration.json beside model.keras."""
+    from classifier.predictor import apply_temperature
+    from evaluation.calibration import calibrate
+    from evaluation.metrics import open_set_scores
+
+    probs, _unreadable = clf.predict_paths([it["path"] for it in val_items])
+    kept = [it for it in val_items if it["path"] in probs]
+    p = np.array([probs[it["path"]] for it in kept])
+    y = np.array([label_index(it["label"]) for it in kept], int)
+    result = calibrate(p[y >= 0], y[y >= 0])
+    if (y < 0).any():
+        top = apply_temperature(p, result["temperature"]).max(1)
+        result["validation_open_set"] = open_set_scores(top[y >= 0], top[y < 0])
+    (recorder.dir / "calibration.json").write_text(json.dumps(result, indent=2))
+    recorder.log.info(f"calibrated on {int((y >= 0).sum())} validation photos: temperature "
+                      f"{result['temperature']:.3f}, threshold {result['threshold']:.3f} keeps 95% of them"
+                      + (f"; it accepts {result['validation_open_set']['none_accepted']:.1%} of the validation none "
+                         "photos" if (y < 0).any() else ""))
+    return Classifier(clf.engine, clf.meta, calibration=result)
 
 
 def write_config(cfg, weights, facts, device, run_dir):
