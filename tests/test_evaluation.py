@@ -202,3 +202,20 @@ def test_the_source_class_layout_is_read_and_reported_per_source(tmp_path):
     assert per["baidu"]["n_scored"] == 4 and per["baidu"]["accuracy"] == 0.75
     assert per["baidu"]["accuracy_ci95"][0] < 0.75 <= per["baidu"]["accuracy_ci95"][1]
     assert "source baidu: accuracy 0.750" in r.stdout and "on 4 images" in r.stdout
+
+
+def test_photos_shipped_in_assets_are_never_trained_or_validated_on():
+    import csv
+
+    from training.data import read_keys, read_split
+
+    split = read_split(ROOT / "assets" / "model" / "split-a10.csv")
+    excluded = read_keys(ROOT / "assets" / "model" / "exclude.txt")
+    shipped = {}
+    for folder in ("examples", "demo"):
+        rows = list(csv.DictReader((ROOT / "assets" / folder / "sources.csv").open()))
+        assert {r["file"] for r in rows} == {p.name for p in (ROOT / "assets" / folder).glob("*.jpg")}
+        shipped.update({r["origin"]: f"{folder}/{r['file']}" for r in rows})
+    assert len(shipped) == 110  # 10 examples and 100 demo photos, no photo twice
+    used = {k: f for k, f in shipped.items() if k not in excluded and split.get(k) in ("train", "val")}
+    assert not used
