@@ -27,6 +27,7 @@ CSS = """
 def build_app(settings=None):
     """Build the Gradio app (not launched): one tab per package, sharing the served model."""
     settings = settings or Settings.from_env()
+    settings.install_demo()  # something to try in every tab on first start
     slot = ModelSlot(settings.model_path, settings.serving_engine, settings.model_cache)
     guard = Guard(settings)
     with gr.Blocks(title="Animals-10 studio", delete_cache=(3600, 3600)) as demo:  # uploads kept <= 2 h
@@ -63,7 +64,9 @@ def main():
     demo.queue(default_concurrency_limit=4, max_size=256).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860),
-        max_file_size=f"{settings.max_upload_mb}mb", i18n=T, footer_links=["api", "settings"], css=CSS,
+        # one limit for every uploaded file, applied before any handler: a data set's; Classify checks its own
+        max_file_size=f"{max(settings.max_upload_mb, settings.max_dataset_mb)}mb",
+        i18n=T, footer_links=["api", "settings"], css=CSS,
         head=f"<script>{HOTKEYS}</script>",
         # Nothing under DATA_DIR is served by path (the label DB, logs, runs): users get copies of what they were
         # handed (pictures, exports made for their request), which Gradio serves from its own cache.

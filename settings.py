@@ -8,7 +8,9 @@ ZHIPUAI_API_KEY GLM key for auto-labeling (never shown or logged); GLM_BASE_URL 
 DATA_ROOTS      folders (separated by ":") whose sub-folders can be picked as data sets in the app; default
                 DATA_DIR/datasets
 LOW_CONFIDENCE  top-1 probability under which the app warns "not one of the 10 animals?"; default 0.5
-MAX_UPLOAD_MB   upload size limit; default 20
+MAX_UPLOAD_MB   size limit of a photo to classify; default 20
+MAX_DATASET_MB  size limit of an uploaded data set, unpacked (also Gradio's limit for any one uploaded file);
+                default 500
 SERVING_ENGINE  litert (default: the model converted once to .tflite) or keras
 MODEL_CACHE     where converted .tflite models are kept; default DATA_DIR/tflite
 """
@@ -18,7 +20,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from classifier import ASSETS
 from classifier.predictor import DEFAULT_MODEL
+
+DEMO_DIR = ASSETS / "demo"
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class Settings:
     glm_data_prefix: bool = True
     low_confidence: float = 0.5
     max_upload_mb: int = 20
+    max_dataset_mb: int = 500
     data_roots: tuple = ()
     serving_engine: str = "litert"
     model_cache: Path = None
@@ -64,8 +70,27 @@ class Settings:
             label = root.name if root.name not in labels else f"{root.name}~{i}"
             labels.add(label)
             if root.is_dir():
-                out.update({f"{label}/{d.name}": d.resolve() for d in sorted(root.iterdir()) if d.is_dir()})
+                out.update({f"{label}/{d.name}": d.resolve() for d in sorted(root.iterdir())
+                            if d.is_dir() and not d.name.startswith(".")})  # .incoming-*: an upload unpacking
         return out
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where uploaded data sets (and the demo set) go: ``DATA_DIR/datasets``, listed among the data sets."""
+        return self.data_dir / "datasets"
+
+    def install_demo(self) -> None:
+        """Copy the shipped demo set (assets/demo) to ``DATA_DIR/datasets/demo`` on first start, when the data
+        roots include that folder and no ``demo`` is there yet."""
+        target = self.uploads_dir / "demo"
+        if target.exists() or target.parent.resolve() not in [Path(r).resolve() for r in self.data_roots]:
+            return
+        import shutil
+
+        staging = target.with_name(".incoming-demo")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(DEMO_DIR, staging, ignore=shutil.ignore_patterns("sources.csv"))  # not the true classes
+        staging.rename(target)
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -85,6 +110,7 @@ class Settings:
             glm_data_prefix=env.get("GLM_DATA_PREFIX", "1") not in ("0", "false", "no"),
             low_confidence=float(env.get("LOW_CONFIDENCE") or d.low_confidence),
             max_upload_mb=int(env.get("MAX_UPLOAD_MB") or d.max_upload_mb),
+            max_dataset_mb=int(env.get("MAX_DATASET_MB") or d.max_dataset_mb),
             serving_engine=env.get("SERVING_ENGINE") or d.serving_engine,
             model_cache=Path(env.get("MODEL_CACHE") or data_dir / "tflite"),
         )

@@ -59,6 +59,36 @@ def dataset_dropdown(settings, label: str, **kwargs) -> gr.Dropdown:
     return dropdown
 
 
+def upload_box(settings, label: str) -> gr.File:
+    """Where a user drops a data set: one archive (.zip, .tar, .tar.gz) or photos with an optional results.json."""
+    return gr.File(label=label, file_count="multiple", height=90,
+                   file_types=[".zip", ".tar", ".gz", ".tgz", ".json", "image"])
+
+
+def receive_upload(settings, files, progress: gr.Progress) -> tuple[dict, str]:
+    """Unpack an upload into a new data set (:func:`uploads.add_dataset`); returns its facts and a line for the
+    user. Refusals (:class:`uploads.UploadError`) pass through as ``ValueError`` for :func:`shown`."""
+    from uploads import add_dataset
+
+    paths = [f.get("path") if isinstance(f, dict) else getattr(f, "name", f) for f in (files or [])]
+    facts = add_dataset(paths, settings.uploads_dir, settings.max_dataset_mb,
+                        lambda done, total: progress(done / total if total else None,
+                                                     desc=f"unpacking: {done} entries"))
+    bad = facts["unreadable"]
+    line = (f"Data set **{facts['name']}** uploaded {facts['uploaded']}: {facts['images']} photos"
+            + (f", results.json with {facts['labels']} labels" if facts["labels"] is not None else "")
+            + (f"; {len(bad)} unreadable: {', '.join(bad[:10])}{' …' if len(bad) > 10 else ''}" if bad else "")
+            + ".")
+    return facts, line
+
+
+def dataset_choice(settings, facts) -> gr.Dropdown:
+    """The data-set dropdown listed again, with the new upload chosen."""
+    names = settings.datasets()
+    chosen = next((n for n in names if settings.dataset_path(n) == Path(facts["path"]).resolve()), None)
+    return gr.Dropdown(choices=names, value=chosen)
+
+
 def progress_bar(progress: gr.Progress, desc: str):
     """A ``progress(done, total)`` callback for the jobs, drawing Gradio's progress bar with ``desc``."""
     return lambda done, total: progress(done / max(total, 1), desc=desc.format(done=done, total=total))

@@ -55,7 +55,9 @@ def to_class_id(name: str | None) -> str | None:
 
 
 def display_name(class_id: str) -> str:
-    """``"cat 猫"``: the English id and the Chinese name, as the UI shows them."""
+    """``"cat 猫"``: the English id and the Chinese name, as the UI shows them (none: "none of the 10 animals")."""
+    if class_id == NONE:
+        return "none of the 10 animals 非这十种动物"
     return f"{class_id} {CHINESE[class_id]}" if class_id in CHINESE else class_id
 
 

@@ -4,26 +4,53 @@ The event ``/classify`` takes the raw upload (``preprocess=False``) so that Grad
 first: every file goes through the one decode, and a bad file gets its clear message.
 """
 
+import json
+import os
+import tempfile
 import time
+from pathlib import Path
 
 import gradio as gr
 
 from . import ASSETS
-from .classes import TOP_K, display_name
+from .classes import NONE, TOP_K, display_name
 from .images import ImageError, decode_with_info
 
 EXAMPLES_DIR = ASSETS / "examples"
 
 
-def classify_image(slot, image, top_k: int = TOP_K, low_confidence: float = 0.5) -> tuple[dict, str]:
-    """Classify one upload; return ``(label dict for gr.Label, status markdown)``.
+ANSWERS = Path(tempfile.gettempdir()) / "animals10-answers"
 
-    ``image`` is Gradio's raw file payload (a dict with ``path``) or a path. Raises ``gr.Error`` with the
-    decode's message for a file that is not a usable image.
+
+def headline_value(headline: str, scores: dict) -> str:
+    """A ``gr.Label`` value whose headline differs from its top score ("none of the 10 animals" above the ten
+    scores). Gradio 6's Label reads that form only from a .json file (its dict form is taken as class -> score),
+    so it goes through one, read as the handler returns and removed a minute later."""
+    ANSWERS.mkdir(exist_ok=True)
+    for old in ANSWERS.glob("*.json"):
+        if time.time() - old.stat().st_mtime > 60:
+            old.unlink(missing_ok=True)
+    fd, path = tempfile.mkstemp(suffix=".json", dir=ANSWERS)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"label": headline, "confidences": [{"label": c, "confidence": p} for c, p in scores.items()]}, f)
+    return path
+
+
+def classify_image(slot, image, top_k: int = TOP_K, low_confidence: float = 0.5,
+                   max_mb: float = 20) -> tuple[dict, str]:
+    """Classify one upload; return ``(value for gr.Label, status markdown)``.
+
+    ``image`` is Gradio's raw file payload (a dict with ``path``) or a path. Under the "none of the 10" threshold
+    (the model's calibrated one, else ``low_confidence``) the answer is "none of the 10 animals", with the ten
+    scores below it. Raises ``gr.Error`` with the decode's message for a file that is not a usable image, and for
+    one over ``max_mb`` (Gradio's own upload limit is the larger one data sets need).
     """
     if not image:
         raise gr.Error("No photo yet: upload, paste or take one first.", print_exception=False)
     path = image.get("path") if isinstance(image, dict) else image
+    if os.path.getsize(path) > max_mb * 2**20:
+        raise gr.Error(f"The photo is {os.path.getsize(path) / 2**20:.0f} MB, larger than the {max_mb:g} MB allowed "
+                       "here (MAX_UPLOAD_MB). Use a smaller file.", title="Photo too large", print_exception=False)
     clf = slot.get()
     start = time.perf_counter()
     try:
@@ -34,12 +61,15 @@ def classify_image(slot, image, top_k: int = TOP_K, low_confidence: float = 0.5)
     low_confidence = clf.threshold or low_confidence  # the calibrated cut, when the model has one
     ms = (time.perf_counter() - start) * 1000
     top = clf.top_k(probs, max(1, min(int(top_k or TOP_K), len(clf.classes))))
-    lines = [f"**{display_name(top[0][0])}** ({top[0][1]:.0%}) in {ms:.0f} ms"]
+    scores = {display_name(c): p for c, p in top}
     if top[0][1] < low_confidence:
-        lines.append(f"⚠️ Not one of the 10 animals? The model is unsure (top score {top[0][1]:.0%} < "
-                     f"{low_confidence:.0%}); it only knows these ten classes.")
+        lines = [f"**{display_name(NONE)}** in {ms:.0f} ms: no class reaches the threshold ({top[0][1]:.0%} < "
+                 f"{low_confidence:.0%}); the closest is {display_name(top[0][0])}. The model knows only these ten."]
+        scores = headline_value(display_name(NONE), {c: float(p) for c, p in scores.items()})
+    else:
+        lines = [f"**{display_name(top[0][0])}** ({top[0][1]:.0%}) in {ms:.0f} ms"]
     lines += [f"ℹ️ {note}" for note in info["notes"]]
-    return {display_name(c): p for c, p in top}, "\n\n".join(lines)
+    return scores, "\n\n".join(lines)
 
 
 def model_line(clf) -> str:
@@ -69,7 +99,7 @@ def build(settings, slot, guard, T):
     last_status = gr.State("")
 
     def run(img, k):
-        return classify_image(slot, img, k, settings.low_confidence)
+        return classify_image(slot, img, k, settings.low_confidence, settings.max_upload_mb)
 
     for trigger, api_name in ((button.click, "classify"), (image.upload, False)):
         event = trigger(run, [image, top_k], [scores, last_status], api_name=api_name, preprocess=False,

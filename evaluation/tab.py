@@ -14,7 +14,7 @@ from PIL import Image
 from classifier.classes import CLASSES, display_name
 from classifier.images import ImageError, thumbnail
 from training.runs import RunStore
-from ui import dataset_dropdown, progress_bar, shown
+from ui import dataset_choice, dataset_dropdown, progress_bar, receive_upload, shown, upload_box
 
 from .run import evaluate_folder
 
@@ -127,6 +127,7 @@ def build(settings, slot, guard, T=None):
         threshold = gr.Slider(0, 1, value=0, step=0.01,
                               label="'None of the 10' threshold (0 = the model's calibrated one, if any)")
         tta = gr.Checkbox(label="Mirror TTA", value=False)
+    upload = upload_box(settings, "Or upload a test set (.zip / .tar.gz of class folders or images + results.json)")
     with gr.Row():
         password = guard.password_box()
         refresh = gr.Button("Refresh lists", size="sm")
@@ -164,6 +165,14 @@ def build(settings, slot, guard, T=None):
                 [summary, matrix_image, per_class, counts, out_state, cell_title, gallery],
                 concurrency_limit=1, concurrency_id="evaluate", api_name="evaluate",
                 validator=guard.door(0, "Evaluating"))
+    @shown
+    def on_upload(pw, files, progress=gr.Progress()):
+        guard.require(pw, "Uploading a data set")
+        facts, line = receive_upload(settings, files, progress)
+        return line, dataset_choice(settings, facts), None
+
+    upload.upload(on_upload, [password, upload], [summary, dataset, upload], api_name="evaluate_upload",
+                  concurrency_id="import", validator=guard.door(0, "Uploading a data set"))
     counts.select(on_select, out_state, [cell_title, gallery, cell], api_visibility="private")
     refresh.click(lambda: gr.Dropdown(choices=model_choices(settings)), None, model, api_visibility="private",
                   queue=False)

@@ -27,7 +27,7 @@ from .store import LabelStore
 from .suspects import model_key, predict_store, rank
 
 EXPORTS = Path(tempfile.gettempdir()) / "animals10-exports"  # never under DATA_DIR, which is not served
-SMALL_BATCH = 64  # images without a prediction that Start waits for (about a second), rather than open unranked
+SMALL_BATCH = 128  # images without a prediction that Start waits for (about a second), rather than open unranked
 STATUSES = ["all", "unreviewed", "accepted", "corrected"]
 SORTS = ["suspicion", "model confidence", "key"]
 IMPACT_COLUMNS = ("labels", "scored", "accuracy", "cat recall", "dog precision")
@@ -251,6 +251,10 @@ class Review:
         except ImageError as e:
             picture, lines = None, lines + [f"⚠️ {plain(self.scrub(e))}"]
         return picture, "\n\n".join(lines), self.progress()
+
+    def store_is_empty(self) -> bool:
+        """No image imported yet (a first start): the tab offers the demo set."""
+        return self.store.version()[1] == 0
 
     def progress(self) -> str:
         s = self.store.stats(self.state())

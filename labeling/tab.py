@@ -7,7 +7,7 @@ import gradio as gr
 
 from classifier.classes import CLASSES, NONE, display_name
 from classifier.images import ImageError, thumbnail
-from ui import MAX_NAME, dataset_dropdown, shown
+from ui import MAX_NAME, dataset_choice, dataset_dropdown, receive_upload, shown, upload_box
 
 from .review import IMPACT_COLUMNS, SORTS, STATUSES, Review
 
@@ -31,6 +31,9 @@ def build(settings, slot, guard, T=None):
         with gr.Row():
             dataset = dataset_dropdown(settings, "Image folder to import (results.json inside it is read)")
             import_button = gr.Button("Import")
+        upload = upload_box(settings, "Or upload a data set: a .zip / .tar.gz (flat images + results.json, class "
+                                      "folders or <source>/<class>/), or photos and a results.json; it is imported "
+                                      "at once")
         with gr.Row():
             autolabel_limit = gr.Number(value=0, precision=0, label="Auto-label at most N images (0 = all)")
             autolabel_button = gr.Button("Auto-label with GLM-4V", interactive=has_key)
@@ -48,6 +51,8 @@ def build(settings, slot, guard, T=None):
         llm_only = gr.Checkbox(label="LLM said none / unparseable", value=False)
         sort = gr.Dropdown(SORTS, value="suspicion", label="Sort")
     progress_md = gr.Markdown(review.progress())
+    demo_button = gr.Button("Load the demo set (100 photos labelled by an LLM, 10 of them wrong)", variant="primary",
+                            visible=review.store_is_empty(), elem_id="rv-demo")
     with gr.Row(elem_id="review-panel"):
         with gr.Column(scale=3):
             photo = gr.Image(label="Photo", type="pil", interactive=False, height=460)
@@ -182,6 +187,37 @@ def build(settings, slot, guard, T=None):
         guard.require(pw, "Exporting the labels, their history and the database")
         return review.export()
 
+    def import_new(files, demo, name, pw, sess, f, progress):
+        """Upload (or the demo set), import, and open the queue: suspects first."""
+        guard.require(pw, "Changing labels")
+        name = guard.check_name(name)
+        if demo:
+            folder, line = settings.uploads_dir / "demo", ""
+            if not folder.is_dir():
+                raise ValueError("The demo set is not installed here (DATA_DIR/datasets/demo): restart the app.")
+            facts = {"path": folder}
+        else:
+            facts, line = receive_upload(settings, files, progress)
+            folder = facts["path"]
+        *_, sess = review.start(name, f, sess)
+        line = f"{line} {review.import_folder(sess, folder)}".strip()
+        return (line, dataset_choice(settings, facts), None, gr.Button(visible=False),
+                *review.start(name, f, sess))
+
+    upload_outputs = [admin_status, dataset, upload, demo_button, *view_outputs]
+
+    @shown
+    def on_upload(files, name, pw, sess, *f, progress=gr.Progress()):
+        return import_new(files, False, name, pw, sess, f, progress)
+
+    @shown
+    def on_demo(name, pw, sess, *f, progress=gr.Progress()):
+        return import_new(None, True, name, pw, sess, f, progress)
+
+    upload.upload(on_upload, [upload, reviewer, password, session, *filters], upload_outputs,
+                  api_name="review_upload", concurrency_id="import", validator=guard.door(2, "Uploading a data set"))
+    demo_button.click(on_demo, [reviewer, password, session, *filters], upload_outputs, api_name="review_demo",
+                      concurrency_id="import", validator=guard.door(1, "Importing the demo set"))
     import_button.click(on_import, [session, password, dataset], [admin_status, progress_md], api_name="import",
                         concurrency_id="import", validator=guard.door(1, "Importing"))
     autolabel_button.click(on_autolabel, [session, password, autolabel_limit], [admin_status, progress_md],

@@ -11,7 +11,7 @@ from PIL import Image
 
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.classes import display_name
-from ui import dataset_dropdown, shown
+from ui import dataset_choice, dataset_dropdown, receive_upload, shown, upload_box
 
 from .config import QUICK
 from .runs import RunStore, read_json, read_status
@@ -83,6 +83,8 @@ def build(settings, slot, guard, T=None):
         teachers = gr.Dropdown(store.finished(), value=[], multiselect=True, label="Distil from (finished runs)",
                                info=f"targets mix these runs' mean answers ({quick.distill_alpha:.0%}) with the "
                                     f"labels ({1 - quick.distill_alpha:.0%})")
+    upload = upload_box(settings, "Or upload training photos (.zip / .tar.gz of class folders, or of "
+                                  "<source>/<class>/ folders)")
     password = guard.password_box()
     with gr.Row():
         start = gr.Button("Start training", variant="primary")
@@ -151,4 +153,12 @@ def build(settings, slot, guard, T=None):
                 queue=False)
     teachers.focus(lambda: gr.Dropdown(choices=store.finished()), None, teachers, api_visibility="private",
                    queue=False)
+    @shown
+    def on_upload(pw, files, progress=gr.Progress()):
+        guard.require(pw, "Uploading a data set")
+        facts, line = receive_upload(settings, files, progress)
+        return line, dataset_choice(settings, facts), None
+
+    upload.upload(on_upload, [password, upload], [status, data, upload], api_name="train_upload",
+                  concurrency_id="import", validator=guard.door(0, "Uploading a data set"))
     return serve.click(on_serve, [password, runs], served, api_name="serve")

@@ -1,0 +1,240 @@
+"""Data sets brought through the browser: an archive or loose files, checked while they stream, unpacked into a new
+folder ``DATA_DIR/datasets/<name>`` that every tab lists.
+
+Accepted: ``.zip``, ``.tar``, ``.tar.gz``/``.tgz``, or image files with an optional ``results.json``, in any layout
+the folders take (flat ``<n>.jpg`` + ``results.json``, class folders, ``<source>/<class>/``). An upload is unpacked
+into a hidden staging folder and renamed into place only when every check passed, so a refused or failed upload
+leaves nothing behind, and an existing data set is never overwritten (each gets a unique name).
+
+Refused, with what to do: paths that leave the folder (``../``, absolute), links and devices, more than
+:data:`MAX_FILES` entries or more than ``max_mb`` unpacked (declared sizes checked before writing, real bytes
+counted while writing), more than the free disk space, no image at all, a ``results.json`` that does not parse or
+names files the upload does not hold.
+"""
+
+import json
+import re
+import secrets
+import shutil
+import tarfile
+import time
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from PIL import Image
+
+from classifier.classes import NONE, to_class_id
+from classifier.files import list_images
+from classifier.images import is_image_file
+from classifier.labels import LabelFileError, match, read_labels
+
+MAX_FILES = 50_000  # entries in one upload (the original test set has 8,150 images)
+CHUNK = 1 << 20
+JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db")
+INFO = ".upload.json"  # beside the photos: the upload's time and original file name
+
+
+class UploadError(ValueError):
+    """An upload that cannot become a data set; the message says why and what to do."""
+
+
+def add_dataset(files, datasets_dir, max_mb: int = 500, progress=None) -> dict:
+    """Unpack ``files`` (one archive, or loose files) into a new data set under ``datasets_dir``.
+
+    Returns ``{"name", "path", "images", "unreadable": [relative paths], "labels": n or None, "uploaded"}``.
+    ``progress(done, total)`` is called as entries are written. Raises :class:`UploadError`.
+    """
+    files = [Path(f) for f in (files or [])]
+    if not files:
+        raise UploadError("No file received: choose a .zip or .tar.gz of a data set, or photos (and results.json).")
+    datasets_dir = Path(datasets_dir)
+    datasets_dir.mkdir(parents=True, exist_ok=True)
+    budget = Budget(max_mb, datasets_dir)
+    staging = datasets_dir / f".incoming-{secrets.token_hex(4)}"
+    staging.mkdir()
+    try:
+        if len(files) == 1 and archive_kind(files[0]):
+            unpack(files[0], staging, budget, progress)
+        else:
+            copy_loose(files, staging, budget, progress)
+        root = unwrap(staging)
+        facts = check_contents(root)
+        name = unique_name(datasets_dir, stem(files[0]) if len(files) == 1 else "upload")
+        facts.update(name=name, uploaded=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+        (root / INFO).write_text(json.dumps({"uploaded": facts["uploaded"], "file": files[0].name}))
+        root.rename(datasets_dir / name)  # one step: the data set appears whole or not at all
+        facts["path"] = datasets_dir / name
+        return facts
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def upload_time(folder) -> str | None:
+    """When the data set at ``folder`` was uploaded, or None for a folder put there by other means."""
+    try:
+        return json.loads((Path(folder) / INFO).read_text())["uploaded"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+class Budget:
+    """The limits of one upload: entries, unpacked bytes, and the free disk space."""
+
+    def __init__(self, max_mb, folder):
+        self.max_bytes, self.files, self.written = int(max_mb) * 2**20, 0, 0
+        self.free = shutil.disk_usage(folder).free
+
+    def declare(self, count, size):
+        """Refuse before writing anything when the upload says it holds too much."""
+        if count > MAX_FILES:
+            raise UploadError(f"The upload holds {count:,} entries; at most {MAX_FILES:,}. Split it into parts.")
+        self._check(size, "says it unpacks to")
+
+    def add(self, n):
+        """Count ``n`` bytes written; refuse the moment a limit is passed (declared sizes can lie)."""
+        self.written += n
+        self._check(self.written, "unpacks to more than")
+
+    def _check(self, size, verb):
+        if size > self.max_bytes:
+            raise UploadError(f"The upload {verb} {size / 2**20:,.0f} MB; a data set may hold at most "
+                              f"{self.max_bytes // 2**20} MB (MAX_DATASET_MB). Upload a smaller part.")
+        if size > self.free - 2**28:  # keep 256 MB free for the label store and the app
+            raise UploadError(f"Not enough disk space for {size / 2**20:,.0f} MB (free: {self.free / 2**20:,.0f} "
+                              "MB). Free some space or upload a smaller part.")
+
+
+def archive_kind(path) -> str | None:
+    name = Path(path).name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith((".tar", ".tar.gz", ".tgz")):
+        return "tar"
+    return None
+
+
+def stem(path) -> str:
+    name = Path(path).name
+    for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def unique_name(folder, base) -> str:
+    """``base`` made safe for a folder name, with a short random suffix: never the name of an existing set."""
+    base = re.sub(r"[^\w-]+", "-", base).strip("-_")[:40] or "upload"
+    while True:
+        name = f"{base}-{secrets.token_hex(3)}"
+        if not (Path(folder) / name).exists():
+            return name
+
+
+def safe_member(name: str) -> PurePosixPath | None:
+    """The relative path an archive entry may be written to; None for junk to skip; raises for an unsafe one."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or re.match(r"^[A-Za-z]:", name) or ".." in path.parts:
+        raise UploadError(f"The archive holds an entry outside its folder ({name!r}); such archives are refused. "
+                          "Pack the data set's folder itself.")
+    if any(p in JUNK or p.startswith("._") for p in path.parts) or not path.parts:
+        return None
+    keep = is_image_file(path) or path.name == "results.json"
+    return path if keep else None
+
+
+def unpack(archive, dest, budget, progress=None):
+    """Write the archive's images and results.json under ``dest``, checking every entry as it streams."""
+    if archive_kind(archive) == "zip":
+        try:
+            zf = zipfile.ZipFile(archive)
+        except (zipfile.BadZipFile, OSError):
+            raise UploadError(f"{Path(archive).name} is not a readable zip file.") from None
+        with zf:
+            infos = zf.infolist()
+            budget.declare(len(infos), sum(i.file_size for i in infos))
+            for n, info in enumerate(infos, 1):
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise UploadError(f"The archive holds a symbolic link ({info.filename!r}); links are refused.")
+                target = None if info.is_dir() else safe_member(info.filename)
+                if target:
+                    with zf.open(info) as src:
+                        write(src, dest / target, budget)
+                if progress:
+                    progress(n, len(infos))
+        return
+    try:
+        with tarfile.open(archive, mode="r|*") as tf:  # streamed: entries are checked one by one as they come
+            for n, member in enumerate(tf, 1):
+                budget.declare(n, budget.written + member.size)
+                if member.issym() or member.islnk():
+                    raise UploadError(f"The archive holds a link ({member.name!r}); links are refused.")
+                if not (member.isfile() or member.isdir()):
+                    raise UploadError(f"The archive holds a special file ({member.name!r}); it is refused.")
+                target = safe_member(member.name) if member.isfile() else None
+                if target:
+                    write(tf.extractfile(member), dest / target, budget)
+                if progress:
+                    progress(n, None)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise UploadError(f"{Path(archive).name} is not a readable tar archive ({e}).") from None
+
+
+def copy_loose(files, dest, budget, progress=None):
+    """Loose files: images and at most one results.json, side by side (two of one name are refused)."""
+    budget.declare(len(files), sum(f.stat().st_size for f in files))
+    for n, f in enumerate(files, 1):
+        if archive_kind(f):
+            raise UploadError(f"{f.name} is an archive: upload it alone, not among other files.")
+        target = safe_member(f.name)
+        if target is None:
+            raise UploadError(f"{f.name} is neither a photo (.jpg, .png, .webp...) nor results.json.")
+        if (dest / target).exists():
+            raise UploadError(f"Two files are named {f.name}; rename one.")
+        with open(f, "rb") as src:
+            write(src, dest / target, budget)
+        if progress:
+            progress(n, len(files))
+
+
+def write(src, path, budget):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as out:
+        while chunk := src.read(CHUNK):
+            budget.add(len(chunk))
+            out.write(chunk)
+
+
+def unwrap(folder) -> Path:
+    """An archive of one folder (``animals/cat/...``) is that folder, unless it is a class folder itself."""
+    entries = [p for p in folder.iterdir()]
+    if len(entries) == 1 and entries[0].is_dir() and to_class_id(entries[0].name) is None:
+        return entries[0]
+    return folder
+
+
+def check_contents(root) -> dict:
+    """Refuse an upload without images or with a results.json that cannot be used; list unreadable photos."""
+    images = list_images(root)
+    if not images:
+        raise UploadError("The upload holds no photos (.jpg, .png, .webp, .bmp, .gif...). Upload photos, or an "
+                          "archive of a folder of them.")
+    unreadable = []
+    for key, path in images:
+        try:
+            with Image.open(path) as im:
+                im.verify()
+        except Exception:  # noqa: BLE001 (PIL raises many kinds for a damaged file)
+            unreadable.append(key)
+    labels = None
+    if (root / "results.json").exists():
+        try:
+            labels = read_labels(root / "results.json")
+        except (LabelFileError, ValueError) as e:
+            where = str(root / "results.json")
+            raise UploadError(f"results.json cannot be used: {str(e).replace(where, 'it')}") from None
+        _, without_image, _ = match([k for k, _ in images], labels)
+        if without_image:
+            raise UploadError(f"results.json names {len(without_image)} files the upload does not hold, e.g. "
+                              f"{without_image[0]!r}. Upload the photos with it, or a results.json of these photos.")
+    return {"images": len(images), "unreadable": unreadable, "labels": len(labels) if labels is not None else None,
+            "none_labels": sum(v == NONE for v in (labels or {}).values())}
