@@ -16,6 +16,7 @@ import json
 import re
 import secrets
 import shutil
+import sys
 import tarfile
 import time
 import zipfile
@@ -67,6 +68,17 @@ def add_dataset(files, datasets_dir, max_mb: int = 500, progress=None) -> dict:
         return facts
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def folder_of(path, settings) -> Path:
+    """For the command lines: ``path`` itself when it is a folder; an archive is unpacked as an upload would be,
+    into a new data set under ``settings.uploads_dir``, whose folder is returned (and named on stderr)."""
+    if not archive_kind(path) or Path(path).is_dir():
+        return Path(path)
+    facts = add_dataset([path], settings.uploads_dir, settings.max_dataset_mb)
+    print(f"unpacked {Path(path).name} into data set {facts['name']} ({facts['images']} photos, "
+          f"{len(facts['unreadable'])} unreadable) under {settings.uploads_dir}", file=sys.stderr)
+    return facts["path"]
 
 
 def upload_time(folder) -> str | None:

@@ -31,7 +31,9 @@ def parse_args(argv=None):
 
     ru = sub.add_parser("run", help="evaluate a model on a labelled folder")
     ru.add_argument("--model", help=model_help)
-    ru.add_argument("--images", required=True, help="class folders (none/ for 'none of the 10'), or flat + --labels")
+    ru.add_argument("--images", required=True, help="class folders (none/ for 'none of the 10'), or flat + --labels; "
+                                                    "or an archive of them (.zip, .tar.gz), unpacked into "
+                                                    "DATA_DIR/datasets first, as an upload")
     ru.add_argument("--labels", help="results.json: {image stem: label or null}; default: the class folders")
     ru.add_argument("--out", required=True, help="output folder")
     ru.add_argument("--threshold", type=float, help="top-1 probability under which a prediction becomes null; "
@@ -90,14 +92,19 @@ def predict(args):
 def run(args):
     from classifier.files import list_images
     from evaluation.run import evaluate_folder
+    from settings import Settings
+    from uploads import folder_of
 
+    args.images = folder_of(args.images, Settings.from_env())
     labels = None
     if args.db:
         from labeling.store import LabelStore
         labels = LabelStore(args.db).labels(args.label_source, dataset=args.images)
     bar, progress = _bar(len(list_images(args.images)), "evaluate")
     with bar:
-        report = evaluate_folder(args.images, args.out, args.model, args.labels, args.threshold, args.tta,
+        inside = args.images / "results.json"
+        labels_path = args.labels or (inside if inside.exists() and not labels else None)
+        report = evaluate_folder(args.images, args.out, args.model, labels_path, args.threshold, args.tta,
                           aliases=not args.original_vocabulary, progress=progress, labels=labels)
     for key, message in report["unreadable_files"].items():
         print(f"unreadable: {key}: {message}", file=sys.stderr)

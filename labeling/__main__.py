@@ -26,7 +26,8 @@ def parse_args(argv=None):
     sub = p.add_subparsers(dest="command", required=True)
     im = sub.add_parser("import", help="add images and labels to the store")
     im.add_argument("--db", required=True, help="label database (SQLite file; created if missing)")
-    im.add_argument("--images", required=True, help="folder of images")
+    im.add_argument("--images", required=True, help="folder of images, or an archive of one (.zip, .tar.gz): "
+                                                    "unpacked into DATA_DIR/datasets first, as an upload")
     im.add_argument("--labels", help="results.json {image stem: label or null}; default: class folder names")
     au = sub.add_parser("autolabel", help="label images with GLM-4V")
     au.add_argument("--db", required=True)
@@ -56,7 +57,11 @@ def parse_args(argv=None):
 
 
 def do_import(store, args):
-    result = store.import_folder(args.images, args.labels)
+    from uploads import folder_of
+
+    folder = folder_of(args.images, Settings.from_env())
+    inside = folder / "results.json"
+    result = store.import_folder(folder, args.labels or (inside if inside.exists() else None))
     print(f"data set {result['dataset']}: {result['images']} images ({result['added']} new), "
           f"{result['labels_added']} labels added")
     if result["labels_without_image"]:

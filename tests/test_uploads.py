@@ -4,7 +4,10 @@ refused with its message and leaves DATA_DIR as it was, and the demo set finds i
 import csv
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import zipfile
 
@@ -200,3 +203,20 @@ def test_the_demo_set_installs_on_first_start_and_its_wrong_labels_come_first(tm
     (settings.uploads_dir / "demo").mkdir()
     settings.install_demo()  # a folder named demo already there is left alone
     assert not any((settings.uploads_dir / "demo").iterdir()) and (ROOT / "assets" / "demo" / "0.jpg").exists()
+
+
+def test_the_command_lines_take_archives_as_folders(tmp_path):
+    archive = make_zip(tmp_path / "flat.zip", flat(3, {"0": "cat", "1": "dog", "2": "cat"}))
+    env = {**os.environ, "DATA_DIR": str(tmp_path / "data")}
+    run = subprocess.run([sys.executable, "-m", "labeling", "import", "--db", str(tmp_path / "l.db"), "--images",
+                          str(archive)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "unpacked flat.zip into data set flat-" in run.stderr and "3 images (3 new)" in run.stdout
+    (dataset,) = LabelStore(tmp_path / "l.db").datasets()
+    assert LabelStore(tmp_path / "l.db").labels(dataset=dataset["name"]) == {f"testdata/{i}": c for i, c in
+                                                                  enumerate(("cat", "dog", "cat"))}
+    run = subprocess.run([sys.executable, "-m", "evaluation", "run", "--images", str(archive), "--out",
+                          str(tmp_path / "eval")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["n_scored"] == 3 and report["per_class"]["dog"]["support"] == 1
