@@ -59,9 +59,9 @@ def dataset_dropdown(settings, label: str, **kwargs) -> gr.Dropdown:
     return dropdown
 
 
-def upload_box(settings, label: str) -> gr.File:
+def upload_box(settings, label: str, elem_id: str | None = None) -> gr.File:
     """Where a user drops a data set: one archive (.zip, .tar, .tar.gz) or photos with an optional results.json."""
-    return gr.File(label=label, file_count="multiple", height=90,
+    return gr.File(label=label, file_count="multiple", height=130, elem_id=elem_id,
                    file_types=[".zip", ".tar", ".gz", ".tgz", ".json", "image"])
 
 

@@ -217,10 +217,19 @@ def write(src, path, budget):
 
 
 def unwrap(folder) -> Path:
-    """An archive of one folder (``animals/cat/...``) is that folder, unless it is a class folder itself."""
-    entries = [p for p in folder.iterdir()]
-    if len(entries) == 1 and entries[0].is_dir() and to_class_id(entries[0].name) is None:
-        return entries[0]
+    """The data set's own folder inside what was unpacked: an archive of one folder (``animals/cat/...``) is that
+    folder, unless it is a class folder itself; the original project's ``testdata/<n>.jpg`` beside its
+    ``results.json`` is ``testdata/`` with the labels moved in, so keys stay ``<n>`` as the original's."""
+    entries = list(folder.iterdir())
+    dirs = [p for p in entries if p.is_dir()]
+    if len(dirs) != 1 or to_class_id(dirs[0].name) is not None:
+        return folder
+    if len(entries) == 1:
+        return dirs[0]
+    flat = not any(p.is_dir() for p in dirs[0].iterdir())
+    if flat and [p.name for p in entries if p not in dirs] == ["results.json"]:
+        (folder / "results.json").rename(dirs[0] / "results.json")
+        return dirs[0]
     return folder
 
 

@@ -33,7 +33,7 @@ def build(settings, slot, guard, T=None):
             import_button = gr.Button("Import")
         upload = upload_box(settings, "Or upload a data set: a .zip / .tar.gz (flat images + results.json, class "
                                       "folders or <source>/<class>/), or photos and a results.json; it is imported "
-                                      "at once")
+                                      "at once", "rv-upload")
         with gr.Row():
             autolabel_limit = gr.Number(value=0, precision=0, label="Auto-label at most N images (0 = all)")
             autolabel_button = gr.Button("Auto-label with GLM-4V", interactive=has_key)

@@ -126,6 +126,37 @@ def test_train_tiny_run_and_serve_it(app, page):
     page.get_by_text(run).first.wait_for(timeout=10_000)  # the Classify tab names the served run
 
 
+def test_upload_a_zip_fix_the_first_suspect_and_export_it(page, tmp_path):
+    import zipfile
+
+    labels = {"0": "dog", "1": "dog", "2": "sheep", "3": "horse"}  # 0 is a cat: the LLM-style mistake
+    with zipfile.ZipFile(tmp_path / "my-set.zip", "w") as zf:
+        for i, c in enumerate(("cat", "dog", "sheep", "horse")):
+            zf.write(EXAMPLES / f"{c}.jpg", f"testdata/{i}.jpg")
+        zf.writestr("results.json", json.dumps(labels))
+    proc, url, data = launch(tmp_path)
+    try:
+        page.goto(url)
+        page.get_by_role("tab", name="Review labels").click()
+        page.get_by_label("Your name (recorded with each decision)").fill("kim")
+        page.get_by_role("button", name="Import, auto-label, export").click()
+        page.locator("#rv-upload input[type=file]").set_input_files(str(tmp_path / "my-set.zip"))
+        page.get_by_text("Imported 4 images").wait_for(timeout=60_000)
+        page.get_by_text("/0.jpg").first.wait_for(timeout=30_000)  # the mislabelled cat opens the queue
+        page.locator("#rv-class-2").click()  # cat
+        page.get_by_text("Reviewed 1 / ").first.wait_for(timeout=10_000)
+        page.get_by_role("button", name="Export results.json (one per data set), history CSV and the label "
+                                        "database").click()
+        page.get_by_text("results-my-set", exact=False).first.wait_for(timeout=30_000)
+        with page.expect_download() as download:
+            page.locator("a[download]", has_text="B").first.click()  # the size link downloads the file
+        exported = json.loads(open(download.value.path()).read())
+        assert exported["0"] == "cat" and exported["1"] == "dog"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def _wait(condition, seconds=20):
     deadline = time.time() + seconds
     while time.time() < deadline:
