@@ -435,3 +435,13 @@ def test_run_store_reuses_a_split_and_distils_from_finished_runs_only(tmp_path):
                 lambda: store.model("20260102-b"), lambda: store.model("../x")):
         with pytest.raises(RunError):
             bad()
+
+
+def test_a_flat_folder_with_results_json_is_training_data(tmp_path):
+    from training.data import discover
+
+    for i, c in enumerate(("cat", "dog", "horse")):
+        (tmp_path / f"{i}.jpg").write_bytes((EXAMPLES / f"{c}.jpg").read_bytes())
+    (tmp_path / "results.json").write_text(json.dumps({"0": "gatto", "1": "null", "2": "zebra"}))
+    items = discover([tmp_path])  # the demo set's layout: none and other names are no training labels
+    assert [(it["key"], it["label"]) for it in items] == [("0.jpg", "cat")]

@@ -15,7 +15,8 @@ from classifier.images import is_image_file
 
 
 def discover(data_dirs) -> list[dict]:
-    """Return a list of ``{"path", "key", "label", "source"}`` for every image under ``data_dirs``.
+    """Return a list of ``{"path", "key", "label", "source"}`` for every image under ``data_dirs``; a folder with a
+    ``results.json`` is labelled by it (photos labelled none or another name are left out).
 
     ``key`` is the path relative to its data folder, the stable id used by split files. Raises ``ValueError``
     naming a class-level folder that maps to no class.
@@ -24,6 +25,9 @@ def discover(data_dirs) -> list[dict]:
     for root in map(Path, data_dirs):
         if not root.is_dir():
             raise ValueError(f"data folder {root} does not exist")
+        if (root / "results.json").exists():
+            items += _labelled_by_file(root)
+            continue
         for class_dir, source in _class_dirs(root):
             label = to_class_id(class_dir.name)
             if label in (None, NONE):
@@ -34,6 +38,17 @@ def discover(data_dirs) -> list[dict]:
                     items.append({"path": str(path), "key": path.relative_to(root).as_posix(),
                                   "label": label, "source": source})
     return items
+
+
+def _labelled_by_file(root):
+    """The photos of a folder labelled by its results.json (the original flat layout), those of the ten only."""
+    from classifier.files import list_images
+    from classifier.labels import match, read_labels
+
+    images = dict(list_images(root))
+    labels, _, _ = match(list(images), read_labels(root / "results.json"))
+    return [{"path": images[k], "key": Path(images[k]).relative_to(root).as_posix(), "label": label,
+             "source": root.name} for k, label in labels.items() if label in CLASSES]
 
 
 def discover_none(none_dirs) -> list[dict]:

@@ -59,7 +59,8 @@ def data_hint(settings):
     """Where the tab finds training photos, and what to do when there are none yet."""
     roots = ", ".join(f"`{Path(r).name}`" for r in settings.data_roots)
     hint = (f"Training photos: a folder under the data roots ({roots}) holding class folders (English, Italian or "
-            "Chinese names) or sources of them (`<source>/<class>/`). Runs are kept in `DATA_DIR/runs`.")
+            "Chinese names) or sources of them (`<source>/<class>/`), or photos with a `results.json` (as the demo "
+            "set); or upload one below. Runs are kept in `DATA_DIR/runs`.")
     if not settings.datasets():
         hint += " **No folder there yet:** copy one in (or set `DATA_ROOTS`), then open the list again."
     return hint
