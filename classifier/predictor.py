@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ASSETS
-from .classes import CLASSES, TOP_K
+from .classes import CLASSES, NONE, TOP_K
 from .images import ImageError, decode
 
 DEFAULT_MODEL = ASSETS / "model" / "default.npz"
@@ -269,6 +269,13 @@ class Classifier:
             if progress:
                 progress(i + 1, len(paths))
         return probs, errors
+
+    def answer(self, probs: np.ndarray, threshold: float | None = None) -> str:
+        """The answer for one probability row: its top class, or "none of the 10" (:data:`NONE`) when the top
+        probability is under ``threshold`` (default: the model's calibrated one, if any)."""
+        threshold = self.threshold if threshold is None else threshold
+        top = int(np.argmax(probs))
+        return NONE if threshold is not None and probs[top] < threshold else self.classes[top]
 
     def top_k(self, probs: np.ndarray, k: int = TOP_K) -> list[tuple[str, float]]:
         """The ``k`` most likely ``(class_id, probability)`` pairs, best first."""

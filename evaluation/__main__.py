@@ -25,6 +25,8 @@ def parse_args(argv=None):
                                     "the extension (cat/001, or 17 for testdata/17.jpg).")
     pr.add_argument("--model", help=model_help)
     pr.add_argument("--images", required=True, help="folder of images (flat or class folders)")
+    pr.add_argument("--threshold", type=float, help="top-1 probability under which the answer is null (none of "
+                                                    "the 10); default: the model's calibrated threshold, if any")
     pr.add_argument("--out", required=True, help="predictions.json to write: {key: top-1 class id}")
     pr.add_argument("--probs", help="also write a CSV: key, then one probability column per class")
     pr.add_argument("--batch-size", type=int, default=32, help="default: %(default)s")
@@ -83,7 +85,7 @@ def predict(args):
         probs, errors = predict_folder(clf, args.images, args.batch_size, progress=progress)
     for key, message in errors.items():
         print(f"unreadable: {key}: {message}", file=sys.stderr)
-    write_predictions({k: clf.classes[int(p.argmax())] for k, p in probs.items()}, args.out)
+    write_predictions({k: clf.answer(p, args.threshold) for k, p in probs.items()}, args.out)  # "null" under it
     if args.probs:
         write_probabilities(probs, clf.classes, args.probs)
     print(f"{len(probs)} predictions written to {args.out}; {len(errors)} unreadable files skipped")

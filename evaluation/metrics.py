@@ -70,7 +70,7 @@ def evaluate(labels: list[str], predictions: list[str | None], probs: np.ndarray
         p = np.asarray(probs)[scored]
         report["top3_accuracy"] = float(top_k_accuracy_score(y_true, p, k=3, labels=k)) if len(p) else None
         report["expected_calibration_error"] = expected_calibration_error(p, y_true)
-    report["open_set"] = open_set(labels, predictions, probs, threshold, scored, y_true, y_pred)
+    report["open_set"] = open_set(labels, predictions, probs, threshold, scored, y_true, y_pred, classes)
     return report
 
 
@@ -148,8 +148,9 @@ def open_set_scores(top_in, top_none, keep: float = 0.95) -> dict:
             "n_in": len(top_in), "n_none": len(top_none)}
 
 
-def open_set(labels, predictions, probs, threshold, scored, y_true, y_pred):
-    """How null-labelled images are predicted, and what a rejection threshold does to both kinds of image."""
+def open_set(labels, predictions, probs, threshold, scored, y_true, y_pred, classes=CLASSES):
+    """How null-labelled images are predicted, and what a rejection threshold does to both kinds of image; with a
+    threshold, the confusion matrix with a none row (labelled none) and column (top probability under it)."""
     null = np.array([lab == NONE and p is not None for lab, p in zip(labels, predictions)])
     out = {"null_images": int(null.sum()),
            "null_predicted_as": dict(Counter(p for p, n in zip(predictions, null) if n))}
@@ -166,4 +167,11 @@ def open_set(labels, predictions, probs, threshold, scored, y_true, y_pred):
         "null_rejected": int((top[null] < threshold).sum()),
         "null_rejected_share": float((top[null] < threshold).mean()) if null.any() else None,
     })
+    names = [*classes, NONE]
+    both = [(names.index(lab), len(classes) if t < threshold else classes.index(p))
+            for lab, p, t in zip(labels, predictions, top) if p is not None and lab in names]
+    if both:
+        truth, shown = zip(*both)
+        out["confusion_matrix"] = {"labels": names,
+                                   "matrix": confusion_matrix(truth, shown, labels=range(len(names))).tolist()}
     return out

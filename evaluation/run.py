@@ -58,8 +58,7 @@ def evaluate_folder(images_dir: str | Path | None, out_dir: str | Path, model_pa
     title = f"{clf.name} on {set_name} ({report['n_scored']} scored images)"
     out = _prepare(out_dir)
     _write_common(out, report, [labels[k] for k in keys], [top1.get(k) for k in keys], title)
-    shown = {k: (NONE if threshold is not None and probs[k].max() < threshold else c) for k, c in top1.items()}
-    write_predictions(shown, out / "predictions.json")
+    write_predictions({k: clf.answer(probs[k], threshold) for k in top1}, out / "predictions.json")
     write_probabilities(probs, clf.classes, out / "probabilities.csv")
     rows = [{"key": k, "path": paths[k], "label": labels[k], "prediction": top1.get(k, ""),
              "score": f"{probs[k].max():.4f}" if k in probs else "",
@@ -117,8 +116,8 @@ def compare_labels(a_path: str | Path, b_path: str | Path, out_dir: str | Path) 
 def _write_common(out, report, labels, predictions, title):
     _write_json(out / "report.json", report)
     (out / "classification_report.txt").write_text(text_report(labels, predictions))
-    save_confusion_matrix(report["confusion_matrix"]["matrix"], report["confusion_matrix"]["labels"], title,
-                          out / "confusion_matrix.png")
+    matrix = report["open_set"].get("confusion_matrix") or report["confusion_matrix"]  # with none, under a threshold
+    save_confusion_matrix(matrix["matrix"], matrix["labels"], title, out / "confusion_matrix.png")
 
 
 def _write_json(path, data):

@@ -194,7 +194,7 @@ class Review:
             self._probs = ((key, images, predicted), probs)
         (stamp, probs), (ranked_at, rows) = self._probs, self._ranked
         if ranked_at != (stamp, last_event):
-            rows = rank(self.state(), probs, clf.classes)
+            rows = rank(self.state(), probs, clf.classes, clf.threshold)
             self._ranked = ((stamp, last_event), rows)
         return rows
 

@@ -38,22 +38,26 @@ def predict_store(store, classifier, progress=None, batch_size: int = 32, save_e
     return {k: np.asarray(v, np.float32) for k, v in cached.items()}
 
 
-def rank(rows: list[dict], probs: dict, classes, none_threshold: float = 0.5) -> list[dict]:
+def rank(rows: list[dict], probs: dict, classes, none_threshold: float | None = 0.5) -> list[dict]:
     """Sort store rows (from ``LabelStore.state``) most suspicious first; adds the scoring fields to each row.
 
-    Added: ``predicted`` (top-1 class), ``p_predicted``, ``p_label`` (the classifier's probability for the
-    current label; for "none", one minus its top probability), ``disagree`` and ``rank`` (1 = most suspicious).
+    Added: ``predicted`` (the model's answer: top-1 class, or none when its top probability is under
+    ``none_threshold``), ``p_predicted`` (the top probability), ``p_label`` (the classifier's probability for the
+    current label; for "none", one minus its top probability), ``disagree`` (a model "none" disagrees with a class
+    label) and ``rank`` (1 = most suspicious).
     """
+    none_threshold = 0.5 if none_threshold is None else none_threshold
     out = []
     for row in rows:
         p = probs.get(row["id"])
         row = dict(row, predicted=None, p_predicted=None, p_label=None, disagree=False)
         if p is not None:
             top = int(p.argmax())
-            row.update(predicted=classes[top], p_predicted=float(p[top]))
+            answer = NONE if p[top] < none_threshold else classes[top]
+            row.update(predicted=answer, p_predicted=float(p[top]))
             label = row["label"]
             if label in classes:
-                row.update(p_label=float(p[classes.index(label)]), disagree=classes[top] != label)
+                row.update(p_label=float(p[classes.index(label)]), disagree=answer != label)
             elif label == NONE:
                 row.update(p_label=1 - float(p[top]), disagree=float(p[top]) >= none_threshold)
         out.append(row)

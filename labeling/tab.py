@@ -47,7 +47,7 @@ def build(settings, slot, guard, T=None):
     with gr.Row():
         status = gr.Dropdown(STATUSES, value="unreviewed", label="Status")
         label = gr.Dropdown(["all", *CLASSES, NONE, "other"], value="all", label="Current label")
-        predicted = gr.Dropdown(["all", *CLASSES], value="all", label="Model predicts")
+        predicted = gr.Dropdown(["all", *CLASSES, NONE], value="all", label="Model predicts")
         llm_only = gr.Checkbox(label="LLM said none / unparseable", value=False)
         sort = gr.Dropdown(SORTS, value="suspicion", label="Sort")
     progress_md = gr.Markdown(review.progress())

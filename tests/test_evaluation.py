@@ -46,6 +46,10 @@ def test_metrics_by_hand():
     assert r["expected_calibration_error"] == pytest.approx(0.1 * 0.8 + 0.55 * 0.2)
     lo, hi = r["accuracy_ci95"]
     assert 0 <= lo <= 0.8 <= hi <= 1
+    with_none = r["open_set"].pop("confusion_matrix")  # under .6: the cat called dog at .55, the none photo
+    m = np.array(with_none["matrix"])
+    assert with_none["labels"][-1] == NONE and m.shape == (11, 11) and m.sum() == 6
+    assert (m[1, 1], m[1, 10], m[4, 4], m[10, 10]) == (2, 1, 2, 1)
     separation = r["open_set"].pop("separation")  # in-set tops .9 .55 .9 .9 .9 against the none photo's .5
     assert r["open_set"] == {"null_images": 1, "null_predicted_as": {"dog": 1}, "threshold": 0.6,
                              "coverage": 0.8, "selective_accuracy": 1.0, "null_rejected": 1,

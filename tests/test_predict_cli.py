@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES, FIXTURES, ROOT
 
 from classifier.classes import CLASSES
 
@@ -23,15 +23,16 @@ def test_predict_class_folders_and_flat_names(tmp_path):
         shutil.copy(EXAMPLES / f"{c}.jpg", images / c / "001.jpg")
     shutil.copy(EXAMPLES / "dog.jpg", images / "17.jpg")
     (images / "18.jpg").write_bytes(b"")  # unreadable: listed on stderr, in neither output
+    shutil.copy(FIXTURES / "reference" / "rocket.png", images / "19.png")  # none of the ten
     out, probs = tmp_path / "predictions.json", tmp_path / "probabilities.csv"
     result = run_cli("predict", "--images", str(images), "--out", str(out), "--probs", str(probs))
     assert result.returncode == 0, result.stderr
     predictions = json.loads(out.read_text())
-    assert predictions == {"17": "dog", "cat/001": "cat", "sheep/001": "sheep", "spider/001": "spider"}
+    assert predictions == {"17": "dog", "19": "null", "cat/001": "cat", "sheep/001": "sheep", "spider/001": "spider"}
     assert "18" in result.stderr and "empty" in result.stderr
     rows = list(csv.reader(probs.open()))
     assert rows[0] == ["key", *CLASSES]
-    assert [r[0] for r in rows[1:]] == ["17", "cat/001", "sheep/001", "spider/001"]
+    assert [r[0] for r in rows[1:]] == ["17", "19", "cat/001", "sheep/001", "spider/001"]
     assert all(abs(sum(map(float, r[1:])) - 1) < 1e-3 for r in rows[1:])
 
 
