@@ -194,13 +194,17 @@ head.fit(np.random.rand(8, 1280).astype("float32"), np.arange(8) % 10, epochs=1,
     assert "replicas 2" in result.stdout
 
 
-def test_train_tab_streams_progress_then_serves_the_model(tiny_data, tmp_path):
+def test_train_tab_streams_progress_then_serves_the_model(tiny_data, tiny_none, tmp_path):
     import shutil
 
     from gradio_client import Client, handle_file
     from test_review_app import launch
 
-    proc, url, data = launch(tmp_path, prepare=lambda d: shutil.copytree(tiny_data, d / "datasets" / "tiny"))
+    def prepare(d):
+        shutil.copytree(tiny_data, d / "datasets" / "tiny")
+        shutil.copytree(tiny_none, d / "datasets" / "things")
+
+    proc, url, data = launch(tmp_path, prepare=prepare)
     try:
         client = Client(url, verbose=False)
         folder = "datasets/tiny"
@@ -210,7 +214,8 @@ def test_train_tab_streams_progress_then_serves_the_model(tiny_data, tmp_path):
         # gradio_client shows that as a plain 400
         with pytest.raises(Exception, match="not in the list of choices|400 Bad Request"):
             client.predict("", folder, "efficientnet_lite0", 1, 1, 1, "", ["../x"], api_name="/train_start")
-        job = client.submit("", folder, "efficientnet_lite0", 2, 1, 1, "", [], api_name="/train_start")
+        job = client.submit("", folder, "efficientnet_lite0", 2, 1, 1, "", [], "datasets/things",
+                            api_name="/train_start")
         updates = [out for out in job]
         running = [u for u in updates if "· running ·" in u[0]]
         assert len(running) >= 2, [u[0] for u in updates]
@@ -230,6 +235,8 @@ def test_train_tab_streams_progress_then_serves_the_model(tiny_data, tmp_path):
         result = client.predict(handle_file(str(EXAMPLES / "dog.jpg")), api_name="/classify")
         assert result["label"] == "dog 狗"
         assert json.loads((data / "runs" / run_name / "status.json").read_text())["state"] == "done"
+        config = json.loads((data / "runs" / run_name / "config.json").read_text())
+        assert config["none"] == [str((data / "datasets" / "things").resolve())]  # the none photos, learnt
     finally:
         proc.terminate()
         proc.wait(30)

@@ -111,7 +111,7 @@ class RunStore:
         return next((r for r in self.list_runs() if read_status(r)["state"] == "running"), None)
 
     def start(self, data: str, backbone: str, epochs_head: int, epochs_finetune: int, unfreeze: int,
-              split: str = "", teachers: list[str] = ()) -> Path:
+              split: str = "", teachers: list[str] = (), none: str = "") -> Path:
         going = self.active()
         if going:
             raise RunError(f"A run is going ({going.name}): watch or cancel it first.")
@@ -124,6 +124,8 @@ class RunStore:
             raise RunError("Phase-1 epochs must be 1 or more.")
         folder = self.settings.dataset_path(data)
         extra = self.split_args(split) + self.teacher_args(teachers)
+        if none:  # photos of none of the ten, learnt as outlier exposure
+            extra += ["--none", str(self.settings.dataset_path(none))]
         run = self.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
         run.mkdir(parents=True)
         cmd = [sys.executable, "-m", "training", "--data", str(folder), "--out", str(run), "--backbone", backbone,

@@ -84,6 +84,9 @@ def build(settings, slot, guard, T=None):
         teachers = gr.Dropdown(store.finished(), value=[], multiselect=True, label="Distil from (finished runs)",
                                info=f"targets mix these runs' mean answers ({quick.distill_alpha:.0%}) with the "
                                     f"labels ({1 - quick.distill_alpha:.0%})")
+        none = dataset_dropdown(settings, "Photos of none of the ten (optional)", value=None,
+                                info="a data set of <category>/ or <source>/<category>/ folders (other animals, "
+                                     "objects), learnt as outlier exposure: the model learns to say none of the 10")
     upload = upload_box(settings, "Or upload training photos (.zip / .tar.gz of class folders, or of "
                                   "<source>/<class>/ folders)")
     password = guard.password_box()
@@ -119,11 +122,11 @@ def build(settings, slot, guard, T=None):
             time.sleep(2)
 
     @shown
-    def on_start(pw, folder, bb, eh, ef, k, split_choice, teacher_runs):
+    def on_start(pw, folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder=None):
         guard.require(pw, "Training")
         if not folder:
             raise ValueError("Pick a folder of training photos.")
-        yield from follow(store.start(folder, bb, eh, ef, k, split_choice, teacher_runs))
+        yield from follow(store.start(folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder or ""))
 
     @shown
     def on_watch():
@@ -142,7 +145,7 @@ def build(settings, slot, guard, T=None):
         guard.require(pw, "Serving a model")
         return guard.scrub(store.serve(slot, name))
 
-    start.click(on_start, [password, data, backbone, epochs_head, epochs_finetune, unfreeze, split, teachers],
+    start.click(on_start, [password, data, backbone, epochs_head, epochs_finetune, unfreeze, split, teachers, none],
                 [*outputs, runs], api_name="train_start", concurrency_limit=1, concurrency_id="train",
                 validator=guard.door(0, "Training"))
     watch.click(on_watch, None, [*outputs, runs], api_name="train_watch")
