@@ -48,7 +48,7 @@ def evaluate(labels: list[str], predictions: list[str | None], probs: np.ndarray
         precision = recall = f1 = np.zeros(len(k))
         support, weighted_f1, matrix = np.zeros(len(k), int), None, np.zeros((len(k), len(k)), int).tolist()
     present = support > 0  # macro averages over the classes the set holds, not over absent ones
-    acc_ci, recall_ci = bootstrap(y_true, y_pred, len(classes), n_boot, seed)
+    acc_ci, recall_ci, precision_ci = bootstrap(y_true, y_pred, len(classes), n_boot, seed)
     report = {
         "n_images": len(labels),
         "n_scored": int(scored.sum()),
@@ -57,7 +57,8 @@ def evaluate(labels: list[str], predictions: list[str | None], probs: np.ndarray
         "macro_precision": _mean(precision[present]), "macro_recall": _mean(recall[present]),
         "macro_f1": _mean(f1[present]), "weighted_f1": weighted_f1,
         "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                          "support": int(support[i]), "recall_ci95": recall_ci[i]} for i, c in enumerate(classes)},
+                          "support": int(support[i]), "recall_ci95": recall_ci[i],
+                          "precision_ci95": precision_ci[i]} for i, c in enumerate(classes)},
         "confusion_matrix": {"labels": list(classes), "matrix": matrix},
         "excluded": {
             "null": sum(lab == NONE for lab in labels),
@@ -103,22 +104,27 @@ def per_source(labels: list[str], predictions: list[str | None], sources: list[s
 
 
 def bootstrap(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot: int = 1000, seed: int = 0) -> tuple:
-    """95% percentile intervals for accuracy and each class's recall, resampling the scored images."""
+    """95% percentile intervals for accuracy, each class's recall and each class's precision, resampling the
+    scored images; returns ``(accuracy, [recall per class], [precision per class])``."""
     if len(y_true) == 0:
-        return None, [None] * n_classes
+        return None, [None] * n_classes, [None] * n_classes
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(y_true), (n_boot, len(y_true)))
     correct = (y_true == y_pred)[idx]
     accs = correct.mean(1)
-    recalls = []
+    recalls, precisions = [], []
     for c in range(n_classes):
-        is_c = y_true[idx] == c
-        n_c = is_c.sum(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = (correct & is_c).sum(1) / n_c
-        r = r[n_c > 0]
-        recalls.append([float(np.percentile(r, 2.5)), float(np.percentile(r, 97.5))] if len(r) else None)
-    return [float(np.percentile(accs, 2.5)), float(np.percentile(accs, 97.5))], recalls
+        recalls.append(_interval(correct, y_true[idx] == c))
+        precisions.append(_interval(correct, y_pred[idx] == c))
+    return [float(np.percentile(accs, 2.5)), float(np.percentile(accs, 97.5))], recalls, precisions
+
+
+def _interval(correct, chosen):
+    """The 95% interval of the share correct among the ``chosen`` images of each resample (None if never any)."""
+    n = chosen.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = ((correct & chosen).sum(1) / n)[n > 0]
+    return [float(np.percentile(share, 2.5)), float(np.percentile(share, 97.5))] if len(share) else None
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:

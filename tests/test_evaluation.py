@@ -33,7 +33,9 @@ def test_metrics_by_hand():
     assert (r["n_images"], r["n_scored"]) == (8, 5)
     assert r["accuracy"] == pytest.approx(4 / 5)
     cat = dict(r["per_class"]["cat"])
-    assert cat.pop("recall_ci95")[0] <= 2 / 3
+    assert cat.pop("recall_ci95")[0] <= 2 / 3 and cat.pop("precision_ci95") == [1.0, 1.0]  # cat: never mispredicted
+    lo, hi = r["per_class"]["dog"]["precision_ci95"]
+    assert lo <= 2 / 3 <= hi < 1.01
     assert cat == pytest.approx({"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3})
     assert r["per_class"]["dog"]["precision"] == pytest.approx(2 / 3) and r["per_class"]["dog"]["recall"] == 1
     assert r["macro_precision"] == pytest.approx(5 / 6) and r["macro_recall"] == pytest.approx(5 / 6)
