@@ -201,6 +201,8 @@ def build(settings, slot, guard, T=None):
             folder = facts["path"]
         *_, sess = review.start(name, f, sess)
         line = f"{line} {review.import_folder(sess, folder)}".strip()
+        review.predict_in_background(wait=30)  # a small set (the demo's 100) opens ranked, even on a busy CPU
+        gr.Info(line.replace("**", "").replace("\\", ""))  # the accordion holding the status line may be closed
         return (line, dataset_choice(settings, facts), None, gr.Button(visible=False),
                 *review.start(name, f, sess))
 
