@@ -82,6 +82,19 @@ def receive_upload(settings, files, progress: gr.Progress) -> tuple[dict, str]:
     return facts, line
 
 
+def upload_event(upload, settings, guard, password, message, dropdown, api_name: str):
+    """Wire an upload box that only adds a data set (Evaluate, Train): its line goes to ``message`` and the
+    new set becomes ``dropdown``'s choice; a costly event at the door, needing the password when one is set."""
+    @shown
+    def on_upload(pw, files, progress=gr.Progress()):
+        guard.require(pw, "Uploading a data set")
+        facts, line = receive_upload(settings, files, progress)
+        return line, dataset_choice(settings, facts), None
+
+    upload.upload(on_upload, [password, upload], [message, dropdown, upload], api_name=api_name,
+                  concurrency_id="import", validator=guard.door(0, "Uploading a data set"))
+
+
 def dataset_choice(settings, facts) -> gr.Dropdown:
     """The data-set dropdown listed again, with the new upload chosen."""
     names = settings.datasets()

@@ -7,9 +7,8 @@ logistic regression, class-balanced) on the pinned split, beside the shipped def
 Trained on the split's train photos (the ten classes), its C chosen on the validation photos; reported on the test
 photos per source and, for Animals-10's own test half, per class with 95% bootstrap intervals; the open-set figures
 use the held-out none categories (test) against the Animals-10 test photos: AUROC of the top probability, and the
-share of none photos accepted at the threshold that keeps 95% of the in-set ones. The shipped model was trained on
-the earlier split, so some of these test photos were in its training set: it is reported on all of them and on
-those it never trained on.
+share of none photos accepted at the threshold that keeps 95% of the in-set ones. The shipped model is trained on
+this split (its test photos are new to it), as are the runs passed with ``--model``.
 """
 
 import argparse
@@ -71,7 +70,6 @@ def main():
     ap.add_argument("--none", default=str(ROOT.parent / "shared" / "data" / "none"))
     ap.add_argument("--split", default=str(ROOT / "assets" / "model" / "split-a10.csv"))
     ap.add_argument("--exclude", default=str(ROOT / "assets" / "model" / "exclude.txt"))
-    ap.add_argument("--old-split", default=str(ROOT / "assets" / "model" / "split.csv"))
     ap.add_argument("--cache", default="/tmp/linear_probe_features")
     ap.add_argument("--model", action="append", default=[],
                     help="also a trained run's model on the same photos (repeatable), e.g. runs/a10-v2/model.keras")
@@ -108,11 +106,6 @@ def main():
     probs, _ = shipped.predict_paths(paths)
     p_shipped = np.stack([probs[p] for p in paths])
     rows.append(row("shipped default model", labels, p_shipped, sources))
-    old = read_split(args.old_split)
-    test_items = [it for it, t in zip(items, test) if t]
-    unseen = [j for j, it in enumerate(test_items) if old.get(it["key"]) not in ("train", "val")]
-    rows.append(row(f"shipped default, on the {len(unseen)} it never trained on", [labels[j] for j in unseen],
-                    p_shipped[unseen], [sources[j] for j in unseen]))
     none_paths = [str(p) for p, good, t in zip(nones, okn, [split.get(k) == "test" for k in none_keys]) if good and t]
     pn, _ = shipped.predict_paths(none_paths)
     opens = [("linear probe", probe_open),

@@ -14,7 +14,7 @@ from PIL import Image
 from classifier.classes import CLASSES, display_name
 from classifier.images import ImageError, thumbnail
 from training.runs import RunStore
-from ui import dataset_choice, dataset_dropdown, progress_bar, receive_upload, shown, upload_box
+from ui import dataset_dropdown, progress_bar, shown, upload_box, upload_event
 
 from .run import evaluate_folder
 
@@ -165,14 +165,7 @@ def build(settings, slot, guard, T=None):
                 [summary, matrix_image, per_class, counts, out_state, cell_title, gallery],
                 concurrency_limit=1, concurrency_id="evaluate", api_name="evaluate",
                 validator=guard.door(0, "Evaluating"))
-    @shown
-    def on_upload(pw, files, progress=gr.Progress()):
-        guard.require(pw, "Uploading a data set")
-        facts, line = receive_upload(settings, files, progress)
-        return line, dataset_choice(settings, facts), None
-
-    upload.upload(on_upload, [password, upload], [summary, dataset, upload], api_name="evaluate_upload",
-                  concurrency_id="import", validator=guard.door(0, "Uploading a data set"))
+    upload_event(upload, settings, guard, password, summary, dataset, "evaluate_upload")
     counts.select(on_select, out_state, [cell_title, gallery, cell], api_visibility="private")
     refresh.click(lambda: gr.Dropdown(choices=model_choices(settings)), None, model, api_visibility="private",
                   queue=False)

@@ -141,7 +141,7 @@ def test_upload_a_zip_fix_the_first_suspect_and_export_it(page, tmp_path):
         page.get_by_label("Your name (recorded with each decision)").fill("kim")
         page.get_by_role("button", name="Import, auto-label, export").click()
         page.locator("#rv-upload input[type=file]").set_input_files(str(tmp_path / "my-set.zip"))
-        page.get_by_text("Imported 4 images").wait_for(timeout=60_000)
+        page.get_by_text("Imported 4 images").first.wait_for(timeout=60_000)
         page.get_by_text("/0.jpg").first.wait_for(timeout=30_000)  # the mislabelled cat opens the queue
         page.locator("#rv-class-2").click()  # cat
         page.get_by_text("Reviewed 1 / ").first.wait_for(timeout=10_000)

@@ -435,7 +435,7 @@ def test_run_store_reuses_a_split_and_distils_from_finished_runs_only(tmp_path):
     assert [v for _, v in store.split_choices()] == ["", DEFAULT_SPLIT, "20260102-b", "20260101-a"]
     assert store.split_args("") == [] and store.split_args("20260101-a") == [
         "--split", str(tmp_path / "runs" / "20260101-a" / "split.csv")]
-    assert store.split_args(DEFAULT_SPLIT)[1::2] == [str(ASSETS / "model" / "split.csv"),
+    assert store.split_args(DEFAULT_SPLIT)[1::2] == [str(ASSETS / "model" / "split-a10.csv"),
                                                      str(ASSETS / "model" / "exclude.txt")]
     assert store.teacher_args(["20260101-a"]) == ["--teacher", str(tmp_path / "runs" / "20260101-a" / "model.keras")]
     for bad in (lambda: store.teacher_args(["20260102-b"]), lambda: store.split_args("../../etc"),

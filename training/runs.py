@@ -17,7 +17,7 @@ from classifier import ASSETS
 from .limits import check_counts
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SPLIT = "default model's split"  # assets/model/split.csv and exclude.txt, for shared/data/animals
+DEFAULT_SPLIT = "default model's split"  # split-a10.csv and exclude.txt, for shared/data/animals (and none)
 
 
 def read_status(run_dir: str | Path) -> dict:
@@ -95,7 +95,7 @@ class RunStore:
             return []
         if choice == DEFAULT_SPLIT:
             model = ASSETS / "model"
-            return ["--split", str(model / "split.csv"), "--exclude", str(model / "exclude.txt")]
+            return ["--split", str(model / "split-a10.csv"), "--exclude", str(model / "exclude.txt")]
         if choice not in {r.name for r in self.list_runs()} or not (self.runs / choice / "split.csv").exists():
             raise RunError(f"No run {choice!r} with a split to reuse.")
         return ["--split", str(self.runs / choice / "split.csv")]

@@ -11,7 +11,7 @@ from PIL import Image
 
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.classes import display_name
-from ui import dataset_choice, dataset_dropdown, receive_upload, shown, upload_box
+from ui import dataset_dropdown, shown, upload_box, upload_event
 
 from .config import QUICK
 from .runs import RunStore, read_json, read_status
@@ -157,12 +157,5 @@ def build(settings, slot, guard, T=None):
                 queue=False)
     teachers.focus(lambda: gr.Dropdown(choices=store.finished()), None, teachers, api_visibility="private",
                    queue=False)
-    @shown
-    def on_upload(pw, files, progress=gr.Progress()):
-        guard.require(pw, "Uploading a data set")
-        facts, line = receive_upload(settings, files, progress)
-        return line, dataset_choice(settings, facts), None
-
-    upload.upload(on_upload, [password, upload], [status, data, upload], api_name="train_upload",
-                  concurrency_id="import", validator=guard.door(0, "Uploading a data set"))
+    upload_event(upload, settings, guard, password, status, data, "train_upload")
     return serve.click(on_serve, [password, runs], served, api_name="serve")
