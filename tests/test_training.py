@@ -49,6 +49,7 @@ def test_tiny_run_end_to_end(tiny_data, tiny_none, tmp_path):
     run = tmp_path / "run"
     result = subprocess.run([sys.executable, "-m", "training", "--data", str(tiny_data), "--out", str(run),
                              "--none", str(tiny_none), "--val-split", "0.34",
+                             "--compact", str(tmp_path / "model.npz"), "--compact-dtype", "float16",
                              "--epochs-head", "2", "--epochs-finetune", "1", "--views", "1",
                              "--class-multiplier", "cat=2", "--teacher", "assets/model/default.npz"],
                             cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -85,6 +86,10 @@ def test_tiny_run_end_to_end(tiny_data, tiny_none, tmp_path):
     assert 0 < calibration["threshold"] <= 1 and 0 <= calibration["validation_open_set"]["auroc"] <= 1
     report = json.loads((run / "eval" / "val" / "report.json").read_text())
     assert report["open_set"]["threshold"] == pytest.approx(calibration["threshold"])
+    # --compact: the served form, with its calibration beside it, so the app's threshold is the run's
+    from classifier.predictor import Classifier
+    compact = Classifier.load(tmp_path / "model.npz", engine="keras")
+    assert compact.threshold == pytest.approx(calibration["threshold"])
 
 
 def test_unknown_class_folder_is_named(tmp_path):

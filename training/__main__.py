@@ -6,9 +6,10 @@ augmented photos. A GPU is used when present (mixed float16, XLA). Everything go
 
 Example (the default model in assets/):
 
-    python -m training --data ../shared/data/animals --split assets/model/split.csv \\
-        --exclude assets/model/exclude.txt --out runs/default --compact assets/model/default.npz \\
-        --compact-dtype float16
+    python -m training --data ../shared/data/animals --none ../shared/data/none \\
+        --split assets/model/split-a10.csv --exclude assets/model/exclude.txt --out runs/a10-oe \\
+        --unfreeze-blocks 6 --lr-finetune 5e-5 --epochs-finetune 8 \\
+        --compact assets/model/default.npz --compact-dtype float16
 """
 
 import json
@@ -33,11 +34,15 @@ def main(argv=None):
         sys.exit(f"error: {e}")
     status = json.loads((run_dir / "status.json").read_text())
     if status["state"] == "done" and args.compact:
+        import shutil
+
         from classifier.model import load_model, save_compact
+        from classifier.predictor import calibration_path
 
         model, meta = load_model(run_dir / "model.keras")
         stored = save_compact(model, args.compact, meta, dtype=args.compact_dtype)
-        print(f"compact model: {args.compact} ({len(stored)} arrays)")
+        shutil.copy(calibration_path(run_dir / "model.keras"), calibration_path(args.compact))  # its threshold too
+        print(f"compact model: {args.compact} ({len(stored)} arrays) and its {calibration_path(args.compact)}")
     print(f"run {status['state']}: {run_dir}")
     sys.exit(0 if status["state"] in ("done", "cancelled") else 1)
 
