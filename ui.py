@@ -19,6 +19,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from i18n import T
+
 ROOT = Path(__file__).resolve().parent
 COSTLY = ("evaluate", "import", "autolabel", "export", "train")  # their events' concurrency ids
 MAX_WAITING = 4  # costly requests waiting in the queue at once, all kinds together; more are refused at once
@@ -154,7 +156,7 @@ class Guard:
 
     def password_box(self) -> gr.Textbox:
         """The admin password field, shown only when a password is set."""
-        return gr.Textbox(label="Admin password", type="password", visible=not self.open)
+        return gr.Textbox(label=T("admin_password"), type="password", visible=not self.open)
 
     def notice(self) -> str:
         """The key of the UI string (assets/i18n.json) that says plainly what is open to anyone."""

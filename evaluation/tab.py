@@ -13,6 +13,7 @@ from PIL import Image
 
 from classifier.classes import CLASSES, display_name
 from classifier.images import ImageError, thumbnail
+from i18n import T
 from training.runs import RunStore
 from ui import dataset_dropdown, progress_bar, shown, upload_box, upload_event
 
@@ -116,31 +117,29 @@ def cell_images(out_dir, label, predicted, limit=48):
     return out
 
 
-def build(settings, slot, guard, T=None):
+def build(settings, slot, guard, T=T):
     """Add the Evaluate tab's components and events to the current ``gr.Blocks``."""
-    gr.Markdown("Score a model on a labelled test set: class folders (`none/` for photos of none of the ten), "
-                "or images with a `results.json`. Sets are the folders under the data roots "
-                f"({', '.join(f'`{Path(r).name}`' for r in settings.data_roots)}).")
+    gr.Markdown(T("ev_intro"))
     with gr.Row():
-        model = gr.Dropdown(model_choices(settings), value=DEFAULT, label="Model")
-        dataset = dataset_dropdown(settings, "Test set", allow_custom_value=False)
+        model = gr.Dropdown(model_choices(settings), value=DEFAULT, label=T("ev_model"))
+        dataset = dataset_dropdown(settings, T("ev_set"), allow_custom_value=False)
         threshold = gr.Slider(0, 1, value=0, step=0.01,
-                              label="'None of the 10' threshold (0 = the model's calibrated one, if any)")
-        tta = gr.Checkbox(label="Mirror TTA", value=False)
-    upload = upload_box(settings, "Or upload a test set (.zip / .tar.gz of class folders or images + results.json)")
+                              label=T("ev_threshold"))
+        tta = gr.Checkbox(label=T("ev_tta"), value=False)
+    upload = upload_box(settings, T("ev_upload"))
     with gr.Row():
         password = guard.password_box()
-        refresh = gr.Button("Refresh lists", size="sm")
-        start = gr.Button("Evaluate", variant="primary")
+        refresh = gr.Button(T("ev_refresh"), size="sm")
+        start = gr.Button(T("ev_run"), variant="primary")
     summary = gr.Markdown()
-    matrix_image = gr.Image(label="Confusion matrix", type="pil", format="png", interactive=False, height=560)
-    gr.Markdown("**Click a cell** of the counts to see those images (label ↓, predicted →).")
-    counts = gr.Dataframe(label="Counts", interactive=False, headers=list(COUNTS_COLUMNS))
+    matrix_image = gr.Image(label=T("confusion"), type="pil", format="png", interactive=False, height=560)
+    gr.Markdown(T("ev_click"))
+    counts = gr.Dataframe(label=T("ev_counts"), interactive=False, headers=list(COUNTS_COLUMNS))
     cell_title = gr.Markdown()
-    gallery = gr.Gallery(label="Images in the selected cell", columns=8, height=400)
-    open_review = gr.Button("Open this cell in the review queue (label → predicted)", size="sm")
+    gallery = gr.Gallery(label=T("ev_gallery"), columns=8, height=400)
+    open_review = gr.Button(T("ev_open_review"), size="sm")
     cell = gr.State(None)
-    per_class = gr.Dataframe(label="Per class", interactive=False, headers=list(PER_CLASS_COLUMNS))
+    per_class = gr.Dataframe(label=T("per_class"), interactive=False, headers=list(PER_CLASS_COLUMNS))
     out_state = gr.State(None)
 
     @shown

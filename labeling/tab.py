@@ -7,6 +7,7 @@ import gradio as gr
 
 from classifier.classes import CLASSES, NONE, display_name
 from classifier.images import ImageError, thumbnail
+from i18n import T
 from ui import MAX_NAME, dataset_choice, dataset_dropdown, receive_upload, shown, upload_box
 
 from .review import IMPACT_COLUMNS, SORTS, STATUSES, Review
@@ -14,50 +15,46 @@ from .review import IMPACT_COLUMNS, SORTS, STATUSES, Review
 KEYS = [str((i + 1) % 10) for i in range(10)]  # 1..9 then 0, in class order
 
 
-def build(settings, slot, guard, T=None):
+def build(settings, slot, guard, T=T):
     """Add the Review tab's components and events to the current ``gr.Blocks``; returns the filter dropdowns."""
     review = Review(settings, slot, guard.scrub)
     session = gr.State(None)
     has_key = bool(settings.glm_api_key)
     if not settings.persistent:
-        gr.Markdown("⚠️ **This Space's disk is wiped when it restarts**: `DATA_DIR` is not on persistent "
-                    "storage, so labels live only until then. Download the label database and the exports below "
-                    "regularly (or attach persistent storage and set `DATA_DIR=/data`).")
+        gr.Markdown(T("rv_not_persistent"))
     with gr.Row():
-        reviewer = gr.Textbox(label="Your name (recorded with each decision)", scale=2, max_length=MAX_NAME)
+        reviewer = gr.Textbox(label=T("rv_name"), scale=2, max_length=MAX_NAME)
         password = guard.password_box()
-        start = gr.Button("Start reviewing", variant="primary", scale=1)
-    with gr.Accordion("Import, auto-label, export", open=False):
+        start = gr.Button(T("rv_start"), variant="primary", scale=1)
+    with gr.Accordion(T("rv_admin"), open=False):
         with gr.Row():
-            dataset = dataset_dropdown(settings, "Image folder to import (results.json inside it is read)")
-            import_button = gr.Button("Import")
-        upload = upload_box(settings, "Or upload a data set: a .zip / .tar.gz (flat images + results.json, class "
-                                      "folders or <source>/<class>/), or photos and a results.json; it is imported "
-                                      "at once", "rv-upload")
+            dataset = dataset_dropdown(settings, T("rv_folder"))
+            import_button = gr.Button(T("rv_import"))
+        upload = upload_box(settings, T("rv_upload"), "rv-upload")
         with gr.Row():
-            autolabel_limit = gr.Number(value=0, precision=0, label="Auto-label at most N images (0 = all)")
-            autolabel_button = gr.Button("Auto-label with GLM-4V", interactive=has_key)
-            cancel_button = gr.Button("Cancel auto-labeling", interactive=has_key)
+            autolabel_limit = gr.Number(value=0, precision=0, label=T("rv_limit"))
+            autolabel_button = gr.Button(T("rv_autolabel"), interactive=has_key)
+            cancel_button = gr.Button(T("rv_cancel"), interactive=has_key)
         if not has_key:
-            gr.Markdown("Auto-labeling is off: set `ZHIPUAI_API_KEY` (and optionally `GLM_BASE_URL`, `GLM_MODEL`).")
+            gr.Markdown(T("rv_no_key"))
         with gr.Row():
-            export_button = gr.Button("Export results.json (one per data set), history CSV and the label database")
-            files = gr.File(label="Downloads", file_count="multiple", height=90)
+            export_button = gr.Button(T("rv_export"))
+            files = gr.File(label=T("downloads"), file_count="multiple", height=90)
         admin_status = gr.Markdown()
     with gr.Row():
-        status = gr.Dropdown(STATUSES, value="unreviewed", label="Status")
-        label = gr.Dropdown(["all", *CLASSES, NONE, "other"], value="all", label="Current label")
-        predicted = gr.Dropdown(["all", *CLASSES, NONE], value="all", label="Model predicts")
-        llm_only = gr.Checkbox(label="LLM said none / unparseable", value=False)
-        sort = gr.Dropdown(SORTS, value="suspicion", label="Sort")
+        status = gr.Dropdown(STATUSES, value="unreviewed", label=T("rv_status"))
+        label = gr.Dropdown(["all", *CLASSES, NONE, "other"], value="all", label=T("rv_current"))
+        predicted = gr.Dropdown(["all", *CLASSES, NONE], value="all", label=T("rv_predicts"))
+        llm_only = gr.Checkbox(label=T("rv_llm_none"), value=False)
+        sort = gr.Dropdown(SORTS, value="suspicion", label=T("rv_sort"))
     progress_md = gr.Markdown(review.progress())
-    demo_button = gr.Button("Load the demo set (100 photos labelled by an LLM, 10 of them wrong)", variant="primary",
+    demo_button = gr.Button(T("rv_demo"), variant="primary",
                             visible=review.store_is_empty(), elem_id="rv-demo")
     with gr.Row(elem_id="review-panel"):
         with gr.Column(scale=3):
-            photo = gr.Image(label="Photo", type="pil", interactive=False, height=460)
+            photo = gr.Image(label=T("rv_photo"), type="pil", interactive=False, height=460)
         with gr.Column(scale=2):
-            details = gr.Markdown("Enter your name and press **Start reviewing**.")
+            details = gr.Markdown(T("rv_idle"))
             buttons = []
             for row_classes in (CLASSES[:5], CLASSES[5:]):
                 with gr.Row(elem_classes="rv-grid"):
@@ -66,20 +63,20 @@ def build(settings, slot, guard, T=None):
                         buttons.append((c, gr.Button(f"{key} · {display_name(c)}", size="sm", min_width=90,
                                                      elem_id=f"rv-class-{key}")))
             with gr.Row():
-                none_button = gr.Button("n · none of the 10", size="sm", elem_id="rv-none")
-                accept_button = gr.Button("Enter · accept", variant="primary", size="sm", elem_id="rv-accept")
+                none_button = gr.Button(T("rv_none"), size="sm", elem_id="rv-none")
+                accept_button = gr.Button(T("rv_accept"), variant="primary", size="sm", elem_id="rv-accept")
             with gr.Row():
-                prev_button = gr.Button("← previous", size="sm", elem_id="rv-prev")
-                next_button = gr.Button("next →", size="sm", elem_id="rv-next")
-                undo_button = gr.Button("Ctrl+Z · undo", size="sm", elem_id="rv-undo")
-    with gr.Accordion("Bulk accept where the LLM and the model agree", open=False):
-        min_conf = gr.Slider(0.5, 1.0, value=0.95, step=0.01, label="Minimum model confidence")
-        preview_button = gr.Button("Preview")
+                prev_button = gr.Button(T("rv_prev"), size="sm", elem_id="rv-prev")
+                next_button = gr.Button(T("rv_next"), size="sm", elem_id="rv-next")
+                undo_button = gr.Button(T("rv_undo"), size="sm", elem_id="rv-undo")
+    with gr.Accordion(T("rv_bulk"), open=False):
+        min_conf = gr.Slider(0.5, 1.0, value=0.95, step=0.01, label=T("rv_min_conf"))
+        preview_button = gr.Button(T("rv_preview"))
         bulk_md = gr.Markdown()
-        bulk_gallery = gr.Gallery(columns=8, height=240, label="A sample")
-        bulk_button = gr.Button("Accept them all (one undo reverts the batch)")
-    with gr.Accordion("Review impact: the model against the labels before and after review", open=False):
-        impact_button = gr.Button("Compute")
+        bulk_gallery = gr.Gallery(columns=8, height=240, label=T("rv_sample"))
+        bulk_button = gr.Button(T("rv_accept_all"))
+    with gr.Accordion(T("rv_impact"), open=False):
+        impact_button = gr.Button(T("rv_compute"))
         impact_table = gr.Dataframe(interactive=False, headers=list(IMPACT_COLUMNS))
     filters = [status, label, predicted, llm_only, sort]
     view_outputs = [photo, details, progress_md, session]

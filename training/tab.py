@@ -11,6 +11,7 @@ from PIL import Image
 
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.classes import display_name
+from i18n import T
 from ui import dataset_dropdown, shown, upload_box, upload_event
 
 from .config import QUICK
@@ -66,47 +67,43 @@ def data_hint(settings):
     return hint
 
 
-def build(settings, slot, guard, T=None):
+def build(settings, slot, guard, T=T):
     """Add the Train tab; returns the "serve" event so the app can refresh the Classify tab after it."""
     store = RunStore(settings)
     hint = gr.Markdown(data_hint(settings))
     quick = QUICK  # the tab's quicker epochs: a named preset of the training config, not a second set of numbers
     with gr.Row():
-        data = dataset_dropdown(settings, "Training photos (class folders, or sources of them)")
-        backbone = gr.Dropdown(list(BACKBONES), value=DEFAULT_BACKBONE, label="Backbone")
-        epochs_head = gr.Number(quick.epochs_head, precision=0, label="Phase-1 epochs (head)")
-        epochs_finetune = gr.Number(quick.epochs_finetune, precision=0, label="Phase-2 epochs (fine-tune)")
-        unfreeze = gr.Number(quick.unfreeze_blocks, precision=0, label="Blocks to fine-tune")
-    with gr.Accordion("Split and distillation", open=False), gr.Row():
-        split = gr.Dropdown(store.split_choices(), value="", label="Validation split",
-                            info="reuse one to compare runs on the same validation photos; the default "
-                                 "model's split also leaves out its exclusion list (for shared/data/animals)")
-        teachers = gr.Dropdown(store.finished(), value=[], multiselect=True, label="Distil from (finished runs)",
-                               info=f"targets mix these runs' mean answers ({quick.distill_alpha:.0%}) with the "
-                                    f"labels ({1 - quick.distill_alpha:.0%})")
-        none = dataset_dropdown(settings, "Photos of none of the ten (optional)", value=None,
-                                info="a data set of <category>/ or <source>/<category>/ folders (other animals, "
-                                     "objects), learnt as outlier exposure: the model learns to say none of the 10")
-    upload = upload_box(settings, "Or upload training photos (.zip / .tar.gz of class folders, or of "
-                                  "<source>/<class>/ folders)")
+        data = dataset_dropdown(settings, T("tr_data"))
+        backbone = gr.Dropdown(list(BACKBONES), value=DEFAULT_BACKBONE, label=T("tr_backbone"))
+        epochs_head = gr.Number(quick.epochs_head, precision=0, label=T("tr_epochs_head"))
+        epochs_finetune = gr.Number(quick.epochs_finetune, precision=0, label=T("tr_epochs_ft"))
+        unfreeze = gr.Number(quick.unfreeze_blocks, precision=0, label=T("tr_blocks"))
+    with gr.Accordion(T("tr_split_acc"), open=False), gr.Row():
+        split = gr.Dropdown(store.split_choices(), value="", label=T("tr_split"),
+                            info=T("tr_split_info"))
+        teachers = gr.Dropdown(store.finished(), value=[], multiselect=True, label=T("tr_teachers"),
+                               info=T("tr_teachers_info"))
+        none = dataset_dropdown(settings, T("tr_none"), value=None,
+                                info=T("tr_none_info"))
+    upload = upload_box(settings, T("tr_upload"))
     password = guard.password_box()
     with gr.Row():
-        start = gr.Button("Start training", variant="primary")
-        watch = gr.Button("Watch the current run")
-        cancel = gr.Button("Cancel the run", variant="stop")
+        start = gr.Button(T("tr_start"), variant="primary")
+        watch = gr.Button(T("tr_watch"))
+        cancel = gr.Button(T("tr_cancel"), variant="stop")
     status = gr.Markdown()
     with gr.Row():
-        curves = gr.Image(label="Training curves", type="pil", format="png", interactive=False)
+        curves = gr.Image(label=T("tr_curves"), type="pil", format="png", interactive=False)
     with gr.Row():
-        matrix = gr.Image(label="Confusion matrix", type="pil", format="png", interactive=False, scale=3,
+        matrix = gr.Image(label=T("confusion"), type="pil", format="png", interactive=False, scale=3,
                           elem_id="train-matrix")
-        table = gr.Dataframe(label="Per class", interactive=False, scale=2,
+        table = gr.Dataframe(label=T("per_class"), interactive=False, scale=2,
                              headers=["class", "support", "precision", "recall"])
-    log = gr.Textbox(label="Log (last lines)", lines=8, max_lines=14, interactive=False)
+    log = gr.Textbox(label=T("tr_log"), lines=8, max_lines=14, interactive=False)
     with gr.Row():
-        runs = gr.Dropdown([r.name for r in store.list_runs()], label="Runs", scale=3)
-        show = gr.Button("Show run", scale=1)
-        serve = gr.Button("Serve this model", scale=1)
+        runs = gr.Dropdown([r.name for r in store.list_runs()], label=T("tr_runs"), scale=3)
+        show = gr.Button(T("tr_show"), scale=1)
+        serve = gr.Button(T("tr_serve"), scale=1)
     served = gr.Markdown()
     outputs = [status, log, curves, matrix, table]
 
