@@ -43,9 +43,12 @@ def build_app(settings=None):
                 cell, open_review = evaluate_tab.build(settings, slot, guard, T)
             with gr.Tab(T("tab_train"), id="train"):
                 served = train_tab.build(settings, slot, guard, T)
+        def serving(request: gr.Request):  # in the viewer's language
+            return classify_tab.model_line(slot.get(), T.say_to(request))
+
         # After "Serve this model", the Classify tab names the new model (and on every page load).
-        served.then(lambda: classify_tab.model_line(slot.get()), None, serving_line, api_visibility="private")
-        demo.load(lambda: classify_tab.model_line(slot.get()), None, serving_line, api_visibility="private")
+        served.then(serving, None, serving_line, api_visibility="private")
+        demo.load(serving, None, serving_line, api_visibility="private")
         demo.load(review.progress, None, review_filters["progress"], api_visibility="private")
         # "Open these in the review queue": the Evaluate tab's selected cell becomes the Review tab's filters.
         open_review.click(lambda c: (gr.Dropdown(value=c[0] if c else "all"), gr.Dropdown(value=c[1] if c else "all"),

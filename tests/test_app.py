@@ -160,3 +160,16 @@ def test_browser_upload_shows_top5(app_url, tmp_path):
         page.screenshot(path=str(tmp_path / "classify.png"))
         assert page.locator("text=/butterfly 蝴蝶/").count() >= 1
         browser.close()
+
+
+def test_handler_text_follows_the_browser_language(app_url, tmp_path):
+    chinese = Client(app_url[0], verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+    big = tmp_path / "big.jpg"
+    big.write_bytes(os.urandom(21 * 1024 * 1024))
+    with pytest.raises(Exception, match="照片大小为 21 MB，超过此处允许的 20 MB"):
+        chinese.predict(handle_file(str(big)), api_name="/classify")
+    english = Client(app_url[0], verbose=False, headers={"Accept-Language": "en-GB,zh;q=0.5"})
+    with pytest.raises(Exception, match="The photo is 21 MB, larger than the 20 MB allowed"):
+        english.predict(handle_file(str(big)), api_name="/classify")
+    rocket = str(FIXTURES / "reference" / "rocket.png")  # none of the ten: the headline says so in both halves
+    assert chinese.predict(handle_file(rocket), api_name="/classify")["label"] == "none of the 10 animals 非这十种动物"

@@ -16,7 +16,8 @@ def test_every_key_used_is_defined_in_both_languages_and_every_key_is_used():
     assert set(strings) == {"en", "zh"} and set(strings["en"]) == set(strings["zh"])
     assert all(text.strip() for lang in strings.values() for text in lang.values())
     code = "\n".join(p.read_text(encoding="utf-8") for p in code_files())
-    used = set(re.findall(r'\bT\(\s*"([a-z0-9_]+)"\s*\)', code))
+    used = set(re.findall(r'\bT\(\s*"([a-z0-9_]+)"\s*\)', code))  # static text
+    used |= set(re.findall(r'\bsay\((?:\s*\w+,)?\s*"([a-z0-9_]+)"', code))  # a handler's text
     assert used and not used - set(strings["en"]), sorted(used - set(strings["en"]))
     # a key may also be named where it is chosen (Guard.notice returns one): any quoted literal counts as a use
     named = set(re.findall(r'"([a-z0-9_]+)"', code))
