@@ -61,7 +61,7 @@ def dataset_dropdown(settings, label: str, **kwargs) -> gr.Dropdown:
     return dropdown
 
 
-def upload_box(settings, label: str, elem_id: str | None = None) -> gr.File:
+def upload_box(label: str, elem_id: str | None = None) -> gr.File:
     """Where a user drops a data set: one archive (.zip, .tar, .tar.gz) or photos with an optional results.json."""
     return gr.File(label=label, file_count="multiple", height=130, elem_id=elem_id,
                    file_types=[".zip", ".tar", ".gz", ".tgz", ".json", "image"])

@@ -126,7 +126,7 @@ def build(settings, slot, guard, T=T):
         threshold = gr.Slider(0, 1, value=0, step=0.01,
                               label=T("ev_threshold"))
         tta = gr.Checkbox(label=T("ev_tta"), value=False)
-    upload = upload_box(settings, T("ev_upload"))
+    upload = upload_box(T("ev_upload"))
     with gr.Row():
         password = guard.password_box()
         refresh = gr.Button(T("ev_refresh"), size="sm")

@@ -30,7 +30,7 @@ def build(settings, slot, guard, T=T):
         with gr.Row():
             dataset = dataset_dropdown(settings, T("rv_folder"))
             import_button = gr.Button(T("rv_import"))
-        upload = upload_box(settings, T("rv_upload"), "rv-upload")
+        upload = upload_box(T("rv_upload"), "rv-upload")
         with gr.Row():
             autolabel_limit = gr.Number(value=0, precision=0, label=T("rv_limit"))
             autolabel_button = gr.Button(T("rv_autolabel"), interactive=has_key)
@@ -191,7 +191,8 @@ def build(settings, slot, guard, T=T):
         if demo:
             folder, line = settings.uploads_dir / "demo", ""
             if not folder.is_dir():
-                raise ValueError("The demo set is not installed here (DATA_DIR/datasets/demo): restart the app.")
+                raise ValueError("The demo set is not installed here: it is copied to DATA_DIR/datasets/demo at start "
+                                 "when DATA_ROOTS includes DATA_DIR/datasets (the default).")
             facts = {"path": folder}
         else:
             facts, line = receive_upload(settings, files, progress)

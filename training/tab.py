@@ -85,7 +85,7 @@ def build(settings, slot, guard, T=T):
                                info=T("tr_teachers_info"))
         none = dataset_dropdown(settings, T("tr_none"), value=None,
                                 info=T("tr_none_info"))
-    upload = upload_box(settings, T("tr_upload"))
+    upload = upload_box(T("tr_upload"))
     password = guard.password_box()
     with gr.Row():
         start = gr.Button(T("tr_start"), variant="primary")
