@@ -54,32 +54,32 @@ def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=
     return report, out
 
 
-def summary_markdown(report):
-    """The report's headline figures in a few lines."""
+def summary_markdown(report, say):
+    """The report's headline figures in a few lines, in the user's language (``say(key, **values)``)."""
     acc, ci = report["accuracy"], report["accuracy_ci95"]
     if acc is None:
-        return "No image with a label of the ten classes was scored."
+        return say("ev_none_scored")
     ex = report["excluded"]
-    cat, dog = report["per_class"]["cat"], report["per_class"]["dog"]
-    lines = [f"### Accuracy {acc:.1%} (95% CI {ci[0]:.1%}–{ci[1]:.1%}) on {report['n_scored']} of "
-             f"{report['n_images']} images",
-             f"Excluded and counted: {ex['null']} labelled none of the 10, {ex['other']} other names, "
-             f"{ex['unreadable']} unreadable. Macro F1 {report['macro_f1']:.3f}, top-3 accuracy "
-             f"{report.get('top3_accuracy', 0):.1%}, calibration error "
-             f"{report.get('expected_calibration_error', 0):.3f}.",
-             f"Cat recall **{cat['recall']:.3f}**, dog precision **{dog['precision']:.3f}** "
-             "(the original project's weak spots: 0.64 and 0.83)."]
+    lines = [say("ev_headline", acc=acc, lo=ci[0], hi=ci[1], n=report["n_scored"], total=report["n_images"]),
+             say("ev_excluded", null=ex["null"], other=ex["other"], unreadable=ex["unreadable"],
+                 f1=report["macro_f1"], top3=report.get("top3_accuracy", 0),
+                 ece=report.get("expected_calibration_error", 0)),
+             say("ev_weak_spots", cat=report["per_class"]["cat"]["recall"],
+                 dog=report["per_class"]["dog"]["precision"])]
     if report.get("per_source"):
-        lines.append("Per source: " + " · ".join(
-            f"{name} {s['accuracy']:.1%} of {s['n_scored']}" for name, s in report["per_source"].items()
-            if s["accuracy"] is not None))
+        lines.append(say("ev_per_source", sources=" · ".join(
+            say("ev_source", name=name, acc=s["accuracy"], n=s["n_scored"])
+            for name, s in report["per_source"].items() if s["accuracy"] is not None)))
     open_set = report["open_set"]
     if open_set["null_images"]:
-        lines.append(f"None-of-10 images: {open_set['null_images']}, predicted as {open_set['null_predicted_as']}.")
+        lines.append(say("ev_none_images", n=open_set["null_images"], predicted=open_set["null_predicted_as"]))
+    if "separation" in open_set:
+        lines.append(say("ev_separation", auroc=open_set["separation"]["auroc"],
+                         accepted=open_set["separation"]["none_accepted"]))
     if "threshold" in open_set:
-        lines.append(f"Threshold {open_set['threshold']:.2f}: coverage {open_set['coverage']:.1%}, selective "
-                     f"accuracy {open_set['selective_accuracy'] or 0:.1%}, none-of-10 images rejected "
-                     f"{open_set['null_rejected']} of {open_set['null_images']}.")
+        lines.append(say("ev_threshold_line", threshold=open_set["threshold"], coverage=open_set["coverage"] or 0,
+                         selective=open_set["selective_accuracy"] or 0, rejected=open_set["null_rejected"],
+                         n=open_set["null_images"]))
     return "\n\n".join(lines)
 
 
@@ -143,14 +143,14 @@ def build(settings, slot, guard, T=T):
     out_state = gr.State(None)
 
     @shown
-    def on_run(pw, choice, data, thr, mirror, progress=gr.Progress()):
+    def on_run(pw, choice, data, thr, mirror, request: gr.Request, progress=gr.Progress()):
         guard.require(pw, "Evaluating")
         report, out = evaluate_set(settings, choice, data, thr, mirror,
                                    progress=progress_bar(progress, "predicting {done}/{total}"))
         # the picture itself, not its path: files under DATA_DIR are never served
         matrix = Image.open(out / "confusion_matrix.png").convert("RGB")
-        return (summary_markdown(report), matrix, per_class_table(report), counts_table(report), str(out.name),
-                "", [])
+        return (summary_markdown(report, T.say_to(request)), matrix, per_class_table(report), counts_table(report),
+                str(out.name), "", [])
 
     def on_select(name, evt: gr.SelectData):
         if not name or not evt.index or evt.index[1] == 0:

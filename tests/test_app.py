@@ -173,3 +173,5 @@ def test_handler_text_follows_the_browser_language(app_url, tmp_path):
         english.predict(handle_file(str(big)), api_name="/classify")
     rocket = str(FIXTURES / "reference" / "rocket.png")  # none of the ten: the headline says so in both halves
     assert chinese.predict(handle_file(rocket), api_name="/classify")["label"] == "none of the 10 animals 非这十种动物"
+    summary, *_ = chinese.predict("", "default", "datasets/mini", 0, False, api_name="/evaluate")
+    assert "准确率 100.0%" in summary and "已排除并计数：1 张标注为“不是这十种”" in summary
