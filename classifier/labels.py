@@ -16,6 +16,12 @@ class LabelFileError(ValueError):
     """A label file that cannot be used; the message names the file and the place."""
 
 
+def labels_file(folder: str | Path) -> Path | None:
+    """A data set folder's own label file, ``results.json`` inside it, or None where it has none (class folders)."""
+    path = Path(folder) / "results.json"
+    return path if path.exists() else None
+
+
 def read_labels(path: str | Path, aliases: bool = True) -> dict[str, str]:
     """Read a ``results.json``-style file: a JSON object ``{image stem: label or null}``.
 

@@ -63,6 +63,13 @@ def model_meta(path: str | Path) -> dict:
     return meta
 
 
+def answer(probs: np.ndarray, classes, threshold: float | None) -> str:
+    """One probability row's answer: its top class, or "none of the 10" (:data:`NONE`) when the top probability is
+    under ``threshold`` (None: never none)."""
+    top = int(np.argmax(probs))
+    return NONE if threshold is not None and probs[top] < threshold else classes[top]
+
+
 def default_cache() -> Path:
     """Where converted models are kept: ``MODEL_CACHE``, else ``DATA_DIR/tflite`` (``./data/tflite``), as the app's
     settings say (this package cannot read them: it sits below them)."""
@@ -271,11 +278,9 @@ class Classifier:
         return probs, errors
 
     def answer(self, probs: np.ndarray, threshold: float | None = None) -> str:
-        """The answer for one probability row: its top class, or "none of the 10" (:data:`NONE`) when the top
-        probability is under ``threshold`` (default: the model's calibrated one, if any)."""
-        threshold = self.threshold if threshold is None else threshold
-        top = int(np.argmax(probs))
-        return NONE if threshold is not None and probs[top] < threshold else self.classes[top]
+        """The answer for one probability row (:func:`answer`); ``threshold`` defaults to the model's calibrated
+        one, if any."""
+        return answer(probs, self.classes, self.threshold if threshold is None else threshold)
 
     def top_k(self, probs: np.ndarray, k: int = TOP_K) -> list[tuple[str, float]]:
         """The ``k`` most likely ``(class_id, probability)`` pairs, best first."""

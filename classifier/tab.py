@@ -63,7 +63,7 @@ def classify_image(slot, image, say, top_k: int = TOP_K, low_confidence: float =
     ms = (time.perf_counter() - start) * 1000
     top = clf.top_k(probs, max(1, min(int(top_k or TOP_K), len(clf.classes))))
     scores = {display_name(c): p for c, p in top}
-    if top[0][1] < low_confidence:
+    if clf.answer(probs, low_confidence) == NONE:
         lines = [say("answer_none", name=display_name(NONE), ms=ms, p=top[0][1], threshold=low_confidence,
                      closest=display_name(top[0][0]))]
         scores = headline_value(display_name(NONE), {c: float(p) for c, p in scores.items()})

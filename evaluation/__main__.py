@@ -93,6 +93,7 @@ def predict(args):
 
 def run(args):
     from classifier.files import list_images
+    from classifier.labels import labels_file
     from evaluation.run import evaluate_folder
     from settings import Settings
     from uploads import folder_of
@@ -104,8 +105,7 @@ def run(args):
         labels = LabelStore(args.db).labels(args.label_source, dataset=args.images)
     bar, progress = _bar(len(list_images(args.images)), "evaluate")
     with bar:
-        inside = args.images / "results.json"
-        labels_path = args.labels or (inside if inside.exists() and not labels else None)
+        labels_path = args.labels or (None if labels else labels_file(args.images))
         report = evaluate_folder(args.images, args.out, args.model, labels_path, args.threshold, args.tta,
                           aliases=not args.original_vocabulary, progress=progress, labels=labels)
     for key, message in report["unreadable_files"].items():

@@ -160,11 +160,13 @@ def open_set(labels, predictions, probs, threshold, scored, y_true, y_pred, clas
     null = np.array([lab == NONE and p is not None for lab, p in zip(labels, predictions)])
     out = {"null_images": int(null.sum()),
            "null_predicted_as": dict(Counter(p for p, n in zip(predictions, null) if n))}
-    if probs is not None and null.any() and scored.any():
-        out["separation"] = open_set_scores(np.asarray(probs).max(1)[scored], np.asarray(probs).max(1)[null])
-    if threshold is None or probs is None:
+    if probs is None:
         return out
     top = np.asarray(probs).max(1)
+    if null.any() and scored.any():
+        out["separation"] = open_set_scores(top[scored], top[null])
+    if threshold is None:
+        return out
     accepted = top[scored] >= threshold
     out.update({
         "threshold": float(threshold),

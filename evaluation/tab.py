@@ -13,6 +13,7 @@ from PIL import Image
 
 from classifier.classes import CLASSES, display_name
 from classifier.images import ImageError, thumbnail
+from classifier.labels import labels_file
 from i18n import T
 from training.runs import RunStore
 from ui import dataset_dropdown, progress_bar, shown, upload_box, upload_event
@@ -44,10 +45,9 @@ def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=
                          "data roots.")
     folder = settings.dataset_path(dataset)
     model = model_path(settings, choice)
-    labels = folder / "results.json"
     out = settings.data_dir / "evaluations" / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
     try:
-        report = evaluate_folder(folder, out, model, labels if labels.exists() else None,
+        report = evaluate_folder(folder, out, model, labels_file(folder),
                                 threshold=threshold or None, tta=tta, progress=progress)
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(str(e).replace(str(folder), folder.name)) from None

@@ -57,11 +57,11 @@ def parse_args(argv=None):
 
 
 def do_import(store, args):
+    from classifier.labels import labels_file
     from uploads import folder_of
 
     folder = folder_of(args.images, Settings.from_env())
-    inside = folder / "results.json"
-    result = store.import_folder(folder, args.labels or (inside if inside.exists() else None))
+    result = store.import_folder(folder, args.labels or labels_file(folder))
     print(f"data set {result['dataset']}: {result['images']} images ({result['added']} new), "
           f"{result['labels_added']} labels added")
     if result["labels_without_image"]:

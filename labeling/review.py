@@ -20,6 +20,7 @@ import pandas as pd
 
 from classifier.classes import CLASSES, NONE, OTHER, display_name
 from classifier.images import ImageError, thumbnail
+from classifier.labels import labels_file
 from evaluation.metrics import evaluate
 
 from .glm import BatchStopped, GLMLabeler, autolabel
@@ -128,9 +129,8 @@ class Review:
     def import_folder(self, session: dict, folder: Path) -> str:
         """Import a data set folder (its results.json if there is one, else class folders); returns a line."""
         self.check(session)
-        labels = folder / "results.json"
         try:
-            result = self.store.import_folder(folder, labels if labels.exists() else None, author=session["reviewer"])
+            result = self.store.import_folder(folder, labels_file(folder), author=session["reviewer"])
         except (ValueError, FileNotFoundError) as e:
             raise ReviewError(self.scrub(e)) from None
         self.predict_in_background()

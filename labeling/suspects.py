@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.classes import NONE
+from classifier.predictor import answer
 
 
 def model_key(classifier) -> str:
@@ -53,11 +54,11 @@ def rank(rows: list[dict], probs: dict, classes, none_threshold: float | None = 
         row = dict(row, predicted=None, p_predicted=None, p_label=None, disagree=False)
         if p is not None:
             top = int(p.argmax())
-            answer = NONE if p[top] < none_threshold else classes[top]
-            row.update(predicted=answer, p_predicted=float(p[top]))
+            said = answer(p, classes, none_threshold)
+            row.update(predicted=said, p_predicted=float(p[top]))
             label = row["label"]
             if label in classes:
-                row.update(p_label=float(p[classes.index(label)]), disagree=answer != label)
+                row.update(p_label=float(p[classes.index(label)]), disagree=said != label)
             elif label == NONE:
                 row.update(p_label=1 - float(p[top]), disagree=float(p[top]) >= none_threshold)
         out.append(row)

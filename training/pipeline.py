@@ -335,12 +335,12 @@ def phase2(model, parts, augmenter, cfg, recorder, size, jit, weights, teacher=N
                       f"blocks, BatchNorm frozen); learning rate {cfg['lr_finetune']}")
     y = [label_index(it["label"]) for it in parts["train"]]
     y_val = np.array([label_index(it["label"]) for it in parts["val"]], int)
+    # the targets and weights of phase 1, as tables indexed by label index + 1 (row 0: none of the ten)
+    targets = tf.constant(soft_targets(np.arange(-1, len(CLASSES))), tf.float32)
     table = tf.constant(weight_table(weights, cfg["none_weight"]))
-    uniform = tf.fill((1, len(CLASSES)), 1 / len(CLASSES))
 
-    def with_targets(x, label):  # soft targets and per-photo weights, as in phase 1
-        soft = tf.where(label[:, None] >= 0, tf.one_hot(tf.maximum(label, 0), len(CLASSES)), uniform)
-        return x, soft, tf.gather(table, label + 1)
+    def with_targets(x, label):
+        return x, tf.gather(targets, label + 1), tf.gather(table, label + 1)
 
     train = image_dataset([it["path"] for it in parts["train"]], y, size, cfg["batch_size"], augmenter,
                           shuffle=True, seed=cfg["seed"]).map(with_targets)
