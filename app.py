@@ -3,18 +3,19 @@
 import os
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from classifier import ASSETS
 from classifier import tab as classify_tab
 from classifier.serving import ModelSlot
 from evaluation import tab as evaluate_tab
-from i18n import T
+from i18n import LANGUAGES
 from labeling import tab as review_tab
 from settings import Settings
 from training import tab as train_tab
-from ui import Guard
+from ui import Guard, LanguagePage, T, fill_at_load, shown
 
-HOTKEYS = (ASSETS / "hotkeys.js").read_text()
+SCRIPTS = "".join(f"<script>{(ASSETS / name).read_text()}</script>" for name in ("hotkeys.js", "language.js"))
 # Gradio's Markdown sets its own font size inside the wrapper, so the title rule targets the inner paragraph; the
 # review tab's class buttons sit in a fixed 5-column grid instead of wrapping one onto a row of its own.
 CSS = """
@@ -31,7 +32,13 @@ def build_app(settings=None):
     slot = ModelSlot(settings.model_path, settings.serving_engine, settings.model_cache)
     guard = Guard(settings)
     with gr.Blocks(title="Animals-10 studio", delete_cache=(3600, 3600)) as demo:  # uploads kept <= 2 h
-        gr.Markdown(T("title"), elem_classes="title")
+        with gr.Row(equal_height=True):
+            gr.Markdown(T("title"), elem_classes="title")
+            # English / 中文 beside the browser's own choice: a session cookie, then the page loads again in it
+            switch = gr.Radio([(name, code) for code, name in LANGUAGES.items()], show_label=False, container=False,
+                              elem_id="language", scale=0, min_width=190)
+        switch.input(None, switch, None, js="(lang) => studioLanguage(lang)")
+        fill_at_load(lambda lang: lang, switch)
         gr.Markdown(T("subtitle"))
         gr.Markdown(T(guard.notice()), elem_id="access-notice")
         with gr.Tabs() as tabs:
@@ -43,13 +50,13 @@ def build_app(settings=None):
                 cell, open_review = evaluate_tab.build(settings, slot, guard, T)
             with gr.Tab(T("tab_train"), id="train"):
                 served = train_tab.build(settings, slot, guard, T)
-        def serving(request: gr.Request):  # in the viewer's language
-            return classify_tab.model_line(slot.get(), T.say_to(request))
+        def serving(lang):  # which model serves, in the viewer's language
+            return classify_tab.model_line(slot.get(), lang)
 
         # After "Serve this model", the Classify tab names the new model (and on every page load).
-        served.then(serving, None, serving_line, api_visibility="private")
-        demo.load(serving, None, serving_line, api_visibility="private")
-        demo.load(review.progress, None, review_filters["progress"], api_visibility="private")
+        served.then(shown(serving), None, serving_line, api_visibility="private")
+        fill_at_load(serving, serving_line)
+        fill_at_load(review.progress, review_filters["progress"])
         # "Open these in the review queue": the Evaluate tab's selected cell becomes the Review tab's filters.
         open_review.click(lambda c: (gr.Dropdown(value=c[0] if c else "all"), gr.Dropdown(value=c[1] if c else "all"),
                                      gr.Dropdown(value="all"), gr.Tabs(selected="review")),
@@ -70,7 +77,7 @@ def main():
         # one limit for every uploaded file, applied before any handler: a data set's; Classify checks its own
         max_file_size=f"{max(settings.max_upload_mb, settings.max_dataset_mb)}mb",
         i18n=T, footer_links=["api", "settings"], css=CSS,
-        head=f"<script>{HOTKEYS}</script>",
+        head=SCRIPTS, app_kwargs={"middleware": [Middleware(LanguagePage)]},
         # Nothing under DATA_DIR is served by path (the label DB, logs, runs): users get copies of what they were
         # handed (pictures, exports made for their request), which Gradio serves from its own cache.
         allowed_paths=[str(classify_tab.EXAMPLES_DIR)], blocked_paths=[str(settings.data_dir.resolve())])

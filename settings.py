@@ -22,6 +22,7 @@ from pathlib import Path
 
 from classifier import ASSETS
 from classifier.predictor import DEFAULT_MODEL
+from i18n import Message
 
 DEMO_DIR = ASSETS / "demo"
 
@@ -116,7 +117,7 @@ class Settings:
         )
 
 
-class PathNotAllowed(ValueError):
+class PathNotAllowed(Message):
     """A path outside the configured roots (``..`` or a symbolic link pointing out included)."""
 
 
@@ -129,6 +130,5 @@ def confine(path: str | Path, roots) -> Path:
     candidate = Path(path)
     resolved = (candidate if candidate.is_absolute() else roots[0] / candidate).resolve()
     if not any(resolved == r or r in resolved.parents for r in roots):
-        raise PathNotAllowed(f"{Path(path).name or path} is not a data set of this app: pick one of the list (folders "
-                             "under the data roots, DATA_ROOTS)")
+        raise PathNotAllowed("not_a_dataset", name=Path(path).name or str(path))
     return resolved

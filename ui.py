@@ -19,9 +19,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from i18n import T
+from i18n import COOKIE, STRINGS, Message, language, say
 
 ROOT = Path(__file__).resolve().parent
+T = gr.I18n(**STRINGS)  # static text, translated in the browser
 COSTLY = ("evaluate", "import", "autolabel", "export", "train")  # their events' concurrency ids
 MAX_WAITING = 4  # costly requests waiting in the queue at once, all kinds together; more are refused at once
 MAX_NAME = 100  # characters of a reviewer's name
@@ -34,23 +35,101 @@ def refuse(message: str) -> gr.Error:
 
 def shown(fn):
     """Wrap an event handler so that a job's own errors (``ValueError`` and its subclasses: ``ReviewError``,
-    ``RunError``, ``PathNotAllowed``, ``LabelFileError``...) reach the user as a refusal with their message."""
+    ``RunError``, ``PathNotAllowed``, ``LabelFileError``...) reach the user as a refusal with their message, in the
+    user's language (a :class:`i18n.Message` is said in it). A handler with a ``lang`` parameter is given the
+    request's language (Gradio passes the request to the wrapper, which declares it)."""
+    signature = inspect.signature(fn)
+    takes = {"lang", "request"} & set(signature.parameters)
+    # where the handler has them among its positional parameters (Gradio passes the others in their order)
+    places = sorted((i, p.name) for i, p in enumerate(signature.parameters.values())
+                    if p.name in takes and p.kind is p.POSITIONAL_OR_KEYWORD)
+
+    def call(request, args, kwargs):
+        given = {"lang": language(request), "request": request}
+        args, named = list(args), {k: given[k] for k in takes}
+        for i, name in places:
+            if i <= len(args):
+                args.insert(i, named.pop(name))
+        return fn(*args, **kwargs, **named)
+
+    def refusal(request, e):
+        lang = language(request)
+        return refuse(e.said(lang) if isinstance(e, Message) else str(e))
+
     if inspect.isgeneratorfunction(fn):  # a streaming handler: Gradio must still see a generator
         @functools.wraps(fn)
-        def stream(*args, **kwargs):
+        def handler(request: gr.Request, *args, **kwargs):
             try:
-                yield from fn(*args, **kwargs)
+                yield from call(request, args, kwargs)
             except ValueError as e:
-                raise refuse(str(e)) from None
-        return stream
-
-    @functools.wraps(fn)
-    def handler(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ValueError as e:
-            raise refuse(str(e)) from None
+                raise refusal(request, e) from None
+    else:
+        @functools.wraps(fn)
+        def handler(request: gr.Request, *args, **kwargs):
+            try:
+                return call(request, args, kwargs)
+            except ValueError as e:
+                raise refusal(request, e) from None
+    # what Gradio reads to fill the arguments: the request first, then the handler's own, less those given here
+    own = [p for p in signature.parameters.values() if p.name not in takes]
+    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)
+    handler.__signature__ = signature.replace(parameters=[request, *own])
+    handler.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k not in takes}, "request": gr.Request}
     return handler
+
+
+def fill_at_load(fn, outputs):
+    """Fill ``outputs`` with ``fn(lang)`` each time a page loads: text a handler makes, in the viewer's language.
+    Call it while building the app (inside its ``gr.Blocks``)."""
+    def load(request: gr.Request):
+        return fn(language(request))
+    gr.context.Context.root_block.load(load, None, outputs, api_visibility="private")
+
+
+def headed(columns, lang: str):
+    """An empty table with ``columns`` (keys ``col_<name>`` of the catalog) as headers in ``lang``."""
+    import pandas as pd
+
+    return pd.DataFrame(columns=[say(lang, f"col_{c}") for c in columns])
+
+
+class LanguagePage:
+    """ASGI middleware: the page itself (``GET /``), for a browser session that chose a language with the page's
+    switch (the cookie :data:`i18n.COOKIE`), starts Gradio in that language. Gradio takes the browser's language
+    when it boots, before any script of the app's ``head`` runs, so a script first in the page's ``<head>`` sets the
+    language the page reads. Every other request passes untouched."""
+
+    TAGS = {"en": "en", "zh": "zh-CN"}  # zh-CN: Gradio's own words (its menus) follow too
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        cookies = dict(scope.get("headers") or []).get(b"cookie", b"").decode("latin-1")
+        chosen = next((v for k, _, v in (c.strip().partition("=") for c in cookies.split(";")) if k == COOKIE), None)
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != "/" or chosen not in self.TAGS:
+            return await self.app(scope, receive, send)
+        tag = self.TAGS[chosen]
+        script = (f'<script>for (const [k, v] of [["language", "{tag}"], ["languages", ["{tag}"]]]) '
+                  'Object.defineProperty(navigator, k, {get: () => v});</script>').encode()
+        start, parts = {}, []
+
+        async def inject(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            parts.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(parts)
+            if (dict(start["headers"]).get(b"content-type", b"").startswith(b"text/html")
+                    and not dict(start["headers"]).get(b"content-encoding")):
+                body = body.replace(b"<head>", b"<head>" + script, 1)
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, inject)
 
 
 def dataset_dropdown(settings, label: str, **kwargs) -> gr.Dropdown:
@@ -67,20 +146,20 @@ def upload_box(label: str, elem_id: str | None = None) -> gr.File:
                    file_types=[".zip", ".tar", ".gz", ".tgz", ".json", "image"])
 
 
-def receive_upload(settings, files, progress: gr.Progress) -> tuple[dict, str]:
+def receive_upload(settings, files, progress: gr.Progress, lang: str = "en") -> tuple[dict, str]:
     """Unpack an upload into a new data set (:func:`uploads.add_dataset`); returns its facts and a line for the
-    user. Refusals (:class:`uploads.UploadError`) pass through as ``ValueError`` for :func:`shown`."""
+    user in ``lang``. Refusals (:class:`uploads.UploadError`) pass through as ``ValueError`` for :func:`shown`."""
     from uploads import add_dataset
 
     paths = [f.get("path") if isinstance(f, dict) else getattr(f, "name", f) for f in (files or [])]
     facts = add_dataset(paths, settings.uploads_dir, settings.max_dataset_mb,
                         lambda done, total: progress(done / total if total else None,
-                                                     desc=f"unpacking: {done} entries"))
+                                                     desc=say(lang, "up_unpacking", n=done)))
     bad = facts["unreadable"]
-    line = (f"Data set **{facts['name']}** uploaded {facts['uploaded']}: {facts['images']} photos"
-            + (f", results.json with {facts['labels']} labels" if facts["labels"] is not None else "")
-            + (f"; {len(bad)} unreadable: {', '.join(bad[:10])}{' …' if len(bad) > 10 else ''}" if bad else "")
-            + ".")
+    labels = say(lang, "up_labels", n=facts["labels"]) if facts["labels"] is not None else ""
+    unreadable = say(lang, "up_unreadable", n=len(bad), names=", ".join(bad[:10]) + (" …" if len(bad) > 10 else ""))
+    line = say(lang, "up_line", name=facts["name"], uploaded=facts["uploaded"], images=facts["images"],
+               labels=labels, unreadable=unreadable if bad else "")
     return facts, line
 
 
@@ -88,13 +167,13 @@ def upload_event(upload, settings, guard, password, message, dropdown, api_name:
     """Wire an upload box that only adds a data set (Evaluate, Train): its line goes to ``message`` and the
     new set becomes ``dropdown``'s choice; a costly event at the door, needing the password when one is set."""
     @shown
-    def on_upload(pw, files, progress=gr.Progress()):
-        guard.require(pw, "Uploading a data set")
-        facts, line = receive_upload(settings, files, progress)
+    def on_upload(pw, files, lang, progress=gr.Progress()):
+        guard.require(pw, "do_upload")
+        facts, line = receive_upload(settings, files, progress, lang)
         return line, dataset_choice(settings, facts), None
 
     upload.upload(on_upload, [password, upload], [message, dropdown, upload], api_name=api_name,
-                  concurrency_id="import", validator=guard.door(0, "Uploading a data set"))
+                  concurrency_id="import", validator=guard.door(0, "do_upload"))
 
 
 def dataset_choice(settings, facts) -> gr.Dropdown:
@@ -104,13 +183,14 @@ def dataset_choice(settings, facts) -> gr.Dropdown:
     return gr.Dropdown(choices=names, value=chosen)
 
 
-def progress_bar(progress: gr.Progress, desc: str):
-    """A ``progress(done, total)`` callback for the jobs, drawing Gradio's progress bar with ``desc``."""
-    return lambda done, total: progress(done / max(total, 1), desc=desc.format(done=done, total=total))
+def progress_bar(progress: gr.Progress, lang: str, key: str):
+    """A ``progress(done, total)`` callback for the jobs, drawing Gradio's progress bar with the catalog's ``key``
+    (its ``{done}`` and ``{total}`` filled in) in ``lang``."""
+    return lambda done, total: progress(done / max(total, 1), desc=say(lang, key, done=done, total=total))
 
 
-def _needs_password(what):
-    return f"{what} needs the admin password (ADMIN_PASSWORD is set on this app)."
+def _needs_password(what: str) -> Message:
+    return Message("needs_password", what=Message(what))
 
 
 class Guard:
@@ -128,25 +208,26 @@ class Guard:
     def open(self) -> bool:
         return not self.settings.admin_password
 
-    def require(self, password: str | None, what: str = "This") -> None:
-        """Raise a refusal unless the admin password is right (or none is set)."""
+    def require(self, password: str | None, what: str = "do_this") -> None:
+        """Refuse (a :class:`i18n.Message`, for :func:`shown`) unless the admin password is right or none is set;
+        ``what`` is the key of what needs it."""
         if not self.settings.admin_ok(password):
-            raise refuse(_needs_password(what))
+            raise _needs_password(what)
 
-    def door(self, password_at: int | None = None, what: str = "This"):
+    def door(self, password_at: int | None = None, what: str = "do_this"):
         """A validator for a costly event (``validator=guard.door(...)``): run when a request joins the queue, it
         refuses at once a request without the password (``password_at``: the password's place among the event's
         inputs) and any request while ``MAX_WAITING`` costly ones already wait."""
-        def validate(*inputs):
+        def validate(request: gr.Request, *inputs):
             message, at = None, password_at or 0
             if password_at is not None and not self.settings.admin_ok(inputs[password_at]):
                 message = _needs_password(what)
             elif (waiting := self.waiting()) >= MAX_WAITING:
-                message = (f"The server is busy: {waiting} long jobs (evaluations, imports, training) are waiting "
-                           "already. Try again in a minute.")
+                message = Message("busy", n=waiting)
             if message:  # shown on the input (a client gets it as a ValidationError); one line in the log
                 print(f"refused at the door: {message}", file=sys.stderr, flush=True)
-            return [gr.validate(message is None or i != at, message or "") for i in range(len(inputs))]
+            text = message.said(language(request)) if message else ""
+            return [gr.validate(message is None or i != at, text) for i in range(len(inputs))]
         return validate
 
     def waiting(self) -> int:
@@ -173,7 +254,7 @@ class Guard:
         """A reviewer's name, trimmed; refused when empty or longer than ``MAX_NAME``."""
         name = " ".join(str(name or "").split())
         if not name:
-            raise refuse("Enter your name first: every decision records who made it.")
+            raise Message("name_missing")
         if len(name) > MAX_NAME:
-            raise refuse(f"Your name is {len(name)} characters long; at most {MAX_NAME}, please.")
+            raise Message("name_long", n=len(name), limit=MAX_NAME)
         return name

@@ -28,6 +28,7 @@ from classifier.classes import NONE, to_class_id
 from classifier.files import list_images
 from classifier.images import is_image_file
 from classifier.labels import LabelFileError, match, read_labels
+from i18n import Message
 
 MAX_FILES = 50_000  # entries in one upload (the original test set has 8,150 images)
 CHUNK = 1 << 20
@@ -35,7 +36,7 @@ JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db")
 INFO = ".upload.json"  # beside the photos: the upload's time and original file name
 
 
-class UploadError(ValueError):
+class UploadError(Message):
     """An upload that cannot become a data set; the message says why and what to do."""
 
 
@@ -47,7 +48,7 @@ def add_dataset(files, datasets_dir, max_mb: int = 500, progress=None) -> dict:
     """
     files = [Path(f) for f in (files or [])]
     if not files:
-        raise UploadError("No file received: choose a .zip or .tar.gz of a data set, or photos (and results.json).")
+        raise UploadError("up_nothing")
     datasets_dir = Path(datasets_dir)
     datasets_dir.mkdir(parents=True, exist_ok=True)
     budget = Budget(max_mb, datasets_dir)
@@ -99,21 +100,19 @@ class Budget:
     def declare(self, count, size):
         """Refuse before writing anything when the upload says it holds too much."""
         if count > MAX_FILES:
-            raise UploadError(f"The upload holds {count:,} entries; at most {MAX_FILES:,}. Split it into parts.")
-        self._check(size, "says it unpacks to")
+            raise UploadError("up_too_many", n=count, limit=MAX_FILES)
+        self._check(size, "up_declares")
 
     def add(self, n):
         """Count ``n`` bytes written; refuse the moment a limit is passed (declared sizes can lie)."""
         self.written += n
-        self._check(self.written, "unpacks to more than")
+        self._check(self.written, "up_unpacks")
 
-    def _check(self, size, verb):
+    def _check(self, size, key):
         if size > self.max_bytes:
-            raise UploadError(f"The upload {verb} {size / 2**20:,.0f} MB; a data set may hold at most "
-                              f"{self.max_bytes // 2**20} MB (MAX_DATASET_MB). Upload a smaller part.")
+            raise UploadError(key, mb=size / 2**20, limit=self.max_bytes // 2**20)
         if size > self.free - 2**28:  # keep 256 MB free for the label store and the app
-            raise UploadError(f"Not enough disk space for {size / 2**20:,.0f} MB (free: {self.free / 2**20:,.0f} "
-                              "MB). Free some space or upload a smaller part.")
+            raise UploadError("up_disk", mb=size / 2**20, free=self.free / 2**20)
 
 
 def archive_kind(path) -> str | None:
@@ -146,8 +145,7 @@ def safe_member(name: str) -> PurePosixPath | None:
     """The relative path an archive entry may be written to; None for junk to skip; raises for an unsafe one."""
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or re.match(r"^[A-Za-z]:", name) or ".." in path.parts:
-        raise UploadError(f"The archive holds an entry outside its folder ({name!r}); such archives are refused. "
-                          "Pack the data set's folder itself.")
+        raise UploadError("up_outside", name=repr(name))
     if any(p in JUNK or p.startswith("._") for p in path.parts) or not path.parts:
         return None
     keep = is_image_file(path) or path.name == "results.json"
@@ -160,13 +158,13 @@ def unpack(archive, dest, budget, progress=None):
         try:
             zf = zipfile.ZipFile(archive)
         except (zipfile.BadZipFile, OSError):
-            raise UploadError(f"{Path(archive).name} is not a readable zip file.") from None
+            raise UploadError("up_bad_zip", name=Path(archive).name) from None
         with zf:
             infos = zf.infolist()
             budget.declare(len(infos), sum(i.file_size for i in infos))
             for n, info in enumerate(infos, 1):
                 if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise UploadError(f"The archive holds a symbolic link ({info.filename!r}); links are refused.")
+                    raise UploadError("up_symlink", name=repr(info.filename))
                 target = None if info.is_dir() else safe_member(info.filename)
                 if target:
                     with zf.open(info) as src:
@@ -179,16 +177,16 @@ def unpack(archive, dest, budget, progress=None):
             for n, member in enumerate(tf, 1):
                 budget.declare(n, budget.written + member.size)
                 if member.issym() or member.islnk():
-                    raise UploadError(f"The archive holds a link ({member.name!r}); links are refused.")
+                    raise UploadError("up_link", name=repr(member.name))
                 if not (member.isfile() or member.isdir()):
-                    raise UploadError(f"The archive holds a special file ({member.name!r}); it is refused.")
+                    raise UploadError("up_special", name=repr(member.name))
                 target = safe_member(member.name) if member.isfile() else None
                 if target:
                     write(tf.extractfile(member), dest / target, budget)
                 if progress:
                     progress(n, None)
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise UploadError(f"{Path(archive).name} is not a readable tar archive ({e}).") from None
+        raise UploadError("up_bad_tar", name=Path(archive).name, reason=str(e)) from None
 
 
 def copy_loose(files, dest, budget, progress=None):
@@ -196,12 +194,12 @@ def copy_loose(files, dest, budget, progress=None):
     budget.declare(len(files), sum(f.stat().st_size for f in files))
     for n, f in enumerate(files, 1):
         if archive_kind(f):
-            raise UploadError(f"{f.name} is an archive: upload it alone, not among other files.")
+            raise UploadError("up_archive_among", name=f.name)
         target = safe_member(f.name)
         if target is None:
-            raise UploadError(f"{f.name} is neither a photo (.jpg, .png, .webp...) nor results.json.")
+            raise UploadError("up_not_photo", name=f.name)
         if (dest / target).exists():
-            raise UploadError(f"Two files are named {f.name}; rename one.")
+            raise UploadError("up_same_name", name=f.name)
         with open(f, "rb") as src:
             write(src, dest / target, budget)
         if progress:
@@ -237,8 +235,7 @@ def check_contents(root) -> dict:
     """Refuse an upload without images or with a results.json that cannot be used; list unreadable photos."""
     images = list_images(root)
     if not images:
-        raise UploadError("The upload holds no photos (.jpg, .png, .webp, .bmp, .gif...). Upload photos, or an "
-                          "archive of a folder of them.")
+        raise UploadError("up_no_photos")
     unreadable = []
     for key, path in images:
         try:
@@ -252,10 +249,9 @@ def check_contents(root) -> dict:
             labels = read_labels(root / "results.json")
         except (LabelFileError, ValueError) as e:
             where = str(root / "results.json")
-            raise UploadError(f"results.json cannot be used: {str(e).replace(where, 'it')}") from None
+            raise UploadError("up_bad_results", why=e.scrubbed(lambda v: v.replace(where, "results.json"))) from None
         _, without_image, _ = match([k for k, _ in images], labels)
         if without_image:
-            raise UploadError(f"results.json names {len(without_image)} files the upload does not hold, e.g. "
-                              f"{without_image[0]!r}. Upload the photos with it, or a results.json of these photos.")
+            raise UploadError("up_labels_without_photos", n=len(without_image), example=repr(without_image[0]))
     return {"images": len(images), "unreadable": unreadable, "labels": len(labels) if labels is not None else None,
             "none_labels": sum(v == NONE for v in (labels or {}).values())}

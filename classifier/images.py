@@ -12,13 +12,15 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from i18n import Message
+
 MAX_PIXELS = 50_000_000  # refuse larger images before decoding them (decompression bombs)
 MAX_BYTES = 50 * 1024 * 1024
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".jfif")
 _HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 
 
-class ImageError(ValueError):
+class ImageError(Message):
     """An input that is not a usable image; the message is meant for the user."""
 
 
@@ -38,7 +40,7 @@ def decode_with_info(source, size: int = 224) -> tuple[np.ndarray, dict]:
     try:
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)
-            info["notes"].append(f"animated image with {img.n_frames} frames: the first frame was classified")
+            info["notes"].append(Message("img_animated", n=img.n_frames))
         if img.format == "JPEG":
             img.draft(None, (size, size))  # decode at 1/2, 1/4 or 1/8 scale, still >= size: 12 MP in ~20 ms
         img = _upright(img)
@@ -47,8 +49,7 @@ def decode_with_info(source, size: int = 224) -> tuple[np.ndarray, dict]:
     except ImageError:
         raise
     except Exception as e:  # PIL's decoders raise many types on corrupt data (OSError, struct.error, IndexError...)
-        raise ImageError(f"The image could not be decoded ({_reason(e)}): the file is truncated or corrupt. "
-                         "Re-export or re-download it and try again.") from None
+        raise ImageError("img_corrupt", reason=_reason(e)) from None
     return pixels, info
 
 
@@ -62,7 +63,7 @@ def thumbnail(source, max_side: int = 800) -> Image.Image:
         img.thumbnail((max_side, max_side))
         return Image.fromarray(_resize_rgb(img, None).astype(np.uint8))
     except Exception as e:
-        raise ImageError(f"The image could not be decoded ({_reason(e)}).") from None
+        raise ImageError("img_undecodable", reason=_reason(e)) from None
 
 
 def is_image_file(path) -> bool:
@@ -80,10 +81,9 @@ def _open(source):
         img = _open_file(source)
     w, h = img.size
     if w * h > MAX_PIXELS:
-        raise ImageError(f"The image is {w}x{h} pixels ({w * h / 1e6:.0f} MP), above the {MAX_PIXELS / 1e6:.0f} MP "
-                         "limit (decompression-bomb protection). Downscale it and try again.")
+        raise ImageError("img_too_many_pixels", w=w, h=h, mp=w * h / 1e6, limit=MAX_PIXELS / 1e6)
     if w == 0 or h == 0:
-        raise ImageError("The image has no pixels. Choose another file.")
+        raise ImageError("img_no_pixels")
     return img
 
 
@@ -95,31 +95,29 @@ def _open_file(source):
         name = os.path.basename(os.fspath(source))
         try:
             if os.path.getsize(source) > MAX_BYTES:
-                raise ImageError(f"{name} is larger than {MAX_BYTES // 2**20} MB. Use a smaller file.")
+                raise ImageError("img_too_big", name=name, limit=MAX_BYTES // 2**20)
             with open(source, "rb") as f:
                 data = f.read()
         except OSError as e:
-            raise ImageError(f"{name} could not be read ({_reason(e)}). Check the path and permissions.") from None
+            raise ImageError("img_unreadable", name=name, reason=_reason(e)) from None
     elif hasattr(source, "read"):
         data = source.read(MAX_BYTES + 1)
     else:
-        raise ImageError(f"Expected an image file, bytes or a PIL image, got {type(source).__name__}.")
+        raise ImageError("img_wrong_type", kind=type(source).__name__)
     if not data:
-        raise ImageError(f"{name} is empty (0 bytes). Choose a JPEG, PNG or WebP photo.")
+        raise ImageError("img_empty", name=name)
     if len(data) > MAX_BYTES:
-        raise ImageError(f"{name} is larger than {MAX_BYTES // 2**20} MB. Use a smaller file.")
+        raise ImageError("img_too_big", name=name, limit=MAX_BYTES // 2**20)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{name} declares too many pixels (decompression-bomb protection, limit "
-                         f"{MAX_PIXELS / 1e6:.0f} MP). Downscale it and try again.") from None
+        raise ImageError("img_bomb", name=name, limit=MAX_PIXELS / 1e6) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name} is not an image this app can read. Use a JPEG, PNG, WebP, GIF, BMP or TIFF "
-                         "photo.") from None
+        raise ImageError("img_not_image", name=name) from None
     except Exception as e:  # a header that parses halfway: any decoder error is the file's fault
-        raise ImageError(f"{name} could not be opened as an image ({_reason(e)}).") from None
+        raise ImageError("img_cannot_open", name=name, reason=_reason(e)) from None
 
 
 def _upright(img):

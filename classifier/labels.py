@@ -9,10 +9,12 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from i18n import Message
+
 from .classes import OTHER, parse_label, to_class_id
 
 
-class LabelFileError(ValueError):
+class LabelFileError(Message):
     """A label file that cannot be used; the message names the file and the place."""
 
 
@@ -32,19 +34,19 @@ def read_labels(path: str | Path, aliases: bool = True) -> dict[str, str]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
-        raise LabelFileError(f"{path}: cannot be read ({e})") from None
+        raise LabelFileError("lf_unreadable", path=str(path), reason=str(e)) from None
     try:
         data = json.loads(text, object_pairs_hook=lambda pairs: _no_duplicates(pairs, path))
     except json.JSONDecodeError as e:
-        raise LabelFileError(f"{path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        raise LabelFileError("lf_not_json", path=str(path), line=e.lineno, column=e.colno, reason=e.msg) from None
     except RecursionError:  # the parser recurses per level: a file nested 100,000 deep would crash it
-        raise LabelFileError(f"{path}: JSON nested too deep; expected a flat object {{image name: label}}") from None
+        raise LabelFileError("lf_too_deep", path=str(path)) from None
     if not isinstance(data, dict):
-        raise LabelFileError(f"{path}: expected a JSON object {{image name: label}}, got {type(data).__name__}")
+        raise LabelFileError("lf_not_object", path=str(path), kind=type(data).__name__)
     for key, value in data.items():
         if value is not None and not isinstance(value, str):
-            raise LabelFileError(f"{path}: the label of {key!r} is {type(value).__name__} {value!r}; "
-                                 "expected a class name or null")
+            raise LabelFileError("lf_bad_label", path=str(path), key=repr(key), kind=type(value).__name__,
+                                 value=repr(value))
     return {str(key): parse_label(value, aliases) for key, value in data.items()}
 
 
@@ -52,7 +54,7 @@ def _no_duplicates(pairs, path):
     seen = Counter(k for k, _ in pairs)
     dup = [k for k, n in seen.items() if n > 1]
     if dup:
-        raise LabelFileError(f"{path}: key {dup[0]!r} appears {seen[dup[0]]} times; each image needs one label")
+        raise LabelFileError("lf_duplicate", path=str(path), key=repr(dup[0]), n=seen[dup[0]])
     return dict(pairs)
 
 

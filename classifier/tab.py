@@ -12,6 +12,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from i18n import language, say
+
 from . import ASSETS
 from .classes import NONE, TOP_K, display_name
 from .images import ImageError, decode_with_info
@@ -36,51 +38,51 @@ def headline_value(headline: str, scores: dict) -> str:
     return path
 
 
-def classify_image(slot, image, say, top_k: int = TOP_K, low_confidence: float = 0.5,
+def classify_image(slot, image, lang: str = "en", top_k: int = TOP_K, low_confidence: float = 0.5,
                    max_mb: float = 20) -> tuple[dict, str]:
     """Classify one upload; return ``(value for gr.Label, status markdown)``.
 
-    ``image`` is Gradio's raw file payload (a dict with ``path``) or a path; ``say(key, **values)`` gives the
-    user's text in their language (assets/i18n.json). Under the "none of the 10" threshold
+    ``image`` is Gradio's raw file payload (a dict with ``path``) or a path; ``lang`` is the user's language
+    (``"en"`` or ``"zh"``: assets/i18n.json). Under the "none of the 10" threshold
     (the model's calibrated one, else ``low_confidence``) the answer is "none of the 10 animals", with the ten
     scores below it. Raises ``gr.Error`` with the decode's message for a file that is not a usable image, and for
     one over ``max_mb`` (Gradio's own upload limit is the larger one data sets need).
     """
     if not image:
-        raise gr.Error(say("no_photo"), print_exception=False)
+        raise gr.Error(say(lang, "no_photo"), print_exception=False)
     path = image.get("path") if isinstance(image, dict) else image
     if os.path.getsize(path) > max_mb * 2**20:
-        raise gr.Error(say("too_large", mb=os.path.getsize(path) / 2**20, limit=max_mb),
-                       title=say("too_large_title"), print_exception=False)
+        raise gr.Error(say(lang, "too_large", mb=os.path.getsize(path) / 2**20, limit=max_mb),
+                       title=say(lang, "too_large_title"), print_exception=False)
     clf = slot.get()
     start = time.perf_counter()
     try:
         pixels, info = decode_with_info(path, clf.size)
     except ImageError as e:
-        raise gr.Error(str(e), title=say("unusable_title"), print_exception=False) from None
+        raise gr.Error(e.said(lang), title=say(lang, "unusable_title"), print_exception=False) from None
     probs = clf.predict_pixels(pixels[None])[0]
     low_confidence = clf.threshold or low_confidence  # the calibrated cut, when the model has one
     ms = (time.perf_counter() - start) * 1000
     top = clf.top_k(probs, max(1, min(int(top_k or TOP_K), len(clf.classes))))
     scores = {display_name(c): p for c, p in top}
     if clf.answer(probs, low_confidence) == NONE:
-        lines = [say("answer_none", name=display_name(NONE), ms=ms, p=top[0][1], threshold=low_confidence,
+        lines = [say(lang, "answer_none", name=display_name(NONE), ms=ms, p=top[0][1], threshold=low_confidence,
                      closest=display_name(top[0][0]))]
         scores = headline_value(display_name(NONE), {c: float(p) for c, p in scores.items()})
     else:
-        lines = [say("answer", name=display_name(top[0][0]), p=top[0][1], ms=ms)]
-    lines += [f"ℹ️ {note}" for note in info["notes"]]
+        lines = [say(lang, "answer", name=display_name(top[0][0]), p=top[0][1], ms=ms)]
+    lines += [f"ℹ️ {note.said(lang)}" for note in info["notes"]]
     return scores, "\n\n".join(lines)
 
 
-def model_line(clf, say) -> str:
+def model_line(clf, lang: str = "en") -> str:
     """``model: NAME, 95.8% accuracy on 285 held-out photos, served by LiteRT``: which model serves, how good it
-    measured, and which engine runs it, in the user's language (``say``, as for :func:`classify_image`)."""
+    measured, and which engine runs it, in the user's language (as for :func:`classify_image`)."""
     meta = clf.meta
     if "accuracy" in meta:
-        return say("model_measured", name=clf.name, accuracy=meta["accuracy"], n=meta.get("test_images", "?"),
+        return say(lang, "model_measured", name=clf.name, accuracy=meta["accuracy"], n=meta.get("test_images", "?"),
                    engine=clf.engine_name)
-    return say("model_unmeasured", name=clf.name, engine=clf.engine_name)
+    return say(lang, "model_unmeasured", name=clf.name, engine=clf.engine_name)
 
 
 def build(settings, slot, guard, T):
@@ -94,13 +96,13 @@ def build(settings, slot, guard, T):
         with gr.Column(scale=1):
             scores = gr.Label(label=T("scores"), num_top_classes=10)
             status = gr.Markdown(T("status_idle"))
-            serving = gr.Markdown(model_line(slot.get(), T.say_to(None)))
+            serving = gr.Markdown(model_line(slot.get()))
     gr.Examples([[str(p)] for p in sorted(EXAMPLES_DIR.glob("*.jpg"))], inputs=[image], label=T("examples"),
                 examples_per_page=10)
     last_status = gr.State("")
 
     def run(img, k, request: gr.Request):
-        return classify_image(slot, img, T.say_to(request), k, settings.low_confidence,
+        return classify_image(slot, img, language(request), k, settings.low_confidence,
                               settings.max_upload_mb)
 
     for trigger, api_name in ((button.click, "classify"), (image.upload, False)):

@@ -1,4 +1,9 @@
-"""Pictures people would rather look at: the confusion matrix and a contact sheet of confident mistakes."""
+"""Pictures people would rather look at: the confusion matrix and a contact sheet of confident mistakes.
+
+A picture is drawn once (by an evaluation or a training process) and shown to viewers of either language, so its
+words carry both, English then Chinese (:func:`both`). Chinese glyphs come from the first CJK font installed
+(``fonts-noto-cjk``: ``packages.txt`` on Spaces, ``.ci/run`` in CI).
+"""
 
 import os
 
@@ -9,7 +14,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
+from classifier.classes import CLASSES, display_name  # noqa: E402
 from classifier.images import ImageError, decode  # noqa: E402
+from i18n import say  # noqa: E402
+
+CJK_FONTS = ["Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei"]
+# DejaVu first for Latin text; matplotlib falls back glyph by glyph along the list (missing families are skipped)
+plt.rcParams["font.family"] = ["DejaVu Sans", *[f.name for f in matplotlib.font_manager.fontManager.ttflist
+                                                 if f.name in CJK_FONTS][:1]]
+
+
+def both(key: str, **values) -> str:
+    """A picture's words in English and Chinese (assets/i18n.json)."""
+    return f"{say('en', key, **values)} · {say('zh', key, **values)}"
+
+
+def tick_name(label: str) -> str:
+    """A class's two names; none and other names as short words in both languages."""
+    return display_name(label) if label in CLASSES else both(f"fig_{label.split(':')[0]}")
 
 
 def confusion_matrix_figure(matrix, labels, title):
@@ -18,14 +40,13 @@ def confusion_matrix_figure(matrix, labels, title):
     rows = matrix.sum(1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape, float), where=rows > 0)
     fig, axes = plt.subplots(1, 2, figsize=(17, 7.5), layout="constrained")
-    panels = ((axes[0], matrix, "d", "counts"),
-              (axes[1], normalised, ".2f", "share of each true class (recall on the diagonal)"))
+    panels = ((axes[0], matrix, "d", both("fig_counts")), (axes[1], normalised, ".2f", both("fig_share")))
     for ax, values, fmt, name in panels:
-        ConfusionMatrixDisplay(values, display_labels=labels).plot(ax=ax, values_format=fmt, cmap="Blues",
-                                                                  colorbar=False, xticks_rotation=45)
+        ConfusionMatrixDisplay(values, display_labels=[tick_name(x) for x in labels]).plot(
+            ax=ax, values_format=fmt, cmap="Blues", colorbar=False, xticks_rotation=45)
         ax.set_title(name)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("label")
+        ax.set_xlabel(both("fig_predicted"))
+        ax.set_ylabel(both("fig_label"))
     fig.suptitle(title, fontsize=13)
     return fig
 
@@ -53,9 +74,9 @@ def save_error_sheet(errors, path, columns=6, limit=24):
         try:
             ax.imshow(decode(image, 160).astype(np.uint8))
         except ImageError:
-            ax.text(0.5, 0.5, "unreadable", ha="center")
+            ax.text(0.5, 0.5, both("fig_unreadable"), ha="center")
         ax.set_title(f"{label} → {pred} ({score:.2f})", fontsize=9, color="darkred")
     if not errors:
-        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", fontsize=14)
-    fig.suptitle("most confident mistakes: label → prediction (score)", fontsize=12)
+        axes.flat[0].text(0.5, 0.5, both("fig_no_mistakes"), ha="center", fontsize=14)
+    fig.suptitle(both("fig_mistakes"), fontsize=12)
     save_figure(fig, path, dpi=80, bbox_inches="tight")

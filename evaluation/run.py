@@ -12,7 +12,7 @@ from classifier.files import list_images, natural_key, write_atomic
 from classifier.labels import labels_for, read_labels, source_of
 
 from .metrics import evaluate, per_source, text_report
-from .plots import save_confusion_matrix, save_error_sheet
+from .plots import both, save_confusion_matrix, save_error_sheet
 from .predict import write_predictions, write_probabilities
 
 
@@ -54,8 +54,8 @@ def evaluate_folder(images_dir: str | Path | None, out_dir: str | Path, model_pa
         "tta": tta, "temperature": clf.temperature, "unreadable_files": failed,
         "labels_without_image": len(missing_images), "images_without_label": len(unlabelled),
     })
-    set_name = Path(images_dir).name if images_dir else f"the {Path(out_dir).name} photos"
-    title = f"{clf.name} on {set_name} ({report['n_scored']} scored images)"
+    set_name = Path(images_dir).name if images_dir else Path(out_dir).name
+    title = f"{clf.name} · {set_name} · {both('fig_scored', n=report['n_scored'])}"
     out = _prepare(out_dir)
     _write_common(out, report, [labels[k] for k in keys], [top1.get(k) for k in keys], title)
     write_predictions({k: clf.answer(probs[k], threshold) for k in top1}, out / "predictions.json")
@@ -82,7 +82,7 @@ def compare(labels_path: str | Path, predictions_path: str | Path, out_dir: str 
     report.update({"labels_file": str(labels_path), "predictions_file": str(predictions_path),
                    "aliases": aliases, "labels_without_prediction": sum(p is None for p in preds),
                    "predictions_without_label": len(set(predicted) - set(labels))})
-    title = f"{Path(predictions_path).name} against {Path(labels_path).name} ({report['n_scored']} scored)"
+    title = f"{Path(predictions_path).name} · {Path(labels_path).name} · {both('fig_scored', n=report['n_scored'])}"
     _write_common(_prepare(out_dir), report, [labels[k] for k in keys], preds, title)
     return report
 
@@ -108,7 +108,7 @@ def compare_labels(a_path: str | Path, b_path: str | Path, out_dir: str | Path) 
     out = _prepare(out_dir)
     _write_json(out / "report.json", report)
     save_confusion_matrix(report["confusion_matrix"]["matrix"], names,
-                          f"{Path(a_path).name} (rows) against {Path(b_path).name} (columns)",
+                          both("fig_a_against_b", a=Path(a_path).name, b=Path(b_path).name),
                           out / "confusion_matrix.png")
     return report
 

@@ -22,6 +22,7 @@ from classifier.classes import CLASSES, NONE, OTHER, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
 from evaluation.metrics import evaluate
+from i18n import Message, say
 
 from .glm import BatchStopped, GLMLabeler, autolabel
 from .store import LabelStore
@@ -31,10 +32,10 @@ EXPORTS = Path(tempfile.gettempdir()) / "animals10-exports"  # never under DATA_
 SMALL_BATCH = 128  # images without a prediction that Start waits for (about a second), rather than open unranked
 STATUSES = ["all", "unreviewed", "accepted", "corrected"]
 SORTS = ["suspicion", "model confidence", "key"]
-IMPACT_COLUMNS = ("labels", "scored", "accuracy", "cat recall", "dog precision")
+IMPACT_COLUMNS = ("labels", "scored", "accuracy", "cat_recall", "dog_precision")  # keys of col_<name>
 
 
-class ReviewError(ValueError):
+class ReviewError(Message):
     """A request the review cannot do (no image open, nothing to undo...); the message says what to do."""
 
 
@@ -64,13 +65,14 @@ class Review:
     @staticmethod
     def check(session: dict | None) -> None:
         if not session or not session.get("reviewer"):
-            raise ReviewError("Enter your name and press Start first: every decision records who made it.")
+            raise ReviewError("rv_err_start")
 
-    def start(self, name: str, filters, old: dict | None = None) -> tuple:
+    def start(self, name: str, filters, old: dict | None = None, lang: str = "en") -> tuple:
         """Open a session for ``name`` (already checked) and its first image: ``(photo, details, progress,
-        session)``. Starting again (new filters) keeps the browser's lease holder, so its open image is released."""
+        session)``, its text in ``lang``. Starting again (new filters) keeps the browser's lease holder, so its open
+        image is released."""
         holder = old["holder"] if old and old.get("reviewer") == name else f"{name}:{uuid.uuid4().hex[:8]}"
-        session = {"reviewer": name, "holder": holder, "history": [], "current": None}
+        session = {"reviewer": name, "holder": holder, "history": [], "current": None, "lang": lang}
         self.predict_in_background(wait=3)  # a small import opens ranked; a large one opens at once, ranks as it goes
         return self.show_next(session, filters)
 
@@ -80,7 +82,7 @@ class Review:
         if image is not None:
             session["history"].append(image)
         session["current"] = image
-        return (*self.view(image, queue), session)
+        return (*self.view(image, queue, session.get("lang", "en")), session)
 
     def decide(self, session: dict, choice: str, filters) -> tuple:
         """Record ``choice`` (a class, ``"none"``, or ``"accept"`` the current label) for the open image, then open
@@ -88,11 +90,11 @@ class Review:
         self.check(session)
         current = session.get("current")
         if current is None:
-            raise ReviewError("No image open: press Start reviewing or next.")
+            raise ReviewError("rv_err_no_image")
         if choice == "accept":
             choice = self.store.state([current])[0]["label"]
             if choice is None:
-                raise ReviewError("There is no label to accept: pick a class, or n for none.")
+                raise ReviewError("rv_err_no_label")
         self.store.decide(current, choice, session["reviewer"])
         return self.show_next(session, filters)
 
@@ -100,44 +102,46 @@ class Review:
         self.check(session)
         history = session["history"]
         if len(history) < 2:
-            raise ReviewError("This is the first image of the session.")
+            raise ReviewError("rv_err_first")
         history.pop()
         if not self.store.claim(history[-1], session["holder"]):
-            raise ReviewError("Another reviewer has that image open right now.")
+            raise ReviewError("rv_err_taken")
         session["current"] = history[-1]
-        return (*self.view(session["current"]), session)
+        return (*self.view(session["current"], lang=session.get("lang", "en")), session)
 
     def undo(self, session: dict) -> tuple[tuple, int]:
         """Undo the reviewer's latest decision (a whole bulk accept if it was one) and reopen its image."""
         self.check(session)
         images = self.store.undo(session["reviewer"])
         if not images:
-            raise ReviewError("Nothing of yours to undo.")
+            raise ReviewError("rv_err_undo")
         self.store.claim(images[0], session["holder"])
         session["current"] = images[0]
         session["history"].append(images[0])
-        return (*self.view(images[0]), session), len(images)
+        return (*self.view(images[0], lang=session.get("lang", "en")), session), len(images)
 
     def bulk_accept(self, session: dict, threshold: float) -> int:
         self.check(session)
         rows = self.bulk_candidates(threshold)
         if not rows:
-            raise ReviewError("No image qualifies: lower the confidence or auto-label first.")
+            raise ReviewError("rv_err_bulk")
         self.store.accept_many([r["id"] for r in rows], session["reviewer"])
         return len(rows)
 
     def import_folder(self, session: dict, folder: Path) -> str:
-        """Import a data set folder (its results.json if there is one, else class folders); returns a line."""
+        """Import a data set folder (its results.json if there is one, else class folders); returns a line in the
+        session's language."""
         self.check(session)
         try:
             result = self.store.import_folder(folder, labels_file(folder), author=session["reviewer"])
+        except Message as e:
+            raise e.scrubbed(self.scrub) from None
         except (ValueError, FileNotFoundError) as e:
             raise ReviewError(self.scrub(e)) from None
         self.predict_in_background()
-        return (f"Imported {result['images']} images into data set **{plain(result['dataset'])}** "
-                f"({result['added']} new, {result['labels_added']} labels); "
-                f"{len(result['labels_without_image'])} labels without image, "
-                f"{len(result['images_without_label'])} images without label.")
+        return say(session.get("lang", "en"), "rv_imported", n=result["images"], name=plain(result["dataset"]),
+                   added=result["added"], labels=result["labels_added"],
+                   no_image=len(result["labels_without_image"]), no_label=len(result["images_without_label"]))
 
     # -- predictions, in the background ------------------------------------------------------------------------
 
@@ -226,44 +230,46 @@ class Review:
 
     # -- views -------------------------------------------------------------------------------------------------
 
-    def view(self, image_id: int | None, queue: list[dict] | None = None) -> tuple:
-        """(photo, details markdown, progress markdown) for one image; ``queue`` is the ranked queue it came from
-        (passed on, so a key press ranks the store once, not twice)."""
+    def view(self, image_id: int | None, queue: list[dict] | None = None, lang: str = "en") -> tuple:
+        """(photo, details markdown, progress markdown) for one image, in ``lang``; ``queue`` is the ranked queue it
+        came from (passed on, so a key press ranks the store once, not twice)."""
         if image_id is None:
-            text = "**Nothing left in this queue.** Change the filters, or import images."
-            return None, text, self.progress()
+            return None, say(lang, "rv_empty_queue"), self.progress(lang)
         row = next(r for r in (queue if queue is not None else self.ranked()) if r["id"] == image_id)
         clf = self.slot.get()
         probs = self.store.cached_prediction(model_key(clf), image_id)  # one row, not the whole cache
         top3 = ", ".join(f"{display_name(c)} {p:.0%}" for c, p in clf.top_k(np.asarray(probs), 3)) if probs else "-"
         label = row["label"]
-        shown = display_name(label) if label in CLASSES else ("none of the 10" if label == NONE else label or "—")
+        shown = display_name(label) if label in (*CLASSES, NONE) else label or "—"
         uid = row["uid"].replace("`", "'")  # a code span shows anything but a backtick as text
+        status = say(lang, f"status_{row['status']}")
         lines = [f"### {plain(shown)}",
-                 f"`{uid}` (data set {plain(row['dataset'])}) · label from **{row['source'] or 'nobody'}** · "
-                 f"{row['status']}" + (f" by {plain(row['reviewer'])}" if row["reviewer"] else ""),
-                 f"**Model:** {top3}" + (" — *disagrees*" if row["disagree"] else ""),
-                 f"**LLM said:** {_llm_line(row)}"]
+                 say(lang, "rv_line_label", uid=uid, dataset=plain(row["dataset"]),
+                     source=say(lang, f"source_{row['source'] or 'nobody'}"), status=status)
+                 + (say(lang, "rv_by", name=plain(row["reviewer"])) if row["reviewer"] else ""),
+                 say(lang, "rv_line_model", top3=top3) + (say(lang, "rv_disagrees") if row["disagree"] else ""),
+                 say(lang, "rv_line_llm", said=_llm_line(row, lang))]
         if queue is not None:
-            lines.append(f"{len(queue)} images in this queue · suspicion rank {row['rank']}")
+            lines.append(say(lang, "rv_line_rank", n=len(queue), rank=row["rank"]))
         try:
             picture = thumbnail(row["file"], 900)
         except ImageError as e:
-            picture, lines = None, lines + [f"⚠️ {plain(self.scrub(e))}"]
-        return picture, "\n\n".join(lines), self.progress()
+            picture, lines = None, lines + [f"⚠️ {plain(self.scrub(e.said(lang)))}"]
+        return picture, "\n\n".join(lines), self.progress(lang)
 
     def store_is_empty(self) -> bool:
         """No image imported yet (a first start): the tab offers the demo set."""
         return self.store.version()[1] == 0
 
-    def progress(self) -> str:
+    def progress(self, lang: str = "en") -> str:
+        """The store's review progress in ``lang``: counts, labels per class, and predictions still coming."""
         s = self.store.stats(self.state())
-        per = " · ".join(f"{display_name(c) if c in CLASSES else c} {n}" for c, n in sorted(s["per_label"].items()))
-        busy = self.predicting
-        busy = f" · model predictions {busy[0]} / {busy[1]} (the queue ranks them as they come)" if busy else ""
-        return (f"**Reviewed {s['reviewed']} / {s['total']}** ({s['accepted']} accepted, {s['corrected']} "
-                f"corrected; {s['changed_from_llm']} changed from the LLM's label) · LLM-labelled "
-                f"{s['llm_labelled']}{busy}\n\n{plain(per)}")
+        per = " · ".join(f"{display_name(c) if c in (*CLASSES, NONE) else c} {n}"
+                         for c, n in sorted(s["per_label"].items()))
+        busy = say(lang, "rv_predicting", done=self.predicting[0], n=self.predicting[1]) if self.predicting else ""
+        return say(lang, "rv_progress", reviewed=s["reviewed"], total=s["total"], accepted=s["accepted"],
+                   corrected=s["corrected"], changed=s["changed_from_llm"], llm=s["llm_labelled"],
+                   busy=busy) + f"\n\n{plain(per)}"
 
     # -- bulk accept -------------------------------------------------------------------------------------------
 
@@ -272,16 +278,15 @@ class Review:
         return [r for r in self.ranked() if r["status"] == "unreviewed" and r["label"] in CLASSES
                 and r["predicted"] == r["label"] and (r["p_predicted"] or 0) >= min_confidence]
 
-    def impact(self) -> pd.DataFrame:
-        """Accuracy, cat recall and dog precision of the serving model against the labels before and after review.
-
-        Uses the cached predictions, so it costs no image decoding.
+    def impact(self, lang: str = "en") -> pd.DataFrame:
+        """Accuracy, cat recall and dog precision of the serving model against the labels before and after review,
+        headed in ``lang``. Uses the cached predictions, so it costs no image decoding.
         """
         clf = self.slot.get()
         probs = self.store.cached_predictions(model_key(clf))
         rows = [r for r in self.store.state() if r["id"] in probs]
         table = []
-        for name, column in (("before review (LLM / imported)", "machine_label"), ("after review (current)", "label")):
+        for name, column in ((say(lang, "rv_before"), "machine_label"), (say(lang, "rv_after"), "label")):
             scored = [r for r in rows if r[column] is not None]
             report = evaluate([r[column] for r in scored],
                               [clf.classes[int(np.argmax(probs[r["id"]]))] for r in scored], n_boot=200)
@@ -289,20 +294,20 @@ class Review:
             table.append([name, report["n_scored"], _pct(report["accuracy"]),
                           _pct(cat["recall"] if cat["support"] else None),
                           _pct(report["per_class"]["dog"]["precision"])])
-        return pd.DataFrame(table, columns=IMPACT_COLUMNS)
+        return pd.DataFrame(table, columns=[say(lang, f"col_{c}") for c in IMPACT_COLUMNS])  # as ui.headed
 
     # -- auto-label --------------------------------------------------------------------------------------------
 
     def run_autolabel(self, limit: int, progress) -> dict:
         if not self.autolabel_lock.acquire(blocking=False):
-            raise ReviewError("Auto-labeling is already running.")
+            raise ReviewError("rv_err_autolabel_running")
         try:
             self.autolabel_cancel.clear()
             labeler = GLMLabeler(self.settings.glm_api_key, self.settings.glm_base_url, self.settings.glm_model,
                                  data_prefix=self.settings.glm_data_prefix)
             return autolabel(self.store, labeler, limit or None, 2, progress, self.autolabel_cancel)
         except BatchStopped as e:
-            raise ReviewError(str(e)) from None
+            raise ReviewError("rv_err_autolabel_stopped", why=str(e)) from None
         finally:
             self.autolabel_lock.release()
 
@@ -332,9 +337,9 @@ def _pct(x):
     return "-" if x is None else f"{x:.1%}"
 
 
-def _llm_line(row):
+def _llm_line(row, lang):
     if row["llm_status"] is None:
-        return "not asked yet"
+        return say(lang, "rv_not_asked")
     reply = (row["llm_reply"] or "").strip().replace("\n", " ")
     reply = reply[:300] + ("…" if len(reply) > 300 else "")
     return f"{plain(row['llm_label'] or row['llm_status'])} — “{plain(reply)}”"

@@ -7,12 +7,18 @@ import gradio as gr
 
 from classifier.classes import CLASSES, NONE, display_name
 from classifier.images import ImageError, thumbnail
-from i18n import T
-from ui import MAX_NAME, dataset_choice, dataset_dropdown, receive_upload, shown, upload_box
+from i18n import Message, say
+from ui import MAX_NAME, T, dataset_choice, dataset_dropdown, fill_at_load, headed, receive_upload, shown, upload_box
 
 from .review import IMPACT_COLUMNS, SORTS, STATUSES, Review
 
 KEYS = [str((i + 1) % 10) for i in range(10)]  # 1..9 then 0, in class order
+
+
+def class_choices(*extra) -> list[tuple]:
+    """A filter's choices: all, the ten classes by their two names, then ``extra`` (none, other)."""
+    return [(T("status_all"), "all"), *((display_name(c), c) for c in CLASSES),
+            *((T(f"filter_{e}"), e) for e in extra)]
 
 
 def build(settings, slot, guard, T=T):
@@ -42,11 +48,12 @@ def build(settings, slot, guard, T=T):
             files = gr.File(label=T("downloads"), file_count="multiple", height=90)
         admin_status = gr.Markdown()
     with gr.Row():
-        status = gr.Dropdown(STATUSES, value="unreviewed", label=T("rv_status"))
-        label = gr.Dropdown(["all", *CLASSES, NONE, "other"], value="all", label=T("rv_current"))
-        predicted = gr.Dropdown(["all", *CLASSES, NONE], value="all", label=T("rv_predicts"))
+        status = gr.Dropdown([(T(f"status_{s}"), s) for s in STATUSES], value="unreviewed", label=T("rv_status"))
+        label = gr.Dropdown(class_choices(NONE, "other"), value="all", label=T("rv_current"))
+        predicted = gr.Dropdown(class_choices(NONE), value="all", label=T("rv_predicts"))
         llm_only = gr.Checkbox(label=T("rv_llm_none"), value=False)
-        sort = gr.Dropdown(SORTS, value="suspicion", label=T("rv_sort"))
+        sort = gr.Dropdown([(T(f"sort_{s.replace(' ', '_')}"), s) for s in SORTS], value="suspicion",
+                           label=T("rv_sort"))
     progress_md = gr.Markdown(review.progress())
     demo_button = gr.Button(T("rv_demo"), variant="primary",
                             visible=review.store_is_empty(), elem_id="rv-demo")
@@ -77,40 +84,41 @@ def build(settings, slot, guard, T=T):
         bulk_button = gr.Button(T("rv_accept_all"))
     with gr.Accordion(T("rv_impact"), open=False):
         impact_button = gr.Button(T("rv_compute"))
-        impact_table = gr.Dataframe(interactive=False, headers=list(IMPACT_COLUMNS))
+        impact_table = gr.Dataframe(interactive=False)
+        fill_at_load(lambda lang: headed(IMPACT_COLUMNS, lang), impact_table)  # headers in the viewer's words
     filters = [status, label, predicted, llm_only, sort]
     view_outputs = [photo, details, progress_md, session]
 
     @shown
-    def on_start(name, pw, *f):
+    def on_start(name, pw, *f, lang):
         *f, old = f
         name = guard.check_name(name)
-        guard.require(pw, "Changing labels")
-        return review.start(name, f, old)
+        guard.require(pw, "do_labels")
+        return review.start(name, f, old, lang)
 
     def on_decide(choice):
         @shown
         def handler(sess, pw, *f):
-            guard.require(pw, "Changing labels")
+            guard.require(pw, "do_labels")
             return review.decide(sess, choice, f)
         return handler
 
     @shown
     def on_next(sess, pw, *f):
-        guard.require(pw, "Changing labels")
+        guard.require(pw, "do_labels")
         return review.show_next(sess, f)
 
     @shown
     def on_prev(sess, pw, *f):
-        guard.require(pw, "Changing labels")
+        guard.require(pw, "do_labels")
         return review.previous(sess)
 
     @shown
-    def on_undo(sess, pw, *f):
-        guard.require(pw, "Changing labels")
+    def on_undo(sess, pw, *f, lang):
+        guard.require(pw, "do_labels")
         view, undone = review.undo(sess)
         if undone > 1:
-            gr.Info(f"Undid a batch of {undone} accepted labels.")
+            gr.Info(say(lang, "rv_undid_batch", n=undone), title=say(lang, "note_title"))
         return view
 
     @shown
@@ -131,100 +139,106 @@ def build(settings, slot, guard, T=T):
     for f in filters:
         f.change(on_filters, decision_inputs, view_outputs, api_visibility="private")
 
-    def on_preview(threshold):
+    @shown
+    def on_preview(threshold, lang):
         rows = review.bulk_candidates(threshold)
         sample = []
         for r in rows[:: max(1, len(rows) // 16)][:16]:
             try:
-                sample.append((thumbnail(r["file"], 160), f"{r['label']} {r['p_predicted']:.2f}"))
+                sample.append((thumbnail(r["file"], 160), f"{display_name(r['label'])} {r['p_predicted']:.2f}"))
             except ImageError:
                 continue
-        return f"**{len(rows)} unreviewed images** where the label and the model agree at ≥ {threshold:.0%}.", sample
+        return say(lang, "rv_bulk_preview", n=len(rows), threshold=threshold), sample
 
     @shown
-    def on_bulk(sess, pw, threshold):
-        guard.require(pw, "Changing labels")
+    def on_bulk(sess, pw, threshold, lang):
+        guard.require(pw, "do_labels")
         accepted = review.bulk_accept(sess, threshold)
-        return f"Accepted {accepted} labels as one batch: **undo** reverts all of them.", review.progress()
+        return say(lang, "rv_bulk_done", n=accepted), review.progress(lang)
 
     preview_button.click(on_preview, min_conf, [bulk_md, bulk_gallery], api_visibility="private")
     bulk_button.click(on_bulk, [session, password, min_conf], [bulk_md, progress_md], api_name="bulk_accept")
 
     @shown
-    def on_import(sess, pw, folder):
-        guard.require(pw, "Changing labels")
+    def on_import(sess, pw, folder, lang):
+        guard.require(pw, "do_labels")
         review.check(sess)
         if not folder:
-            raise ValueError("Pick a folder to import.")
-        return review.import_folder(sess, settings.dataset_path(folder)), review.progress()
+            raise Message("rv_err_pick_folder")
+        return review.import_folder(sess, settings.dataset_path(folder)), review.progress(lang)
 
     @shown
-    def on_autolabel(sess, pw, limit, progress=gr.Progress()):
-        guard.require(pw, "Changing labels")
+    def on_autolabel(sess, pw, limit, lang, progress=gr.Progress()):
+        guard.require(pw, "do_labels")
         review.check(sess)
         summary = review.run_autolabel(int(limit or 0), lambda d, n, rate, eta: progress(
-            d / max(n, 1), desc=f"{d}/{n} · {rate:.1f} img/s · ETA {eta or 0:.0f} s"))
-        text = (f"Auto-labeled {summary['labelled']} of {summary['total']} ({summary['unparseable']} unparseable, "
-                f"{summary['content_filter']} filtered, {summary['failed']} failed and left for a re-run, "
-                f"{summary['retries']} retries)")
+            d / max(n, 1), desc=say(lang, "rv_autolabel_progress", done=d, n=n, rate=rate, eta=eta or 0)))
+        text = say(lang, "rv_autolabelled", labelled=summary["labelled"], total=summary["total"],
+                   unparseable=summary["unparseable"], filtered=summary["content_filter"], failed=summary["failed"],
+                   retries=summary["retries"])
         if summary["stopped"]:
-            text += f". **Stopped:** {summary['stopped']}"
+            text += say(lang, "rv_autolabel_stopped", why=summary["stopped"])
         if summary["cancelled"]:
-            text += ". Cancelled."
-        return text, review.progress()
+            text += say(lang, "rv_autolabel_cancelled")
+        return text, review.progress(lang)
 
     @shown
-    def on_cancel(sess, pw):
-        guard.require(pw, "Changing labels")
+    def on_cancel(sess, pw, lang):
+        guard.require(pw, "do_labels")
         review.check(sess)
         review.autolabel_cancel.set()
-        return "Cancelling after the requests in flight…"
+        return say(lang, "rv_cancelling")
 
+    @shown
     def on_export(pw):
-        guard.require(pw, "Exporting the labels, their history and the database")
+        guard.require(pw, "do_export")
         return review.export()
 
-    def import_new(files, demo, name, pw, sess, f, progress):
+    def import_new(files, demo, name, pw, sess, f, progress, lang):
         """Upload (or the demo set), import, and open the queue: suspects first."""
-        guard.require(pw, "Changing labels")
+        guard.require(pw, "do_labels")
         name = guard.check_name(name)
         if demo:
             folder, line = settings.uploads_dir / "demo", ""
             if not folder.is_dir():
-                raise ValueError("The demo set is not installed here: it is copied to DATA_DIR/datasets/demo at start "
-                                 "when DATA_ROOTS includes DATA_DIR/datasets (the default).")
+                raise Message("rv_err_no_demo")
             facts = {"path": folder}
         else:
-            facts, line = receive_upload(settings, files, progress)
+            facts, line = receive_upload(settings, files, progress, lang)
             folder = facts["path"]
-        *_, sess = review.start(name, f, sess)
+        *_, sess = review.start(name, f, sess, lang)
         line = f"{line} {review.import_folder(sess, folder)}".strip()
         review.predict_in_background(wait=30)  # a small set (the demo's 100) opens ranked, even on a busy CPU
-        gr.Info(line.replace("**", "").replace("\\", ""))  # the accordion holding the status line may be closed
+        # a toast too: the accordion holding the status line may be closed
+        gr.Info(line.replace("**", "").replace("\\", ""), title=say(lang, "note_title"))
         return (line, dataset_choice(settings, facts), None, gr.Button(visible=False),
-                *review.start(name, f, sess))
+                *review.start(name, f, sess, lang))
 
     upload_outputs = [admin_status, dataset, upload, demo_button, *view_outputs]
 
     @shown
-    def on_upload(files, name, pw, sess, *f, progress=gr.Progress()):
-        return import_new(files, False, name, pw, sess, f, progress)
+    def on_upload(files, name, pw, sess, *f, lang, progress=gr.Progress()):
+        return import_new(files, False, name, pw, sess, f, progress, lang)
 
     @shown
-    def on_demo(name, pw, sess, *f, progress=gr.Progress()):
-        return import_new(None, True, name, pw, sess, f, progress)
+    def on_demo(name, pw, sess, *f, lang, progress=gr.Progress()):
+        return import_new(None, True, name, pw, sess, f, progress, lang)
+
+    @shown
+    def on_impact(lang):
+        return review.impact(lang)
 
     upload.upload(on_upload, [upload, reviewer, password, session, *filters], upload_outputs,
-                  api_name="review_upload", concurrency_id="import", validator=guard.door(2, "Uploading a data set"))
+                  api_name="review_upload", concurrency_id="import", validator=guard.door(2, "do_upload"))
     demo_button.click(on_demo, [reviewer, password, session, *filters], upload_outputs, api_name="review_demo",
-                      concurrency_id="import", validator=guard.door(1, "Importing the demo set"))
+                      concurrency_id="import", validator=guard.door(1, "do_demo"))
     import_button.click(on_import, [session, password, dataset], [admin_status, progress_md], api_name="import",
-                        concurrency_id="import", validator=guard.door(1, "Importing"))
+                        concurrency_id="import", validator=guard.door(1, "do_import"))
     autolabel_button.click(on_autolabel, [session, password, autolabel_limit], [admin_status, progress_md],
                            api_name="autolabel", concurrency_limit=1, concurrency_id="autolabel",
-                           validator=guard.door(1, "Auto-labeling"))
+                           validator=guard.door(1, "do_autolabel"))
     cancel_button.click(on_cancel, [session, password], admin_status, api_name="autolabel_cancel")
     export_button.click(on_export, password, files, api_name="export", concurrency_id="export",
-                        validator=guard.door(0, "Exporting the labels, their history and the database"))
-    impact_button.click(review.impact, None, impact_table, api_name="review_impact")
+                        validator=guard.door(0, "do_export"))
+    impact_button.click(on_impact, None, impact_table, api_name="review_impact")
     return review, {"label": label, "predicted": predicted, "status": status, "progress": progress_md}

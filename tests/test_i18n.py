@@ -18,11 +18,49 @@ def test_every_key_used_is_defined_in_both_languages_and_every_key_is_used():
     code = "\n".join(p.read_text(encoding="utf-8") for p in code_files())
     used = set(re.findall(r'\bT\(\s*"([a-z0-9_]+)"\s*\)', code))  # static text
     used |= set(re.findall(r'\bsay\((?:\s*\w+,)?\s*"([a-z0-9_]+)"', code))  # a handler's text
+    used |= set(re.findall(r'\b(?:Message|[A-Z]\w*Error|PathNotAllowed)\(\s*"([a-z0-9_]+)"', code))  # refusals
+    used |= set(re.findall(r"\bprogress_bar\([^)]*\"([a-z0-9_]+)\"\)", code))
+    used |= set(re.findall(r'\b(?:require|door)\([^)"]*"([a-z0-9_]+)"', code))  # what needs the password
     assert used and not used - set(strings["en"]), sorted(used - set(strings["en"]))
-    # a key may also be named where it is chosen (Guard.notice returns one): any quoted literal counts as a use
+    # a key may also be named where it is chosen (Guard.notice returns one): any quoted literal counts as a use,
+    # and so does a key of a family the code builds (f"status_{s}"), whose members are checked below
     named = set(re.findall(r'"([a-z0-9_]+)"', code))
-    assert not set(strings["en"]) - named, sorted(set(strings["en"]) - named)
+    families = tuple(set(re.findall(r'f"([a-z0-9_]+_)\{', code)))
+    assert not {k for k in set(strings["en"]) - named if not k.startswith(families)}, \
+        sorted(set(strings["en"]) - named)
     # the Chinese side is Chinese: at least one CJK character in each string that has words
     english_only = [k for k, v in strings["zh"].items() if re.search("[A-Za-z]{3}", v)
                     and not re.search("[\u4e00-\u9fff]", v)]
     assert not english_only, english_only
+
+
+def test_every_member_of_a_key_family_is_defined():
+    from classifier.classes import CLASSES
+    from evaluation.tab import PER_CLASS_COLUMNS
+    from labeling.review import IMPACT_COLUMNS, SORTS, STATUSES
+    from labeling.store import SOURCES
+    from training.limits import LIMITS
+
+    strings = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))["en"]
+    wanted = [f"status_{s}" for s in STATUSES] + [f"sort_{s.replace(' ', '_')}" for s in SORTS]
+    wanted += [f"col_{c}" for c in (*IMPACT_COLUMNS, *PER_CLASS_COLUMNS, "class_test", "class_val")]
+    wanted += [f"source_{s}" for s in (*SOURCES, "nobody")] + [f"field_{n}" for n in LIMITS if n != "views"]
+    wanted += [f"state_{s}" for s in ("starting", "running", "done", "failed", "cancelled")]
+    wanted += [f"filter_{s}" for s in ("none", "other")] + [f"tr_on_{s}" for s in ("test", "val", "held_out")]
+    assert CLASSES and not [k for k in wanted if k not in strings]
+
+
+def test_figures_draw_chinese_with_a_real_font_not_boxes(tmp_path):
+    import warnings
+
+    import numpy as np
+
+    from classifier.classes import CLASSES, NONE
+    from evaluation.plots import confusion_matrix_figure, save_figure
+
+    with warnings.catch_warnings(record=True) as caught:  # matplotlib warns "Glyph ... missing" for each box
+        warnings.simplefilter("always")
+        save_figure(confusion_matrix_figure(np.eye(11, dtype=int), [*CLASSES, NONE], "猫 狗"), tmp_path / "m.png")
+    missing = [str(w.message) for w in caught if "missing from" in str(w.message)]
+    assert (tmp_path / "m.png").stat().st_size > 10_000 and not missing, \
+        f"no CJK font: install fonts-noto-cjk ({missing[:1]})"

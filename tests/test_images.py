@@ -93,7 +93,7 @@ def test_animated_gif_uses_first_frame_and_says_so():
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
     pixels, info = decode_with_info(buf.getvalue(), size=20)
     assert pixels[10, 10, 0] > 200 and pixels[10, 10, 2] < 50
-    assert "animated" in info["notes"][0]
+    assert "animated" in str(info["notes"][0]) and "动图" in info["notes"][0].said("zh")
 
 
 def test_accepts_path_pil_and_file_object(tmp_path):

@@ -36,6 +36,7 @@ def app(tmp_path_factory):
 
 @pytest.fixture()
 def page(request):
+    """A page in headless Chromium, its browser in English (or the locale a test passes: indirect=True)."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -44,7 +45,8 @@ def page(request):
         browser = p.chromium.launch(executable_path=shutil.which("chromium"),
                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                                           "--disable-component-update"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100}, locale="en-US")
+        page = browser.new_page(viewport={"width": 1400, "height": 1100},
+                                locale=getattr(request, "param", "en-US"))
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
         yield page
         name = request.node.name
@@ -155,6 +157,89 @@ def test_upload_a_zip_fix_the_first_suspect_and_export_it(page, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+# Words of 3+ letters a Chinese page may show: class names' English halves, model, file and format names, settings'
+# and keys' names, and the abbreviations people use as they are.
+ALLOWED = {*CLASSES, "GLM", "GLM-4V", "LLM", "API", "AUROC", "TTA", "CPU", "GPU", "LiteRT", "Keras", "EfficientNet",
+           "EfficientNet-Lite", "json", "results", "zip", "tar", "csv", "jpg", "png", "webp", "Ctrl", "Enter",
+           "Animals-", "English", "datasets", "demo", "tiny", "DATA_DIR", "DATA_ROOTS", "ADMIN_PASSWORD", "runs",
+           "source", "class", "none"}
+
+
+def english_words(page, also_allowed=()):
+    """The English words (3+ letters) of the open tab's visible text outside :data:`ALLOWED`; the training log, the
+    process's own output, is left out (it is English, as the CLIs are)."""
+    import re
+
+    text = page.locator("[role=tabpanel]:visible").first.inner_text()
+    for log in page.locator("[role=tabpanel]:visible textarea").all():
+        text = text.replace(log.input_value(), "")
+    for name in also_allowed:
+        text = text.replace(name, "")
+    return [w for w in re.findall(r"[A-Za-z][A-Za-z_-]{2,}", text) if w not in ALLOWED]
+
+
+@pytest.mark.parametrize("page", ["zh-CN"], indirect=True)
+def test_the_whole_app_in_chinese(page, tmp_path):
+    proc, url, data = launch(tmp_path, prepare=tiny_set)
+    try:
+        page.goto(url)
+        model = page.locator("text=/模型：/").first
+        model.wait_for(timeout=30_000)
+        model_name = model.inner_text().split("：", 1)[1].split("，")[0]  # a model's name is a name
+        page.set_input_files("input[type=file]", str(EXAMPLES / "elephant.jpg"))
+        page.get_by_text("毫秒").first.wait_for(timeout=30_000)
+        shots = {"classify": english_words(page, [model_name])}
+        page.screenshot(path=str(ARTIFACTS / "zh-classify.png"), full_page=True)
+
+        page.get_by_role("tab", name="审核标注").click()
+        page.get_by_label("你的名字（随每个决定一起记录）").fill("李雷")
+        page.locator("#rv-demo").click()  # import the demo set and open its queue
+        page.get_by_text("可疑度排名").first.wait_for(timeout=60_000)
+        page.locator("body").click(position={"x": 3, "y": 3})
+        page.keyboard.press("2")  # decide one: cat
+        page.get_by_text("已审核 1 /").first.wait_for(timeout=20_000)
+        shots["review"] = english_words(page)
+        page.screenshot(path=str(ARTIFACTS / "zh-review.png"), full_page=True)
+
+        page.get_by_role("tab", name="评估").click()
+        page.get_by_label("测试集").click()
+        page.get_by_role("option", name="datasets/tiny").click()
+        page.get_by_role("button", name="评估", exact=True).click()
+        page.locator("text=/共 \\d+ 张图片中评分/").first.wait_for(timeout=120_000)  # the summary
+        shots["evaluate"] = english_words(page, [model_name])
+        page.screenshot(path=str(ARTIFACTS / "zh-evaluate.png"), full_page=True)
+
+        page.get_by_role("tab", name="训练").click()
+        page.get_by_label("训练照片（类别文件夹，或其来源文件夹）").click()
+        page.get_by_role("option", name="datasets/tiny").click()
+        for label, value in (("第一阶段轮数（分类头）", "1"), ("第二阶段轮数（微调）", "0")):
+            page.get_by_label(label).fill(value)
+        page.get_by_role("button", name="开始训练").click()
+        page.get_by_text("· 已完成 ·").first.wait_for(timeout=300_000)
+        run = next((data / "runs").iterdir()).name
+        shots["train"] = english_words(page, [run])
+        page.screenshot(path=str(ARTIFACTS / "zh-train.png"), full_page=True)
+        assert all(len(words) <= 5 for words in shots.values()), shots
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_the_language_switch_reloads_the_page_in_chinese_and_the_server_answers_in_it(app, page):
+    page.goto(app[0])  # an English browser
+    page.get_by_role("tab", name="Classify").wait_for(timeout=30_000)
+    page.locator("#language").get_by_text("中文").click()
+    page.get_by_role("tab", name="分类").wait_for(timeout=30_000)  # reloaded, every tab in Chinese
+    for name in ("审核标注", "评估", "训练"):
+        page.get_by_role("tab", name=name).wait_for(timeout=10_000)
+    page.set_input_files("input[type=file]", str(EXAMPLES / "cat.jpg"))
+    page.get_by_text("毫秒").first.wait_for(timeout=30_000)  # the handler's text, made on the server
+    page.reload()  # remembered for the session
+    page.get_by_role("tab", name="分类").wait_for(timeout=30_000)
+    page.locator("#language").get_by_text("English").click()
+    page.get_by_role("tab", name="Classify").wait_for(timeout=30_000)
 
 
 def _wait(condition, seconds=20):

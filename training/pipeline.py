@@ -145,7 +145,7 @@ class EpochMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        self.recorder.update(stage=f"{self.stage}: validating")  # seconds of decoding in phase 2
+        self.recorder.update(stage="st_validating")  # seconds of decoding in phase 2
         # against the labels, also when distilling
         logs.update(validation_logs(np.asarray(self.val_predict()), self.y_val, self.none_weight))
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -167,14 +167,14 @@ class CachingProgress:
 
     def __init__(self, recorder, total, share):
         self.recorder, self.total, self.share, self.done, self.shown = recorder, total, share, 0, 0.0
-        recorder.update(phase=1, stage="phase 1: caching backbone features")
+        recorder.update(phase=1, stage="st_caching", done=0, total=total)
 
     def add(self, n):
         self.done += n
         if time.time() - self.shown > 2 or self.done >= self.total:
             self.shown = time.time()
-            self.recorder.update(progress=self.share * min(1.0, self.done / self.total),
-                                 stage=f"phase 1: caching backbone features ({self.done}/{self.total} images)")
+            self.recorder.update(progress=self.share * min(1.0, self.done / self.total), stage="st_caching",
+                                 done=self.done)
 
 
 def standard_callbacks(run_dir, phase, patience):
@@ -314,7 +314,7 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
     compile_for(head, cfg["lr_head"], soft=True)
     x_val, y_val = cached["val"]
     monitor = EpochMonitor(recorder, 1, cfg["epochs_head"], lambda: head.predict(x_val, verbose=0), y_val,
-                           0.15, 0.15, "phase 1: training the head on cached features", cfg["none_weight"])
+                           0.15, 0.15, "st_head", cfg["none_weight"])
     head.fit(x, targets, sample_weight=sample_weights,
              epochs=cfg["epochs_head"], batch_size=cfg["batch_size"], verbose=0, shuffle=True,
              callbacks=[monitor, *standard_callbacks(recorder.dir, 1, 8)])
@@ -346,7 +346,7 @@ def phase2(model, parts, augmenter, cfg, recorder, size, jit, weights, teacher=N
                           shuffle=True, seed=cfg["seed"]).map(with_targets)
     val = image_dataset([it["path"] for it in parts["val"]], y_val, size, cfg["batch_size"])
     monitor = EpochMonitor(recorder, 2, cfg["epochs_finetune"], lambda: model.predict(val, verbose=0), y_val,
-                           0.6, 0.3, f"phase 2: fine-tuning the last {cfg['unfreeze_blocks']} blocks",
+                           0.6, 0.3, "st_finetune",
                            cfg["none_weight"])
     learner.fit(train, epochs=cfg["epochs_finetune"],
                 shuffle=False, verbose=1 if sys.stdout.isatty() else 0,
@@ -375,7 +375,7 @@ def _run(cfg, recorder):
     if is_gpu:  # mixed float16 on GPU (the softmax layer stays float32); XLA only there, it is slower on CPU
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(cfg["seed"])
-    recorder.update(device=device, stage="reading data")
+    recorder.update(device=device, stage="st_reading")
     recorder.log.info(f"device: {device}; strategy: {cfg['strategy']}")
     parts, facts = prepare_data(cfg, recorder)
     size = input_size(cfg["backbone"])
@@ -397,9 +397,9 @@ def _run(cfg, recorder):
             phase2(model, parts, augmenter, cfg, recorder, size, jit=is_gpu, weights=weights, teacher=teacher)
     if CANCEL["requested"]:
         raise Cancelled
-    recorder.update(stage="evaluating", progress=0.9)
+    recorder.update(stage="st_evaluating", progress=0.9)
     meta = finish(model, parts, cfg, recorder, dropped)
-    recorder.update(state="done", stage="finished", ended=time.time(), progress=1.0, accuracy=meta.get("accuracy"),
+    recorder.update(state="done", stage="st_finished", ended=time.time(), progress=1.0, accuracy=meta.get("accuracy"),
                     measured_on=meta["measured_on"])
     recorder.log.info(f"done: {recorder.dir / 'model.keras'}")
 
@@ -469,20 +469,20 @@ def save_curves(history, path):
     """Loss, accuracy, cat recall and dog recall per epoch, both phases, with the phase boundary marked."""
     from matplotlib.ticker import MaxNLocator
 
-    from evaluation.plots import plt, save_figure
+    from evaluation.plots import both, plt, save_figure
 
     epochs = [r["epoch"] for r in history]
     boundary = next((r["epoch"] - 0.5 for r in history if r["phase"] == 2), None)
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8), layout="constrained")
-    panels = (("loss", ("loss", "val_loss")), ("accuracy", ("accuracy", "val_accuracy")),
-              ("cat recall (val)", ("val_recall_cat",)), ("dog recall (val)", ("val_recall_dog",)))
+    panels = ((both("fig_loss"), ("loss", "val_loss")), (both("fig_accuracy"), ("accuracy", "val_accuracy")),
+              (both("fig_cat_recall"), ("val_recall_cat",)), (both("fig_dog_recall"), ("val_recall_dog",)))
     for ax, (title, keys) in zip(axes, panels):
         for key in keys:
             ax.plot(epochs, [r.get(key, np.nan) for r in history], marker=".", label=key)
         if boundary:
-            ax.axvline(boundary, color="gray", linestyle="--", label="phase 2 starts")
+            ax.axvline(boundary, color="gray", linestyle="--", label=both("fig_phase2"))
         ax.set_title(title)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(both("fig_epoch"))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     save_figure(fig, path, dpi=80)

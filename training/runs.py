@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from classifier import ASSETS
+from i18n import Message, say
 
-from .limits import check_counts
+from .limits import LIMITS, check_counts
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPLIT = "default model's split"  # split-a10.csv and exclude.txt, for shared/data/animals (and none)
@@ -59,7 +60,7 @@ def _alive(pid):
         return True
 
 
-class RunError(ValueError):
+class RunError(Message):
     """A run request that cannot be done (one is going, no such run...); the message says what to do."""
 
 
@@ -82,13 +83,14 @@ class RunStore:
     def model(self, name: str) -> Path:
         """The model file of finished run ``name``; refuses any other name."""
         if name not in self.finished():
-            raise RunError(f"No finished run {name!r}: pick one of the list.")
+            raise RunError("tr_err_no_run", name=repr(name))
         return self.runs / name / "model.keras"
 
-    def split_choices(self) -> list[tuple[str, str]]:
-        """("new stratified split", ""), the default model's pinned split, and each earlier run's split."""
-        runs = [(f"same as {r.name}", r.name) for r in self.list_runs() if (r / "split.csv").exists()]
-        return [("new stratified split", ""), (DEFAULT_SPLIT, DEFAULT_SPLIT), *runs]
+    def split_choices(self, new="new stratified split", default=DEFAULT_SPLIT) -> list[tuple]:
+        """``(label, value)``: a new split, the default model's pinned split, and each earlier run's split (by the
+        run's name); ``new`` and ``default`` label the first two."""
+        runs = [(r.name, r.name) for r in self.list_runs() if (r / "split.csv").exists()]
+        return [(new, ""), (default, DEFAULT_SPLIT), *runs]
 
     def split_args(self, choice: str) -> list[str]:
         if not choice:
@@ -97,13 +99,13 @@ class RunStore:
             model = ASSETS / "model"
             return ["--split", str(model / "split-a10.csv"), "--exclude", str(model / "exclude.txt")]
         if choice not in {r.name for r in self.list_runs()} or not (self.runs / choice / "split.csv").exists():
-            raise RunError(f"No run {choice!r} with a split to reuse.")
+            raise RunError("tr_err_no_split", name=repr(choice))
         return ["--split", str(self.runs / choice / "split.csv")]
 
     def teacher_args(self, names: list[str]) -> list[str]:
         unknown = set(names or ()) - set(self.finished())
         if unknown:
-            raise RunError(f"Teachers must be finished runs; not: {', '.join(sorted(unknown))}.")
+            raise RunError("tr_err_teachers", names=", ".join(sorted(unknown)))
         return [arg for name in names or () for arg in ("--teacher", str(self.runs / name / "model.keras"))]
 
     def active(self) -> Path | None:
@@ -114,14 +116,16 @@ class RunStore:
               split: str = "", teachers: list[str] = (), none: str = "") -> Path:
         going = self.active()
         if going:
-            raise RunError(f"A run is going ({going.name}): watch or cancel it first.")
-        try:
-            check_counts(epochs_head=epochs_head, epochs_finetune=epochs_finetune, unfreeze_blocks=unfreeze)
-        except ValueError as e:  # the CLI's message, in the tab's words
-            raise RunError(str(e).replace("--epochs-head", "Phase-1 epochs").replace("--epochs-finetune", "Phase-2 "
-                           "epochs").replace("--unfreeze-blocks", "Blocks to fine-tune")) from None
+            raise RunError("tr_err_going", name=going.name)
+        for name, value in (("epochs_head", epochs_head), ("epochs_finetune", epochs_finetune),
+                            ("unfreeze_blocks", unfreeze)):
+            try:
+                check_counts(**{name: value})
+            except ValueError:  # the CLI's check, in the tab's words
+                raise RunError("tr_err_count", field=Message(f"field_{name}"), low=LIMITS[name][0],
+                               high=LIMITS[name][1], value=value) from None
         if epochs_head < 1:
-            raise RunError("Phase-1 epochs must be 1 or more.")
+            raise RunError("tr_err_head")
         folder = self.settings.dataset_path(data)
         extra = self.split_args(split) + self.teacher_args(teachers)
         if none:  # photos of none of the ten, learnt as outlier exposure
@@ -135,25 +139,25 @@ class RunStore:
             self.procs[run.name] = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                                     start_new_session=True)
         (run / "status.json").write_text(json.dumps({"state": "running", "pid": self.procs[run.name].pid,
-                                                     "progress": 0.0, "stage": "starting"}))
+                                                     "progress": 0.0, "stage": "st_starting"}))
         return run
 
     def cancel(self) -> Path:
         run = self.active()
         if run is None:
-            raise RunError("No run is going.")
+            raise RunError("tr_err_none_going")
         os.kill(int(read_status(run)["pid"]), signal.SIGTERM)
         return run
 
-    def serve(self, slot, run_name: str) -> str:
+    def serve(self, slot, run_name: str, lang: str = "en") -> str:
         """Switch ``slot`` to finished run ``run_name``'s model (converted and loaded first; the old model answers
-        until then)."""
+        until then); returns a line in ``lang``."""
         if not run_name or run_name not in self.finished():
-            raise RunError("Pick a finished run to serve.")
+            raise RunError("tr_err_pick_serve")
         try:
             clf = slot.swap(self.runs / run_name / "model.keras")
         except (OSError, ValueError) as e:
-            raise RunError(f"The model could not be loaded ({e}); the current model keeps serving.") from None
-        return f"Now serving **{clf.name}** from `{run_name}`."
+            raise RunError("tr_err_load", reason=str(e)) from None
+        return say(lang, "tr_serving", name=clf.name, run=run_name)
 
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.classes import display_name
-from i18n import T
-from ui import dataset_dropdown, shown, upload_box, upload_event
+from i18n import STRINGS, Message, say
+from ui import T, dataset_dropdown, fill_at_load, headed, shown, upload_box, upload_event
 
 from .config import QUICK
 from .runs import RunStore, read_json, read_status
@@ -26,22 +26,25 @@ def _picture(path):
         return None
 
 
-def snapshot(run, scrub=str):
+def snapshot(run, scrub=str, lang: str = "en"):
     """What the tab shows of a run: status line, log tail, curves, confusion matrix, per-class table; ``scrub``
-    takes server paths out of the text."""
+    takes server paths out of the text, which is in ``lang`` (the log is the process's own, in English)."""
     if run is None:
-        return "No run yet.", "", None, None, None
+        return say(lang, "tr_no_run"), "", None, None, None
     status = read_status(run)
     p = float(status.get("progress") or 0)
     bar = "█" * int(p * 30) + "░" * (30 - int(p * 30))
-    epoch = f" · epoch {status['epoch']}/{status['epochs']}" if status.get("epochs") else ""
-    line = (f"**{run.name}** · {status['state']} · `{bar}` {p:.0%} · {status.get('stage', '')}{epoch} · "
-            f"{status.get('device', '')}")
+    stage = status.get("stage", "")  # a key of the catalog; an older run's own words otherwise
+    stage = say(lang, stage, **{"done": 0, "total": 0, **status}) if stage in STRINGS["en"] else stage
+    epoch = say(lang, "tr_epoch", epoch=status["epoch"], epochs=status["epochs"]) if status.get("epochs") else ""
+    device = status.get("device", "").replace("cores", say(lang, "tr_cores"))
+    state = say(lang, f"state_{status['state']}")
+    line = f"**{run.name}** · {state} · `{bar}` {p:.0%} · {stage}{epoch} · {device}"
     if status.get("reason"):
-        line += f"\n\n**Failed:** {scrub(status['reason'])}"
+        line += say(lang, "tr_failed", reason=scrub(status["reason"]))
     if status.get("accuracy") is not None:
-        on = {"test": "test", "val": "validation"}.get(status.get("measured_on"), "held-out")
-        line += f"\n\nAccuracy on the {on} photos: {status['accuracy']:.1%} (report below)."
+        on = {"test": "test", "val": "val"}.get(status.get("measured_on"), "held_out")
+        line += say(lang, "tr_accuracy", on=Message(f"tr_on_{on}"), accuracy=status["accuracy"])
     log = run / "train.log"
     tail = scrub("\n".join(log.read_text(errors="replace").splitlines()[-14:])) if log.exists() else ""
     matrix, table = None, None
@@ -51,26 +54,25 @@ def snapshot(run, scrub=str):
             matrix = _picture(folder / "confusion_matrix.png")
             table = pd.DataFrame([[display_name(c), m["support"], round(m["precision"], 3), round(m["recall"], 3)]
                                   for c, m in report["per_class"].items()],
-                                 columns=[f"class ({folder.name})", "support", "precision", "recall"])
+                                 columns=[say(lang, f"col_class_{folder.name}"),
+                                          *(say(lang, f"col_{c}") for c in ("support", "precision", "recall"))])
             break
     return line, tail, _picture(run / "train_curves.png"), matrix, table
 
 
-def data_hint(settings):
-    """Where the tab finds training photos, and what to do when there are none yet."""
+def data_hint(settings, lang: str = "en"):
+    """Where the tab finds training photos, and what to do when there are none yet, in ``lang``."""
     roots = ", ".join(f"`{Path(r).name}`" for r in settings.data_roots)
-    hint = (f"Training photos: a folder under the data roots ({roots}) holding class folders (English, Italian or "
-            "Chinese names) or sources of them (`<source>/<class>/`), or photos with a `results.json` (as the demo "
-            "set); or upload one below. Runs are kept in `DATA_DIR/runs`.")
-    if not settings.datasets():
-        hint += " **No folder there yet:** copy one in (or set `DATA_ROOTS`), then open the list again."
-    return hint
+    return say(lang, "tr_hint", roots=roots) + ("" if settings.datasets() else say(lang, "tr_hint_empty"))
 
 
 def build(settings, slot, guard, T=T):
     """Add the Train tab; returns the "serve" event so the app can refresh the Classify tab after it."""
     store = RunStore(settings)
-    hint = gr.Markdown(data_hint(settings))
+
+    def split_choices():
+        return store.split_choices(T("split_new"), T("split_default"))
+    hint = gr.Markdown()  # in the viewer's words, at load
     quick = QUICK  # the tab's quicker epochs: a named preset of the training config, not a second set of numbers
     with gr.Row():
         data = dataset_dropdown(settings, T("tr_data"))
@@ -79,7 +81,7 @@ def build(settings, slot, guard, T=T):
         epochs_finetune = gr.Number(quick.epochs_finetune, precision=0, label=T("tr_epochs_ft"))
         unfreeze = gr.Number(quick.unfreeze_blocks, precision=0, label=T("tr_blocks"))
     with gr.Accordion(T("tr_split_acc"), open=False), gr.Row():
-        split = gr.Dropdown(store.split_choices(), value="", label=T("tr_split"),
+        split = gr.Dropdown(split_choices(), value="", label=T("tr_split"),
                             info=T("tr_split_info"))
         teachers = gr.Dropdown(store.finished(), value=[], multiselect=True, label=T("tr_teachers"),
                                info=T("tr_teachers_info"))
@@ -97,61 +99,69 @@ def build(settings, slot, guard, T=T):
     with gr.Row():
         matrix = gr.Image(label=T("confusion"), type="pil", format="png", interactive=False, scale=3,
                           elem_id="train-matrix")
-        table = gr.Dataframe(label=T("per_class"), interactive=False, scale=2,
-                             headers=["class", "support", "precision", "recall"])
+        table = gr.Dataframe(label=T("per_class"), interactive=False, scale=2)
     log = gr.Textbox(label=T("tr_log"), lines=8, max_lines=14, interactive=False)
     with gr.Row():
         runs = gr.Dropdown([r.name for r in store.list_runs()], label=T("tr_runs"), scale=3)
-        show = gr.Button(T("tr_show"), scale=1)
+        show_button = gr.Button(T("tr_show"), scale=1)
         serve = gr.Button(T("tr_serve"), scale=1)
     served = gr.Markdown()
     outputs = [status, log, curves, matrix, table]
 
-    def follow(run):
+    def show(run, lang):
+        line, tail, c, m, t = snapshot(run, guard.scrub, lang)
+        return line, tail, c, m, t if t is not None else headed(("class", "support", "precision", "recall"), lang)
+
+    def follow(run, lang):
         """Stream the run's state until it ends (at least two updates while it runs)."""
         while True:
             # The state is read before the snapshot, so the last update shown is the finished one.
             ended = read_status(run)["state"] not in ("running", "starting")
-            line, tail, c, m, t = snapshot(run, guard.scrub)
-            yield line, tail, c, m, t, gr.Dropdown(choices=[r.name for r in store.list_runs()], value=run.name)
+            yield *show(run, lang), gr.Dropdown(choices=[r.name for r in store.list_runs()], value=run.name)
             if ended:
                 return
             time.sleep(2)
 
     @shown
-    def on_start(pw, folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder=None):
-        guard.require(pw, "Training")
+    def on_start(pw, folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder=None, lang="en"):
+        guard.require(pw, "do_train")
         if not folder:
-            raise ValueError("Pick a folder of training photos.")
-        yield from follow(store.start(folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder or ""))
+            raise Message("tr_err_pick_data")
+        yield from follow(store.start(folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder or ""), lang)
 
     @shown
-    def on_watch():
+    def on_watch(lang):
         run = store.active() or next(iter(store.list_runs()), None)
         if run is None:
-            raise ValueError("No run yet.")
-        yield from follow(run)
+            raise Message("tr_no_run")
+        yield from follow(run, lang)
 
     @shown
-    def on_cancel(pw):
-        guard.require(pw, "Cancelling a run")
-        return f"Cancelling {store.cancel().name} after the current batch…"
+    def on_cancel(pw, lang):
+        guard.require(pw, "do_cancel_run")
+        return say(lang, "tr_cancelling", name=store.cancel().name)
 
     @shown
-    def on_serve(pw, name):
-        guard.require(pw, "Serving a model")
-        return guard.scrub(store.serve(slot, name))
+    def on_serve(pw, name, lang):
+        guard.require(pw, "do_serve")
+        return guard.scrub(store.serve(slot, name, lang))
+
+    @shown
+    def on_show(name, lang):
+        return show(store.runs / Path(name).name if name else None, lang)
+
+
 
     start.click(on_start, [password, data, backbone, epochs_head, epochs_finetune, unfreeze, split, teachers, none],
                 [*outputs, runs], api_name="train_start", concurrency_limit=1, concurrency_id="train",
-                validator=guard.door(0, "Training"))
+                validator=guard.door(0, "do_train"))
     watch.click(on_watch, None, [*outputs, runs], api_name="train_watch")
     cancel.click(on_cancel, password, served, api_name="train_cancel")
-    show.click(lambda name: snapshot(store.runs / Path(name).name, guard.scrub) if name else snapshot(None), runs,
-               outputs, api_visibility="private")
-    data.focus(lambda: data_hint(settings), None, hint, api_visibility="private", queue=False)
-    split.focus(lambda: gr.Dropdown(choices=store.split_choices()), None, split, api_visibility="private",
-                queue=False)
+    show_button.click(on_show, runs, outputs, api_visibility="private")
+    fill_at_load(lambda lang: data_hint(settings, lang), hint)
+    fill_at_load(lambda lang: headed(("class", "support", "precision", "recall"), lang), table)
+    data.focus(shown(lambda lang: data_hint(settings, lang)), None, hint, api_visibility="private", queue=False)
+    split.focus(lambda: gr.Dropdown(choices=split_choices()), None, split, api_visibility="private", queue=False)
     teachers.focus(lambda: gr.Dropdown(choices=store.finished()), None, teachers, api_visibility="private",
                    queue=False)
     upload_event(upload, settings, guard, password, status, data, "train_upload")
