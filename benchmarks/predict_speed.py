@@ -9,7 +9,9 @@ through ImageDataGenerator.flow_from_dataframe + model.predict, as its predict.p
 - single-image latency (decode + predict, p50/p90);
 - folder throughput (images/s, decode included);
 - app start to first answer (python app.py, then one /classify call through gradio_client) and the app's peak
-  memory after it, with SERVING_ENGINE=litert and =keras (the .tflite already cached, as after a first start).
+  memory after it, with SERVING_ENGINE=litert and =keras (the .tflite already cached, as after a first start);
+- where the model looked: a Grad-CAM heatmap over the photo (decode, heatmap, overlay: what the Classify and Review
+  tabs show) against a plain prediction through the served LiteRT path, p50 per photo (``--heatmap`` alone).
 """
 
 import argparse
@@ -111,12 +113,31 @@ def app_start_to_first_answer(photo, engine, cache):
         proc.wait()
 
 
+def heatmap_cost(photos, cache):
+    """p50/p90 ms of a plain prediction (LiteRT, served) and of a heatmap over the photo, on the same photos."""
+    from classifier.heatmap import Explainer
+
+    served, explainer = Classifier.load(None, "litert", cache), Explainer.load()
+    return {"prediction (LiteRT)": latency(served.predict, photos[:60], repeats=2),
+            "Grad-CAM over the photo (Keras)": latency(explainer.explain, photos[:60], repeats=2)}
+
+
+def print_heatmap_cost(costs):
+    (plain, _), *_ = costs.values()
+    print("\n| one photo | p50 / p90 ms | p50 against a plain prediction |\n|---|---|---|")
+    for name, (p50, p90) in costs.items():
+        print(f"| {name} | {p50:.1f} / {p90:.1f} | {p50 / plain:.2f}x |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "animals"))
     ap.add_argument("--n", type=int, default=200, help="photos in the sample (default: %(default)s)")
+    ap.add_argument("--heatmap", action="store_true", help="measure only the heatmap against a plain prediction")
     args = ap.parse_args()
     photos = sample_photos(args.data, args.n)
+    if args.heatmap:
+        return print_heatmap_cost(heatmap_cost(photos, tempfile.mkdtemp()))
     sizes = [max(Image.open(p).size) for p in photos]
     cache = tempfile.mkdtemp()
     paths = {"LiteRT": Classifier.load(None, "litert", cache), "Keras": Classifier.load(None, "keras")}
@@ -157,6 +178,7 @@ def main():
     (lite_s, lite_mb), (keras_s, keras_mb) = starts["litert"], starts["keras"]
     print(f"\napp start to first answer: LiteRT {lite_s:.1f} s, Keras {keras_s:.1f} s ({lite_s / keras_s:.2f}x); "
           f"peak memory after it: LiteRT {lite_mb:.0f} MB, Keras {keras_mb:.0f} MB")
+    print_heatmap_cost(heatmap_cost(photos, cache))
 
 
 if __name__ == "__main__":

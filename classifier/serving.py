@@ -19,6 +19,7 @@ class ModelSlot:
         self._lock = threading.Lock()
         self._options = {"engine": engine, "cache_dir": cache_dir}
         self._classifier = _ready(Classifier.load(path, **self._options))
+        self._explainer = (None, None)  # (model path, Explainer): loaded at the first heatmap asked for
 
     def get(self) -> Classifier:
         return self._classifier
@@ -28,6 +29,17 @@ class ModelSlot:
         with self._lock:
             self._classifier = classifier
         return classifier
+
+    def explainer(self):
+        """Grad-CAM (:class:`classifier.heatmap.Explainer`) for the model serving now: the same file loaded in Keras
+        (LiteRT has no gradients), at the first heatmap asked for, as TensorFlow's import takes seconds."""
+        path = self._classifier.path
+        with self._lock:
+            if self._explainer[0] != path:
+                from .heatmap import Explainer
+
+                self._explainer = (path, Explainer.load(path))
+            return self._explainer[1]
 
 
 def _ready(classifier):

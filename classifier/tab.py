@@ -15,7 +15,7 @@ import gradio as gr
 from i18n import language, say
 
 from . import ASSETS
-from .classes import NONE, TOP_K, display_name
+from .classes import CLASSES, NONE, TOP_K, display_name
 from .images import ImageError, decode_with_info
 
 EXAMPLES_DIR = ASSETS / "examples"
@@ -85,6 +85,18 @@ def model_line(clf, lang: str = "en") -> str:
     return say(lang, "model_unmeasured", name=clf.name, engine=clf.engine_name)
 
 
+def heatmap(slot, image, label=None, lang: str = "en") -> tuple:
+    """Where the model looked in an upload, for ``label`` (None or "": its top class): ``(picture, the class
+    shown, its top-k classes)``. Raises ``gr.Error`` as :func:`classify_image` does for what is not a photo."""
+    if not image:
+        raise gr.Error(say(lang, "no_photo"), print_exception=False)
+    path = image.get("path") if isinstance(image, dict) else image
+    try:
+        return slot.explainer().explain(path, label or None)
+    except ImageError as e:
+        raise gr.Error(e.said(lang), title=say(lang, "unusable_title"), print_exception=False) from None
+
+
 def build(settings, slot, guard, T):
     """Add the Classify tab's components and events to the current ``gr.Blocks``."""
     with gr.Row():
@@ -97,6 +109,12 @@ def build(settings, slot, guard, T):
             scores = gr.Label(label=T("scores"), num_top_classes=10)
             status = gr.Markdown(T("status_idle"))
             serving = gr.Markdown(model_line(slot.get()))
+            with gr.Row():
+                explain = gr.Checkbox(label=T("cl_explain"), value=False, elem_id="cl-explain", scale=2)
+                explain_for = gr.Dropdown([(display_name(c), c) for c in CLASSES], value=None,
+                                          label=T("cl_explain_for"), visible=False, scale=1)
+            heat = gr.Image(label=T("cl_heat"), type="pil", format="jpeg", interactive=False, visible=False,
+                            height=360, elem_id="cl-heat")
     gr.Examples([[str(p)] for p in sorted(EXAMPLES_DIR.glob("*.jpg"))], inputs=[image], label=T("examples"),
                 examples_per_page=10)
     last_status = gr.State("")
@@ -105,9 +123,33 @@ def build(settings, slot, guard, T):
         return classify_image(slot, img, language(request), k, settings.low_confidence,
                               settings.max_upload_mb)
 
+    classified = []
     for trigger, api_name in ((button.click, "classify"), (image.upload, False)):
         event = trigger(run, [image, top_k], [scores, last_status], api_name=api_name, preprocess=False,
                         concurrency_limit=4, api_visibility="public" if api_name else "private")
-        event.then(lambda s: s, last_status, status, api_visibility="private", queue=False)
+        classified.append(event.then(lambda s: s, last_status, status, api_visibility="private", queue=False))
     image.clear(lambda: (None, ""), None, [scores, status], api_visibility="private", queue=False)
+
+    def show_heat(img, on, label, request: gr.Request):
+        """The heatmap beside the scores while the toggle is on, for ``label`` (None: the top class); the class
+        choice then offers the photo's top-k classes."""
+        if not on or not img:
+            return gr.Image(value=None, visible=bool(on)), gr.Dropdown(visible=bool(on))
+        picture, shown, top = heatmap(slot, img, label, language(request))
+        choices = [(display_name(c), c) for c in dict.fromkeys([*top, shown])]
+        return gr.Image(value=picture, visible=True), gr.Dropdown(choices=choices, value=shown, visible=True)
+
+    def after_classify(img, on, request: gr.Request):
+        return show_heat(img, on, None, request)
+
+    def pick(img, label, request: gr.Request):
+        picture, shown, _ = heatmap(slot, img, label, language(request))
+        return picture, shown
+
+    for event in classified:
+        event.then(after_classify, [image, explain], [heat, explain_for], api_visibility="private", preprocess=False)
+    explain.change(after_classify, [image, explain], [heat, explain_for], api_visibility="private", preprocess=False)
+    # also the API's "where did the model look" (read-only): a photo and a class id in, the picture out
+    explain_for.input(pick, [image, explain_for], [heat, explain_for], api_name="heatmap", concurrency_limit=2,
+                      preprocess=False)  # every file through the one decode, as /classify
     return serving

@@ -257,6 +257,17 @@ class Review:
             picture, lines = None, lines + [f"⚠️ {plain(self.scrub(e.said(lang)))}"]
         return picture, "\n\n".join(lines), self.progress(lang)
 
+    def heatmap(self, session: dict | None):
+        """Where the serving model looked in the open image, for the class it predicts (Grad-CAM), or None when no
+        image is open or the file cannot be read (the view says why)."""
+        current = (session or {}).get("current")
+        if current is None:
+            return None
+        try:
+            return self.slot.explainer().explain(self.store.state([current])[0]["file"], side=640)[0]
+        except ImageError:
+            return None
+
     def store_is_empty(self) -> bool:
         """No image imported yet (a first start): the tab offers the demo set."""
         return self.store.version()[1] == 0

@@ -57,9 +57,12 @@ def build(settings, slot, guard, T=T):
     progress_md = gr.Markdown(review.progress())
     demo_button = gr.Button(T("rv_demo"), variant="primary",
                             visible=review.store_is_empty(), elem_id="rv-demo")
+    fill_at_load(lambda lang: gr.Button(visible=review.store_is_empty()), demo_button)  # only while it is empty
     with gr.Row(elem_id="review-panel"):
-        with gr.Column(scale=3):
+        with gr.Column(scale=3), gr.Row():
             photo = gr.Image(label=T("rv_photo"), type="pil", interactive=False, height=460)
+            heat = gr.Image(label=T("rv_heat"), type="pil", format="jpeg", interactive=False, height=460,
+                            elem_id="rv-heat")
         with gr.Column(scale=2):
             details = gr.Markdown(T("rv_idle"))
             buttons = []
@@ -128,6 +131,8 @@ def build(settings, slot, guard, T=T):
         return review.show_next(sess, f)
 
     decision_inputs = [session, password, *filters]
+    # where the model looked, beside each photo as it opens (after it: a key press never waits for the heatmap)
+    photo.change(review.heatmap, session, heat, api_visibility="private", trigger_mode="always_last")
     for c, button in buttons:
         button.click(on_decide(c), decision_inputs, view_outputs, api_name=f"label_{c}")
     none_button.click(on_decide(NONE), decision_inputs, view_outputs, api_name="label_none")

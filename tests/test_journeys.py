@@ -64,6 +64,8 @@ def test_classify_then_switch_to_chinese(app, page):
     page.get_by_text("elephant 大象").first.wait_for(timeout=10_000)
     assert page.get_by_text("elephant 大象").count() >= 1
     assert page.locator("text=/\\d+%/").count() >= 5  # the top-5 scores
+    page.locator("#cl-explain input").check()  # where the model looked
+    page.locator("#cl-heat img").first.wait_for(timeout=60_000)
     page.get_by_text("Settings").last.click()
     page.get_by_label("Language").click()
     page.get_by_role("option", name="中文").first.click()
@@ -90,6 +92,7 @@ def test_review_keys_undo_and_reload(app, page):
     page.get_by_text("Imported 4 images").wait_for(timeout=30_000)
     page.get_by_role("button", name="Start reviewing").click()
     page.get_by_text("suspicion rank").wait_for(timeout=30_000)
+    page.locator("#rv-heat img").first.wait_for(timeout=60_000)  # where the model looked, beside the photo
     page.locator("body").click(position={"x": 3, "y": 3})
     page.keyboard.press("2")  # cat
     _wait(lambda: [e for e in human_events(data) if e["author"] == "jo"])

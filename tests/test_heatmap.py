@@ -1,0 +1,67 @@
+"""Grad-CAM on the real default model: the heat lies on the animal it explains, folded and unfolded BatchNorm and
+the .npz and .keras forms give the same map, and the app serves it."""
+
+import numpy as np
+import pytest
+from conftest import EXAMPLES
+from PIL import Image
+
+from classifier.heatmap import Explainer, overlay
+from classifier.images import decode
+
+
+def half(name, side=260):
+    """The middle half (a tall strip) of an example photo's centre square."""
+    im = Image.open(EXAMPLES / f"{name}.jpg").convert("RGB")
+    w, h = im.size
+    s = min(w, h)
+    im = im.crop(((w - s) // 2, (h - s) // 2, (w + s) // 2, (h + s) // 2)).resize((side, side))
+    return im.crop((side // 4, 0, 3 * side // 4, side))
+
+
+@pytest.fixture(scope="module")
+def explainer():
+    return Explainer.load()
+
+
+@pytest.fixture(scope="module")
+def cat_and_dog():
+    """A cat on the left half and a dog on the right half of one square photo."""
+    photo = Image.new("RGB", (260, 260))
+    photo.paste(half("cat"), (0, 0))
+    photo.paste(half("dog"), (130, 0))
+    return photo
+
+
+def test_the_heat_for_each_class_lies_on_its_animal_not_on_the_brightest_or_busiest_part(explainer, cat_and_dog):
+    pixels = decode(cat_and_dog, explainer.size)
+    cams, probs = explainer.heatmaps(np.stack([pixels, pixels]), ["cat", "dog"])
+    w = cams.shape[2] // 2
+    left = cams[:, :, :w].sum((1, 2)) / (cams[:, :, :w].sum((1, 2)) + cams[:, :, -w:].sum((1, 2)))
+    assert left[0] > 0.7, f"cat's heat on the cat's half: {left[0]:.2f}"
+    assert left[1] < 0.3, f"dog's heat on the dog's half: {1 - left[1]:.2f}"
+    # the same photo, two different maps: it is the class that moves the heat, not the picture's brightness
+    assert np.abs(cams[0] - cams[1]).max() > 0.5 and cams.min() >= 0 and cams.max() == pytest.approx(1.0)
+
+
+def test_folded_unfolded_npz_and_keras_give_the_same_heatmap(explainer, cat_and_dog, tmp_path):
+    from classifier.model import load_model
+
+    pixels = np.stack([decode(cat_and_dog, explainer.size), decode(EXAMPLES / "horse.jpg", explainer.size)])
+    reference, probs = explainer.heatmaps(pixels, ["cat", None])
+    model, meta = load_model()
+    model.save(tmp_path / "default.keras")
+    for other in (Explainer(model, fused=False), Explainer.load(tmp_path / "default.keras")):
+        cams, other_probs = other.heatmaps(pixels, ["cat", None])
+        assert np.abs(cams - reference).max() < 1e-3 and np.abs(other_probs - probs).max() < 1e-4
+    assert explainer.classes[int(np.argmax(probs[1]))] == "horse"
+
+
+def test_explain_lays_the_top_class_heat_over_the_photo_in_its_own_shape(explainer):
+    picture, shown, top = explainer.explain(EXAMPLES / "elephant.jpg", side=320)
+    photo = Image.open(EXAMPLES / "elephant.jpg")
+    assert shown == top[0] == "elephant" and len(top) == 5
+    assert max(picture.size) == min(320, max(photo.size))
+    assert abs(picture.size[0] / picture.size[1] - photo.size[0] / photo.size[1]) < 0.02
+    flat = overlay(np.full((10, 10, 3), 100.0), np.zeros((3, 3)))  # no heat: the photo is left as it is
+    assert np.asarray(flat).max() == 100
