@@ -41,13 +41,14 @@ def build_app(settings=None):
         fill_at_load(lambda lang: lang, switch)
         gr.Markdown(T("subtitle"))
         gr.Markdown(T(guard.notice()), elem_id="access-notice")
+        session_threshold = gr.State(None)  # a "none of the 10" threshold picked in Evaluate, for Classify
         with gr.Tabs() as tabs:
             with gr.Tab(T("tab_classify"), id="classify"):
-                serving_line = classify_tab.build(settings, slot, guard, T)
+                serving_line = classify_tab.build(settings, slot, guard, T, session_threshold)
             with gr.Tab(T("tab_review"), id="review"):
                 review, review_filters = review_tab.build(settings, slot, guard, T)
             with gr.Tab(T("tab_evaluate"), id="evaluate"):
-                cell, open_review = evaluate_tab.build(settings, slot, guard, T)
+                cell, open_review = evaluate_tab.build(settings, slot, guard, T, session_threshold)
             with gr.Tab(T("tab_train"), id="train"):
                 served = train_tab.build(settings, slot, guard, T)
         def serving(lang):  # which model serves, in the viewer's language

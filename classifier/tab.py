@@ -39,7 +39,7 @@ def headline_value(headline: str, scores: dict) -> str:
 
 
 def classify_image(slot, image, lang: str = "en", top_k: int = TOP_K, low_confidence: float = 0.5,
-                   max_mb: float = 20) -> tuple[dict, str]:
+                   max_mb: float = 20, threshold: float | None = None) -> tuple[dict, str]:
     """Classify one upload; return ``(value for gr.Label, status markdown)``.
 
     ``image`` is Gradio's raw file payload (a dict with ``path``) or a path; ``lang`` is the user's language
@@ -61,7 +61,7 @@ def classify_image(slot, image, lang: str = "en", top_k: int = TOP_K, low_confid
     except ImageError as e:
         raise gr.Error(e.said(lang), title=say(lang, "unusable_title"), print_exception=False) from None
     probs = clf.predict_pixels(pixels[None])[0]
-    low_confidence = clf.threshold or low_confidence  # the calibrated cut, when the model has one
+    low_confidence = threshold or clf.threshold or low_confidence  # chosen, else the calibrated cut, else fixed
     ms = (time.perf_counter() - start) * 1000
     top = clf.top_k(probs, max(1, min(int(top_k or TOP_K), len(clf.classes))))
     scores = {display_name(c): p for c, p in top}
@@ -97,8 +97,10 @@ def heatmap(slot, image, label=None, lang: str = "en") -> tuple:
         raise gr.Error(e.said(lang), title=say(lang, "unusable_title"), print_exception=False) from None
 
 
-def build(settings, slot, guard, T):
-    """Add the Classify tab's components and events to the current ``gr.Blocks``."""
+def build(settings, slot, guard, T, session_threshold=None):
+    """Add the Classify tab's components and events to the current ``gr.Blocks``; ``session_threshold`` (a
+    ``gr.State``) holds a "none of the 10" threshold this browser session picked in the Evaluate tab."""
+    session_threshold = session_threshold or gr.State(None)
     with gr.Row():
         with gr.Column(scale=1):
             image = gr.Image(label=T("photo"), sources=["upload", "clipboard", "webcam"], type="filepath",
@@ -119,14 +121,14 @@ def build(settings, slot, guard, T):
                 examples_per_page=10)
     last_status = gr.State("")
 
-    def run(img, k, request: gr.Request):
+    def run(img, k, chosen, request: gr.Request):
         return classify_image(slot, img, language(request), k, settings.low_confidence,
-                              settings.max_upload_mb)
+                              settings.max_upload_mb, chosen)
 
     classified = []
     for trigger, api_name in ((button.click, "classify"), (image.upload, False)):
-        event = trigger(run, [image, top_k], [scores, last_status], api_name=api_name, preprocess=False,
-                        concurrency_limit=4, api_visibility="public" if api_name else "private")
+        event = trigger(run, [image, top_k, session_threshold], [scores, last_status], api_name=api_name,
+                        preprocess=False, concurrency_limit=4, api_visibility="public" if api_name else "private")
         classified.append(event.then(lambda s: s, last_status, status, api_visibility="private", queue=False))
     image.clear(lambda: (None, ""), None, [scores, status], api_visibility="private", queue=False)
 

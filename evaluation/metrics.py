@@ -154,6 +154,36 @@ def open_set_scores(top_in, top_none, keep: float = 0.95) -> dict:
             "n_in": len(top_in), "n_none": len(top_none)}
 
 
+def risk_coverage(scores, correct, none_scores=()) -> dict:
+    """What each "none of the 10" threshold does: answering only photos whose top probability reaches it.
+
+    ``scores``: the top probability of each photo of the ten, ``correct``: whether its top class is right,
+    ``none_scores``: the top probability of each photo of none of them. Returns arrays over the thresholds (every
+    distinct score, highest first): ``threshold``, ``coverage`` (share of the animal photos answered),
+    ``selective_accuracy`` (right among those answered) and ``none_accepted`` (share of none photos answered).
+    """
+    scores, correct = np.asarray(scores, float), np.asarray(correct, bool)
+    none_scores = np.asarray(none_scores, float)
+    thresholds = np.unique(np.r_[scores, none_scores])[::-1]
+    order = np.argsort(-scores, kind="stable")
+    answered = np.searchsorted(-scores[order], -thresholds, side="right")  # photos with a score >= threshold
+    right = np.r_[0, np.cumsum(correct[order])][answered]
+    none_sorted = np.sort(none_scores)
+    none_in = len(none_sorted) - np.searchsorted(none_sorted, thresholds, side="left")
+    return {"threshold": thresholds, "coverage": answered / max(len(scores), 1),
+            "selective_accuracy": np.divide(right, answered, out=np.full(len(answered), np.nan),
+                                            where=answered > 0),
+            "none_accepted": none_in / len(none_sorted) if len(none_sorted) else np.full(len(thresholds), np.nan)}
+
+
+def at_threshold(curve: dict, threshold: float) -> dict:
+    """The point of a :func:`risk_coverage` curve for one threshold (the lowest listed one it reaches)."""
+    i = int(np.searchsorted(-curve["threshold"], -threshold, side="right")) - 1
+    if i < 0:
+        return {"threshold": threshold, "coverage": 0.0, "selective_accuracy": float("nan"), "none_accepted": 0.0}
+    return {k: float(v[i]) for k, v in curve.items()} | {"threshold": float(threshold)}
+
+
 def open_set(labels, predictions, probs, threshold, scored, y_true, y_pred, classes=CLASSES):
     """How null-labelled images are predicted, and what a rejection threshold does to both kinds of image; with a
     threshold, the confusion matrix with a none row (labelled none) and column (top probability under it)."""

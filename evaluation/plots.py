@@ -51,6 +51,46 @@ def confusion_matrix_figure(matrix, labels, title):
     return fig
 
 
+def risk_coverage_figure(curve, calibrated=None, chosen=None, lang="en"):
+    """Selective accuracy against coverage as the "none of the 10" threshold moves (:func:`metrics.risk_coverage`),
+    with the share of none photos still answered when there are any; the calibrated and the chosen thresholds
+    marked. Drawn at view time, so its words are in the viewer's ``lang``."""
+    from .metrics import at_threshold
+
+    fig, ax = plt.subplots(figsize=(8.5, 4.6), layout="constrained")
+    ax.plot(curve["coverage"], curve["selective_accuracy"], color="tab:blue", label=say(lang, "rc_accuracy"))
+    if not np.isnan(curve["none_accepted"]).all():
+        ax.plot(curve["coverage"], curve["none_accepted"], color="tab:red", linestyle="--",
+                label=say(lang, "rc_none_accepted"))
+    for threshold, key, colour in ((calibrated, "rc_calibrated", "black"), (chosen, "rc_chosen", "tab:orange")):
+        if threshold is not None:
+            point = at_threshold(curve, threshold)
+            ax.plot([point["coverage"]], [point["selective_accuracy"]], "o", color=colour, markersize=9,
+                    label=say(lang, key, threshold=threshold, coverage=point["coverage"],
+                              accuracy=point["selective_accuracy"]))
+    ax.set_xlabel(say(lang, "rc_coverage"))
+    ax.set_ylabel(say(lang, "rc_share"))
+    answered = curve["coverage"][curve["coverage"] > 0]
+    ax.set_xlim(max(0.0, (answered.min() if len(answered) else 0) - 0.02), 1.005)  # where the curve is
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", fontsize=8)
+    fig.suptitle(say(lang, "rc_title"), fontsize=10)
+    return fig
+
+
+def figure_image(fig, dpi=90):
+    """A figure as a PIL image (for the app, which shows pictures rather than serving files)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
 def save_figure(fig, path, **kwargs):
     """Write a figure atomically (the app may be showing the file while a run rewrites it)."""
     tmp = f"{path}.tmp.png"

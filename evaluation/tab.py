@@ -8,16 +8,20 @@ import time
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 from PIL import Image
 
-from classifier.classes import CLASSES, display_name
+from classifier.classes import CLASSES, NONE, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
+from classifier.predictor import read_calibration
 from i18n import Message, language, say
 from training.runs import RunStore
 from ui import T, dataset_dropdown, fill_at_load, headed, progress_bar, shown, upload_box, upload_event
 
+from .metrics import at_threshold, risk_coverage
+from .plots import figure_image, risk_coverage_figure
 from .run import evaluate_folder
 
 DEFAULT = "default"
@@ -105,6 +109,25 @@ def counts_table(report, lang: str = "en"):
                         columns=[say(lang, "col_label_predicted"), *map(display_name, CLASSES)])
 
 
+def curve_of(out_dir):
+    """The risk-coverage curve of an evaluation (:func:`metrics.risk_coverage`), from its per_image.csv."""
+    with open(Path(out_dir) / "per_image.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["score"]]
+    animals = [r for r in rows if r["label"] in CLASSES]
+    return risk_coverage([float(r["score"]) for r in animals], [r["prediction"] == r["label"] for r in animals],
+                         [float(r["score"]) for r in rows if r["label"] == NONE])
+
+
+def risk_view(out_dir, calibrated, chosen, lang):
+    """The risk-coverage picture and the line saying what ``chosen`` does, in ``lang``."""
+    curve = curve_of(out_dir)
+    point = at_threshold(curve, chosen or 0)
+    none = "" if np.isnan(point["none_accepted"]) else say(lang, "ev_pick_none", none=point["none_accepted"])
+    line = say(lang, "ev_pick_line", threshold=chosen or 0, coverage=point["coverage"],
+               accuracy=point["selective_accuracy"]) + none
+    return figure_image(risk_coverage_figure(curve, calibrated, chosen, lang)), line
+
+
 def cell_images(out_dir, label, predicted, limit=48):
     """Thumbnails and captions of the images labelled ``label`` and predicted ``predicted``, surest first."""
     with open(Path(out_dir) / "per_image.csv", newline="") as f:
@@ -120,8 +143,10 @@ def cell_images(out_dir, label, predicted, limit=48):
     return out
 
 
-def build(settings, slot, guard, T=T):
-    """Add the Evaluate tab's components and events to the current ``gr.Blocks``."""
+def build(settings, slot, guard, T=T, session_threshold=None):
+    """Add the Evaluate tab's components and events to the current ``gr.Blocks``; ``session_threshold`` (a
+    ``gr.State``) is where "use it in Classify" puts the threshold picked on the risk-coverage curve."""
+    session_threshold = session_threshold or gr.State(None)
     gr.Markdown(T("ev_intro"))
     with gr.Row():
         model = gr.Dropdown(model_choices(settings), value=DEFAULT, label=T("ev_model"))
@@ -136,6 +161,14 @@ def build(settings, slot, guard, T=T):
         start = gr.Button(T("ev_run"), variant="primary")
     summary = gr.Markdown()
     matrix_image = gr.Image(label=T("confusion"), type="pil", format="png", interactive=False, height=560)
+    with gr.Row():
+        risk = gr.Image(label=T("ev_risk"), show_label=False, type="pil", format="png", interactive=False,
+                        height=420, scale=3, elem_id="ev-risk")
+        with gr.Column(scale=2):
+            pick = gr.Slider(0, 1, value=0, step=0.01, label=T("ev_pick"), elem_id="ev-pick")
+            pick_line = gr.Markdown()
+            use = gr.Button(T("ev_use"), elem_id="ev-use", size="md")
+            used = gr.Markdown()
     gr.Markdown(T("ev_click"))
     counts = gr.Dataframe(label=T("ev_counts"), interactive=False)
     cell_title = gr.Markdown()
@@ -148,6 +181,7 @@ def build(settings, slot, guard, T=T):
     fill_at_load(lambda lang: pd.DataFrame(columns=[say(lang, "col_label_predicted"), *map(display_name, CLASSES)]),
                  counts)
     out_state = gr.State(None)
+    calibrated_state = gr.State(None)
 
     @shown
     def on_run(pw, choice, data, thr, mirror, lang, progress=gr.Progress()):
@@ -156,8 +190,23 @@ def build(settings, slot, guard, T=T):
                                    progress=progress_bar(progress, lang, "predicting"))
         # the picture itself, not its path: files under DATA_DIR are never served
         matrix = Image.open(out / "confusion_matrix.png").convert("RGB")
+        calibrated = (read_calibration(model_path(settings, choice)) or {}).get("threshold")
+        chosen = thr or calibrated or 0.5
+        picture, line = risk_view(out, calibrated, chosen, lang)
         return (summary_markdown(report, lang), matrix, per_class_table(report, lang), counts_table(report, lang),
-                str(out.name), "", [])
+                str(out.name), "", [], picture, chosen, line, calibrated)
+
+    @shown
+    def on_pick(name, calibrated, chosen, lang):
+        if not name:
+            raise Message("ev_err_run_first")
+        return risk_view(settings.data_dir / "evaluations" / Path(name).name, calibrated, chosen, lang)
+
+    @shown
+    def on_use(name, chosen, lang):
+        if not name:
+            raise Message("ev_err_run_first")
+        return float(chosen), say(lang, "ev_used", threshold=chosen)
 
     def on_select(name, evt: gr.SelectData, request: gr.Request):
         if not name or not evt.index or evt.index[1] == 0:
@@ -168,11 +217,16 @@ def build(settings, slot, guard, T=T):
                     n=len(images)), images, (label, predicted))
 
     start.click(on_run, [password, model, dataset, threshold, tta],
-                [summary, matrix_image, per_class, counts, out_state, cell_title, gallery],
+                [summary, matrix_image, per_class, counts, out_state, cell_title, gallery, risk, pick, pick_line,
+                 calibrated_state],
                 concurrency_limit=1, concurrency_id="evaluate", api_name="evaluate",
                 validator=guard.door(0, "do_evaluate"))
     upload_event(upload, settings, guard, password, summary, dataset, "evaluate_upload")
     counts.select(on_select, out_state, [cell_title, gallery, cell], api_visibility="private")
+    pick.input(on_pick, [out_state, calibrated_state, pick], [risk, pick_line], api_visibility="private",
+               trigger_mode="always_last")  # while dragging: the latest value once the last drawing ends
+    # for this browser session only: the Classify tab answers "none of the 10" under this threshold
+    use.click(on_use, [out_state, pick], [session_threshold, used], api_visibility="private")
     refresh.click(lambda: gr.Dropdown(choices=model_choices(settings)), None, model, api_visibility="private",
                   queue=False)
     return cell, open_review

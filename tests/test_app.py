@@ -142,8 +142,11 @@ def test_upload_limit_and_memory_stay_bounded(client, app_url, tmp_path):
 
 def test_evaluate_tab_through_the_api(client, app_url):
     data = app_url[1]
-    summary, matrix, per_class, counts, *_ = client.predict("", "default", "datasets/mini", 0, False,
-                                                            api_name="/evaluate")
+    summary, matrix, per_class, counts, *_, risk, chosen, line = client.predict("", "default", "datasets/mini", 0,
+                                                                             False, api_name="/evaluate")
+    # the risk-coverage picture, with the slider at the model's calibrated threshold and what it does
+    assert os.path.getsize(risk) > 10_000 and chosen == pytest.approx(0.904, abs=0.001)
+    assert line.startswith("At 0.90: **100.0%** of the animal photos answered")
     assert "Accuracy 100.0%" in summary and "on 4 of 5 images" in summary and "1 labelled none" in summary
     assert os.path.getsize(matrix) > 10_000
     rows = {r[0]: r for r in per_class["data"]}

@@ -225,3 +225,16 @@ def test_photos_shipped_in_assets_are_never_trained_or_validated_on():
     assert len(shipped) == 110  # 10 examples and 100 demo photos, no photo twice
     used = {k: f for k, f in shipped.items() if k not in excluded and split.get(k) in ("train", "val")}
     assert not used
+
+
+def test_risk_coverage_follows_the_threshold_down_the_scores():
+    from evaluation.metrics import at_threshold, risk_coverage
+
+    curve = risk_coverage([0.9, 0.8, 0.7, 0.6], [True, True, False, True], none_scores=[0.65, 0.95])
+    assert list(curve["threshold"]) == [0.95, 0.9, 0.8, 0.7, 0.65, 0.6]
+    assert list(curve["coverage"]) == [0, 0.25, 0.5, 0.75, 0.75, 1.0]
+    assert np.allclose(curve["selective_accuracy"][1:], [1, 1, 2 / 3, 2 / 3, 0.75])
+    assert list(curve["none_accepted"]) == [0.5, 0.5, 0.5, 0.5, 1.0, 1.0]
+    assert at_threshold(curve, 0.75) == {"threshold": 0.75, "coverage": 0.5, "selective_accuracy": 1.0,
+                                         "none_accepted": 0.5}
+    assert at_threshold(curve, 0.0)["coverage"] == 1.0 and at_threshold(curve, 0.99)["coverage"] == 0.0

@@ -131,6 +131,32 @@ def test_train_tiny_run_and_serve_it(app, page):
     page.get_by_text(run).first.wait_for(timeout=10_000)  # the Classify tab names the served run
 
 
+def test_pick_a_threshold_on_the_risk_coverage_curve_and_classify_with_it(app, page, tmp_path):
+    import numpy as np
+
+    gray = tmp_path / "gray.png"  # top score about 0.2: none of the 10 under the calibrated 0.90
+    Image.fromarray(np.full((300, 300, 3), 128, np.uint8)).save(gray)
+    page.goto(app[0])
+    page.set_input_files("input[type=file]", str(gray))
+    page.get_by_text("no class reaches the threshold").first.wait_for(timeout=30_000)
+    page.get_by_role("tab", name="Evaluate").click()
+    page.get_by_label("Test set").click()
+    page.get_by_role("option", name="datasets/tiny").click()
+    page.get_by_role("button", name="Evaluate", exact=True).click()
+    page.locator("#ev-risk img").first.wait_for(timeout=120_000)
+    page.get_by_text("of the animal photos answered").first.wait_for(timeout=10_000)
+    box = page.locator("#ev-pick input[type=number]")
+    box.fill("0.05")
+    box.press("Enter")
+    page.get_by_text("At 0.05:").first.wait_for(timeout=20_000)  # the line follows the slider
+    page.locator("#ev-use").click()
+    page.get_by_text("now says none of the 10 under 0.05").first.wait_for(timeout=10_000)
+    page.get_by_role("tab", name="Classify").click()
+    page.get_by_role("button", name="Classify", exact=True).click()
+    page.locator("text=/\\(\\d+%\\) in \\d+ ms/").first.wait_for(timeout=30_000)  # a class, not none
+    assert page.get_by_text("no class reaches the threshold").count() == 0
+
+
 def test_upload_a_zip_fix_the_first_suspect_and_export_it(page, tmp_path):
     import zipfile
 
