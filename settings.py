@@ -36,6 +36,7 @@ class Settings:
     glm_base_url: str = "https://open.bigmodel.cn/api/paas/v4/"
     glm_model: str = "glm-4.6v-flash"
     glm_data_prefix: bool = True
+    glm_cost_per_image: float = 0.01  # what one auto-label request costs, in the endpoint's currency (estimates)
     low_confidence: float = 0.5
     max_upload_mb: int = 20
     max_dataset_mb: int = 500
@@ -109,6 +110,7 @@ class Settings:
             glm_base_url=env.get("GLM_BASE_URL") or d.glm_base_url,
             glm_model=env.get("GLM_MODEL") or d.glm_model,
             glm_data_prefix=env.get("GLM_DATA_PREFIX", "1") not in ("0", "false", "no"),
+            glm_cost_per_image=float(env.get("GLM_COST_PER_IMAGE") or d.glm_cost_per_image),
             low_confidence=float(env.get("LOW_CONFIDENCE") or d.low_confidence),
             max_upload_mb=int(env.get("MAX_UPLOAD_MB") or d.max_upload_mb),
             max_dataset_mb=int(env.get("MAX_DATASET_MB") or d.max_dataset_mb),

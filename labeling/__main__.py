@@ -36,6 +36,11 @@ def parse_args(argv=None):
     au.add_argument("--model", default=glm.glm_model, help="default: %(default)s")
     au.add_argument("--concurrency", type=int, default=2, help="requests at a time (default: %(default)s)")
     au.add_argument("--limit", type=int, help="label at most N images (try before spending)")
+    au.add_argument("--unsure-below", type=float, metavar="P",
+                    help="ask only about images whose top probability (default model, or --classifier) is under P, "
+                         "or whose top class is one of --weak: spend the LLM where the classifier is unsure")
+    au.add_argument("--weak", default="", help="classes the classifier is known to confuse, e.g. cat,dog")
+    au.add_argument("--classifier", help="model file for --unsure-below (default: the app's default model)")
     au.add_argument("--no-data-prefix", action="store_true",
                     help="send raw base64 without the data:image/jpeg;base64, prefix (as Zhipu's own example)")
     au.add_argument("--timeout", type=float, default=60, help="seconds per request (default: %(default)s)")
@@ -88,7 +93,20 @@ def do_autolabel(store, args):
         bar.total = total
         bar.update(done - bar.n)
 
-    summary = autolabel(store, labeler, args.limit, args.concurrency, progress, cancel)
+    skip = set()
+    if args.unsure_below is not None:
+        from classifier.predictor import Classifier
+        from labeling.suspects import label_sure, model_key, predict_store, sure
+
+        clf = Classifier.load(args.classifier)
+        predict_store(store, clf)
+        weak = [w for w in args.weak.split(",") if w]
+        skip = sure(store.cached_predictions(model_key(clf)), clf.classes, args.unsure_below, weak)
+        print(f"{len(skip)} images left to the classifier (top probability >= {args.unsure_below}, not {weak})",
+              file=sys.stderr)
+    summary = autolabel(store, labeler, args.limit, args.concurrency, progress, cancel, skip)
+    if skip:
+        summary["model_labelled"] = label_sure(store, clf, skip)
     bar.close()
     print(json.dumps({k: v for k, v in summary.items() if k != "errors"}))
     for line in summary.get("errors", [])[:10]:

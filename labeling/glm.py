@@ -132,20 +132,23 @@ def _advice(code, status):
 
 
 def autolabel(store, labeler: "GLMLabeler", limit: int | None = None, concurrency: int = 2, progress=None,
-              cancel: threading.Event | None = None) -> dict:
-    """Label every image that has no LLM answer yet, ``concurrency`` requests at a time.
+              cancel: threading.Event | None = None, skip=()) -> dict:
+    """Label every image that has no LLM answer yet (but those in ``skip``: ids the classifier is sure about,
+    :func:`labeling.suspects.sure`), ``concurrency`` requests at a time.
 
     Each answer is saved the moment it arrives, so a killed process loses only the requests in flight, and a
     re-run skips what is done. ``progress(done, total, rate, eta_seconds)`` is called after each image;
     setting the ``cancel`` event stops after the requests in flight. Returns a summary dict.
     """
-    todo = [r for r in store.state() if r["llm_status"] is None]
-    todo.sort(key=lambda r: r["id"])
+    skip = set(skip)
+    without = [r for r in store.state() if r["llm_status"] is None]
+    todo = sorted((r for r in without if r["id"] not in skip), key=lambda r: r["id"])
+    skipped = len(without) - len(todo)
     if limit is not None:
         todo = todo[:limit]
     cancel = cancel or threading.Event()
-    summary = {"total": len(todo), "labelled": 0, "unparseable": 0, "content_filter": 0, "sensitive": 0,
-               "failed": 0, "stopped": None, "cancelled": False}
+    summary = {"total": len(todo), "skipped": skipped, "labelled": 0, "unparseable": 0,
+               "content_filter": 0, "sensitive": 0, "failed": 0, "stopped": None, "cancelled": False}
     start, done = time.time(), 0
     pending, queue = {}, iter(todo)
     with ThreadPoolExecutor(concurrency) as pool:

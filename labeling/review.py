@@ -25,8 +25,9 @@ from evaluation.metrics import evaluate
 from i18n import Message, say
 
 from .glm import BatchStopped, GLMLabeler, autolabel
+from .scorecard import scorecard
 from .store import LabelStore
-from .suspects import model_key, predict_store, rank
+from .suspects import label_sure, model_key, predict_store, rank, sure
 
 EXPORTS = Path(tempfile.gettempdir()) / "animals10-exports"  # never under DATA_DIR, which is not served
 SMALL_BATCH = 128  # images without a prediction that Start waits for (about a second), rather than open unranked
@@ -307,16 +308,45 @@ class Review:
                           _pct(report["per_class"]["dog"]["precision"])])
         return pd.DataFrame(table, columns=[say(lang, f"col_{c}") for c in IMPACT_COLUMNS])  # as ui.headed
 
+    def llm_scorecard(self, lang: str = "en") -> tuple:
+        """The LLM labeller against the reviewed labels (:func:`labeling.scorecard.scorecard`), per LLM model and
+        prompt version, with the served classifier's answers (cached) for "both wrong"."""
+        clf = self.slot.get()
+        reviewed = {r["id"]: r["human_label"] for r in self.store.state() if r["human_label"] is not None}
+        predicted = {i: clf.answer(np.asarray(p, np.float32))
+                     for i, p in self.store.cached_predictions(model_key(clf)).items()}
+        return scorecard(self.store.llm_answers(), reviewed, predicted, lang)
+
     # -- auto-label --------------------------------------------------------------------------------------------
 
-    def run_autolabel(self, limit: int, progress) -> dict:
+    def autolabel_skip(self, below: float | None, weak=()) -> set:
+        """Images an "only where the classifier is unsure" auto-label leaves out (none when ``below`` is None)."""
+        if below is None:
+            return set()
+        clf = self.slot.get()
+        return sure(self.store.cached_predictions(model_key(clf)), clf.classes, below, weak)
+
+    def autolabel_plan(self, below: float | None, weak=(), limit: int = 0) -> dict:
+        """What an auto-label would ask before it starts: ``asked`` of ``without`` images still without an LLM
+        answer (``saved`` left to the classifier) and the estimated ``cost`` (``GLM_COST_PER_IMAGE`` each)."""
+        skip = self.autolabel_skip(below, weak)
+        todo = [r["id"] for r in self.state() if r["llm_status"] is None]
+        asked = len([i for i in todo if i not in skip])
+        asked = min(asked, limit) if limit else asked
+        return {"without": len(todo), "asked": asked, "saved": len(todo) - asked,
+                "cost": asked * self.settings.glm_cost_per_image}
+
+    def run_autolabel(self, limit: int, progress, below: float | None = None, weak=()) -> dict:
         if not self.autolabel_lock.acquire(blocking=False):
             raise ReviewError("rv_err_autolabel_running")
         try:
             self.autolabel_cancel.clear()
             labeler = GLMLabeler(self.settings.glm_api_key, self.settings.glm_base_url, self.settings.glm_model,
                                  data_prefix=self.settings.glm_data_prefix)
-            return autolabel(self.store, labeler, limit or None, 2, progress, self.autolabel_cancel)
+            skip = self.autolabel_skip(below, weak)
+            summary = autolabel(self.store, labeler, limit or None, 2, progress, self.autolabel_cancel, skip)
+            summary["model_labelled"] = label_sure(self.store, self.slot.get(), skip)
+            return summary
         except BatchStopped as e:
             raise ReviewError("rv_err_autolabel_stopped", why=str(e)) from None
         finally:

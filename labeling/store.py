@@ -61,7 +61,7 @@ CURRENT_SQL = """
 WITH last AS (
     SELECT image_id,
            MAX(CASE WHEN source = 'human' THEN id END) AS h,
-           MAX(CASE WHEN source IN ('llm', 'import') AND label IS NOT NULL THEN id END) AS m,
+           MAX(CASE WHEN source IN ('llm', 'import', 'model') AND label IS NOT NULL THEN id END) AS m,
            MAX(CASE WHEN source = 'llm' THEN id END) AS l
     FROM events e WHERE e.undoes IS NULL AND NOT EXISTS (SELECT 1 FROM events u WHERE u.undoes = e.id) {where}
     GROUP BY image_id)
@@ -384,6 +384,14 @@ class LabelStore:
         """One image's cached probabilities for a model, or None."""
         rows = self.query("SELECT probs FROM predictions WHERE model_key = ? AND image_id = ?", (model_key, image_id))
         return json.loads(rows[0]["probs"]) if rows else None
+
+    def llm_answers(self) -> list[dict]:
+        """Each image's latest LLM answer per LLM model and prompt version: ``image_id``, ``label`` (a class, none,
+        or None when unusable), ``status``, ``model``, ``prompt_version``."""
+        return self.query(
+            "SELECT e.image_id, e.label, e.status, e.model, e.prompt_version FROM events e WHERE e.source = 'llm' "
+            "AND e.id = (SELECT MAX(x.id) FROM events x WHERE x.image_id = e.image_id AND x.source = 'llm' "
+            "AND x.model IS e.model AND x.prompt_version IS e.prompt_version)")
 
     def cached_predictions(self, model_key: str) -> dict[int, list[float]]:
         return {r["image_id"]: json.loads(r["probs"]) for r in

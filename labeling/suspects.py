@@ -39,6 +39,24 @@ def predict_store(store, classifier, progress=None, batch_size: int = 32, save_e
     return {k: np.asarray(v, np.float32) for k, v in cached.items()}
 
 
+def sure(probs: dict, classes, below: float, weak=()) -> set:
+    """The images the classifier is sure about, so an LLM's answer would add little: its top probability is at
+    least ``below`` and its top class is not one of the ``weak`` classes (where it is known to err). Images
+    without a prediction are not among them: they are worth asking about."""
+    return {i for i, p in probs.items() if max(p) >= below and classes[int(np.argmax(p))] not in set(weak)}
+
+
+def label_sure(store, classifier, ids) -> int:
+    """Where the LLM is not asked (:func:`sure`), the classifier's answer becomes the label, recorded as the
+    model's (source "model", the model's name), for the images in ``ids`` that have no label yet; returns how many."""
+    probs = store.cached_predictions(model_key(classifier))
+    todo = [r["id"] for r in store.state(list(ids)) if r["label"] is None and r["id"] in probs]
+    for i in todo:
+        store.add_event(i, classifier.answer(np.asarray(probs[i], np.float32)), "model", author=classifier.name,
+                        model=classifier.name)
+    return len(todo)
+
+
 def rank(rows: list[dict], probs: dict, classes, none_threshold: float | None = 0.5) -> list[dict]:
     """Sort store rows (from ``LabelStore.state``) most suspicious first; adds the scoring fields to each row.
 

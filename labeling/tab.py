@@ -11,6 +11,7 @@ from i18n import Message, say
 from ui import MAX_NAME, T, dataset_choice, dataset_dropdown, fill_at_load, headed, receive_upload, shown, upload_box
 
 from .review import IMPACT_COLUMNS, SORTS, STATUSES, Review
+from .scorecard import COLUMNS as SCORECARD_COLUMNS
 
 KEYS = [str((i + 1) % 10) for i in range(10)]  # 1..9 then 0, in class order
 
@@ -37,6 +38,12 @@ def build(settings, slot, guard, T=T):
             dataset = dataset_dropdown(settings, T("rv_folder"))
             import_button = gr.Button(T("rv_import"))
         upload = upload_box(T("rv_upload"), "rv-upload")
+        with gr.Row():
+            unsure_only = gr.Checkbox(label=T("rv_unsure_only"), value=False, elem_id="rv-unsure")
+            unsure_below = gr.Slider(0.5, 1.0, value=0.9, step=0.01, label=T("rv_unsure_below"))
+            weak = gr.Dropdown([(display_name(c), c) for c in CLASSES], value=["cat", "dog"], multiselect=True,
+                               label=T("rv_weak"))
+        plan_md = gr.Markdown()
         with gr.Row():
             autolabel_limit = gr.Number(value=0, precision=0, label=T("rv_limit"))
             autolabel_button = gr.Button(T("rv_autolabel"), interactive=has_key)
@@ -89,6 +96,11 @@ def build(settings, slot, guard, T=T):
         impact_button = gr.Button(T("rv_compute"))
         impact_table = gr.Dataframe(interactive=False)
         fill_at_load(lambda lang: headed(IMPACT_COLUMNS, lang), impact_table)  # headers in the viewer's words
+        gr.Markdown(T("rv_scorecard"))
+        llm_table = gr.Dataframe(interactive=False, elem_id="rv-scorecard")
+        fill_at_load(lambda lang: headed(SCORECARD_COLUMNS, lang), llm_table)
+        llm_title = gr.Markdown()
+        llm_confusion = gr.Dataframe(interactive=False)
     filters = [status, label, predicted, llm_only, sort]
     view_outputs = [photo, details, progress_md, session]
 
@@ -172,13 +184,19 @@ def build(settings, slot, guard, T=T):
             raise Message("rv_err_pick_folder")
         return review.import_folder(sess, settings.dataset_path(folder)), review.progress(lang)
 
+    def plan_line(only, below, weak_classes, limit, lang):
+        plan = review.autolabel_plan(below if only else None, weak_classes or (), int(limit or 0))
+        return say(lang, "rv_plan", **plan)
+
     @shown
-    def on_autolabel(sess, pw, limit, lang, progress=gr.Progress()):
+    def on_autolabel(sess, pw, limit, only, below, weak_classes, lang, progress=gr.Progress()):
         guard.require(pw, "do_labels")
         review.check(sess)
         summary = review.run_autolabel(int(limit or 0), lambda d, n, rate, eta: progress(
-            d / max(n, 1), desc=say(lang, "rv_autolabel_progress", done=d, n=n, rate=rate, eta=eta or 0)))
+            d / max(n, 1), desc=say(lang, "rv_autolabel_progress", done=d, n=n, rate=rate, eta=eta or 0)),
+            below if only else None, weak_classes or ())
         text = say(lang, "rv_autolabelled", labelled=summary["labelled"], total=summary["total"],
+                   skipped=summary["skipped"],
                    unparseable=summary["unparseable"], filtered=summary["content_filter"], failed=summary["failed"],
                    retries=summary["retries"])
         if summary["stopped"]:
@@ -231,7 +249,9 @@ def build(settings, slot, guard, T=T):
 
     @shown
     def on_impact(lang):
-        return review.impact(lang)
+        table, confusion, name = review.llm_scorecard(lang)
+        title = say(lang, "rv_llm_confusion", name=name) if name else say(lang, "rv_llm_nothing")
+        return review.impact(lang), table, title, confusion
 
     upload.upload(on_upload, [upload, reviewer, password, session, *filters], upload_outputs,
                   api_name="review_upload", concurrency_id="import", validator=guard.door(2, "do_upload"))
@@ -239,11 +259,17 @@ def build(settings, slot, guard, T=T):
                       concurrency_id="import", validator=guard.door(1, "do_demo"))
     import_button.click(on_import, [session, password, dataset], [admin_status, progress_md], api_name="import",
                         concurrency_id="import", validator=guard.door(1, "do_import"))
-    autolabel_button.click(on_autolabel, [session, password, autolabel_limit], [admin_status, progress_md],
+    plan_inputs = [unsure_only, unsure_below, weak, autolabel_limit]
+    for control in plan_inputs:  # the count and the cost, before anything is spent
+        control.change(shown(plan_line), plan_inputs, plan_md, api_visibility="private", trigger_mode="always_last")
+    fill_at_load(lambda lang: plan_line(False, 0.9, [], 0, lang), plan_md)
+    autolabel_button.click(on_autolabel, [session, password, autolabel_limit, *plan_inputs[:3]],
+                           [admin_status, progress_md],
                            api_name="autolabel", concurrency_limit=1, concurrency_id="autolabel",
                            validator=guard.door(1, "do_autolabel"))
     cancel_button.click(on_cancel, [session, password], admin_status, api_name="autolabel_cancel")
     export_button.click(on_export, password, files, api_name="export", concurrency_id="export",
                         validator=guard.door(0, "do_export"))
-    impact_button.click(on_impact, None, impact_table, api_name="review_impact")
+    impact_button.click(on_impact, None, [impact_table, llm_table, llm_title, llm_confusion],
+                        api_name="review_impact")
     return review, {"label": label, "predicted": predicted, "status": status, "progress": progress_md}

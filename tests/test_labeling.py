@@ -476,3 +476,70 @@ def test_a_reviewers_session_runs_without_a_server(tmp_path):
         review.undo(session)
     with pytest.raises(ReviewError, match="No image qualifies"):
         review.bulk_accept(session, 1.01)
+
+
+def test_the_llm_scorecard_scores_each_llm_model_against_the_reviewed_labels(glm, tmp_path):
+    from labeling.scorecard import scorecard
+
+    store, b64 = setup_batch(tmp_path, 6)
+    for key, reply in zip("012345", ("dog", "cat", "none of these", "I am not sure", "dog", "horse")):
+        glm.script(b64[key], ok(reply))
+    autolabel(store, GLMLabeler(KEY, glm.url, "glm-4.6v-flash", backoff=0.01))
+    ids = {r["key"]: r["id"] for r in store.state()}
+    store.add_event(ids["0"], "cat", "llm", author="glm", model="glm-4v-plus", prompt_version="v9", status="ok")
+    for key, truth in zip("012345", ("cat", "cat", NONE, "cow", "dog", "cow")):
+        store.decide(ids[key], truth, "ann")
+    reviewed = {r["id"]: r["human_label"] for r in store.state()}
+    predicted = {ids["0"]: "cat", ids["4"]: "dog", ids["5"]: "horse"}  # the classifier agrees with the LLM on 5
+    table, confusion, name = scorecard(store.llm_answers(), reviewed, predicted)
+    rows = {r[0].split(" · ")[0]: r[1:] for r in table.values.tolist()}
+    assert rows["glm-4.6v-flash"] == [6, 0.5, "0.19–0.81", 1, 1, 1]  # 3 of 6 right; 5 is the shared mistake
+    assert rows["glm-4v-plus"][:2] == [1, 1.0] and name.startswith("glm-4.6v-flash")
+    cells = {r[0]: dict(zip(confusion.columns[1:], r[1:])) for r in confusion.values.tolist()}
+    assert cells["cat 猫"]["dog 狗"] == 1 and cells["cat 猫"]["cat 猫"] == 1 and cells["cow 牛"]["horse 马"] == 1
+    assert cells["cow 牛"]["no usable answer"] == 1 and confusion.columns[-1] == "no usable answer"
+    chinese, _, _ = scorecard(store.llm_answers(), reviewed, predicted, "zh")
+    assert list(chinese.columns)[1:3] == ["已审核", "LLM 准确率"]
+
+
+def test_only_where_the_classifier_is_unsure_asks_the_llm_about_those_alone(glm, tmp_path):
+    from classifier.classes import CLASSES
+    from labeling.suspects import sure
+
+    store, b64 = setup_batch(tmp_path, 5)
+    ids = {r["key"]: r["id"] for r in store.state()}
+    sharp = lambda c, p: [p if x == c else (1 - p) / 9 for x in CLASSES]  # noqa: E731
+    probs = {ids["0"]: sharp("horse", 0.99), ids["1"]: sharp("cat", 0.99), ids["2"]: sharp("cow", 0.6),
+             ids["3"]: sharp("sheep", 0.95)}  # 4 has no prediction yet: it is asked
+    skip = sure(probs, CLASSES, 0.9, weak=["cat", "dog"])
+    assert skip == {ids["0"], ids["3"]}  # sure and not a weak class; the cat is asked despite 0.99
+    for key in "01234":
+        glm.script(b64[key], ok("cow"))
+    summary = autolabel(store, GLMLabeler(KEY, glm.url, "glm-4.6v-flash", backoff=0.01), skip=skip)
+    assert summary["total"] == 3 and summary["skipped"] == 2 and summary["labelled"] == 3
+    asked = {k for k, (label, _) in llm_labels(store).items() if label}
+    assert asked == {"1", "2", "4"} and len(glm.requests) == 3
+
+
+def test_where_the_llm_is_not_asked_the_classifiers_answer_is_the_label_marked_as_its_own(tmp_path):
+    import shutil
+
+    from conftest import EXAMPLES
+
+    from classifier.predictor import Classifier
+    from labeling.suspects import label_sure, model_key, predict_store, sure
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in EXAMPLES.glob("*.jpg"):
+        shutil.copy(photo, folder / photo.name)
+    store = LabelStore(tmp_path / "labels.db")
+    store.import_folder(folder)  # flat photos, no label file: nothing labelled yet
+    clf = Classifier.load()
+    predict_store(store, clf)
+    skip = sure(store.cached_predictions(model_key(clf)), clf.classes, 0.9, weak=["cat", "dog"])
+    assert 5 <= len(skip) <= 8  # the ten examples are easy; the cat and the dog are always asked
+    assert label_sure(store, clf, skip) == len(skip) and label_sure(store, clf, skip) == 0  # once
+    rows = {r["id"]: r for r in store.state()}
+    assert all(rows[i]["label"] == rows[i]["key"] and rows[i]["source"] == "model" for i in skip)
+    assert all(rows[i]["label"] is None for i in set(rows) - skip)

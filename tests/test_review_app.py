@@ -84,8 +84,9 @@ def test_review_through_the_api(app):
     message, _ = client.predict("", 0.5, api_name="/bulk_accept")
     assert message.startswith("Accepted")
     client.predict("", *DOGS, api_name="/label_cat")  # ann's open image is 0 again: the cat called "dog"
-    impact = client.predict(api_name="/review_impact")
+    impact, llm, _, _ = client.predict(api_name="/review_impact")
     rows = {r[0]: r[1:] for r in impact["data"]}
+    assert llm["data"] == []  # no LLM answer yet: nothing to score
     assert rows["before review (LLM / imported)"] == [3, "66.7%", "-", "100.0%"]  # no cat label: recall undefined
     assert rows["after review (current)"] == [3, "100.0%", "100.0%", "100.0%"]
     files = client.predict("", api_name="/export")
