@@ -11,7 +11,9 @@ through ImageDataGenerator.flow_from_dataframe + model.predict, as its predict.p
 - app start to first answer (python app.py, then one /classify call through gradio_client) and the app's peak
   memory after it, with SERVING_ENGINE=litert and =keras (the .tflite already cached, as after a first start);
 - where the model looked: a Grad-CAM heatmap over the photo (decode, heatmap, overlay: what the Classify and Review
-  tabs show) against a plain prediction through the served LiteRT path, p50 per photo (``--heatmap`` alone).
+  tabs show) against a plain prediction through the served LiteRT path, p50 per photo (``--heatmap`` alone);
+- the downloads (classifier/export.py): the float16 TFLite file through LiteRT and the ONNX file through
+  onnxruntime against Keras, one photo (decode + predict) p50/p90 (``--exports`` alone).
 """
 
 import argparse
@@ -122,6 +124,33 @@ def heatmap_cost(photos, cache):
             "Grad-CAM over the photo (Keras)": latency(explainer.explain, photos[:60], repeats=2)}
 
 
+def export_speed(photos, cache):
+    """p50/p90 ms per photo (decode + predict) of the Keras model and of its two downloads."""
+    from onnxruntime import InferenceSession
+
+    from classifier.export import export
+    from classifier.images import decode
+    from classifier.predictor import LiteEngine
+
+    files = export(cache_dir=cache)
+    keras_clf = Classifier.load(None, "keras")
+    lite16 = LiteEngine(files["tflite"])
+    onnx = InferenceSession(str(files["onnx"]), providers=["CPUExecutionProvider"])
+    name = onnx.get_inputs()[0].name
+    size = keras_clf.size
+    return {"Keras": latency(keras_clf.predict, photos[:60], repeats=2),
+            "TFLite float16 (LiteRT)": latency(lambda p: lite16(decode(p, size)[None]), photos[:60], repeats=2),
+            "ONNX (onnxruntime)": latency(lambda p: onnx.run(None, {name: decode(p, size)[None]}), photos[:60],
+                                          repeats=2)}
+
+
+def print_export_speed(speeds):
+    (keras_p50, _), *_ = speeds.values()
+    print("\n| one photo, decode + predict | p50 / p90 ms | p50 against Keras |\n|---|---|---|")
+    for name, (p50, p90) in speeds.items():
+        print(f"| {name} | {p50:.1f} / {p90:.1f} | {p50 / keras_p50:.2f}x |")
+
+
 def print_heatmap_cost(costs):
     (plain, _), *_ = costs.values()
     print("\n| one photo | p50 / p90 ms | p50 against a plain prediction |\n|---|---|---|")
@@ -134,10 +163,13 @@ def main():
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "animals"))
     ap.add_argument("--n", type=int, default=200, help="photos in the sample (default: %(default)s)")
     ap.add_argument("--heatmap", action="store_true", help="measure only the heatmap against a plain prediction")
+    ap.add_argument("--exports", action="store_true", help="measure only the TFLite and ONNX downloads")
     args = ap.parse_args()
     photos = sample_photos(args.data, args.n)
     if args.heatmap:
         return print_heatmap_cost(heatmap_cost(photos, tempfile.mkdtemp()))
+    if args.exports:
+        return print_export_speed(export_speed(photos, tempfile.mkdtemp()))
     sizes = [max(Image.open(p).size) for p in photos]
     cache = tempfile.mkdtemp()
     paths = {"LiteRT": Classifier.load(None, "litert", cache), "Keras": Classifier.load(None, "keras")}
@@ -179,6 +211,7 @@ def main():
     print(f"\napp start to first answer: LiteRT {lite_s:.1f} s, Keras {keras_s:.1f} s ({lite_s / keras_s:.2f}x); "
           f"peak memory after it: LiteRT {lite_mb:.0f} MB, Keras {keras_mb:.0f} MB")
     print_heatmap_cost(heatmap_cost(photos, cache))
+    print_export_speed(export_speed(photos, cache))
 
 
 if __name__ == "__main__":

@@ -187,3 +187,12 @@ def test_handler_text_follows_the_browser_language(app_url, tmp_path):
     assert chinese.predict(handle_file(rocket), api_name="/classify")["label"] == "none of the 10 animals 非这十种动物"
     summary, *_ = chinese.predict("", "default", "datasets/mini", 0, False, api_name="/evaluate")
     assert "准确率 100.0%" in summary and "已排除并计数：1 张标注为“不是这十种”" in summary
+
+
+def test_the_default_model_downloads_as_tflite_and_onnx(client):
+    files = client.predict("", "default", api_name="/export_model")
+    paths = {os.path.basename(f["path"] if isinstance(f, dict) else f): f for f in files}
+    assert sorted(paths) == ["default.float16.tflite", "default.json", "default.onnx"]
+    assert all(os.path.getsize(f["path"] if isinstance(f, dict) else f) > 100 for f in files)
+    with pytest.raises(Exception, match="No finished run|not in the list of choices|400 Bad Request"):
+        client.predict("", "no-such-run", api_name="/export_model")

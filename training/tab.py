@@ -11,11 +11,12 @@ from PIL import Image
 
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.classes import display_name
+from classifier.export import bundle
 from i18n import STRINGS, Message, say
 from ui import T, dataset_dropdown, fill_at_load, headed, shown, upload_box, upload_event
 
 from .config import QUICK
-from .runs import RunStore, read_json, read_status
+from .runs import RunError, RunStore, read_json, read_status
 
 
 def _picture(path):
@@ -72,6 +73,9 @@ def build(settings, slot, guard, T=T):
 
     def split_choices():
         return store.split_choices(T("split_new"), T("split_default"))
+
+    def export_choices():  # the default model, then every finished run (newest first)
+        return [(f"★ {Path(settings.model_path).name}", "default"), *store.finished()]
     hint = gr.Markdown()  # in the viewer's words, at load
     quick = QUICK  # the tab's quicker epochs: a named preset of the training config, not a second set of numbers
     with gr.Row():
@@ -106,6 +110,10 @@ def build(settings, slot, guard, T=T):
         show_button = gr.Button(T("tr_show"), scale=1)
         serve = gr.Button(T("tr_serve"), scale=1)
     served = gr.Markdown()
+    with gr.Row():
+        to_export = gr.Dropdown(export_choices(), value="default", label=T("tr_export_model"), scale=3)
+        export_button = gr.Button(T("tr_export"), scale=1, elem_id="tr-export")
+        exported = gr.File(label=T("downloads"), file_count="multiple", height=90, scale=3)
     outputs = [status, log, curves, matrix, table]
 
     def show(run, lang):
@@ -147,6 +155,13 @@ def build(settings, slot, guard, T=T):
         return guard.scrub(store.serve(slot, name, lang))
 
     @shown
+    def on_export(pw, choice):
+        guard.require(pw, "do_export_model")
+        if choice != "default" and choice not in store.finished():
+            raise RunError("tr_err_no_run", name=repr(choice))
+        return bundle(settings.model_path if choice == "default" else store.model(choice), settings.model_cache)
+
+    @shown
     def on_show(name, lang):
         return show(store.runs / Path(name).name if name else None, lang)
 
@@ -165,4 +180,8 @@ def build(settings, slot, guard, T=T):
     teachers.focus(lambda: gr.Dropdown(choices=store.finished()), None, teachers, api_visibility="private",
                    queue=False)
     upload_event(upload, settings, guard, password, status, data, "train_upload")
+    to_export.focus(lambda: gr.Dropdown(choices=export_choices()), None, to_export, api_visibility="private",
+                    queue=False)
+    export_button.click(on_export, [password, to_export], exported, api_name="export_model", concurrency_id="export",
+                        validator=guard.door(0, "do_export_model"))
     return serve.click(on_serve, [password, runs], served, api_name="serve")

@@ -1,0 +1,92 @@
+"""The model in other hands: a ``.keras``/``.npz`` classifier as a float16 TFLite file and as an ONNX file.
+
+Both take what the app's model takes, a batch of ``(n, size, size, 3)`` float32 RGB pixels in 0-255 (no scaling),
+and give the ten probabilities in :data:`~classifier.classes.CLASSES` order, before any calibration temperature.
+Their BatchNorms are folded into the convolutions, as in serving. Each is checked against the Keras model in the
+tests (same top-1, probabilities within 1e-3).
+
+    >>> from ai_edge_litert.interpreter import Interpreter          # TFLite
+    >>> from onnxruntime import InferenceSession                     # ONNX
+"""
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .backbones import DEFAULT_BACKBONE, input_size
+from .classes import CLASSES
+from .predictor import DEFAULT_MODEL, default_cache, model_meta, read_calibration
+
+FORMATS = {"tflite": "float16.tflite", "onnx": "onnx"}  # format -> file suffix
+
+
+def export(model_path=None, formats=tuple(FORMATS), cache_dir=None) -> dict[str, Path]:
+    """``{format: file}`` for a model, converted once and cached under ``cache_dir`` (default: where the served
+    ``.tflite`` files are) by the model file's content hash. Converting imports TensorFlow."""
+    model_path = Path(model_path or DEFAULT_MODEL)
+    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:20]
+    folder = Path(cache_dir or default_cache())
+    out = {f: folder / f"{model_path.stem}-{digest}.{FORMATS[f]}" for f in formats}
+    missing = [f for f, path in out.items() if not path.exists()]
+    if missing:
+        folder.mkdir(parents=True, exist_ok=True)
+        model = _inference_model(model_path)
+        for f in missing:
+            tmp = out[f].with_suffix(f".{os.getpid()}.tmp")  # another process may export the same model at once
+            (_tflite16 if f == "tflite" else _onnx)(model, tmp)
+            os.replace(tmp, out[f])
+    return out
+
+
+def bundle(model_path=None, cache_dir=None) -> list[str]:
+    """The files a user downloads: both exports under the model's name and a ``<name>.json`` that says what they
+    take and give (classes, input size, pixel range, the calibration temperature and threshold), in a fresh
+    temporary folder (never under ``DATA_DIR``, which the app does not serve)."""
+    model_path = Path(model_path or DEFAULT_MODEL)
+    meta = model_meta(model_path)
+    name = model_path.parent.name if model_path.stem == "model" else model_path.stem  # a run's model.keras
+    folder = Path(tempfile.mkdtemp(prefix="model-export-"))
+    files = []
+    for f, path in export(model_path, cache_dir=cache_dir).items():
+        files.append(folder / f"{name}.{FORMATS[f]}")
+        shutil.copy(path, files[-1])
+    calibration = read_calibration(model_path) or {}
+    size = input_size(meta.get("backbone", DEFAULT_BACKBONE))
+    card = {"name": meta.get("name", name), "classes": list(meta.get("classes", CLASSES)),
+            "input": {"shape": [None, size, size, 3], "dtype": "float32", "pixels": "RGB 0-255"},
+            "output": "probabilities, before the calibration temperature",
+            "temperature": calibration.get("temperature", 1.0), "none_threshold": calibration.get("threshold")}
+    files.append(folder / f"{name}.json")
+    files[-1].write_text(json.dumps(card, indent=2))
+    return [str(f) for f in files]
+
+
+def _inference_model(model_path):
+    from .model import inference_model, load_model
+
+    model, _ = load_model(model_path)
+    fast = inference_model(model)
+    fast(np.zeros((1, *model.input_shape[1:]), np.float32))  # built and called once: the exporters need it
+    return fast
+
+
+def _tflite16(model, path):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]  # weights stored in float16, half the file
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel's signature
+        Path(path).write_bytes(converter.convert())
+
+
+def _onnx(model, path):
+    with contextlib.redirect_stdout(io.StringIO()):
+        model.export(str(path), format="onnx", verbose=False)  # Keras' own exporter (tf2onnx underneath)

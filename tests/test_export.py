@@ -1,0 +1,57 @@
+"""The default model exported as float16 TFLite and as ONNX answers as the Keras model does on the committed
+photos: the same top-1, raw probabilities (before the calibration temperature) within 1e-3."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import EXAMPLES
+
+from classifier.export import bundle, export
+from classifier.images import decode
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    return export(cache_dir=tmp_path_factory.mktemp("exports"))
+
+
+@pytest.fixture(scope="module")
+def reference():
+    from classifier.model import load_model
+
+    model, _ = load_model()
+    pixels = np.stack([decode(p, model.input_shape[1]) for p in sorted(EXAMPLES.glob("*.jpg"))])
+    return pixels, model.predict(pixels, verbose=0)
+
+
+def test_float16_tflite_answers_as_keras(exported, reference):
+    from ai_edge_litert.interpreter import Interpreter
+
+    pixels, expected = reference
+    interpreter = Interpreter(model_path=str(exported["tflite"]))
+    image, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(image["index"], pixels.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(image["index"], pixels)
+    interpreter.invoke()
+    probs = interpreter.get_tensor(out["index"])
+    assert (probs.argmax(1) == expected.argmax(1)).all() and np.abs(probs - expected).max() < 1e-3
+    assert exported["tflite"].stat().st_size < 0.6 * exported["onnx"].stat().st_size  # float16: about half
+
+
+def test_onnx_answers_as_keras(exported, reference):
+    from onnxruntime import InferenceSession
+
+    pixels, expected = reference
+    session = InferenceSession(str(exported["onnx"]), providers=["CPUExecutionProvider"])
+    probs = session.run(None, {session.get_inputs()[0].name: pixels})[0]
+    assert (probs.argmax(1) == expected.argmax(1)).all() and np.abs(probs - expected).max() < 1e-3
+
+
+def test_the_download_says_what_the_files_take_and_give(exported, tmp_path):
+    files = bundle(cache_dir=exported["onnx"].parent)  # converted already: copies of the cached files
+    card = json.loads(open(next(f for f in files if f.endswith(".json"))).read())
+    assert sorted(f.rsplit(".", 1)[-1] for f in files) == ["json", "onnx", "tflite"]
+    assert card["input"]["shape"] == [None, 260, 260, 3] and card["classes"][1] == "cat"
+    assert card["none_threshold"] == pytest.approx(0.904, abs=0.001) and card["temperature"] != 1.0
