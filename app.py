@@ -8,6 +8,7 @@ from starlette.middleware import Middleware
 from classifier import ASSETS
 from classifier import tab as classify_tab
 from classifier.serving import ModelSlot
+from classifier.tools import build_tools
 from evaluation import tab as evaluate_tab
 from i18n import LANGUAGES
 from labeling import tab as review_tab
@@ -69,19 +70,34 @@ def build_app(settings=None):
 
 
 def main():
+    """Serve the studio at ``/`` and the agents' read-only tools (MCP) at ``/tools``, in one server (one port, as a
+    Space has)."""
+    import uvicorn
+    from fastapi import FastAPI
+
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    demo = build_app(settings)
-    demo.queue(default_concurrency_limit=4, max_size=256).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860),
+    demo = build_app(settings).queue(default_concurrency_limit=4, max_size=256)
+    server = FastAPI(middleware=[Middleware(LanguagePage)])
+    # first: the studio, mounted at the root, would otherwise answer /tools too
+    gr.mount_gradio_app(server, build_tools(demo.slot), path="/tools", mcp_server=True, footer_links=["api"])
+    gr.mount_gradio_app(
+        server, demo, path="/",
         # one limit for every uploaded file, applied before any handler: a data set's; Classify checks its own
         max_file_size=f"{max(settings.max_upload_mb, settings.max_dataset_mb)}mb",
-        i18n=T, footer_links=["api", "settings"], css=CSS,
-        head=SCRIPTS, app_kwargs={"middleware": [Middleware(LanguagePage)]},
+        i18n=T, footer_links=["api", "settings"], css=CSS, head=SCRIPTS,
         # Nothing under DATA_DIR is served by path (the label DB, logs, runs): users get copies of what they were
         # handed (pictures, exports made for their request), which Gradio serves from its own cache.
         allowed_paths=[str(classify_tab.EXAMPLES_DIR)], blocked_paths=[str(settings.data_dir.resolve())])
+    # mount_gradio_app serves the studio from a new App but leaves demo.app on the one made when it was built,
+    # whose per-session state (a dropdown's new choices after an upload) the queue would then read: point it at
+    # the mounted one
+    demo.app = server.routes[-1].app
+    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
+    print(f"* Running on http://{host}:{port}/ (MCP tools: http://{host}:{port}/tools/gradio_api/mcp/)", flush=True)
+    # a stop (SIGTERM) waits at most 3 s for open connections (a browser keeps its event stream open)
+    uvicorn.run(server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The launched app (``python app.py``) through gradio_client, and once in headless Chromium."""
 
 import io
+import json
 import os
 import shutil
 import socket
@@ -196,3 +197,31 @@ def test_the_default_model_downloads_as_tflite_and_onnx(client):
     assert all(os.path.getsize(f["path"] if isinstance(f, dict) else f) > 100 for f in files)
     with pytest.raises(Exception, match="No finished run|not in the list of choices|400 Bad Request"):
         client.predict("", "no-such-run", api_name="/export_model")
+
+
+def test_agents_get_only_the_read_only_tools_over_mcp(app_url):
+    """A real MCP client (the mcp package, streamable HTTP) against the launched app's /tools."""
+    import asyncio
+    import base64
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    photo = "data:image/jpeg;base64," + base64.b64encode((EXAMPLES / "elephant.jpg").read_bytes()).decode()
+
+    async def session():
+        async with streamablehttp_client(f"{app_url[0]}tools/gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as s:
+                await s.initialize()
+                names = sorted(t.name for t in (await s.list_tools()).tools)
+                answer = await s.call_tool("classify", {"image": photo})
+                top = await s.call_tool("top_k", {"image": photo, "k": 2})
+                info = await s.call_tool("model_info", {})
+                return names, answer, top, info
+
+    names, answer, top, info = asyncio.run(session())
+    assert names == ["classify", "model_info", "top_k"]  # nothing that changes labels, imports, trains or serves
+    said = json.loads(answer.content[0].text)
+    assert not answer.isError and said["answer"] == "elephant" and said["name"] == "elephant 大象"
+    assert [c["class"] for c in json.loads(top.content[0].text)][:1] == ["elephant"]
+    assert len(json.loads(top.content[0].text)) == 2 and json.loads(info.content[0].text)["input_size"] == 260

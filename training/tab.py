@@ -113,7 +113,7 @@ def build(settings, slot, guard, T=T):
     with gr.Row():
         to_export = gr.Dropdown(export_choices(), value="default", label=T("tr_export_model"), scale=3)
         export_button = gr.Button(T("tr_export"), scale=1, elem_id="tr-export")
-        exported = gr.File(label=T("downloads"), file_count="multiple", height=90, scale=3)
+        exported = gr.File(label=T("downloads"), file_count="multiple", scale=3, elem_id="tr-exported")
     outputs = [status, log, curves, matrix, table]
 
     def show(run, lang):

@@ -1,0 +1,75 @@
+"""The classifier as tools for agents: a small read-only app served over MCP beside the main one.
+
+Gradio makes every public endpoint of an app an MCP tool, and the main app's endpoints include the ones that change
+labels, import, train and serve. So the tools live in their own app, mounted at ``/tools`` (``app.py``), whose only
+endpoints read: classify a photo, its top-k classes, and what model answers. An agent connects to
+``/tools/gradio_api/mcp/`` (streamable HTTP).
+"""
+
+import json
+
+import gradio as gr
+import numpy as np
+
+from .classes import CHINESE, NONE, TOP_K, display_name
+from .images import ImageError
+
+
+def build_tools(slot) -> gr.Blocks:
+    """The read-only tools app for the model in ``slot`` (a :class:`~classifier.serving.ModelSlot`)."""
+
+    def scores(image, k):
+        clf = slot.get()
+        try:
+            probs = clf.predict(image)
+        except ImageError as e:
+            raise gr.Error(str(e)) from None
+        return clf, probs, [{"class": c, "name": display_name(c), "probability": round(p, 4)}
+                            for c, p in clf.top_k(np.asarray(probs), max(1, min(int(k or TOP_K), 10)))]
+
+    def classify(image: str) -> str:
+        """Classify a photo of an animal into the ten Animals-10 classes (butterfly, cat, chicken, cow, dog,
+        elephant, horse, sheep, spider, squirrel), or "none" when it is none of them.
+
+        Args:
+            image: the photo (JPEG, PNG, WebP...): an https URL, or a data URL (data:image/jpeg;base64,...).
+
+        Returns:
+            answer (a class id, or "none" under the model's calibrated threshold), its English and Chinese name,
+            and the five most likely classes with their probabilities.
+        """
+        clf, probs, top = scores(image, TOP_K)
+        said = clf.answer(probs)
+        return _json({"answer": said, "name": display_name(said), "threshold": clf.threshold, "top": top})
+
+    def top_k(image: str, k: float = 3) -> str:
+        """The k most likely of the ten classes for a photo, best first, with their probabilities.
+
+        Args:
+            image: the photo: an https URL, or a data URL (data:image/jpeg;base64,...).
+            k: how many classes, 1 to 10.
+        """
+        return _json(scores(image, k)[2])
+
+    def model_info() -> str:
+        """Which model answers: its name, engine, the classes it knows (English and Chinese), its measured accuracy
+        on held-out photos and its "none of the 10" threshold."""
+        clf = slot.get()
+        return _json({"name": clf.name, "engine": clf.engine_name, "input_size": clf.size,
+                      "classes": {c: CHINESE[c] for c in clf.classes}, "none": display_name(NONE),
+                      "accuracy": clf.meta.get("accuracy"), "held_out_photos": clf.meta.get("test_images"),
+                      "none_threshold": clf.threshold, "temperature": clf.temperature})
+
+    with gr.Blocks(title="Animals-10 tools") as tools:
+        gr.Markdown("Read-only tools of the Animals-10 classifier, for agents (MCP). The studio is at `/`.")
+        image = gr.Image(type="filepath", label="photo")
+        k = gr.Number(value=3, precision=0, label="k")
+        out = gr.Code(language="json", label="answer")  # JSON text: what an agent reads
+        with gr.Row():
+            for fn, inputs in ((classify, [image]), (top_k, [image, k]), (model_info, [])):
+                gr.Button(fn.__name__).click(fn, inputs, out, api_name=fn.__name__, concurrency_limit=2)
+    return tools
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
