@@ -298,6 +298,7 @@ def test_the_whole_app_in_chinese(page, tmp_path):
         run = next((data / "runs").iterdir()).name
         shots["train"] = english_words(page, [run])
         page.screenshot(path=str(ARTIFACTS / "zh-train.png"), full_page=True)
+        print("English words left, per tab:", shots)
         assert all(len(words) <= 5 for words in shots.values()), shots
     finally:
         proc.terminate()
