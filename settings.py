@@ -82,8 +82,12 @@ class Settings:
         return self.data_dir / "datasets"
 
     def install_demo(self) -> None:
-        """Copy the shipped demo set (assets/demo) to ``DATA_DIR/datasets/demo`` on first start, when the data
-        roots include that folder and no ``demo`` is there yet."""
+        """At start: remove what killed uploads left, and copy the shipped demo set (assets/demo) to
+        ``DATA_DIR/datasets/demo`` on first start, when the data roots include that folder and no ``demo`` is there
+        yet."""
+        from uploads import clean_staging
+
+        clean_staging(self.uploads_dir)  # what a killed upload left, before anything lists the data sets
         target = self.uploads_dir / "demo"
         if target.exists() or target.parent.resolve() not in [Path(r).resolve() for r in self.data_roots]:
             return

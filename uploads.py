@@ -40,6 +40,17 @@ class UploadError(Message):
     """An upload that cannot become a data set; the message says why and what to do."""
 
 
+def clean_staging(datasets_dir, older_than: float = 3600) -> list[str]:
+    """Remove what killed uploads left: staging folders (``.incoming-*``) untouched for ``older_than`` seconds (a
+    younger one may be an upload another process is unpacking now). Returns the names removed."""
+    removed = []
+    for folder in Path(datasets_dir).glob(".incoming-*"):
+        if folder.is_dir() and time.time() - folder.stat().st_mtime > older_than:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed
+
+
 def add_dataset(files, datasets_dir, max_mb: int = 500, progress=None) -> dict:
     """Unpack ``files`` (one archive, or loose files) into a new data set under ``datasets_dir``.
 

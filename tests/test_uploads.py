@@ -219,3 +219,20 @@ def test_the_command_lines_take_archives_as_folders(tmp_path):
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["n_scored"] == 3 and report["per_class"]["dog"]["support"] == 1
+
+
+def test_what_a_killed_upload_left_is_removed_at_the_next_start_but_not_a_running_one(tmp_path):
+    import os
+    import time
+
+    from settings import Settings
+
+    settings = Settings(data_dir=tmp_path, data_roots=(tmp_path / "datasets",))
+    stale, running = tmp_path / "datasets" / ".incoming-dead01", tmp_path / "datasets" / ".incoming-busy02"
+    for folder in (stale, running):
+        folder.mkdir(parents=True)
+        (folder / "0.jpg").write_bytes(PHOTO)
+    hour_ago = time.time() - 7200
+    os.utime(stale, (hour_ago, hour_ago))
+    settings.install_demo()
+    assert not stale.exists() and running.exists() and (tmp_path / "datasets" / "demo").is_dir()
