@@ -39,6 +39,11 @@ def say(lang: str, key: str, /, **values) -> str:
     return STRINGS[lang if lang in STRINGS else "en"][key].format(**values)
 
 
+def column_names(columns, lang: str) -> list[str]:
+    """A table's headers in ``lang``: each of ``columns`` is the name of the catalog key ``col_<name>``."""
+    return [say(lang, f"col_{c}") for c in columns]
+
+
 class Message(ValueError):
     """A request that cannot be done, with what to do, as a catalog key and its values. A ``key`` that is not in
     the catalog is shown as it is (a path or a library's own words)."""

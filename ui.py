@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 
 import gradio as gr
+from starlette.requests import Request
 
-from i18n import COOKIE, STRINGS, Message, language, say
+from i18n import COOKIE, STRINGS, Message, column_names, language, say
 
 ROOT = Path(__file__).resolve().parent
 T = gr.I18n(**STRINGS)  # static text, translated in the browser
@@ -87,10 +88,10 @@ def fill_at_load(fn, outputs):
 
 
 def headed(columns, lang: str):
-    """An empty table with ``columns`` (keys ``col_<name>`` of the catalog) as headers in ``lang``."""
+    """An empty table headed by ``columns`` (:func:`i18n.column_names`) in ``lang``."""
     import pandas as pd
 
-    return pd.DataFrame(columns=[say(lang, f"col_{c}") for c in columns])
+    return pd.DataFrame(columns=column_names(columns, lang))
 
 
 class LanguagePage:
@@ -105,9 +106,8 @@ class LanguagePage:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        cookies = dict(scope.get("headers") or []).get(b"cookie", b"").decode("latin-1")
-        chosen = next((v for k, _, v in (c.strip().partition("=") for c in cookies.split(";")) if k == COOKIE), None)
-        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != "/" or chosen not in self.TAGS:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != "/" or \
+                (chosen := Request(scope).cookies.get(COOKIE)) not in self.TAGS:
             return await self.app(scope, receive, send)
         tag = self.TAGS[chosen]
         script = (f'<script>for (const [k, v] of [["language", "{tag}"], ["languages", ["{tag}"]]]) '

@@ -1,7 +1,8 @@
 """Where the model looked: Grad-CAM heatmaps for one class over one photo.
 
 Grad-CAM (Selvaraju et al., 2017) weighs each channel of the backbone's last feature map by the gradient of the
-class's score (its logit) with respect to it, sums, and keeps the positive part. In this model the head sees the
+class's score with respect to it, sums, and keeps the positive part; the score here is the class's log-probability
+(the class against the other nine). In this model the head sees the
 feature map only through global average pooling, so that gradient is the same at every position: it is the
 gradient with respect to the pooled features, divided by the map's size. The heatmap therefore costs one backbone
 pass plus a gradient through the small head, not through the backbone.
@@ -47,13 +48,13 @@ class Explainer:
         def explain(pixels, index):
             features = self.backbone(pixels, training=False)
             pooled = tf.reduce_mean(features, axis=(1, 2))
-            top = tf.argmax(logits(pooled), axis=1, output_type=tf.int32)
-            index = tf.where(index < 0, top, index)  # -1: the model's top class
             with tf.GradientTape() as tape:
                 tape.watch(pooled)
-                score = tf.gather(tf.nn.log_softmax(logits(pooled)), index, axis=1, batch_dims=1)
+                scores = logits(pooled)
+                index = tf.where(index < 0, tf.argmax(scores, axis=1, output_type=tf.int32), index)  # -1: top class
+                score = tf.gather(tf.nn.log_softmax(scores), index, axis=1, batch_dims=1)
             weights = tape.gradient(score, pooled)  # (n, channels): the same at every position of the map
-            return tf.nn.relu(tf.einsum("nhwc,nc->nhw", features, weights)), tf.nn.softmax(logits(pooled))
+            return tf.nn.relu(tf.einsum("nhwc,nc->nhw", features, weights)), tf.nn.softmax(scores)
 
         self._explain = tf.function(explain, reduce_retracing=True, input_signature=[
             tf.TensorSpec((None, self.size, self.size, 3), tf.float32), tf.TensorSpec((None,), tf.int32)])

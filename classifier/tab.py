@@ -48,12 +48,7 @@ def classify_image(slot, image, lang: str = "en", top_k: int = TOP_K, low_confid
     scores below it. Raises ``gr.Error`` with the decode's message for a file that is not a usable image, and for
     one over ``max_mb`` (Gradio's own upload limit is the larger one data sets need).
     """
-    if not image:
-        raise gr.Error(say(lang, "no_photo"), print_exception=False)
-    path = image.get("path") if isinstance(image, dict) else image
-    if os.path.getsize(path) > max_mb * 2**20:
-        raise gr.Error(say(lang, "too_large", mb=os.path.getsize(path) / 2**20, limit=max_mb),
-                       title=say(lang, "too_large_title"), print_exception=False)
+    path = upload_path(image, lang, max_mb)
     clf = slot.get()
     start = time.perf_counter()
     try:
@@ -85,12 +80,22 @@ def model_line(clf, lang: str = "en") -> str:
     return say(lang, "model_unmeasured", name=clf.name, engine=clf.engine_name)
 
 
-def heatmap(slot, image, label=None, lang: str = "en") -> tuple:
-    """Where the model looked in an upload, for ``label`` (None or "": its top class): ``(picture, the class
-    shown, its top-k classes)``. Raises ``gr.Error`` as :func:`classify_image` does for what is not a photo."""
+def upload_path(image, lang: str = "en", max_mb: float = 20) -> str:
+    """The file of a photo upload (Gradio's raw payload, a dict with ``path``, or a path); ``gr.Error`` when there
+    is none or it is over ``max_mb`` (Gradio's own upload limit is the larger one data sets need)."""
     if not image:
         raise gr.Error(say(lang, "no_photo"), print_exception=False)
     path = image.get("path") if isinstance(image, dict) else image
+    if os.path.getsize(path) > max_mb * 2**20:
+        raise gr.Error(say(lang, "too_large", mb=os.path.getsize(path) / 2**20, limit=max_mb),
+                       title=say(lang, "too_large_title"), print_exception=False)
+    return path
+
+
+def heatmap(slot, image, label=None, lang: str = "en", max_mb: float = 20) -> tuple:
+    """Where the model looked in an upload, for ``label`` (None or "": its top class): ``(picture, the class
+    shown, its top-k classes)``. Raises ``gr.Error`` as :func:`classify_image` does for what is not a photo."""
+    path = upload_path(image, lang, max_mb)
     try:
         return slot.explainer().explain(path, label or None)
     except ImageError as e:
@@ -137,7 +142,7 @@ def build(settings, slot, guard, T, session_threshold=None):
         choice then offers the photo's top-k classes."""
         if not on or not img:
             return gr.Image(value=None, visible=bool(on)), gr.Dropdown(visible=bool(on))
-        picture, shown, top = heatmap(slot, img, label, language(request))
+        picture, shown, top = heatmap(slot, img, label, language(request), settings.max_upload_mb)
         choices = [(display_name(c), c) for c in dict.fromkeys([*top, shown])]
         return gr.Image(value=picture, visible=True), gr.Dropdown(choices=choices, value=shown, visible=True)
 
@@ -145,7 +150,7 @@ def build(settings, slot, guard, T, session_threshold=None):
         return show_heat(img, on, None, request)
 
     def pick(img, label, request: gr.Request):
-        picture, shown, _ = heatmap(slot, img, label, language(request))
+        picture, shown, _ = heatmap(slot, img, label, language(request), settings.max_upload_mb)
         return picture, shown
 
     for event in classified:

@@ -16,7 +16,7 @@ from classifier.classes import CLASSES, NONE, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
 from classifier.predictor import read_calibration
-from i18n import Message, language, say
+from i18n import Message, column_names, language, say
 from training.runs import RunStore
 from ui import T, dataset_dropdown, fill_at_load, headed, progress_bar, shown, upload_box, upload_event
 
@@ -41,6 +41,11 @@ def model_path(settings, choice):
     return RunStore(settings).model(str(choice).removeprefix("run: "))
 
 
+def evaluation_dir(settings, name: str) -> Path:
+    """Where the evaluation ``name`` is kept: ``DATA_DIR/evaluations/<name>`` (a name, never a path)."""
+    return settings.data_dir / "evaluations" / Path(name).name
+
+
 def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=None):
     """Run an evaluation from the tab; returns ``(report, output folder)``. Data sets must lie under the roots;
     a request that cannot be done raises ``ValueError`` with what to do."""
@@ -48,7 +53,7 @@ def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=
         raise Message("ev_err_pick_set")
     folder = settings.dataset_path(dataset)
     model = model_path(settings, choice)
-    out = settings.data_dir / "evaluations" / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
+    out = evaluation_dir(settings, f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}")
     try:
         report = evaluate_folder(folder, out, model, labels_file(folder),
                                 threshold=threshold or None, tta=tta, progress=progress)
@@ -99,14 +104,17 @@ def per_class_table(report, lang: str = "en"):
         ci = m["recall_ci95"]
         rows.append([display_name(c), m["support"], round(m["precision"], 3), round(m["recall"], 3),
                      f"{ci[0]:.2f}–{ci[1]:.2f}" if ci else "", round(m["f1"], 3)])
-    return pd.DataFrame(rows, columns=headed(PER_CLASS_COLUMNS, lang).columns)
+    return pd.DataFrame(rows, columns=column_names(PER_CLASS_COLUMNS, lang))
 
 
 def counts_table(report, lang: str = "en"):
     """The closed-set confusion counts, label per row and prediction per column (a cell click opens its images)."""
     matrix = report["confusion_matrix"]["matrix"]
-    return pd.DataFrame([[f"{display_name(c)} →"] + r for c, r in zip(CLASSES, matrix)],
-                        columns=[say(lang, "col_label_predicted"), *map(display_name, CLASSES)])
+    return pd.DataFrame([[f"{display_name(c)} →"] + r for c, r in zip(CLASSES, matrix)], columns=counts_columns(lang))
+
+
+def counts_columns(lang: str = "en") -> list[str]:
+    return [say(lang, "col_label_predicted"), *map(display_name, CLASSES)]
 
 
 def curve_of(out_dir):
@@ -178,8 +186,7 @@ def build(settings, slot, guard, T=T, session_threshold=None):
     per_class = gr.Dataframe(label=T("per_class"), interactive=False)
     # empty until the first evaluation, headed in the viewer's words (a table without headers shows "1 2 3")
     fill_at_load(lambda lang: headed(PER_CLASS_COLUMNS, lang), per_class)
-    fill_at_load(lambda lang: pd.DataFrame(columns=[say(lang, "col_label_predicted"), *map(display_name, CLASSES)]),
-                 counts)
+    fill_at_load(lambda lang: pd.DataFrame(columns=counts_columns(lang)), counts)
     out_state = gr.State(None)
     calibrated_state = gr.State(None)
 
@@ -191,7 +198,7 @@ def build(settings, slot, guard, T=T, session_threshold=None):
         # the picture itself, not its path: files under DATA_DIR are never served
         matrix = Image.open(out / "confusion_matrix.png").convert("RGB")
         calibrated = (read_calibration(model_path(settings, choice)) or {}).get("threshold")
-        chosen = thr or calibrated or 0.5
+        chosen = thr or calibrated or settings.low_confidence  # as the Classify tab falls back
         picture, line = risk_view(out, calibrated, chosen, lang)
         return (summary_markdown(report, lang), matrix, per_class_table(report, lang), counts_table(report, lang),
                 str(out.name), "", [], picture, chosen, line, calibrated)
@@ -200,7 +207,7 @@ def build(settings, slot, guard, T=T, session_threshold=None):
     def on_pick(name, calibrated, chosen, lang):
         if not name:
             raise Message("ev_err_run_first")
-        return risk_view(settings.data_dir / "evaluations" / Path(name).name, calibrated, chosen, lang)
+        return risk_view(evaluation_dir(settings, name), calibrated, chosen, lang)
 
     @shown
     def on_use(name, chosen, lang):
@@ -212,7 +219,7 @@ def build(settings, slot, guard, T=T, session_threshold=None):
         if not name or not evt.index or evt.index[1] == 0:
             return "", [], None
         label, predicted = CLASSES[evt.index[0]], CLASSES[evt.index[1] - 1]
-        images = cell_images(settings.data_dir / "evaluations" / Path(name).name, label, predicted)
+        images = cell_images(evaluation_dir(settings, name), label, predicted)
         return (say(language(request), "ev_cell", label=display_name(label), predicted=display_name(predicted),
                     n=len(images)), images, (label, predicted))
 

@@ -22,7 +22,7 @@ from classifier.classes import CLASSES, NONE, OTHER, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
 from evaluation.metrics import evaluate
-from i18n import Message, say
+from i18n import Message, column_names, say
 
 from .glm import BatchStopped, GLMLabeler, autolabel
 from .scorecard import scorecard
@@ -306,7 +306,7 @@ class Review:
             table.append([name, report["n_scored"], _pct(report["accuracy"]),
                           _pct(cat["recall"] if cat["support"] else None),
                           _pct(report["per_class"]["dog"]["precision"])])
-        return pd.DataFrame(table, columns=[say(lang, f"col_{c}") for c in IMPACT_COLUMNS])  # as ui.headed
+        return pd.DataFrame(table, columns=column_names(IMPACT_COLUMNS, lang))
 
     def llm_scorecard(self, lang: str = "en") -> tuple:
         """The LLM labeller against the reviewed labels (:func:`labeling.scorecard.scorecard`), per LLM model and

@@ -10,7 +10,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from classifier.classes import CLASSES, NONE, display_name
-from i18n import say
+from i18n import column_names, say
 
 COLUMNS = ("llm", "reviewed", "llm_accuracy", "llm_ci", "said_none", "no_answer", "both_wrong")  # col_<name> keys
 
@@ -32,7 +32,7 @@ def scorecard(answers, reviewed: dict, predicted: dict, lang: str = "en") -> tup
         both = sum(predicted.get(a["image_id"]) == s != t for a, s, t in zip(items, said, truth) if s is not None)
         rows.append([name, len(items), round(right / len(items), 3), f"{low:.2f}–{high:.2f}",
                      sum(s == NONE for s in said), sum(s is None for s in said), both])
-    table = pd.DataFrame(rows, columns=[say(lang, f"col_{c}") for c in COLUMNS])
+    table = pd.DataFrame(rows, columns=column_names(COLUMNS, lang))
     if not groups:
         return table, pd.DataFrame(columns=[say(lang, "col_reviewed_llm")]), ""
     name, items = max(groups.items(), key=lambda g: len(g[1]))

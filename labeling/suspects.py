@@ -43,7 +43,8 @@ def sure(probs: dict, classes, below: float, weak=()) -> set:
     """The images the classifier is sure about, so an LLM's answer would add little: its top probability is at
     least ``below`` and its top class is not one of the ``weak`` classes (where it is known to err). Images
     without a prediction are not among them: they are worth asking about."""
-    return {i for i, p in probs.items() if max(p) >= below and classes[int(np.argmax(p))] not in set(weak)}
+    weak = set(weak)
+    return {i for i, p in probs.items() if max(p) >= below and classes[int(np.argmax(p))] not in weak}
 
 
 def label_sure(store, classifier, ids) -> int:

@@ -12,11 +12,13 @@ from PIL import Image
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.classes import display_name
 from classifier.export import bundle
-from i18n import STRINGS, Message, say
+from i18n import STRINGS, Message, column_names, say
 from ui import T, dataset_dropdown, fill_at_load, headed, shown, upload_box, upload_event
 
 from .config import QUICK
-from .runs import RunError, RunStore, read_json, read_status
+from .runs import RunStore, read_json, read_status
+
+TABLE_COLUMNS = ("class", "support", "precision", "recall")  # a run's per-class table (keys col_<name>)
 
 
 def _picture(path):
@@ -55,8 +57,7 @@ def snapshot(run, scrub=str, lang: str = "en"):
             matrix = _picture(folder / "confusion_matrix.png")
             table = pd.DataFrame([[display_name(c), m["support"], round(m["precision"], 3), round(m["recall"], 3)]
                                   for c, m in report["per_class"].items()],
-                                 columns=[say(lang, f"col_class_{folder.name}"),
-                                          *(say(lang, f"col_{c}") for c in ("support", "precision", "recall"))])
+                                 columns=column_names((f"class_{folder.name}", *TABLE_COLUMNS[1:]), lang))
             break
     return line, tail, _picture(run / "train_curves.png"), matrix, table
 
@@ -118,7 +119,7 @@ def build(settings, slot, guard, T=T):
 
     def show(run, lang):
         line, tail, c, m, t = snapshot(run, guard.scrub, lang)
-        return line, tail, c, m, t if t is not None else headed(("class", "support", "precision", "recall"), lang)
+        return line, tail, c, m, t if t is not None else headed(TABLE_COLUMNS, lang)
 
     def follow(run, lang):
         """Stream the run's state until it ends (at least two updates while it runs)."""
@@ -157,8 +158,6 @@ def build(settings, slot, guard, T=T):
     @shown
     def on_export(pw, choice):
         guard.require(pw, "do_export_model")
-        if choice != "default" and choice not in store.finished():
-            raise RunError("tr_err_no_run", name=repr(choice))
         return bundle(settings.model_path if choice == "default" else store.model(choice), settings.model_cache)
 
     @shown
@@ -174,7 +173,7 @@ def build(settings, slot, guard, T=T):
     cancel.click(on_cancel, password, served, api_name="train_cancel")
     show_button.click(on_show, runs, outputs, api_visibility="private")
     fill_at_load(lambda lang: data_hint(settings, lang), hint)
-    fill_at_load(lambda lang: headed(("class", "support", "precision", "recall"), lang), table)
+    fill_at_load(lambda lang: headed(TABLE_COLUMNS, lang), table)
     data.focus(shown(lambda lang: data_hint(settings, lang)), None, hint, api_visibility="private", queue=False)
     split.focus(lambda: gr.Dropdown(choices=split_choices()), None, split, api_visibility="private", queue=False)
     teachers.focus(lambda: gr.Dropdown(choices=store.finished()), None, teachers, api_visibility="private",
