@@ -80,7 +80,10 @@ def main():
     demo = build_app(settings).queue(default_concurrency_limit=4, max_size=256)
     server = FastAPI(middleware=[Middleware(LanguagePage)])
     # first: the studio, mounted at the root, would otherwise answer /tools too
-    gr.mount_gradio_app(server, build_tools(demo.slot), path="/tools", mcp_server=True, footer_links=["api"])
+    # its photos are bounded as the Classify tab's, and so is its own queue (no password: it only reads)
+    tools = build_tools(demo.slot).queue(default_concurrency_limit=2, max_size=64)
+    gr.mount_gradio_app(server, tools, path="/tools", mcp_server=True, footer_links=["api"],
+                        max_file_size=f"{settings.max_upload_mb}mb")
     gr.mount_gradio_app(
         server, demo, path="/",
         # one limit for every uploaded file, applied before any handler: a data set's; Classify checks its own
