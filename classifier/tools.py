@@ -20,8 +20,8 @@ def build_tools(slot) -> gr.Blocks:
 
     def scores(image, k):
         clf = slot.get()
-        try:
-            probs = clf.predict(image)
+        try:  # the raw upload (preprocess off): every file goes through the one decode, with its clear errors
+            probs = clf.predict(image.get("path") if isinstance(image, dict) else image)
         except ImageError as e:
             raise gr.Error(str(e)) from None
         return clf, probs, [{"class": c, "name": display_name(c), "probability": round(p, 4)}
@@ -67,7 +67,8 @@ def build_tools(slot) -> gr.Blocks:
         out = gr.Code(language="json", label="answer")  # JSON text: what an agent reads
         with gr.Row():
             for fn, inputs in ((classify, [image]), (top_k, [image, k]), (model_info, [])):
-                gr.Button(fn.__name__).click(fn, inputs, out, api_name=fn.__name__, concurrency_limit=2)
+                gr.Button(fn.__name__).click(fn, inputs, out, api_name=fn.__name__, concurrency_limit=2,
+                                             preprocess=False)
     return tools
 
 
