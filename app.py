@@ -14,7 +14,7 @@ from i18n import LANGUAGES
 from labeling import tab as review_tab
 from settings import Settings
 from training import tab as train_tab
-from ui import Guard, LanguagePage, T, fill_at_load, shown
+from ui import Guard, LanguagePage, T, UploadedFilesOnly, fill_at_load, shown
 
 SCRIPTS = "".join(f"<script>{(ASSETS / name).read_text()}</script>" for name in ("hotkeys.js", "language.js"))
 # Gradio's Markdown sets its own font size inside the wrapper, so the title rule targets the inner paragraph; the
@@ -69,6 +69,16 @@ def build_app(settings=None):
     return demo
 
 
+def mount(server, blocks, path: str, settings, **kwargs):
+    """Mount ``blocks`` at ``path`` of ``server``, with the checks a launched app has. Gradio checks that a file
+    input is a file a user uploaded (not a server path such as ``/etc/hostname``, the label database or
+    ``/dev/zero``) and outside ``blocked_paths`` only once ``has_launched`` is set, which ``launch()`` does and
+    ``mount_gradio_app`` does not: without it any server path given as a file input is read (and hashed on the
+    event loop: ``/dev/zero`` stops the server)."""
+    gr.mount_gradio_app(server, blocks, path=path, blocked_paths=[str(settings.data_dir.resolve())], **kwargs)
+    blocks.has_launched = True
+
+
 def main():
     """Serve the studio at ``/`` and the agents' read-only tools (MCP) at ``/tools``, in one server (one port, as a
     Space has)."""
@@ -78,20 +88,20 @@ def main():
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     demo = build_app(settings).queue(default_concurrency_limit=4, max_size=256)
-    server = FastAPI(middleware=[Middleware(LanguagePage)])
+    server = FastAPI(middleware=[Middleware(UploadedFilesOnly), Middleware(LanguagePage)])
     # first: the studio, mounted at the root, would otherwise answer /tools too
     # its photos are bounded as the Classify tab's, and so is its own queue (no password: it only reads)
     tools = build_tools(demo.slot).queue(default_concurrency_limit=2, max_size=64)
-    gr.mount_gradio_app(server, tools, path="/tools", mcp_server=True, footer_links=["api"],
-                        max_file_size=f"{settings.max_upload_mb}mb")
-    gr.mount_gradio_app(
-        server, demo, path="/",
+    mount(server, tools, "/tools", settings, mcp_server=True, footer_links=["api"],
+          max_file_size=f"{settings.max_upload_mb}mb")
+    mount(
+        server, demo, "/", settings,
         # one limit for every uploaded file, applied before any handler: a data set's; Classify checks its own
         max_file_size=f"{max(settings.max_upload_mb, settings.max_dataset_mb)}mb",
         i18n=T, footer_links=["api", "settings"], css=CSS, head=SCRIPTS,
         # Nothing under DATA_DIR is served by path (the label DB, logs, runs): users get copies of what they were
         # handed (pictures, exports made for their request), which Gradio serves from its own cache.
-        allowed_paths=[str(classify_tab.EXAMPLES_DIR)], blocked_paths=[str(settings.data_dir.resolve())])
+        allowed_paths=[str(classify_tab.EXAMPLES_DIR)])
     # mount_gradio_app serves the studio from a new App but leaves demo.app on the one made when it was built,
     # whose per-session state (a dropdown's new choices after an upload) the queue would then read: point it at
     # the mounted one

@@ -14,6 +14,7 @@ they raise ``ValueError`` subclasses with a message for the user, and :func:`sho
 
 import functools
 import inspect
+import json
 import sys
 from pathlib import Path
 
@@ -130,6 +131,85 @@ class LanguagePage:
             await send({"type": "http.response.body", "body": body})
 
         await self.app(scope, receive, inject)
+
+
+class UploadedFilesOnly:
+    """ASGI middleware: a request that runs an event (``/queue/join``, ``/run/...``, ``/call/...``, in every mounted
+    app) may name as file inputs only files that were uploaded through Gradio's upload route (its upload folder),
+    or http(s) URLs (fetched by Gradio, which refuses private addresses). A server path (``/etc/hostname``, a photo
+    under ``DATA_DIR``, the label database, ``/dev/zero``) is refused before the request joins a queue, with a clear
+    message and one log line, and is never opened. Gradio has the same check, but only for a launched app, and its
+    refusal names the absolute path; this one also holds however the app is served."""
+
+    ROUTES = ("/queue/join", "/run/", "/call/")
+    MAX_BODY = 8 * 2**20  # an event's JSON is small: files travel through the upload route
+
+    def __init__(self, app):
+        from gradio.utils import get_upload_folder
+
+        self.app, self.folder = app, Path(get_upload_folder()).resolve()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or "/gradio_api/" not in scope["path"] or \
+                not any(r in scope["path"] for r in self.ROUTES):
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.MAX_BODY:
+                return await _answer(send, 413, "This request is too large; upload files through the page.")
+        if (bad := self.foreign_file(body)) is not None:
+            print(f"refused: a file input that was not uploaded ({len(bad)} characters)", file=sys.stderr, flush=True)
+            return await _answer(send, 403, "A file input must be a file uploaded through this app (or an https "
+                                            "URL); server paths are not read.")
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def foreign_file(self, body: bytes) -> str | None:
+        """The first file path in an event's JSON ``body`` that is neither in the upload folder nor a URL."""
+        try:
+            data = json.loads(body or b"null")
+        except ValueError:
+            return None  # not JSON: Gradio answers it
+        stack = [data]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, list):
+                stack.extend(node)
+            elif isinstance(node, dict):
+                meta = node.get("meta")
+                if isinstance(meta, dict) and meta.get("_type") == "gradio.FileData" and "path" in node:
+                    if not self.uploaded(str(node["path"])):
+                        return str(node["path"])
+                else:
+                    stack.extend(node.values())
+        return None
+
+    def uploaded(self, path: str) -> bool:
+        if path.startswith(("https://", "http://")):
+            return True
+        try:
+            real = Path(path).resolve()
+        except (OSError, ValueError):
+            return False
+        return real.is_relative_to(self.folder) and real != self.folder
+
+
+async def _answer(send, status: int, detail: str):
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def dataset_dropdown(settings, label: str, **kwargs) -> gr.Dropdown:

@@ -5,6 +5,7 @@ import hashlib
 import json
 import shutil
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -173,3 +174,37 @@ def test_a_flood_of_costly_requests_never_blocks_classify(guarded):
         t.join(120)
     assert errors == [] and len(answers) == 20
     assert all(a["label"] == "cat 猫" for a in answers)
+
+
+def join(url, api_name, path):
+    """A raw queue join on ``api_name`` of the app at ``url`` whose file input names ``path`` on the server (what
+    gradio_client would send for a file it uploaded); returns the HTTP status and body."""
+    config = json.loads(get(url + "config")[1])
+    dep = next(d for d in config["dependencies"] if d.get("api_name") == api_name)
+    kinds = {c["id"]: c["type"] for c in config["components"]}
+    data = [{"path": str(path), "meta": {"_type": "gradio.FileData"}} if kinds[i] in ("image", "file") else None
+            for i in dep["inputs"]]
+    body = json.dumps({"data": data, "fn_index": dep["id"], "session_hash": "probe12345"}).encode()
+    request = urllib.request.Request(url + "gradio_api/queue/join", body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.mark.parametrize("app_path,api_name", [("", "classify"), ("", "heatmap"), ("", "evaluate_upload"),
+                                               ("", "review_upload"), ("tools/", "classify"), ("tools/", "top_k")])
+def test_server_paths_as_file_inputs_are_refused_and_never_read(guarded, app_path, api_name):
+    url, data, log = guarded
+    LabelStore(data / "labels.db")
+    for path in (data / "datasets" / "flat" / "0.jpg", data / "labels.db", "/etc/hostname", "/dev/zero",
+                 f"{data}/../data/labels.db"):
+        status, body = join(url + app_path, api_name, path)
+        assert status == 403 and b"uploaded through this app" in body and str(data).encode() not in body, path
+        start = time.perf_counter()
+        assert get(url + "config")[0] == 200 and time.perf_counter() - start < 1  # the server still answers
+    assert "refused: a file input that was not uploaded" in log.read_text()
+    # a real upload still works, through the same route
+    client = Client(url + app_path, verbose=False)
+    assert "cat" in str(client.predict(handle_file(str(EXAMPLES / "cat.jpg")), api_name="/classify"))
