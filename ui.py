@@ -12,10 +12,13 @@ The jobs' own modules (``labeling/review.py``, ``training/runs.py``, ``evaluatio
 they raise ``ValueError`` subclasses with a message for the user, and :func:`shown` turns those into refusals.
 """
 
+import collections
 import functools
 import inspect
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -27,6 +30,7 @@ ROOT = Path(__file__).resolve().parent
 T = gr.I18n(**STRINGS)  # static text, translated in the browser
 COSTLY = ("evaluate", "import", "autolabel", "export", "train")  # their events' concurrency ids
 MAX_WAITING = 4  # costly requests waiting in the queue at once, all kinds together; more are refused at once
+JOIN_WINDOW = 600.0  # seconds an admitted request that never started (its client left) counts as waiting
 MAX_NAME = 100  # characters of a reviewer's name
 
 
@@ -248,12 +252,13 @@ def upload_event(upload, settings, guard, password, message, dropdown, api_name:
     new set becomes ``dropdown``'s choice; a costly event at the door, needing the password when one is set."""
     @shown
     def on_upload(pw, files, lang, progress=gr.Progress()):
-        guard.require(pw, "do_upload")
+        guard.start(pw, "do_upload")
         facts, line = receive_upload(settings, files, progress, lang)
         return line, dataset_choice(settings, facts), None
 
-    upload.upload(on_upload, [password, upload], [message, dropdown, upload], api_name=api_name,
-                  concurrency_id="import", validator=guard.door(0, "do_upload"))
+    inputs = [password, upload]
+    upload.upload(on_upload, inputs, [message, dropdown, upload], api_name=api_name,
+                  concurrency_id="import", validator=guard.door(inputs, password, "do_upload", costly=True))
 
 
 def dataset_choice(settings, facts) -> gr.Dropdown:
@@ -279,6 +284,7 @@ class Guard:
     def __init__(self, settings):
         self.settings = settings
         self.blocks = None  # the app, once built: its queue tells how many costly requests wait
+        self._lock, self._admitted = threading.Lock(), collections.deque()
         roots = [(Path(r).resolve(), Path(r).name) for r in settings.data_roots]
         # longest first, so a root inside DATA_DIR is named as the root
         self._names = sorted([(settings.data_dir.resolve(), "DATA_DIR"), *roots, (ROOT, ".")],
@@ -294,21 +300,50 @@ class Guard:
         if not self.settings.admin_ok(password):
             raise _needs_password(what)
 
-    def door(self, password_at: int | None = None, what: str = "do_this"):
-        """A validator for a costly event (``validator=guard.door(...)``): run when a request joins the queue, it
-        refuses at once a request without the password (``password_at``: the password's place among the event's
-        inputs) and any request while ``MAX_WAITING`` costly ones already wait."""
-        def validate(request: gr.Request, *inputs):
-            message, at = None, password_at or 0
-            if password_at is not None and not self.settings.admin_ok(inputs[password_at]):
+    def door(self, inputs: list, password=None, what: str = "do_this", costly: bool = False):
+        """A validator for an event (``validator=guard.door(inputs, password, ...)``), run by Gradio when a request
+        *joins* the queue, before it takes a place there: without the admin password (``password``, one of the
+        event's ``inputs``; when one is set) the request is refused at once, so a flood of requests that need it
+        never fills the queue ``/classify`` shares. A ``costly`` event is also refused while :data:`MAX_WAITING`
+        costly requests wait (all kinds together; see :meth:`admit`)."""
+        at = inputs.index(password) if password is not None else None
+
+        def validate(request: gr.Request, *values):
+            message = None
+            if at is not None and not self.settings.admin_ok(values[at]):
                 message = _needs_password(what)
-            elif (waiting := self.waiting()) >= MAX_WAITING:
+            elif costly and (waiting := self.admit()) is not None:
                 message = Message("busy", n=waiting)
-            if message:  # shown on the input (a client gets it as a ValidationError); one line in the log
+            if message:  # one line in the log
                 print(f"refused at the door: {message}", file=sys.stderr, flush=True)
             text = message.said(language(request)) if message else ""
-            return [gr.validate(message is None or i != at, text) for i in range(len(inputs))]
+            marks = [gr.validate(message is None or i != (at or 0), text) for i in range(len(values))]
+            return marks[0] if len(marks) == 1 else marks  # Gradio takes one input's mark as a value, not a list
         return validate
+
+    def admit(self) -> int | None:
+        """Count one more costly request in, or return how many wait (refused). Waiting = admitted here and not yet
+        started (:meth:`start`), or, if more, the costly requests in the queue now (one whose client left before it
+        started counts until :data:`JOIN_WINDOW` has passed). One lock: concurrent joins are counted one after the
+        other, so no burst admits more than :data:`MAX_WAITING`. Running jobs do not count (each kind runs one at a
+        time)."""
+        with self._lock:
+            now = time.monotonic()
+            while self._admitted and now - self._admitted[0] > JOIN_WINDOW:
+                self._admitted.popleft()
+            waiting = max(self.waiting(), len(self._admitted))
+            if waiting >= MAX_WAITING:
+                return waiting
+            self._admitted.append(now)
+            return None
+
+    def start(self, password: str | None, what: str = "do_this") -> None:
+        """The first step of a costly handler: :meth:`require` the password, and count one admitted request as
+        started (it no longer waits)."""
+        self.require(password, what)
+        with self._lock:
+            if self._admitted:
+                self._admitted.popleft()
 
     def waiting(self) -> int:
         """Costly requests in the queue now, not yet started."""

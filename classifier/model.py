@@ -24,13 +24,14 @@ from .classes import CLASSES
 from .predictor import DEFAULT_MODEL, model_meta
 
 
-def build_classifier(backbone=DEFAULT_BACKBONE, weights="imagenet", num_classes=len(CLASSES)):
+def build_classifier(backbone=DEFAULT_BACKBONE, weights="imagenet", num_classes=len(CLASSES), size=None):
     """Backbone + head: GAP, Dropout 0.5, Dense 512 swish, BatchNorm, Dropout 0.3, Dense 256 swish, softmax.
 
     The backbone is a nested model named after it and always runs in inference mode, so its BatchNorm
-    statistics never change, also when some of its layers are fine-tuned later.
+    statistics never change, also when some of its layers are fine-tuned later. ``size``: the input size in
+    pixels (default: the backbone's own).
     """
-    base = build_backbone(backbone, weights=weights)
+    base = build_backbone(backbone, weights=weights, size=size)
     inputs = keras.Input(base.input_shape[1:], name="image")
     features = base(inputs, training=False)
     pooled = layers.GlobalAveragePooling2D(name="avg_pool")(features)

@@ -54,6 +54,9 @@ def evaluate(labels: list[str], predictions: list[str | None], probs: np.ndarray
         "n_scored": int(scored.sum()),
         "accuracy": float(accuracy_score(y_true, y_pred)) if len(y_true) else None,
         "accuracy_ci95": acc_ci,
+        # the mean of the recalls: a class of 30 photos counts as much as one of 300 (the headline figure)
+        "balanced_accuracy": _mean(recall[present]),
+        "balanced_accuracy_ci95": balanced_interval(y_true, y_pred, len(classes), n_boot, seed),
         "macro_precision": _mean(precision[present]), "macro_recall": _mean(recall[present]),
         "macro_f1": _mean(f1[present]), "weighted_f1": weighted_f1,
         "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
@@ -117,6 +120,21 @@ def bootstrap(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot: in
         recalls.append(_interval(correct, y_true[idx] == c))
         precisions.append(_interval(correct, y_pred[idx] == c))
     return [float(np.percentile(accs, 2.5)), float(np.percentile(accs, 97.5))], recalls, precisions
+
+
+def balanced_interval(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot: int = 1000,
+                      seed: int = 0) -> list | None:
+    """95% percentile interval of the balanced accuracy (mean recall over the classes each resample holds),
+    resampling the scored images as :func:`bootstrap` does."""
+    if len(y_true) == 0:
+        return None
+    idx = np.random.default_rng(seed).integers(0, len(y_true), (n_boot, len(y_true)))
+    truth, correct = y_true[idx], (y_true == y_pred)[idx]
+    n = np.stack([(truth == c).sum(1) for c in range(n_classes)], 1)
+    hits = np.stack([((truth == c) & correct).sum(1) for c in range(n_classes)], 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.nanmean(np.where(n > 0, hits / n, np.nan), 1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
 def _interval(correct, chosen):

@@ -192,7 +192,7 @@ def build(settings, slot, guard, T=T, session_threshold=None):
 
     @shown
     def on_run(pw, choice, data, thr, mirror, lang, progress=gr.Progress()):
-        guard.require(pw, "do_evaluate")
+        guard.start(pw, "do_evaluate")
         report, out = evaluate_set(settings, choice, data, thr, mirror,
                                    progress=progress_bar(progress, lang, "predicting"))
         # the picture itself, not its path: files under DATA_DIR are never served
@@ -223,11 +223,12 @@ def build(settings, slot, guard, T=T, session_threshold=None):
         return (say(language(request), "ev_cell", label=display_name(label), predicted=display_name(predicted),
                     n=len(images)), images, (label, predicted))
 
-    start.click(on_run, [password, model, dataset, threshold, tta],
+    run_inputs = [password, model, dataset, threshold, tta]
+    start.click(on_run, run_inputs,
                 [summary, matrix_image, per_class, counts, out_state, cell_title, gallery, risk, pick, pick_line,
                  calibrated_state],
                 concurrency_limit=1, concurrency_id="evaluate", api_name="evaluate",
-                validator=guard.door(0, "do_evaluate"))
+                validator=guard.door(run_inputs, password, "do_evaluate", costly=True))
     upload_event(upload, settings, guard, password, summary, dataset, "evaluate_upload")
     counts.select(on_select, out_state, [cell_title, gallery, cell], api_visibility="private")
     pick.input(on_pick, [out_state, calibrated_state, pick], [risk, pick_line], api_visibility="private",

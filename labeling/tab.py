@@ -145,14 +145,17 @@ def build(settings, slot, guard, T=T):
     decision_inputs = [session, password, *filters]
     # where the model looked, beside each photo as it opens (after it: a key press never waits for the heatmap)
     photo.change(review.heatmap, session, heat, api_visibility="private", trigger_mode="always_last")
+    labels_door = guard.door(decision_inputs, password, "do_labels")  # refused as they join, not in the queue
     for c, button in buttons:
-        button.click(on_decide(c), decision_inputs, view_outputs, api_name=f"label_{c}")
-    none_button.click(on_decide(NONE), decision_inputs, view_outputs, api_name="label_none")
-    accept_button.click(on_decide("accept"), decision_inputs, view_outputs, api_name="accept")
-    next_button.click(on_next, decision_inputs, view_outputs, api_visibility="private")
-    prev_button.click(on_prev, decision_inputs, view_outputs, api_visibility="private")
-    undo_button.click(on_undo, decision_inputs, view_outputs, api_name="undo")
-    start.click(on_start, [reviewer, password, *filters, session], view_outputs, api_name="review_start")
+        button.click(on_decide(c), decision_inputs, view_outputs, api_name=f"label_{c}", validator=labels_door)
+    none_button.click(on_decide(NONE), decision_inputs, view_outputs, api_name="label_none", validator=labels_door)
+    accept_button.click(on_decide("accept"), decision_inputs, view_outputs, api_name="accept", validator=labels_door)
+    next_button.click(on_next, decision_inputs, view_outputs, api_visibility="private", validator=labels_door)
+    prev_button.click(on_prev, decision_inputs, view_outputs, api_visibility="private", validator=labels_door)
+    undo_button.click(on_undo, decision_inputs, view_outputs, api_name="undo", validator=labels_door)
+    start_inputs = [reviewer, password, *filters, session]
+    start.click(on_start, start_inputs, view_outputs, api_name="review_start",
+                validator=guard.door(start_inputs, password, "do_labels"))
     for f in filters:
         f.change(on_filters, decision_inputs, view_outputs, api_visibility="private")
 
@@ -174,11 +177,13 @@ def build(settings, slot, guard, T=T):
         return say(lang, "rv_bulk_done", n=accepted), review.progress(lang)
 
     preview_button.click(on_preview, min_conf, [bulk_md, bulk_gallery], api_visibility="private")
-    bulk_button.click(on_bulk, [session, password, min_conf], [bulk_md, progress_md], api_name="bulk_accept")
+    bulk_inputs = [session, password, min_conf]
+    bulk_button.click(on_bulk, bulk_inputs, [bulk_md, progress_md], api_name="bulk_accept",
+                      validator=guard.door(bulk_inputs, password, "do_labels"))
 
     @shown
     def on_import(sess, pw, folder, lang):
-        guard.require(pw, "do_labels")
+        guard.start(pw, "do_labels")
         review.check(sess)
         if not folder:
             raise Message("rv_err_pick_folder")
@@ -190,7 +195,7 @@ def build(settings, slot, guard, T=T):
 
     @shown
     def on_autolabel(sess, pw, limit, only, below, weak_classes, lang, progress=gr.Progress()):
-        guard.require(pw, "do_labels")
+        guard.start(pw, "do_labels")
         review.check(sess)
         summary = review.run_autolabel(int(limit or 0), lambda d, n, rate, eta: progress(
             d / max(n, 1), desc=say(lang, "rv_autolabel_progress", done=d, n=n, rate=rate, eta=eta or 0)),
@@ -214,12 +219,12 @@ def build(settings, slot, guard, T=T):
 
     @shown
     def on_export(pw):
-        guard.require(pw, "do_export")
+        guard.start(pw, "do_export")
         return review.export()
 
     def import_new(files, demo, name, pw, sess, f, progress, lang):
         """Upload (or the demo set), import, and open the queue: suspects first."""
-        guard.require(pw, "do_labels")
+        guard.start(pw, "do_labels")
         name = guard.check_name(name)
         if demo:
             folder, line = settings.uploads_dir / "demo", ""
@@ -253,23 +258,28 @@ def build(settings, slot, guard, T=T):
         title = say(lang, "rv_llm_confusion", name=name) if name else say(lang, "rv_llm_nothing")
         return review.impact(lang), table, title, confusion
 
-    upload.upload(on_upload, [upload, reviewer, password, session, *filters], upload_outputs,
-                  api_name="review_upload", concurrency_id="import", validator=guard.door(2, "do_upload"))
-    demo_button.click(on_demo, [reviewer, password, session, *filters], upload_outputs, api_name="review_demo",
-                      concurrency_id="import", validator=guard.door(1, "do_demo"))
-    import_button.click(on_import, [session, password, dataset], [admin_status, progress_md], api_name="import",
-                        concurrency_id="import", validator=guard.door(1, "do_import"))
+    upload_inputs = [upload, reviewer, password, session, *filters]
+    upload.upload(on_upload, upload_inputs, upload_outputs, api_name="review_upload", concurrency_id="import",
+                  validator=guard.door(upload_inputs, password, "do_upload", costly=True))
+    demo_inputs = [reviewer, password, session, *filters]
+    demo_button.click(on_demo, demo_inputs, upload_outputs, api_name="review_demo", concurrency_id="import",
+                      validator=guard.door(demo_inputs, password, "do_demo", costly=True))
+    import_inputs = [session, password, dataset]
+    import_button.click(on_import, import_inputs, [admin_status, progress_md], api_name="import",
+                        concurrency_id="import",
+                        validator=guard.door(import_inputs, password, "do_import", costly=True))
     plan_inputs = [unsure_only, unsure_below, weak, autolabel_limit]
     for control in plan_inputs:  # the count and the cost, before anything is spent
         control.change(shown(plan_line), plan_inputs, plan_md, api_visibility="private", trigger_mode="always_last")
     fill_at_load(lambda lang: plan_line(False, 0.9, [], 0, lang), plan_md)
-    autolabel_button.click(on_autolabel, [session, password, autolabel_limit, *plan_inputs[:3]],
-                           [admin_status, progress_md],
+    autolabel_inputs = [session, password, autolabel_limit, *plan_inputs[:3]]
+    autolabel_button.click(on_autolabel, autolabel_inputs, [admin_status, progress_md],
                            api_name="autolabel", concurrency_limit=1, concurrency_id="autolabel",
-                           validator=guard.door(1, "do_autolabel"))
-    cancel_button.click(on_cancel, [session, password], admin_status, api_name="autolabel_cancel")
+                           validator=guard.door(autolabel_inputs, password, "do_autolabel", costly=True))
+    cancel_button.click(on_cancel, [session, password], admin_status, api_name="autolabel_cancel",
+                        validator=guard.door([session, password], password, "do_labels"))
     export_button.click(on_export, password, files, api_name="export", concurrency_id="export",
-                        validator=guard.door(0, "do_export"))
+                        validator=guard.door([password], password, "do_export", costly=True))
     impact_button.click(on_impact, None, [impact_table, llm_table, llm_title, llm_confusion],
                         api_name="review_impact")
     return review, {"label": label, "predicted": predicted, "status": status, "progress": progress_md}

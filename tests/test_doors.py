@@ -208,3 +208,70 @@ def test_server_paths_as_file_inputs_are_refused_and_never_read(guarded, app_pat
     # a real upload still works, through the same route
     client = Client(url + app_path, verbose=False)
     assert "cat" in str(client.predict(handle_file(str(EXAMPLES / "cat.jpg")), api_name="/classify"))
+
+
+def classify_while(url, flood, rounds=5, clients=4):
+    """Run ``flood()`` in three threads while ``clients`` classify ``rounds`` photos each; returns the classify
+    errors and answers."""
+    errors, answers = [], []
+
+    def classify():
+        client = Client(url, verbose=False)
+        for _ in range(rounds):
+            try:
+                answers.append(client.predict(handle_file(str(EXAMPLES / "cat.jpg")), api_name="/classify"))
+            except Exception as e:  # noqa: BLE001 - every failure is counted
+                errors.append(e)
+
+    threads = [threading.Thread(target=classify) for _ in range(clients)] + [threading.Thread(target=flood)
+                                                                            for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    return errors, answers
+
+
+@pytest.mark.parametrize("api_name,args", [("/export", ("",)), ("/label_cat", ("", *FILTERS)),
+                                           ("/review_start", ("x", "", *FILTERS))])
+def test_unauthenticated_floods_of_events_that_need_the_password_never_reach_the_queue(guarded, api_name, args):
+    url, data, log = guarded
+    refused, at_door = [], log.read_text().count("refused at the door")
+
+    def flood():
+        client = Client(url, verbose=False)
+        for job in [client.submit(*args, api_name=api_name) for _ in range(60)]:
+            try:
+                job.result(timeout=60)
+            except Exception as e:  # noqa: BLE001
+                refused.append(str(e))
+
+    errors, answers = classify_while(url, flood)
+    assert errors == [] and len(answers) == 20 and all(a["label"] == "cat 猫" for a in answers)
+    assert len(refused) == 180 and all("needs the admin password" in r for r in refused), refused[:3]
+    assert log.read_text().count("refused at the door") - at_door == 180  # as they joined: none took a place
+
+
+def test_concurrent_costly_joins_with_the_password_admit_at_most_the_limit(guarded):
+    url, data, _ = guarded
+    from ui import MAX_WAITING
+
+    outcomes, barrier = [], threading.Barrier(40)
+
+    def join_once():
+        client = Client(url, verbose=False)
+        barrier.wait()
+        job = client.submit(PW, "default", "datasets/flat", 0, False, api_name="/evaluate")
+        try:
+            job.result(timeout=300)
+            outcomes.append("ran")
+        except Exception as e:  # noqa: BLE001
+            outcomes.append("busy" if "busy" in str(e) else str(e))
+
+    threads = [threading.Thread(target=join_once) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(400)
+    assert len(outcomes) == 40 and set(outcomes) <= {"ran", "busy"}, outcomes
+    assert 1 <= outcomes.count("ran") <= MAX_WAITING

@@ -38,6 +38,10 @@ def test_metrics_by_hand():
     assert lo <= 2 / 3 <= hi < 1.01
     assert cat == pytest.approx({"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3})
     assert r["per_class"]["dog"]["precision"] == pytest.approx(2 / 3) and r["per_class"]["dog"]["recall"] == 1
+    # balanced accuracy: the mean recall of the classes present (cat 2/3, dog 1), not the share of photos right
+    assert r["balanced_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
+    lo, hi = r["balanced_accuracy_ci95"]
+    assert lo <= (2 / 3 + 1) / 2 <= hi <= 1
     assert r["macro_precision"] == pytest.approx(5 / 6) and r["macro_recall"] == pytest.approx(5 / 6)
     assert r["macro_f1"] == pytest.approx(0.8) and r["weighted_f1"] == pytest.approx(0.8)
     assert r["excluded"] == {"null": 1, "other": 1, "unreadable": 1}

@@ -133,7 +133,7 @@ def build(settings, slot, guard, T=T):
 
     @shown
     def on_start(pw, folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder=None, lang="en"):
-        guard.require(pw, "do_train")
+        guard.start(pw, "do_train")
         if not folder:
             raise Message("tr_err_pick_data")
         yield from follow(store.start(folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder or ""), lang)
@@ -157,7 +157,7 @@ def build(settings, slot, guard, T=T):
 
     @shown
     def on_export(pw, choice):
-        guard.require(pw, "do_export_model")
+        guard.start(pw, "do_export_model")
         return bundle(settings.model_path if choice == "default" else store.model(choice), settings.model_cache)
 
     @shown
@@ -166,11 +166,12 @@ def build(settings, slot, guard, T=T):
 
 
 
-    start.click(on_start, [password, data, backbone, epochs_head, epochs_finetune, unfreeze, split, teachers, none],
-                [*outputs, runs], api_name="train_start", concurrency_limit=1, concurrency_id="train",
-                validator=guard.door(0, "do_train"))
+    start_inputs = [password, data, backbone, epochs_head, epochs_finetune, unfreeze, split, teachers, none]
+    start.click(on_start, start_inputs, [*outputs, runs], api_name="train_start", concurrency_limit=1,
+                concurrency_id="train", validator=guard.door(start_inputs, password, "do_train", costly=True))
     watch.click(on_watch, None, [*outputs, runs], api_name="train_watch")
-    cancel.click(on_cancel, password, served, api_name="train_cancel")
+    cancel.click(on_cancel, password, served, api_name="train_cancel",
+                 validator=guard.door([password], password, "do_cancel_run"))
     show_button.click(on_show, runs, outputs, api_visibility="private")
     fill_at_load(lambda lang: data_hint(settings, lang), hint)
     fill_at_load(lambda lang: headed(TABLE_COLUMNS, lang), table)
@@ -182,5 +183,6 @@ def build(settings, slot, guard, T=T):
     to_export.focus(lambda: gr.Dropdown(choices=export_choices()), None, to_export, api_visibility="private",
                     queue=False)
     export_button.click(on_export, [password, to_export], exported, api_name="export_model", concurrency_id="export",
-                        validator=guard.door(0, "do_export_model"))
-    return serve.click(on_serve, [password, runs], served, api_name="serve")
+                        validator=guard.door([password, to_export], password, "do_export_model", costly=True))
+    return serve.click(on_serve, [password, runs], served, api_name="serve",
+                       validator=guard.door([password, runs], password, "do_serve"))

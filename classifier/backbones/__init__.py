@@ -28,7 +28,7 @@ def input_size(name):
     return VARIANTS[name]["size"] if name in VARIANTS else 224
 
 
-def build_backbone(name=DEFAULT_BACKBONE, weights="imagenet", weights_file=None):
+def build_backbone(name=DEFAULT_BACKBONE, weights="imagenet", weights_file=None, size=None):
     """Build backbone ``name`` without its classification top.
 
     Args:
@@ -36,12 +36,13 @@ def build_backbone(name=DEFAULT_BACKBONE, weights="imagenet", weights_file=None)
         weights: ``"imagenet"`` or ``None`` (random initialisation, e.g. before loading a saved model).
         weights_file: for ``efficientnetv2b0`` only, a local ``efficientnetv2-b0_notop.h5``; defaults to the
             ``EFFICIENTNETV2B0_WEIGHTS`` environment variable, then to Keras' download.
+        size: the square input size (default: the backbone's own, :func:`input_size`); EfficientNet-Lite only.
     """
     from .efficientnet_lite import VARIANTS, EfficientNetLite
 
     _check(name)
     if name in VARIANTS:
-        return EfficientNetLite(name, include_top=False, weights=weights)
+        return EfficientNetLite(name, include_top=False, weights=weights, size=size)
     return _efficientnetv2b0(weights, weights_file or os.environ.get("EFFICIENTNETV2B0_WEIGHTS"))
 
 

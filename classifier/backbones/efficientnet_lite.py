@@ -42,7 +42,7 @@ def weights_path(variant):
     return getattr(module, spec["class"]).get_model_file_path()
 
 
-def EfficientNetLite(variant="efficientnet_lite0", include_top=False, weights="imagenet", fused=False):
+def EfficientNetLite(variant="efficientnet_lite0", include_top=False, weights="imagenet", fused=False, size=None):
     """Build EfficientNet-Lite as a Keras model taking raw 0-255 RGB pixels.
 
     Args:
@@ -52,11 +52,13 @@ def EfficientNetLite(variant="efficientnet_lite0", include_top=False, weights="i
         weights: ``"imagenet"`` for the packaged weights, or ``None`` for random ones (same architecture).
         fused: fold every BatchNormalization into the convolution before it (inference only, ~1.3x faster
             on CPU); see :func:`fuse_batchnorm` to fold a fine-tuned backbone.
+        size: the square input size in pixels (default: the variant's own). The network is fully convolutional,
+            so the same weights run at any size; a larger input often sees more (the weights do not change).
     """
     state = _checkpoint(variant)
     if fused:
         state = _fold_state(state)
-    size = VARIANTS[variant]["size"]
+    size = size or VARIANTS[variant]["size"]
     inputs = keras.Input((size, size, 3), name="image")
     # (x - 127) / 128, as the TF-Lite models expect, inside the model so callers feed raw pixels.
     x = layers.Rescaling(1 / 128, offset=-127 / 128, name="rescale")(inputs)
@@ -145,7 +147,7 @@ def fuse_batchnorm(backbone):
     Works on fine-tuned backbones too: the folded weights come from ``backbone``, only the layout from the
     packaged checkpoint. Outputs match the unfused model to float32 rounding.
     """
-    fused = EfficientNetLite(backbone.name, include_top=False, fused=True)
+    fused = EfficientNetLite(backbone.name, include_top=False, fused=True, size=backbone.input_shape[1])
     for layer in fused.layers:
         if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D)):
             kernel = backbone.get_layer(layer.name).get_weights()[0]
