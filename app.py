@@ -14,7 +14,7 @@ from i18n import LANGUAGES
 from labeling import tab as review_tab
 from settings import Settings
 from training import tab as train_tab
-from ui import Guard, LanguagePage, T, UploadedFilesOnly, fill_at_load, shown
+from ui import Guard, HttpDoor, LanguagePage, T, fill_at_load, shown
 
 SCRIPTS = "".join(f"<script>{(ASSETS / name).read_text()}</script>" for name in ("hotkeys.js", "language.js"))
 # Gradio's Markdown sets its own font size inside the wrapper, so the title rule targets the inner paragraph; the
@@ -75,7 +75,10 @@ def mount(server, blocks, path: str, settings, **kwargs):
     ``/dev/zero``) and outside ``blocked_paths`` only once ``has_launched`` is set, which ``launch()`` does and
     ``mount_gradio_app`` does not: without it any server path given as a file input is read (and hashed on the
     event loop: ``/dev/zero`` stops the server)."""
-    gr.mount_gradio_app(server, blocks, path=path, blocked_paths=[str(settings.data_dir.resolve())], **kwargs)
+    # show_error=False: an unexpected exception's own text (which may name server paths) never reaches a user, only
+    # the refusals the handlers raise as gr.Error with words of their own
+    gr.mount_gradio_app(server, blocks, path=path, blocked_paths=[str(settings.data_dir.resolve())], show_error=False,
+                        **kwargs)
     blocks.has_launched = True
 
 
@@ -88,7 +91,7 @@ def main():
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     demo = build_app(settings).queue(default_concurrency_limit=4, max_size=256)
-    server = FastAPI(middleware=[Middleware(UploadedFilesOnly), Middleware(LanguagePage)])
+    server = FastAPI(middleware=[Middleware(HttpDoor, min_free_mb=settings.min_free_mb), Middleware(LanguagePage)])
     # first: the studio, mounted at the root, would otherwise answer /tools too
     # its photos are bounded as the Classify tab's, and so is its own queue (no password: it only reads)
     tools = build_tools(demo.slot).queue(default_concurrency_limit=2, max_size=64)

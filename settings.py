@@ -23,6 +23,7 @@ from pathlib import Path
 from classifier import ASSETS
 from classifier.predictor import DEFAULT_MODEL
 from i18n import Message
+from uploads import PENDING
 
 DEMO_DIR = ASSETS / "demo"
 
@@ -40,6 +41,7 @@ class Settings:
     low_confidence: float = 0.5
     max_upload_mb: int = 20
     max_dataset_mb: int = 500
+    min_free_mb: int = 1024  # below this much free disk, uploads are refused (the label store keeps room to write)
     data_roots: tuple = ()
     serving_engine: str = "litert"
     model_cache: Path = None
@@ -72,8 +74,9 @@ class Settings:
             label = root.name if root.name not in labels else f"{root.name}~{i}"
             labels.add(label)
             if root.is_dir():
+                # .incoming-*: an upload unpacking; one holding PENDING: an upload whose import has not finished
                 out.update({f"{label}/{d.name}": d.resolve() for d in sorted(root.iterdir())
-                            if d.is_dir() and not d.name.startswith(".")})  # .incoming-*: an upload unpacking
+                            if d.is_dir() and not d.name.startswith(".") and not (d / PENDING).exists()})
         return out
 
     @property
@@ -118,6 +121,7 @@ class Settings:
             low_confidence=float(env.get("LOW_CONFIDENCE") or d.low_confidence),
             max_upload_mb=int(env.get("MAX_UPLOAD_MB") or d.max_upload_mb),
             max_dataset_mb=int(env.get("MAX_DATASET_MB") or d.max_dataset_mb),
+            min_free_mb=int(env.get("MIN_FREE_MB") or d.min_free_mb),
             serving_engine=env.get("SERVING_ENGINE") or d.serving_engine,
             model_cache=Path(env.get("MODEL_CACHE") or data_dir / "tflite"),
         )

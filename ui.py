@@ -6,7 +6,7 @@ admin password field, the data-set list, progress bars and how a job's own error
 - Costly events also pass a bounded wait list at the door: a Gradio validator runs when a request *joins* the
   queue, so a flood of them is refused at once and never fills the queue that ``/classify`` shares.
 - Text shown to users passes :meth:`Guard.scrub` (no absolute server path); where people or an LLM wrote it, the
-  review shows it as plain text (``labeling.review.plain``).
+  review shows it as plain text (``escaping.plain``, one helper for every name shown).
 
 The jobs' own modules (``labeling/review.py``, ``training/runs.py``, ``evaluation/run.py``) know nothing of Gradio:
 they raise ``ValueError`` subclasses with a message for the user, and :func:`shown` turns those into refusals.
@@ -16,14 +16,17 @@ import collections
 import functools
 import inspect
 import json
+import shutil
 import sys
 import threading
 import time
 from pathlib import Path
 
+import anyio
 import gradio as gr
 from starlette.requests import Request
 
+from escaping import plain
 from i18n import COOKIE, STRINGS, Message, column_names, language, say
 
 ROOT = Path(__file__).resolve().parent
@@ -137,25 +140,38 @@ class LanguagePage:
         await self.app(scope, receive, inject)
 
 
-class UploadedFilesOnly:
-    """ASGI middleware: a request that runs an event (``/queue/join``, ``/run/...``, ``/call/...``, in every mounted
-    app) may name as file inputs only files that were uploaded through Gradio's upload route (its upload folder),
-    or http(s) URLs (fetched by Gradio, which refuses private addresses). A server path (``/etc/hostname``, a photo
-    under ``DATA_DIR``, the label database, ``/dev/zero``) is refused before the request joins a queue, with a clear
-    message and one log line, and is never opened. Gradio has the same check, but only for a launched app, and its
-    refusal names the absolute path; this one also holds however the app is served."""
+class HttpDoor:
+    """ASGI middleware, the door every request passes before Gradio, in every mounted app:
+
+    - A request that runs an event (``/queue/join``, ``/run/...``, ``/call/...``) may name as file inputs only files
+      that were uploaded through Gradio's upload route (its upload folder), or http(s) URLs (fetched by Gradio, which
+      refuses private addresses). A server path (``/etc/hostname``, a photo under ``DATA_DIR``, the label database,
+      ``/dev/zero``) is refused before the request joins a queue, with a clear message and one log line, and is never
+      opened. Gradio has the same check, but only for a launched app, and its refusal names the absolute path.
+    - Gradio's upload route takes files from anyone: while the disk has less than ``min_free_mb`` free (plus the
+      upload's size), uploads are refused, so they cannot fill the disk the label store writes to.
+    """
 
     ROUTES = ("/queue/join", "/run/", "/call/")
     MAX_BODY = 8 * 2**20  # an event's JSON is small: files travel through the upload route
 
-    def __init__(self, app):
+    def __init__(self, app, min_free_mb: int = 1024):
         from gradio.utils import get_upload_folder
 
-        self.app, self.folder = app, Path(get_upload_folder()).resolve()
+        self.app, self.folder, self.floor = app, Path(get_upload_folder()).resolve(), min_free_mb * 2**20
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or "/gradio_api/" not in scope["path"] or \
-                not any(r in scope["path"] for r in self.ROUTES):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope["method"] != "POST" or "/gradio_api/" not in path:
+            return await self.app(scope, receive, send)
+        if path.endswith("/gradio_api/upload"):
+            size = int(dict(scope["headers"]).get(b"content-length", b"0") or 0)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            if shutil.disk_usage(self.folder).free - size < self.floor:
+                print("refused: an upload while the disk is nearly full", file=sys.stderr, flush=True)
+                return await _answer(send, 507, say("en", "disk_low"))
+            return await self.app(scope, receive, send)
+        if not any(r in path for r in self.ROUTES):
             return await self.app(scope, receive, send)
         body, more = b"", True
         while more:
@@ -164,7 +180,7 @@ class UploadedFilesOnly:
             more = message.get("more_body", False)
             if len(body) > self.MAX_BODY:
                 return await _answer(send, 413, "This request is too large; upload files through the page.")
-        if (bad := self.foreign_file(body)) is not None:
+        if (bad := await anyio.to_thread.run_sync(self.foreign_file, body)) is not None:  # off the event loop
             print(f"refused: a file input that was not uploaded ({len(bad)} characters)", file=sys.stderr, flush=True)
             return await _answer(send, 403, "A file input must be a file uploaded through this app (or an https "
                                             "URL); server paths are not read.")
@@ -230,18 +246,21 @@ def upload_box(label: str, elem_id: str | None = None) -> gr.File:
                    file_types=[".zip", ".tar", ".gz", ".tgz", ".json", "image"])
 
 
-def receive_upload(settings, files, progress: gr.Progress, lang: str = "en") -> tuple[dict, str]:
-    """Unpack an upload into a new data set (:func:`uploads.add_dataset`); returns its facts and a line for the
-    user in ``lang``. Refusals (:class:`uploads.UploadError`) pass through as ``ValueError`` for :func:`shown`."""
+def receive_upload(settings, files, progress: gr.Progress, lang: str = "en",
+                   importer: str | None = None) -> tuple[dict, str]:
+    """Unpack an upload into a new data set (:func:`uploads.add_dataset`; with ``importer``, listed only once its
+    import is done); returns its facts and a line for the user in ``lang``. Refusals (:class:`uploads.UploadError`)
+    pass through as ``ValueError`` for :func:`shown`."""
     from uploads import add_dataset
 
     paths = [f.get("path") if isinstance(f, dict) else getattr(f, "name", f) for f in (files or [])]
     facts = add_dataset(paths, settings.uploads_dir, settings.max_dataset_mb,
                         lambda done, total: progress(done / total if total else None,
-                                                     desc=say(lang, "up_unpacking", n=done)))
+                                                     desc=say(lang, "up_unpacking", n=done)), importer)
     bad = facts["unreadable"]
     labels = say(lang, "up_labels", n=facts["labels"]) if facts["labels"] is not None else ""
-    unreadable = say(lang, "up_unreadable", n=len(bad), names=", ".join(bad[:10]) + (" …" if len(bad) > 10 else ""))
+    unreadable = say(lang, "up_unreadable", n=len(bad),
+                     names=plain(", ".join(bad[:10])) + (" …" if len(bad) > 10 else ""))  # names from a file: text
     line = say(lang, "up_line", name=facts["name"], uploaded=facts["uploaded"], images=facts["images"],
                labels=labels, unreadable=unreadable if bad else "")
     return facts, line

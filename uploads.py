@@ -20,6 +20,7 @@ import sys
 import tarfile
 import time
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
@@ -34,6 +35,8 @@ MAX_FILES = 50_000  # entries in one upload (the original test set has 8,150 ima
 CHUNK = 1 << 20
 JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db")
 INFO = ".upload.json"  # beside the photos: the upload's time and original file name
+PENDING = ".import-pending"  # in a data set renamed into place whose import has not finished: not listed yet
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 1024  # one file or folder name, a whole path inside the upload (UTF-8)
 
 
 class UploadError(Message):
@@ -51,11 +54,13 @@ def clean_staging(datasets_dir, older_than: float = 3600) -> list[str]:
     return removed
 
 
-def add_dataset(files, datasets_dir, max_mb: int = 500, progress=None) -> dict:
+def add_dataset(files, datasets_dir, max_mb: int = 500, progress=None, importer: str | None = None) -> dict:
     """Unpack ``files`` (one archive, or loose files) into a new data set under ``datasets_dir``.
 
     Returns ``{"name", "path", "images", "unreadable": [relative paths], "labels": n or None, "uploaded"}``.
-    ``progress(done, total)`` is called as entries are written. Raises :class:`UploadError`.
+    ``progress(done, total)`` is called as entries are written. Raises :class:`UploadError`. With ``importer`` (who
+    uploads it), the set is an import that is not finished: it is not listed until :func:`imported` is called, and a
+    process killed before that finishes it at the next start (:func:`pending_imports`).
     """
     files = [Path(f) for f in (files or [])]
     if not files:
@@ -75,11 +80,30 @@ def add_dataset(files, datasets_dir, max_mb: int = 500, progress=None) -> dict:
         name = unique_name(datasets_dir, stem(files[0]) if len(files) == 1 else "upload")
         facts.update(name=name, uploaded=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
         (root / INFO).write_text(json.dumps({"uploaded": facts["uploaded"], "file": files[0].name}))
+        if importer is not None:
+            (root / PENDING).write_text(json.dumps({"author": importer}))
         root.rename(datasets_dir / name)  # one step: the data set appears whole or not at all
         facts["path"] = datasets_dir / name
         return facts
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def imported(folder) -> None:
+    """The import of an uploaded data set finished: list it."""
+    (Path(folder) / PENDING).unlink(missing_ok=True)
+
+
+def pending_imports(datasets_dir) -> list[tuple[Path, str]]:
+    """Data sets whose import a killed process left unfinished, with who uploaded them: ``[(folder, author)]``."""
+    out = []
+    for marker in sorted(Path(datasets_dir).glob(f"*/{PENDING}")):
+        try:
+            author = json.loads(marker.read_text())["author"]
+        except (OSError, ValueError, KeyError, TypeError):
+            author = "import"
+        out.append((marker.parent, author))
+    return out
 
 
 def folder_of(path, settings) -> Path:
@@ -157,6 +181,12 @@ def safe_member(name: str) -> PurePosixPath | None:
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or re.match(r"^[A-Za-z]:", name) or ".." in path.parts:
         raise UploadError("up_outside", name=repr(name))
+    try:  # checked before anything is written, so a name the store or the disk cannot take never lands
+        encoded = [p.encode("utf-8") for p in path.parts]
+    except UnicodeEncodeError:  # tarfile keeps undecodable bytes as surrogates
+        raise UploadError("up_bad_name", name=ascii(name)[:80]) from None
+    if any(len(p) > MAX_NAME_BYTES for p in encoded) or sum(map(len, encoded)) > MAX_PATH_BYTES:
+        raise UploadError("up_long_name", name=repr(name[:60] + "…"), limit=MAX_NAME_BYTES)
     if any(p in JUNK or p.startswith("._") for p in path.parts) or not path.parts:
         return None
     keep = is_image_file(path) or path.name == "results.json"
@@ -178,8 +208,12 @@ def unpack(archive, dest, budget, progress=None):
                     raise UploadError("up_symlink", name=repr(info.filename))
                 target = None if info.is_dir() else safe_member(info.filename)
                 if target:
-                    with zf.open(info) as src:
-                        write(src, dest / target, budget)
+                    try:
+                        with zf.open(info) as src:
+                            write(src, dest / target, budget)
+                    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError):
+                        raise UploadError("up_damaged_entry", name=Path(archive).name,
+                                          entry=repr(info.filename[:100])) from None
                 if progress:
                     progress(n, len(infos))
         return
@@ -196,8 +230,8 @@ def unpack(archive, dest, budget, progress=None):
                     write(tf.extractfile(member), dest / target, budget)
                 if progress:
                     progress(n, None)
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise UploadError("up_bad_tar", name=Path(archive).name, reason=str(e)) from None
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        raise UploadError("up_bad_tar", name=Path(archive).name, reason=type(e).__name__) from None
 
 
 def copy_loose(files, dest, budget, progress=None):
@@ -218,11 +252,24 @@ def copy_loose(files, dest, budget, progress=None):
 
 
 def write(src, path, budget):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as out:
-        while chunk := src.read(CHUNK):
-            budget.add(len(chunk))
-            out.write(chunk)
+    """Copy ``src`` to ``path`` (inside the staging folder), counting its bytes. Two entries of one name, or a file
+    and a folder of one name (``cat/x.jpg`` and ``cat/x.jpg/y.jpg``), are refused by name, not with the disk's
+    error (which names the server's folder)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UploadError("up_file_and_folder", name=repr(path.parent.name)) from None
+    if path.is_dir():
+        raise UploadError("up_file_and_folder", name=repr(path.name))
+    try:
+        with open(path, "xb") as out:
+            while chunk := src.read(CHUNK):
+                budget.add(len(chunk))
+                out.write(chunk)
+    except FileExistsError:
+        raise UploadError("up_same_name", name=repr(path.name)) from None
+    except OSError as e:  # what the disk refused, said without the server's path
+        raise UploadError("up_write_failed", name=repr(path.name), why=e.strerror or type(e).__name__) from None
 
 
 def unwrap(folder) -> Path:

@@ -61,6 +61,12 @@ def probe(c):
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=2000))
 
 
+def ten(probs):
+    """The ten classes' probabilities (an 11th, none-of-the-ten column, folded away: dropped, not renormalised, so a
+    photo of none of them keeps a low top probability)."""
+    return probs[:, :len(CLASSES)]
+
+
 def balanced(y, pred):
     from sklearn.metrics import balanced_accuracy_score
 
@@ -70,7 +76,8 @@ def balanced(y, pred):
 def nested_cv(x, y, own, folds, cs, seed=0):
     """Out-of-fold probabilities for the photos where ``own`` (Animals-10's), each predicted by a probe trained on
     every other photo, its C chosen by an inner 3-fold split of the training fold's own photos (balanced accuracy);
-    returns ``(probabilities of the own photos, chosen C per fold)``."""
+    returns ``(probabilities of the own photos over the ten, chosen C per fold)``. Rows of ``x`` whose ``y`` is 10
+    (none of the ten, with ``--none-class``) are always in training: an 11th class whose column is dropped."""
     from sklearn.model_selection import StratifiedKFold
 
     idx_own, idx_other = np.flatnonzero(own), np.flatnonzero(~own)
@@ -84,11 +91,11 @@ def nested_cv(x, y, own, folds, cs, seed=0):
             train = np.r_[idx_other, fit_own[a]]
             for c in cs:
                 model = probe(c).fit(x[train], y[train])
-                score[c].append(balanced(y[fit_own[b]], model.predict(x[fit_own[b]])))
+                score[c].append(balanced(y[fit_own[b]], ten(model.predict_proba(x[fit_own[b]])).argmax(1)))
         c = max(cs, key=lambda c: np.mean(score[c]))
         chosen.append(c)
         train = np.r_[idx_other, fit_own]
-        oof[test_at] = probe(c).fit(x[train], y[train]).predict_proba(x[idx_own[test_at]])
+        oof[test_at] = ten(probe(c).fit(x[train], y[train]).predict_proba(x[idx_own[test_at]]))
         print(f"  fold {len(chosen)}: C={c} (inner balanced accuracy "
               + ", ".join(f"{k}: {np.mean(v):.3f}" for k, v in score.items()) + ")", flush=True)
     return oof, chosen
@@ -109,11 +116,16 @@ def row(name, labels, probs, sources):
     return {"name": name, "all": report, "a10": own, "per_source": per_source(labels, preds, sources)}
 
 
-def cv_report(x, y, items, x_none, args):
-    """Print the nested cross-validation's figures on Animals-10's own photos (see the module's docstring)."""
+def cv_report(x, y, items, x_none, args, x_none_train=None):
+    """Print the nested cross-validation's figures on Animals-10's own photos (see the module's docstring); with
+    ``x_none_train``, those none photos are an 11th class in every training fold."""
     own = np.array([it["source"] == ANIMALS10 for it in items])
     print(f"nested {args.folds}-fold cross-validation, {args.backbone} at {args.size or 'its own'} px: "
-          f"{int(own.sum())} Animals-10 photos, {int((~own).sum())} others always in training", flush=True)
+          f"{int(own.sum())} Animals-10 photos, {int((~own).sum())} others always in training"
+          + (f", {len(x_none_train)} none photos as an 11th class" if x_none_train is not None else ""), flush=True)
+    if x_none_train is not None:
+        x, y = np.r_[x, x_none_train], np.r_[y, np.full(len(x_none_train), len(CLASSES))]
+        own = np.r_[own, np.zeros(len(x_none_train), bool)]
     oof, chosen = nested_cv(x, y, own, args.folds, (0.03, 0.1, 0.3, 1.0))
     labels = [CLASSES[i] for i in y[own]]
     report = evaluate(labels, [CLASSES[i] for i in oof.argmax(1)], oof)
@@ -123,14 +135,15 @@ def cv_report(x, y, items, x_none, args):
     print("  recall: " + ", ".join(f"{c} {m['recall']:.3f} {fmt(m['recall_ci95'])}" for c, m in pc.items()))
     print(f"  precision: dog {pc['dog']['precision']:.3f} {fmt(pc['dog']['precision_ci95'])}, cow "
           f"{pc['cow']['precision']:.3f} {fmt(pc['cow']['precision_ci95'])}")
-    full = probe(float(np.median(chosen))).fit(x, y)  # the none photos' scores from a probe on every animal photo
-    auroc, accepted, threshold = open_set(oof, full.predict_proba(x_none))
+    full = probe(float(np.median(chosen))).fit(x, y)  # the none photos' scores from a probe on every training photo
+    auroc, accepted, threshold = open_set(oof, ten(full.predict_proba(x_none)))
     top = oof.max(1)
     answered = top >= threshold
     right = (oof.argmax(1) == y[own])[answered].mean()
     print(f"  open set: AUROC {auroc:.3f}; the threshold keeping 95% of them ({threshold:.3f}) accepts "
           f"{accepted:.1%} of the held-out none photos and is right on {right:.3f} of the animals it answers")
-    np.savez(f"{args.cache}-{args.backbone}-{args.size or 'own'}-oof.npz", oof=oof, y=y[own],
+    np.savez(f"{args.cache}-{args.backbone}-{args.size or 'own'}{'-none' if args.none_class else ''}-oof.npz",
+             oof=oof, y=y[own],
              keys=np.array([it["key"] for it, o in zip(items, own) if o]))
 
 
@@ -149,6 +162,8 @@ def main():
     ap.add_argument("--size", type=int, default=None, help="input size in pixels (default: the backbone's own)")
     ap.add_argument("--folds", type=int, default=0, help="also nested cross-validation over Animals-10's photos")
     ap.add_argument("--features-only", action="store_true", help="compute and cache the features, then stop")
+    ap.add_argument("--none-class", action="store_true",
+                    help="with --folds: the split's non-test none photos as an 11th class in training (folded away)")
     ap.add_argument("--model", action="append", default=[],
                     help="also a trained run's model on the same photos (repeatable), e.g. runs/a10-v2/model.keras")
     args = ap.parse_args()
@@ -166,7 +181,7 @@ def main():
     part = np.array([split[it["key"]] for it in items])
     none_test = np.array([split.get(k) == "test" for k, good in zip(none_keys, okn) if good])
     if args.folds:
-        cv_report(x, y, items, xn[none_test], args)
+        cv_report(x, y, items, xn[none_test], args, xn[~none_test] if args.none_class else None)
 
     best = None
     for c in (0.1, 0.3, 1.0, 3.0):

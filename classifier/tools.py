@@ -20,12 +20,20 @@ def build_tools(slot) -> gr.Blocks:
 
     def scores(image, k):
         clf = slot.get()
+        path = image.get("path") if isinstance(image, dict) else image
+        if not path:
+            raise gr.Error("Give a photo: an https URL or a data URL (data:image/jpeg;base64,...).",
+                           print_exception=False)
+        try:
+            k = int(float(TOP_K if k is None else k))
+        except (TypeError, ValueError, OverflowError):
+            raise gr.Error(f"k must be a whole number from 1 to {len(clf.classes)}.", print_exception=False) from None
         try:  # the raw upload (preprocess off): every file goes through the one decode, with its clear errors
-            probs = clf.predict(image.get("path") if isinstance(image, dict) else image)
+            probs = clf.predict(path)
         except ImageError as e:
-            raise gr.Error(str(e)) from None
+            raise gr.Error(str(e), print_exception=False) from None
         return clf, probs, [{"class": c, "name": display_name(c), "probability": round(p, 4)}
-                            for c, p in clf.top_k(np.asarray(probs), max(1, min(int(k or TOP_K), 10)))]
+                            for c, p in clf.top_k(np.asarray(probs), max(1, min(k, len(clf.classes))))]
 
     def classify(image: str) -> str:
         """Classify a photo of an animal into the ten Animals-10 classes (butterfly, cat, chicken, cow, dog,

@@ -16,6 +16,7 @@ from classifier.classes import CLASSES, NONE, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
 from classifier.predictor import read_calibration
+from escaping import plain
 from i18n import Message, column_names, language, say
 from training.runs import RunStore
 from ui import T, dataset_dropdown, fill_at_load, headed, progress_bar, shown, upload_box, upload_event
@@ -78,7 +79,7 @@ def summary_markdown(report, lang: str = "en"):
                  dog=report["per_class"]["dog"]["precision"])]
     if report.get("per_source"):
         lines.append(say(lang, "ev_per_source", sources=" · ".join(
-            say(lang, "ev_source", name=name, acc=s["accuracy"], n=s["n_scored"])
+            say(lang, "ev_source", name=plain(name), acc=s["accuracy"], n=s["n_scored"])
             for name, s in report["per_source"].items() if s["accuracy"] is not None)))
     open_set = report["open_set"]
     if open_set["null_images"]:
@@ -162,7 +163,7 @@ def build(settings, slot, guard, T=T, session_threshold=None):
         threshold = gr.Slider(0, 1, value=0, step=0.01,
                               label=T("ev_threshold"))
         tta = gr.Checkbox(label=T("ev_tta"), value=False)
-    upload = upload_box(T("ev_upload"))
+    upload = upload_box(T("ev_upload"), "ev-upload")
     with gr.Row():
         password = guard.password_box()
         refresh = gr.Button(T("ev_refresh"), size="sm")

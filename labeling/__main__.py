@@ -17,6 +17,7 @@ import threading
 
 from tqdm import tqdm
 
+from escaping import cell
 from settings import Settings
 
 
@@ -129,10 +130,10 @@ def do_suspects(store, args):
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for r in rows:
-            writer.writerow({"dataset": r["dataset"], "key": r["key"], "path": r["path"], "current_label": r["label"],
-                             "source": r["source"],
-                             "predicted": r["predicted"], "p_label": _fmt(r["p_label"]),
-                             "p_predicted": _fmt(r["p_predicted"]), "rank": r["rank"]})
+            writer.writerow({k: cell(v) for k, v in {
+                "dataset": r["dataset"], "key": r["key"], "path": r["path"], "current_label": r["label"],
+                "source": r["source"], "predicted": r["predicted"], "p_label": _fmt(r["p_label"]),
+                "p_predicted": _fmt(r["p_predicted"]), "rank": r["rank"]}.items()})  # opened in spreadsheets
     print(f"{len(rows)} suspects written to {args.out}")
 
 

@@ -6,9 +6,9 @@ previous and undo, bulk accept, import, auto-label, export, and what is shown of
 do raise :class:`ReviewError`, whose message says what to do.
 """
 
-import html
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -21,8 +21,10 @@ import pandas as pd
 from classifier.classes import CLASSES, NONE, OTHER, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
+from escaping import plain
 from evaluation.metrics import evaluate
 from i18n import Message, column_names, say
+from uploads import imported, pending_imports
 
 from .glm import BatchStopped, GLMLabeler, autolabel
 from .scorecard import scorecard
@@ -40,13 +42,6 @@ class ReviewError(Message):
     """A request the review cannot do (no image open, nothing to undo...); the message says what to do."""
 
 
-def plain(text) -> str:
-    """``text`` as plain text inside Markdown: HTML and Markdown syntax are shown, not rendered (so an
-    ``<img src=...>`` or ``![](...)`` in a reviewer's name or an LLM reply loads nothing)."""
-    text = html.escape(str(text), quote=False)
-    return re.sub(r"([\\`*_{}\[\]()#+!|~>-])", r"\\\1", text)
-
-
 class Review:
     """The review's logic, one instance per app (the store is shared by all sessions and processes).
 
@@ -60,6 +55,20 @@ class Review:
         # (store version, result) of the last reading of each: read again only when the version moved
         self._state, self._probs, self._ranked = (None, None), (None, None), (None, None)
         self._predict_lock, self._predicted_for, self.predicting = threading.Lock(), None, None
+        self.finish_imports()
+
+    def finish_imports(self) -> None:
+        """Import the uploaded data sets whose import a killed process left unfinished (they are not listed until
+        then); one log line each."""
+        for folder, author in pending_imports(self.settings.uploads_dir):
+            try:
+                self.store.import_folder(folder, labels_file(folder), author=author)
+            except (ValueError, OSError) as e:
+                print(f"upload {folder.name}: its import could not finish ({type(e).__name__}); left unlisted",
+                      file=sys.stderr, flush=True)
+                continue
+            imported(folder)
+            print(f"upload {folder.name}: import finished at start", file=sys.stderr, flush=True)
 
     # -- a reviewer's session -----------------------------------------------------------------------------------
 

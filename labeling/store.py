@@ -26,6 +26,7 @@ from pathlib import Path
 from classifier.classes import CLASSES, NONE, OTHER
 from classifier.files import list_images, natural_key, write_atomic
 from classifier.labels import folder_labels, match, read_labels
+from escaping import cell
 
 SOURCES = ("llm", "human", "model", "import")
 LEASE_SECONDS = 120
@@ -202,7 +203,8 @@ class LabelStore:
         return names[0] if names else None
 
     def export_history(self, path: str | Path) -> int:
-        """Write every event, oldest first, as CSV (the full, append-only history)."""
+        """Write every event, oldest first, as CSV (the full, append-only history), for people and spreadsheets:
+        a cell that would start a formula (a reviewer named ``=cmd|...``) starts with ``'`` (:func:`escaping.cell`)."""
         columns = ["id", "dataset", "path", "key", "label", "source", "author", "model", "prompt_version", "status",
                    "raw_reply", "undoes", "batch", "created_at"]
         with self._connect() as con, open(path, "w", newline="", encoding="utf-8") as f:
@@ -214,8 +216,8 @@ class LabelStore:
             writer = csv.writer(f)
             writer.writerow(columns)
             count = 0
-            for chunk in iter(lambda: rows.fetchmany(5000), []):
-                writer.writerows(chunk)
+            for chunk in iter(lambda: rows.fetchmany(5000), []):  # names and replies: never a formula
+                writer.writerows([[cell(v) for v in row] for row in chunk])
                 count += len(chunk)
         return count
 

@@ -9,6 +9,7 @@ from classifier.classes import CLASSES, NONE, display_name
 from classifier.images import ImageError, thumbnail
 from i18n import Message, say
 from ui import MAX_NAME, T, dataset_choice, dataset_dropdown, fill_at_load, headed, receive_upload, shown, upload_box
+from uploads import imported
 
 from .review import IMPACT_COLUMNS, SORTS, STATUSES, Review
 from .scorecard import COLUMNS as SCORECARD_COLUMNS
@@ -232,10 +233,11 @@ def build(settings, slot, guard, T=T):
                 raise Message("rv_err_no_demo")
             facts = {"path": folder}
         else:
-            facts, line = receive_upload(settings, files, progress, lang)
+            facts, line = receive_upload(settings, files, progress, lang, importer=name)
             folder = facts["path"]
         *_, sess = review.start(name, f, sess, lang)
         line = f"{line} {review.import_folder(sess, folder)}".strip()
+        imported(folder)  # listed from now on (a kill before this: the import finishes at the next start)
         review.predict_in_background(wait=30)  # a small set (the demo's 100) opens ranked, even on a busy CPU
         # a toast too: the accordion holding the status line may be closed
         gr.Info(line.replace("**", "").replace("\\", ""), title=say(lang, "note_title"))

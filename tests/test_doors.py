@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import EXAMPLES
+from conftest import EXAMPLES, ROOT
 from gradio_client import Client, handle_file
 from test_review_app import FILTERS, launch
 
@@ -275,3 +275,29 @@ def test_concurrent_costly_joins_with_the_password_admit_at_most_the_limit(guard
         t.join(400)
     assert len(outcomes) == 40 and set(outcomes) <= {"ran", "busy"}, outcomes
     assert 1 <= outcomes.count("ran") <= MAX_WAITING
+
+
+def test_the_tools_app_refuses_bad_input_in_its_own_words(guarded):
+    url, data, _ = guarded
+    client = Client(url + "tools/", verbose=False)
+    with pytest.raises(Exception, match="Give a photo"):
+        client.predict(None, api_name="/classify")
+    with pytest.raises(Exception, match="k must be a whole number from 1 to 10") as refused:
+        client.predict(handle_file(str(EXAMPLES / "cat.jpg")), "abc", api_name="/top_k")
+    assert "invalid literal" not in str(refused.value) and str(ROOT) not in str(refused.value)
+
+
+def test_uploads_are_refused_while_the_disk_is_nearly_full_and_the_store_still_writes(tmp_path):
+    free_mb = shutil.disk_usage(tmp_path).free // 2**20
+    proc, url, data = launch(tmp_path, MIN_FREE_MB=str(free_mb + 1024))  # as if the disk were nearly full
+    try:
+        client = Client(url, verbose=False)
+        with pytest.raises(Exception, match="507|nearly full"):
+            client.predict(handle_file(str(EXAMPLES / "cat.jpg")), api_name="/classify")
+        assert get(url + "config")[0] == 200
+        _, _, progress = client.predict("ann", "", *FILTERS, api_name="/review_start")  # the store writes
+        assert "Reviewed 0 / 0" in progress
+        assert "refused: an upload while the disk is nearly full" in (tmp_path / "app.log").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(30)

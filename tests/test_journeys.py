@@ -327,3 +327,23 @@ def _wait(condition, seconds=20):
             return
         time.sleep(0.3)
     raise AssertionError("timed out")
+
+
+def test_markup_in_file_and_source_names_shows_as_text(app, page, tmp_path):
+    import zipfile
+
+    trap = "<img src=x>"  # a file name and a source folder name, as anyone may upload them
+    with zipfile.ZipFile(tmp_path / "names.zip", "w") as zf:
+        for c in ("cat", "dog"):
+            zf.write(EXAMPLES / f"{c}.jpg", f"{trap}/{c}/0.jpg")
+        zf.write(EXAMPLES / "cat.jpg", "web/cat/0.jpg")
+        zf.writestr(f"web/cat/{trap}.jpg", b"not a photo")
+    page.goto(app[0])
+    page.get_by_role("tab", name="Evaluate").click()
+    page.locator("#ev-upload input[type=file]").set_input_files(str(tmp_path / "names.zip"))
+    page.get_by_text("1 unreadable").first.wait_for(timeout=60_000)
+    assert page.get_by_text(f"web/cat/{trap}", exact=False).count() >= 1  # the name, shown as text
+    page.get_by_role("button", name="Evaluate", exact=True).click()
+    page.get_by_text("Per source").first.wait_for(timeout=120_000)
+    assert page.get_by_text(f"{trap} 100.0% of 2", exact=False).count() >= 1
+    assert page.locator("img[src='x']").count() == 0  # no element made of it, so nothing fetched

@@ -543,3 +543,19 @@ def test_where_the_llm_is_not_asked_the_classifiers_answer_is_the_label_marked_a
     rows = {r["id"]: r for r in store.state()}
     assert all(rows[i]["label"] == rows[i]["key"] and rows[i]["source"] == "model" for i in skip)
     assert all(rows[i]["label"] is None for i in set(rows) - skip)
+
+
+def test_the_history_csv_never_starts_a_formula_but_keeps_what_was_written(store, tmp_path):
+    images = make_images(tmp_path / "=set", ["=1+2", "a", "b", "c"])
+    store.import_folder(images, None)
+    ids = [r["id"] for r in store.state()]
+    names = ["=cmd|' /C calc'!A0", "+SUM(A1)", "-2+3", "@x"]
+    for image, name in zip(ids, names):
+        store.add_event(image, "cat", "human", author=name)
+    store.export_history(tmp_path / "history.csv")
+    rows = list(csv.DictReader(open(tmp_path / "history.csv", newline="")))
+    assert sorted(r["author"] for r in rows) == sorted("'" + n for n in names)
+    assert {r["key"] for r in rows} == {"'=1+2", "a", "b", "c"} and {r["dataset"] for r in rows} == {"'=set"}
+    cells = [v for r in rows for v in r.values()]
+    assert not any(v.startswith(("=", "+", "-", "@", "\t", "\r")) for v in cells)
+    assert store.labels(dataset="=set") == {"=1+2": "cat", "a": "cat", "b": "cat", "c": "cat"}  # the store unchanged

@@ -69,6 +69,12 @@ def flat(n=3, labels=None):
     ("missing.zip", lambda p: make_zip(p, flat(2, {"0": "cat", "1": "cat", "7": "dog"})), "names 1 files"),
     ("broken.zip", lambda p: p.write_bytes(b"PK\x03\x04 not really"), "not a readable zip"),
     ("broken.tar.gz", lambda p: p.write_bytes(b"\x1f\x8b not really"), "not a readable tar"),
+    ("latin1.tar", lambda p: latin1_tar(p), "not valid UTF-8"),
+    ("clash.zip", lambda p: make_zip(p, {"cat/x.jpg": PHOTO, "cat/x.jpg/y.jpg": PHOTO}), "a file and a folder"),
+    ("clash2.zip", lambda p: make_zip(p, {"cat/x.jpg/y.jpg": PHOTO, "cat/x.jpg": PHOTO}), "a file and a folder"),
+    ("twice.zip", lambda p: make_zip(p, {"0.jpg": PHOTO, "./0.jpg": PHOTO}), "Two files are named"),
+    ("long.zip", lambda p: make_zip(p, {"a" * 300 + ".jpg": PHOTO}), "too long"),
+    ("crc.zip", lambda p: bad_crc_zip(p), "is damaged"),
 ])
 def test_a_bad_upload_is_refused_and_leaves_nothing_behind(tmp_path, monkeypatch, name, build, message):
     monkeypatch.setattr(uploads, "MAX_FILES", 5)  # a small limit, the same code path as the real one
@@ -79,9 +85,44 @@ def test_a_bad_upload_is_refused_and_leaves_nothing_behind(tmp_path, monkeypatch
     before = tree_hash(target)
     archive = tmp_path / name
     build(archive)
-    with pytest.raises(UploadError, match=message):
+    with pytest.raises(UploadError, match=message) as refused:
         add_dataset([archive], target, max_mb=2)
     assert tree_hash(target) == before and sorted(p.name for p in target.iterdir()) == ["existing"]
+    assert str(tmp_path) not in str(refused.value)  # no server path in what the user reads
+
+
+def latin1_tar(path):
+    """A tar whose one name is Latin-1 bytes (not UTF-8), as old archivers on Windows write them."""
+    with tarfile.open(path, "w", encoding="latin-1", format=tarfile.GNU_FORMAT) as tf:
+        info = tarfile.TarInfo("café.jpg")
+        info.size = len(PHOTO)
+        tf.addfile(info, io.BytesIO(PHOTO))
+
+
+def bad_crc_zip(path):
+    """A zip whose stored photo has one byte changed after its checksum was written."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("0.jpg", PHOTO)
+    data = bytearray(path.read_bytes())
+    data[200] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_an_upload_whose_import_a_kill_interrupted_is_not_listed_and_finishes_at_the_next_start(tmp_path):
+    from labeling.review import Review
+    from settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", data_roots=(tmp_path / "data" / "datasets",))
+    archive = make_zip(tmp_path / "set.zip", flat(3))
+    facts = add_dataset([archive], settings.uploads_dir, importer="kim")  # ... and the process is killed here
+    assert facts["path"].is_dir() and settings.datasets() == []  # complete on disk, not listed
+    review = Review(settings, slot=None)  # the next start
+    assert settings.datasets() == [f"datasets/{facts['name']}"]
+    assert review.store.labels(dataset=facts["name"]) == {"0": "cat", "1": "cat", "2": "cat"}
+    events = review.store.query("SELECT author FROM events")
+    assert [e["author"] for e in events] == ["kim"] * 3
+    Review(settings, slot=None)  # a second start imports nothing twice
+    assert len(review.store.query("SELECT id FROM events")) == 3
 
 
 def test_loose_files_and_every_layout_unpack_to_a_new_set(tmp_path):

@@ -12,6 +12,7 @@ from PIL import Image
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.classes import display_name
 from classifier.export import bundle
+from escaping import plain
 from i18n import STRINGS, Message, column_names, say
 from ui import T, dataset_dropdown, fill_at_load, headed, shown, upload_box, upload_event
 
@@ -44,7 +45,7 @@ def snapshot(run, scrub=str, lang: str = "en"):
     state = say(lang, f"state_{status['state']}")
     line = f"**{run.name}** · {state} · `{bar}` {p:.0%} · {stage}{epoch} · {device}"
     if status.get("reason"):
-        line += say(lang, "tr_failed", reason=scrub(status["reason"]))
+        line += say(lang, "tr_failed", reason=plain(scrub(status["reason"])))
     if status.get("accuracy") is not None:
         on = {"test": "test", "val": "val"}.get(status.get("measured_on"), "held_out")
         line += say(lang, "tr_accuracy", on=Message(f"tr_on_{on}"), accuracy=status["accuracy"])
