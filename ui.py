@@ -32,7 +32,7 @@ from i18n import COOKIE, STRINGS, Message, column_names, language, say
 ROOT = Path(__file__).resolve().parent
 T = gr.I18n(**STRINGS)  # static text, translated in the browser
 COSTLY = ("evaluate", "import", "autolabel", "export", "train")  # their events' concurrency ids
-MAX_WAITING = 4  # costly requests waiting in the queue at once, all kinds together; more are refused at once
+MAX_COSTLY = 4  # costly requests in at once (waiting or running), all kinds together; more are refused at once
 JOIN_WINDOW = 600.0  # seconds an admitted request that never started (its client left) counts as waiting
 MAX_NAME = 100  # characters of a reviewer's name
 
@@ -323,8 +323,8 @@ class Guard:
         """A validator for an event (``validator=guard.door(inputs, password, ...)``), run by Gradio when a request
         *joins* the queue, before it takes a place there: without the admin password (``password``, one of the
         event's ``inputs``; when one is set) the request is refused at once, so a flood of requests that need it
-        never fills the queue ``/classify`` shares. A ``costly`` event is also refused while :data:`MAX_WAITING`
-        costly requests wait (all kinds together; see :meth:`admit`)."""
+        never fills the queue ``/classify`` shares. A ``costly`` event is also refused while :data:`MAX_COSTLY`
+        costly requests wait or run (all kinds together; see :meth:`admit`)."""
         at = inputs.index(password) if password is not None else None
 
         def validate(request: gr.Request, *values):
@@ -341,18 +341,19 @@ class Guard:
         return validate
 
     def admit(self) -> int | None:
-        """Count one more costly request in, or return how many wait (refused). Waiting = admitted here and not yet
-        started (:meth:`start`), or, if more, the costly requests in the queue now (one whose client left before it
-        started counts until :data:`JOIN_WINDOW` has passed). One lock: concurrent joins are counted one after the
-        other, so no burst admits more than :data:`MAX_WAITING`. Running jobs do not count (each kind runs one at a
-        time)."""
+        """Count one more costly request in, or return how many are in (refused). In = running (Gradio's count per
+        concurrency id) plus waiting: admitted here and not yet started (:meth:`start`), or, if more, the costly
+        requests in the queue now (one whose client left before it started counts until :data:`JOIN_WINDOW` has
+        passed). One lock: concurrent joins are counted one after the other, so no burst lets more than
+        :data:`MAX_COSTLY` in."""
         with self._lock:
             now = time.monotonic()
             while self._admitted and now - self._admitted[0] > JOIN_WINDOW:
                 self._admitted.popleft()
-            waiting = max(self.waiting(), len(self._admitted))
-            if waiting >= MAX_WAITING:
-                return waiting
+            queued, running = self.waiting()
+            inside = max(queued, len(self._admitted)) + running
+            if inside >= MAX_COSTLY:
+                return inside
             self._admitted.append(now)
             return None
 
@@ -364,10 +365,11 @@ class Guard:
             if self._admitted:
                 self._admitted.popleft()
 
-    def waiting(self) -> int:
-        """Costly requests in the queue now, not yet started."""
+    def waiting(self) -> tuple[int, int]:
+        """Costly requests in the queue now, not yet started, and those running."""
         queues = getattr(getattr(self.blocks, "_queue", None), "event_queue_per_concurrency_id", {})
-        return sum(len(queues[c].queue) for c in COSTLY if c in queues)
+        mine = [queues[c] for c in COSTLY if c in queues]
+        return sum(len(q.queue) for q in mine), sum(q.current_concurrency for q in mine)
 
     def password_box(self) -> gr.Textbox:
         """The admin password field, shown only when a password is set."""

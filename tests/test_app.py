@@ -225,3 +225,33 @@ def test_agents_get_only_the_read_only_tools_over_mcp(app_url):
     assert not answer.isError and said["answer"] == "elephant" and said["name"] == "elephant 大象"
     assert [c["class"] for c in json.loads(top.content[0].text)][:1] == ["elephant"]
     assert len(json.loads(top.content[0].text)) == 2 and json.loads(info.content[0].text)["input_size"] == 260
+
+
+API_SNAPSHOT = FIXTURES / "api.json"
+
+
+def public_api(url) -> dict:
+    """Every named endpoint of both apps with its parameters (name, component, type, default) and return values
+    (component, type), as gradio_client's view_api gives them."""
+    def shape(p, *keys):
+        return [p.get(k) if k != "python_type" else p["python_type"]["type"] for k in keys]
+
+    out = {}
+    for path in ("", "tools/"):
+        api = Client(url + path, verbose=False).view_api(return_format="dict", print_info=False)
+        out[path or "/"] = {
+            name: {"parameters": [shape(p, "parameter_name", "component", "python_type", "parameter_has_default",
+                                        "parameter_default") for p in e["parameters"]],
+                   "returns": [shape(r, "component", "python_type") for r in e["returns"]]}
+            for name, e in sorted(api["named_endpoints"].items())}
+    return out
+
+
+def test_the_public_api_is_unchanged(app_url):
+    """The API as it was before the UI moved into studio/ (regenerate with UPDATE_API_SNAPSHOT=1 only for a change
+    meant to be seen by API users)."""
+    url, _, _ = app_url
+    now = public_api(url)
+    if os.environ.get("UPDATE_API_SNAPSHOT"):
+        API_SNAPSHOT.write_text(json.dumps(now, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    assert now == json.loads(API_SNAPSHOT.read_text())

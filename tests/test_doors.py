@@ -254,7 +254,7 @@ def test_unauthenticated_floods_of_events_that_need_the_password_never_reach_the
 
 def test_concurrent_costly_joins_with_the_password_admit_at_most_the_limit(guarded):
     url, data, _ = guarded
-    from ui import MAX_WAITING
+    from ui import MAX_COSTLY
 
     outcomes, barrier = [], threading.Barrier(40)
 
@@ -274,7 +274,7 @@ def test_concurrent_costly_joins_with_the_password_admit_at_most_the_limit(guard
     for t in threads:
         t.join(400)
     assert len(outcomes) == 40 and set(outcomes) <= {"ran", "busy"}, outcomes
-    assert 1 <= outcomes.count("ran") <= MAX_WAITING
+    assert 1 <= outcomes.count("ran") <= MAX_COSTLY
 
 
 def test_the_tools_app_refuses_bad_input_in_its_own_words(guarded):
