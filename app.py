@@ -6,15 +6,17 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from classifier import ASSETS
-from classifier import tab as classify_tab
 from classifier.serving import ModelSlot
-from classifier.tools import build_tools
-from evaluation import tab as evaluate_tab
 from i18n import LANGUAGES
-from labeling import tab as review_tab
 from settings import Settings
-from training import tab as train_tab
-from ui import Guard, HttpDoor, LanguagePage, T, fill_at_load, shown
+from studio import classify as classify_tab
+from studio import evaluate as evaluate_tab
+from studio import review as review_tab
+from studio import train as train_tab
+from studio.common import T, fill_at_load, shown
+from studio.guard import Guard
+from studio.http import HttpDoor, LanguagePage
+from studio.tools import build_tools
 
 SCRIPTS = "".join(f"<script>{(ASSETS / name).read_text()}</script>" for name in ("hotkeys.js", "language.js"))
 # Gradio's Markdown sets its own font size inside the wrapper, so the title rule targets the inner paragraph; the
@@ -44,26 +46,27 @@ def build_app(settings=None):
         gr.Markdown(T(guard.notice()), elem_id="access-notice")
         session_threshold = gr.State(None)  # a "none of the 10" threshold picked in Evaluate, for Classify
         with gr.Tabs() as tabs:
+            # each tab's build returns a dict of the parts wired across tabs
             with gr.Tab(T("tab_classify"), id="classify"):
-                serving_line = classify_tab.build(settings, slot, guard, T, session_threshold)
+                classify = classify_tab.build(settings, slot, guard, T, session_threshold)
             with gr.Tab(T("tab_review"), id="review"):
-                review, review_filters = review_tab.build(settings, slot, guard, T)
+                review = review_tab.build(settings, slot, guard, T)
             with gr.Tab(T("tab_evaluate"), id="evaluate"):
-                cell, open_review = evaluate_tab.build(settings, slot, guard, T, session_threshold)
+                evaluate = evaluate_tab.build(settings, slot, guard, T, session_threshold)
             with gr.Tab(T("tab_train"), id="train"):
-                served = train_tab.build(settings, slot, guard, T)
+                train = train_tab.build(settings, slot, guard, T)
         def serving(lang):  # which model serves, in the viewer's language
             return classify_tab.model_line(slot.get(), lang)
 
         # After "Serve this model", the Classify tab names the new model (and on every page load).
-        served.then(shown(serving), None, serving_line, api_visibility="private")
-        fill_at_load(serving, serving_line)
-        fill_at_load(review.progress, review_filters["progress"])
+        train["served"].then(shown(serving), None, classify["model_line"], api_visibility="private")
+        fill_at_load(serving, classify["model_line"])
+        fill_at_load(review["review"].progress, review["progress"])
         # "Open these in the review queue": the Evaluate tab's selected cell becomes the Review tab's filters.
-        open_review.click(lambda c: (gr.Dropdown(value=c[0] if c else "all"), gr.Dropdown(value=c[1] if c else "all"),
-                                     gr.Dropdown(value="all"), gr.Tabs(selected="review")),
-                          cell, [review_filters["label"], review_filters["predicted"], review_filters["status"], tabs],
-                          api_visibility="private")
+        evaluate["open_review"].click(
+            lambda c: (gr.Dropdown(value=c[0] if c else "all"), gr.Dropdown(value=c[1] if c else "all"),
+                       gr.Dropdown(value="all"), gr.Tabs(selected="review")),
+            evaluate["cell"], [review["label"], review["predicted"], review["status"], tabs], api_visibility="private")
     demo.slot = slot
     guard.blocks = demo  # the door counts the costly requests waiting in this app's queue
     return demo

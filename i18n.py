@@ -3,7 +3,7 @@
 - :func:`say` gives one string in one language; :func:`language` reads a request's language (the page's
   switch, a cookie, first; then the browser's ``Accept-Language``).
 - :class:`Message` is an error whose text is a key of the catalog: ``str()`` of it is English (the CLIs' and the
-  logs' language), and the app shows it in the viewer's (``ui.shown``).
+  logs' language), and the app shows it in the viewer's (``studio.common.shown``).
 
 Static text in the browser goes through Gradio's ``I18n`` (``ui.T``).
 """

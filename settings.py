@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from classifier import ASSETS
-from classifier.predictor import DEFAULT_MODEL
+from classifier.modelfile import DEFAULT_MODEL
 from i18n import Message
 from uploads import PENDING
 

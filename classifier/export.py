@@ -10,7 +10,6 @@ tests (same top-1, probabilities within 1e-3).
 """
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -22,7 +21,7 @@ import numpy as np
 
 from .backbones import DEFAULT_BACKBONE, input_size
 from .classes import CLASSES
-from .predictor import DEFAULT_MODEL, default_cache, model_meta, read_calibration
+from .modelfile import DEFAULT_MODEL, content_hash, default_cache, model_meta, read_calibration
 
 FORMATS = {"tflite": "float16.tflite", "onnx": "onnx"}  # format -> file suffix
 
@@ -31,7 +30,7 @@ def export(model_path=None, formats=tuple(FORMATS), cache_dir=None) -> dict[str,
     """``{format: file}`` for a model, converted once and cached under ``cache_dir`` (default: where the served
     ``.tflite`` files are) by the model file's content hash. Converting imports TensorFlow."""
     model_path = Path(model_path or DEFAULT_MODEL)
-    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:20]
+    digest = content_hash(model_path)
     folder = Path(cache_dir or default_cache())
     out = {f: folder / f"{model_path.stem}-{digest}.{FORMATS[f]}" for f in formats}
     missing = [f for f, path in out.items() if not path.exists()]

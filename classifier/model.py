@@ -19,9 +19,7 @@ from keras import layers
 
 from .backbones import DEFAULT_BACKBONE, build_backbone, inference_backbone
 from .classes import CLASSES
-
-# What predicts lives in classifier.predictor (no TensorFlow at import).
-from .predictor import DEFAULT_MODEL, model_meta
+from .modelfile import DEFAULT_MODEL, META_KEY, model_meta, npz_meta
 
 
 def build_classifier(backbone=DEFAULT_BACKBONE, weights="imagenet", num_classes=len(CLASSES), size=None):
@@ -89,7 +87,7 @@ def save_compact(model, path, meta, dtype="float32"):
             raise ValueError(f"shape mismatch at {ref.path}: {value.shape} vs {base.shape}")
         if not np.array_equal(value, base):
             arrays[ref.path] = value.astype(dtype) if value.dtype == np.float32 else value
-    np.savez_compressed(path, __meta__=json.dumps(meta), **arrays)
+    np.savez_compressed(path, **{META_KEY: json.dumps(meta)}, **arrays)
     return sorted(arrays)
 
 
@@ -100,11 +98,11 @@ def load_model(path=None):
         raise FileNotFoundError(f"model file {path} does not exist")
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["__meta__"]))
+            meta = npz_meta(data)
             model = build_classifier(meta["backbone"], weights="imagenet")
             by_path = {v.path: v for v in model.weights}
             for key in data.files:
-                if key != "__meta__":
+                if key != META_KEY:
                     by_path[key].assign(data[key].astype(by_path[key].dtype))
         return model, meta
     return keras.saving.load_model(path, compile=False, safe_mode=True), model_meta(path)

@@ -12,9 +12,7 @@ Both give the same probabilities to 1e-4 (tested). This module imports neither T
 """
 
 import contextlib
-import hashlib
 import io
-import json
 import os
 import sys
 import threading
@@ -23,23 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ASSETS
 from .classes import CLASSES, NONE, TOP_K
 from .images import ImageError, decode
+from .modelfile import DEFAULT_MODEL, content_hash, default_cache, model_meta, read_calibration
 
-DEFAULT_MODEL = ASSETS / "model" / "default.npz"
 ENGINES = ("litert", "keras")
-
-
-def calibration_path(model_path: str | Path | None) -> Path:
-    """Where a model's calibration lives: ``calibration.json`` beside the model file."""
-    return Path(model_path or DEFAULT_MODEL).with_name("calibration.json")
-
-
-def read_calibration(model_path: str | Path | None) -> dict | None:
-    """``{"temperature": T, "threshold": t, ...}`` fitted for the model, or None if it was never calibrated."""
-    path = calibration_path(model_path)
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -50,19 +36,6 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     return (e / e.sum(-1, keepdims=True)).astype(np.float32)
 
 
-def model_meta(path: str | Path) -> dict:
-    """A model file's metadata without loading the model: inside a ``.npz``, or the ``.json`` beside a ``.keras``."""
-    path = Path(path)
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["__meta__"]))
-    else:
-        sidecar = path.with_suffix(".json")
-        meta = json.loads(sidecar.read_text()) if sidecar.exists() else {}
-    meta.setdefault("name", path.stem)
-    return meta
-
-
 def answer(probs: np.ndarray, classes, threshold: float | None) -> str:
     """One probability row's answer: its top class, or "none of the 10" (:data:`NONE`) when the top probability is
     under ``threshold`` (None: never none)."""
@@ -70,18 +43,11 @@ def answer(probs: np.ndarray, classes, threshold: float | None) -> str:
     return NONE if threshold is not None and probs[top] < threshold else classes[top]
 
 
-def default_cache() -> Path:
-    """Where converted models are kept: ``MODEL_CACHE``, else ``DATA_DIR/tflite`` (``./data/tflite``), as the app's
-    settings say (this package cannot read them: it sits below them)."""
-    return Path(os.environ.get("MODEL_CACHE") or Path(os.environ.get("DATA_DIR") or "data") / "tflite")
-
-
 def convert(model_path: str | Path | None, cache_dir: str | Path | None = None) -> Path:
     """The ``.tflite`` of a ``.keras``/``.npz`` model, converted once and cached under ``cache_dir`` by the model
     file's content hash (a retrained run gets a new one). Converting imports TensorFlow; a cached file does not."""
     model_path = Path(model_path or DEFAULT_MODEL)
-    digest = hashlib.sha256(model_path.read_bytes()).hexdigest()[:20]
-    out = Path(cache_dir or default_cache()) / f"{model_path.stem}-{digest}.tflite"
+    out = Path(cache_dir or default_cache()) / f"{model_path.stem}-{content_hash(model_path)}.tflite"
     if out.exists():
         return out
     import tensorflow as tf

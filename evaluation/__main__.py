@@ -134,7 +134,8 @@ def calibrate(args):
 
     from classifier.files import list_images
     from classifier.labels import labels_for
-    from classifier.predictor import Classifier, calibration_path
+    from classifier.modelfile import calibration_path
+    from classifier.predictor import Classifier
     from evaluation.calibration import calibrate as fit
 
     clf = Classifier.load(args.model)

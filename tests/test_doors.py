@@ -254,7 +254,7 @@ def test_unauthenticated_floods_of_events_that_need_the_password_never_reach_the
 
 def test_concurrent_costly_joins_with_the_password_admit_at_most_the_limit(guarded):
     url, data, _ = guarded
-    from ui import MAX_COSTLY
+    from studio.guard import MAX_COSTLY
 
     outcomes, barrier = [], threading.Barrier(40)
 

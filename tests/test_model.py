@@ -9,7 +9,8 @@ from PIL import Image
 
 from classifier.classes import CLASSES
 from classifier.images import ImageError
-from classifier.model import DEFAULT_MODEL, build_classifier, load_model, save_compact
+from classifier.model import build_classifier, load_model, save_compact
+from classifier.modelfile import DEFAULT_MODEL
 
 
 @pytest.fixture(scope="module")

@@ -269,7 +269,8 @@ def test_cancel_stops_cleanly_and_writes_no_model(tiny_data, tmp_path):
 
 def test_distillation_mixes_teacher_and_label_and_never_trains_the_teacher(tmp_path):
     from classifier.images import decode
-    from classifier.model import DEFAULT_MODEL, build_classifier
+    from classifier.model import build_classifier
+    from classifier.modelfile import DEFAULT_MODEL
     from training.distill import Distiller, teacher_ensemble
     from training.finetune import compile_for, unfreeze_last_blocks
     from training.pipeline import soft_targets
@@ -306,7 +307,7 @@ def test_distillation_mixes_teacher_and_label_and_never_trains_the_teacher(tmp_p
 
 def test_train_tab_says_where_training_photos_go(tmp_path):
     from settings import Settings
-    from training.tab import data_hint
+    from studio.train import data_hint
 
     settings = Settings(data_dir=tmp_path, data_roots=(tmp_path / "datasets",))
     hint = data_hint(settings)
@@ -416,7 +417,7 @@ def test_epoch_validation_is_one_pass_whose_loss_the_callbacks_read(tmp_path):
 
 
 def test_a_run_that_died_says_why_it_died(tmp_path):
-    from training.tab import read_status
+    from studio.train import read_status
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / "status.json").write_text(json.dumps({"state": "running", "pid": int(dead.stdout)}))

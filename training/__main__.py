@@ -37,7 +37,7 @@ def main(argv=None):
         import shutil
 
         from classifier.model import load_model, save_compact
-        from classifier.predictor import calibration_path
+        from classifier.modelfile import calibration_path
 
         model, meta = load_model(run_dir / "model.keras")
         stored = save_compact(model, args.compact, meta, dtype=args.compact_dtype)

@@ -11,29 +11,12 @@ import json
 import gradio as gr
 import numpy as np
 
-from .classes import CHINESE, NONE, TOP_K, display_name
-from .images import ImageError
+from classifier.classes import CHINESE, NONE, TOP_K, display_name
+from classifier.images import ImageError
 
 
 def build_tools(slot) -> gr.Blocks:
     """The read-only tools app for the model in ``slot`` (a :class:`~classifier.serving.ModelSlot`)."""
-
-    def scores(image, k):
-        clf = slot.get()
-        path = image.get("path") if isinstance(image, dict) else image
-        if not path:
-            raise gr.Error("Give a photo: an https URL or a data URL (data:image/jpeg;base64,...).",
-                           print_exception=False)
-        try:
-            k = int(float(TOP_K if k is None else k))
-        except (TypeError, ValueError, OverflowError):
-            raise gr.Error(f"k must be a whole number from 1 to {len(clf.classes)}.", print_exception=False) from None
-        try:  # the raw upload (preprocess off): every file goes through the one decode, with its clear errors
-            probs = clf.predict(path)
-        except ImageError as e:
-            raise gr.Error(str(e), print_exception=False) from None
-        return clf, probs, [{"class": c, "name": display_name(c), "probability": round(p, 4)}
-                            for c, p in clf.top_k(np.asarray(probs), max(1, min(k, len(clf.classes))))]
 
     def classify(image: str) -> str:
         """Classify a photo of an animal into the ten Animals-10 classes (butterfly, cat, chicken, cow, dog,
@@ -46,7 +29,7 @@ def build_tools(slot) -> gr.Blocks:
             answer (a class id, or "none" under the model's calibrated threshold), its English and Chinese name,
             and the five most likely classes with their probabilities.
         """
-        clf, probs, top = scores(image, TOP_K)
+        clf, probs, top = scores(slot, image, TOP_K)
         said = clf.answer(probs)
         return _json({"answer": said, "name": display_name(said), "threshold": clf.threshold, "top": top})
 
@@ -57,7 +40,7 @@ def build_tools(slot) -> gr.Blocks:
             image: the photo: an https URL, or a data URL (data:image/jpeg;base64,...).
             k: how many classes, 1 to 10.
         """
-        return _json(scores(image, k)[2])
+        return _json(scores(slot, image, k)[2])
 
     def model_info() -> str:
         """Which model answers: its name, engine, the classes it knows (English and Chinese), its measured accuracy
@@ -78,6 +61,26 @@ def build_tools(slot) -> gr.Blocks:
                 gr.Button(fn.__name__).click(fn, inputs, out, api_name=fn.__name__, concurrency_limit=2,
                                              preprocess=False)
     return tools
+
+
+def scores(slot, image, k):
+    """The model answering, its probabilities for a photo, and its top ``k`` classes as an agent reads them; a
+    refusal in plain words for no photo, a ``k`` that is not a number, or a file that is not a photo."""
+    clf = slot.get()
+    path = image.get("path") if isinstance(image, dict) else image
+    if not path:
+        raise gr.Error("Give a photo: an https URL or a data URL (data:image/jpeg;base64,...).",
+                       print_exception=False)
+    try:
+        k = int(float(TOP_K if k is None else k))
+    except (TypeError, ValueError, OverflowError):
+        raise gr.Error(f"k must be a whole number from 1 to {len(clf.classes)}.", print_exception=False) from None
+    try:  # the raw upload (preprocess off): every file goes through the one decode, with its clear errors
+        probs = clf.predict(path)
+    except ImageError as e:
+        raise gr.Error(str(e), print_exception=False) from None
+    return clf, probs, [{"class": c, "name": display_name(c), "probability": round(p, 4)}
+                        for c, p in clf.top_k(np.asarray(probs), max(1, min(k, len(clf.classes))))]
 
 
 def _json(value) -> str:

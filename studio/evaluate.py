@@ -6,6 +6,7 @@ The tab only composes; the work is :func:`evaluation.run.run`.
 import csv
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -15,15 +16,15 @@ from PIL import Image
 from classifier.classes import CLASSES, NONE, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
-from classifier.predictor import read_calibration
+from classifier.modelfile import read_calibration
 from escaping import plain
+from evaluation.metrics import at_threshold, risk_coverage
+from evaluation.plots import figure_image, risk_coverage_figure
+from evaluation.run import evaluate_folder
 from i18n import Message, column_names, language, say
 from training.runs import RunStore
-from ui import T, dataset_dropdown, fill_at_load, headed, progress_bar, shown, upload_box, upload_event
 
-from .metrics import at_threshold, risk_coverage
-from .plots import figure_image, risk_coverage_figure
-from .run import evaluate_folder
+from .common import T, dataset_dropdown, fill_at_load, headed, progress_bar, shown, upload_box, upload_event
 
 DEFAULT = "default"
 
@@ -154,43 +155,60 @@ def cell_images(out_dir, label, predicted, limit=48):
 
 def build(settings, slot, guard, T=T, session_threshold=None):
     """Add the Evaluate tab's components and events to the current ``gr.Blocks``; ``session_threshold`` (a
-    ``gr.State``) is where "use it in Classify" puts the threshold picked on the risk-coverage curve."""
-    session_threshold = session_threshold or gr.State(None)
+    ``gr.State``) is where "use it in Classify" puts the threshold picked on the risk-coverage curve. Returns the
+    parts the app wires across tabs: ``{"cell"`` (the selected confusion cell, a ``gr.State``), ``"open_review"}``
+    (the button that opens it in the review queue)."""
+    ui = SimpleNamespace(session_threshold=session_threshold or gr.State(None))
     gr.Markdown(T("ev_intro"))
-    with gr.Row():
-        model = gr.Dropdown(model_choices(settings), value=DEFAULT, label=T("ev_model"))
-        dataset = dataset_dropdown(settings, T("ev_set"), allow_custom_value=False)
-        threshold = gr.Slider(0, 1, value=0, step=0.01,
-                              label=T("ev_threshold"))
-        tta = gr.Checkbox(label=T("ev_tta"), value=False)
-    upload = upload_box(T("ev_upload"), "ev-upload")
-    with gr.Row():
-        password = guard.password_box()
-        refresh = gr.Button(T("ev_refresh"), size="sm")
-        start = gr.Button(T("ev_run"), variant="primary")
-    summary = gr.Markdown()
-    matrix_image = gr.Image(label=T("confusion"), type="pil", format="png", interactive=False, height=560)
-    with gr.Row():
-        risk = gr.Image(label=T("ev_risk"), show_label=False, type="pil", format="png", interactive=False,
-                        height=420, scale=3, elem_id="ev-risk")
-        with gr.Column(scale=2):
-            pick = gr.Slider(0, 1, value=0, step=0.01, label=T("ev_pick"), elem_id="ev-pick")
-            pick_line = gr.Markdown()
-            use = gr.Button(T("ev_use"), elem_id="ev-use", size="md")
-            used = gr.Markdown()
-    gr.Markdown(T("ev_click"))
-    counts = gr.Dataframe(label=T("ev_counts"), interactive=False)
-    cell_title = gr.Markdown()
-    gallery = gr.Gallery(label=T("ev_gallery"), columns=8, height=400)
-    open_review = gr.Button(T("ev_open_review"), size="sm")
-    cell = gr.State(None)
-    per_class = gr.Dataframe(label=T("per_class"), interactive=False)
-    # empty until the first evaluation, headed in the viewer's words (a table without headers shows "1 2 3")
-    fill_at_load(lambda lang: headed(PER_CLASS_COLUMNS, lang), per_class)
-    fill_at_load(lambda lang: pd.DataFrame(columns=counts_columns(lang)), counts)
-    out_state = gr.State(None)
-    calibrated_state = gr.State(None)
+    choices_panel(ui, settings, guard)
+    results_panel(ui)
+    wire(ui, settings, guard)
+    return {"cell": ui.cell, "open_review": ui.open_review}
 
+
+def choices_panel(ui, settings, guard):
+    """Which model on which test set, with which threshold; an upload; the button."""
+    with gr.Row():
+        ui.model = gr.Dropdown(model_choices(settings), value=DEFAULT, label=T("ev_model"))
+        ui.dataset = dataset_dropdown(settings, T("ev_set"), allow_custom_value=False)
+        ui.threshold = gr.Slider(0, 1, value=0, step=0.01, label=T("ev_threshold"))
+        ui.tta = gr.Checkbox(label=T("ev_tta"), value=False)
+    ui.upload = upload_box(T("ev_upload"), "ev-upload")
+    with gr.Row():
+        ui.password = guard.password_box()
+        ui.refresh = gr.Button(T("ev_refresh"), size="sm")
+        ui.start = gr.Button(T("ev_run"), variant="primary")
+
+
+def results_panel(ui):
+    """The summary, the confusion matrix, risk and coverage with a threshold to try, the counts whose cells open
+    their photos, the per-class table."""
+    ui.summary = gr.Markdown()
+    ui.matrix_image = gr.Image(label=T("confusion"), type="pil", format="png", interactive=False, height=560)
+    with gr.Row():
+        ui.risk = gr.Image(label=T("ev_risk"), show_label=False, type="pil", format="png", interactive=False,
+                           height=420, scale=3, elem_id="ev-risk")
+        with gr.Column(scale=2):
+            ui.pick = gr.Slider(0, 1, value=0, step=0.01, label=T("ev_pick"), elem_id="ev-pick")
+            ui.pick_line = gr.Markdown()
+            ui.use = gr.Button(T("ev_use"), elem_id="ev-use", size="md")
+            ui.used = gr.Markdown()
+    gr.Markdown(T("ev_click"))
+    ui.counts = gr.Dataframe(label=T("ev_counts"), interactive=False)
+    ui.cell_title = gr.Markdown()
+    ui.gallery = gr.Gallery(label=T("ev_gallery"), columns=8, height=400)
+    ui.open_review = gr.Button(T("ev_open_review"), size="sm")
+    ui.cell = gr.State(None)
+    ui.per_class = gr.Dataframe(label=T("per_class"), interactive=False)
+    # empty until the first evaluation, headed in the viewer's words (a table without headers shows "1 2 3")
+    fill_at_load(lambda lang: headed(PER_CLASS_COLUMNS, lang), ui.per_class)
+    fill_at_load(lambda lang: pd.DataFrame(columns=counts_columns(lang)), ui.counts)
+    ui.out_state = gr.State(None)
+    ui.calibrated_state = gr.State(None)
+
+
+def handlers(settings, guard):
+    """Evaluate; try a threshold on the curve; use it in Classify; a clicked cell's photos."""
     @shown
     def on_run(pw, choice, data, thr, mirror, lang, progress=gr.Progress()):
         guard.start(pw, "do_evaluate")
@@ -224,18 +242,22 @@ def build(settings, slot, guard, T=T, session_threshold=None):
         return (say(language(request), "ev_cell", label=display_name(label), predicted=display_name(predicted),
                     n=len(images)), images, (label, predicted))
 
-    run_inputs = [password, model, dataset, threshold, tta]
-    start.click(on_run, run_inputs,
-                [summary, matrix_image, per_class, counts, out_state, cell_title, gallery, risk, pick, pick_line,
-                 calibrated_state],
-                concurrency_limit=1, concurrency_id="evaluate", api_name="evaluate",
-                validator=guard.door(run_inputs, password, "do_evaluate", costly=True))
-    upload_event(upload, settings, guard, password, summary, dataset, "evaluate_upload")
-    counts.select(on_select, out_state, [cell_title, gallery, cell], api_visibility="private")
-    pick.input(on_pick, [out_state, calibrated_state, pick], [risk, pick_line], api_visibility="private",
-               trigger_mode="always_last")  # while dragging: the latest value once the last drawing ends
+    return SimpleNamespace(run=on_run, pick=on_pick, use=on_use, select=on_select)
+
+
+def wire(ui, settings, guard):
+    on = handlers(settings, guard)
+    run_inputs = [ui.password, ui.model, ui.dataset, ui.threshold, ui.tta]
+    ui.start.click(on.run, run_inputs,
+                   [ui.summary, ui.matrix_image, ui.per_class, ui.counts, ui.out_state, ui.cell_title, ui.gallery,
+                    ui.risk, ui.pick, ui.pick_line, ui.calibrated_state],
+                   concurrency_limit=1, concurrency_id="evaluate", api_name="evaluate",
+                   validator=guard.door(run_inputs, ui.password, "do_evaluate", costly=True))
+    upload_event(ui.upload, settings, guard, ui.password, ui.summary, ui.dataset, "evaluate_upload")
+    ui.counts.select(on.select, ui.out_state, [ui.cell_title, ui.gallery, ui.cell], api_visibility="private")
+    ui.pick.input(on.pick, [ui.out_state, ui.calibrated_state, ui.pick], [ui.risk, ui.pick_line],
+                  api_visibility="private", trigger_mode="always_last")  # while dragging: the last value drawn
     # for this browser session only: the Classify tab answers "none of the 10" under this threshold
-    use.click(on_use, [out_state, pick], [session_threshold, used], api_visibility="private")
-    refresh.click(lambda: gr.Dropdown(choices=model_choices(settings)), None, model, api_visibility="private",
-                  queue=False)
-    return cell, open_review
+    ui.use.click(on.use, [ui.out_state, ui.pick], [ui.session_threshold, ui.used], api_visibility="private")
+    ui.refresh.click(lambda: gr.Dropdown(choices=model_choices(settings)), None, ui.model, api_visibility="private",
+                     queue=False)

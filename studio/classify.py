@@ -12,11 +12,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from classifier import ASSETS
+from classifier.classes import CLASSES, NONE, TOP_K, display_name
+from classifier.images import ImageError, decode_with_info
 from i18n import language, say
-
-from . import ASSETS
-from .classes import CLASSES, NONE, TOP_K, display_name
-from .images import ImageError, decode_with_info
 
 EXAMPLES_DIR = ASSETS / "examples"
 
@@ -104,7 +103,8 @@ def heatmap(slot, image, label=None, lang: str = "en", max_mb: float = 20) -> tu
 
 def build(settings, slot, guard, T, session_threshold=None):
     """Add the Classify tab's components and events to the current ``gr.Blocks``; ``session_threshold`` (a
-    ``gr.State``) holds a "none of the 10" threshold this browser session picked in the Evaluate tab."""
+    ``gr.State``) holds a "none of the 10" threshold this browser session picked in the Evaluate tab. Returns the
+    parts the app wires across tabs: ``{"model_line"}``."""
     session_threshold = session_threshold or gr.State(None)
     with gr.Row():
         with gr.Column(scale=1):
@@ -159,4 +159,4 @@ def build(settings, slot, guard, T, session_threshold=None):
     # also the API's "where did the model look" (read-only): a photo and a class id in, the picture out
     explain_for.input(pick, [image, explain_for], [heat, explain_for], api_name="heatmap", concurrency_limit=2,
                       preprocess=False)  # every file through the one decode, as /classify
-    return serving
+    return {"model_line": serving}

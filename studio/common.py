@@ -1,0 +1,145 @@
+"""What every tab shares: the static text (:data:`T`), :func:`shown` (a job's own errors as refusals in the
+viewer's language), text filled at page load, the data-set dropdown, upload boxes and progress bars.
+
+The jobs' own modules (``labeling/review.py``, ``training/runs.py``, ``evaluation/run.py``) know nothing of Gradio:
+they raise ``ValueError`` subclasses with a message for the user, and :func:`shown` turns those into refusals.
+"""
+
+import functools
+import inspect
+from pathlib import Path
+
+import gradio as gr
+
+from escaping import plain
+from i18n import STRINGS, Message, column_names, language, say
+
+T = gr.I18n(**STRINGS)  # static text, translated in the browser
+
+
+def refuse(message: str) -> gr.Error:
+    """The error a refused request gets: the message for the user, one line in the log (no traceback)."""
+    return gr.Error(message, print_exception=False)
+
+
+def shown(fn):
+    """Wrap an event handler so that a job's own errors (``ValueError`` and its subclasses: ``ReviewError``,
+    ``RunError``, ``PathNotAllowed``, ``LabelFileError``...) reach the user as a refusal with their message, in the
+    user's language (a :class:`i18n.Message` is said in it). A handler with a ``lang`` parameter is given the
+    request's language (Gradio passes the request to the wrapper, which declares it)."""
+    signature = inspect.signature(fn)
+    takes = {"lang", "request"} & set(signature.parameters)
+    # where the handler has them among its positional parameters (Gradio passes the others in their order)
+    places = sorted((i, p.name) for i, p in enumerate(signature.parameters.values())
+                    if p.name in takes and p.kind is p.POSITIONAL_OR_KEYWORD)
+
+    def call(request, args, kwargs):
+        given = {"lang": language(request), "request": request}
+        args, named = list(args), {k: given[k] for k in takes}
+        for i, name in places:
+            if i <= len(args):
+                args.insert(i, named.pop(name))
+        return fn(*args, **kwargs, **named)
+
+    def refusal(request, e):
+        lang = language(request)
+        return refuse(e.said(lang) if isinstance(e, Message) else str(e))
+
+    if inspect.isgeneratorfunction(fn):  # a streaming handler: Gradio must still see a generator
+        @functools.wraps(fn)
+        def handler(request: gr.Request, *args, **kwargs):
+            try:
+                yield from call(request, args, kwargs)
+            except ValueError as e:
+                raise refusal(request, e) from None
+    else:
+        @functools.wraps(fn)
+        def handler(request: gr.Request, *args, **kwargs):
+            try:
+                return call(request, args, kwargs)
+            except ValueError as e:
+                raise refusal(request, e) from None
+    # what Gradio reads to fill the arguments: the request first, then the handler's own, less those given here
+    own = [p for p in signature.parameters.values() if p.name not in takes]
+    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)
+    handler.__signature__ = signature.replace(parameters=[request, *own])
+    handler.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k not in takes}, "request": gr.Request}
+    return handler
+
+
+def fill_at_load(fn, outputs):
+    """Fill ``outputs`` with ``fn(lang)`` each time a page loads: text a handler makes, in the viewer's language.
+    Call it while building the app (inside its ``gr.Blocks``)."""
+    def load(request: gr.Request):
+        return fn(language(request))
+    gr.context.Context.root_block.load(load, None, outputs, api_visibility="private")
+
+
+def headed(columns, lang: str):
+    """An empty table headed by ``columns`` (:func:`i18n.column_names`) in ``lang``."""
+    import pandas as pd
+
+    return pd.DataFrame(columns=column_names(columns, lang))
+
+
+def dataset_dropdown(settings, label: str, **kwargs) -> gr.Dropdown:
+    """A dropdown of the data sets under the data roots (by name), listed again each time it is opened."""
+    dropdown = gr.Dropdown(settings.datasets(), label=label, **kwargs)
+    dropdown.focus(lambda: gr.Dropdown(choices=settings.datasets()), None, dropdown, api_visibility="private",
+                   queue=False)
+    return dropdown
+
+
+def upload_box(label: str, elem_id: str | None = None) -> gr.File:
+    """Where a user drops a data set: one archive (.zip, .tar, .tar.gz) or photos with an optional results.json."""
+    return gr.File(label=label, file_count="multiple", height=130, elem_id=elem_id,
+                   file_types=[".zip", ".tar", ".gz", ".tgz", ".json", "image"])
+
+
+def receive_upload(settings, files, progress: gr.Progress, lang: str = "en",
+                   importer: str | None = None) -> tuple[dict, str]:
+    """Unpack an upload into a new data set (:func:`uploads.add_dataset`; with ``importer``, listed only once its
+    import is done); returns its facts and a line for the user in ``lang``. Refusals (:class:`uploads.UploadError`)
+    pass through as ``ValueError`` for :func:`shown`."""
+    from uploads import add_dataset
+
+    paths = [f.get("path") if isinstance(f, dict) else getattr(f, "name", f) for f in (files or [])]
+    facts = add_dataset(paths, settings.uploads_dir, settings.max_dataset_mb,
+                        lambda done, total: progress(done / total if total else None,
+                                                     desc=say(lang, "up_unpacking", n=done)), importer)
+    bad = facts["unreadable"]
+    labels = say(lang, "up_labels", n=facts["labels"]) if facts["labels"] is not None else ""
+    unreadable = say(lang, "up_unreadable", n=len(bad),
+                     names=plain(", ".join(bad[:10])) + (" …" if len(bad) > 10 else ""))  # names from a file: text
+    line = say(lang, "up_line", name=facts["name"], uploaded=facts["uploaded"], images=facts["images"],
+               labels=labels, unreadable=unreadable if bad else "")
+    return facts, line
+
+
+def upload_event(upload, settings, guard, password, message, dropdown, api_name: str):
+    """Wire an upload box that only adds a data set (Evaluate, Train): its line goes to ``message`` and the
+    new set becomes ``dropdown``'s choice; a costly event at the door, needing the password when one is set."""
+    @shown
+    def on_upload(pw, files, lang, progress=gr.Progress()):
+        guard.start(pw, "do_upload")
+        facts, line = receive_upload(settings, files, progress, lang)
+        return line, dataset_choice(settings, facts), None
+
+    inputs = [password, upload]
+    upload.upload(on_upload, inputs, [message, dropdown, upload], api_name=api_name,
+                  concurrency_id="import", validator=guard.door(inputs, password, "do_upload", costly=True))
+
+
+def dataset_choice(settings, facts) -> gr.Dropdown:
+    """The data-set dropdown listed again, with the new upload chosen."""
+    names = settings.datasets()
+    chosen = next((n for n in names if settings.dataset_path(n) == Path(facts["path"]).resolve()), None)
+    return gr.Dropdown(choices=names, value=chosen)
+
+
+def progress_bar(progress: gr.Progress, lang: str, key: str):
+    """A ``progress(done, total)`` callback for the jobs, drawing Gradio's progress bar with the catalog's ``key``
+    (its ``{done}`` and ``{total}`` filled in) in ``lang``."""
+    return lambda done, total: progress(done / max(total, 1), desc=say(lang, key, done=done, total=total))
+
+

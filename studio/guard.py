@@ -1,0 +1,131 @@
+"""The one guard of the studio: who may do what, how much at once, and what text leaves the server.
+
+- With ``ADMIN_PASSWORD`` set, whatever writes (labels, imports, runs, models served), exports the store or costs
+  minutes of CPU (evaluate, auto-label, train) needs it, checked on the server when a request *joins* the queue
+  (:meth:`Guard.door`, a Gradio validator) and again in the handler; read-only views stay open.
+- Costly events also pass a bounded count at the door (:data:`MAX_COSTLY` waiting or running, all kinds together),
+  so a flood of them is refused at once and never fills the queue that ``/classify`` shares.
+- Text shown to users passes :meth:`Guard.scrub` (no absolute server path); names people or an LLM wrote are shown
+  through :func:`escaping.plain`.
+"""
+
+import collections
+import sys
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from i18n import Message, language
+
+from .common import T
+
+ROOT = Path(__file__).resolve().parent.parent
+COSTLY = ("evaluate", "import", "autolabel", "export", "train")  # their events' concurrency ids
+MAX_COSTLY = 4  # costly requests in at once (waiting or running), all kinds together; more are refused at once
+JOIN_WINDOW = 600.0  # seconds an admitted request that never started (its client left) counts as waiting
+MAX_NAME = 100  # characters of a reviewer's name
+
+
+def _needs_password(what: str) -> Message:
+    return Message("needs_password", what=Message(what))
+
+
+class Guard:
+    """The admin rule and the wait list, for one app."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.blocks = None  # the app, once built: its queue tells how many costly requests wait
+        self._lock, self._admitted = threading.Lock(), collections.deque()
+        roots = [(Path(r).resolve(), Path(r).name) for r in settings.data_roots]
+        # longest first, so a root inside DATA_DIR is named as the root
+        self._names = sorted([(settings.data_dir.resolve(), "DATA_DIR"), *roots, (ROOT, ".")],
+                             key=lambda p: -len(str(p[0])))
+
+    @property
+    def open(self) -> bool:
+        return not self.settings.admin_password
+
+    def require(self, password: str | None, what: str = "do_this") -> None:
+        """Refuse (a :class:`i18n.Message`, for :func:`shown`) unless the admin password is right or none is set;
+        ``what`` is the key of what needs it."""
+        if not self.settings.admin_ok(password):
+            raise _needs_password(what)
+
+    def door(self, inputs: list, password=None, what: str = "do_this", costly: bool = False):
+        """A validator for an event (``validator=guard.door(inputs, password, ...)``), run by Gradio when a request
+        *joins* the queue, before it takes a place there: without the admin password (``password``, one of the
+        event's ``inputs``; when one is set) the request is refused at once, so a flood of requests that need it
+        never fills the queue ``/classify`` shares. A ``costly`` event is also refused while :data:`MAX_COSTLY`
+        costly requests wait or run (all kinds together; see :meth:`admit`)."""
+        at = inputs.index(password) if password is not None else None
+
+        def validate(request: gr.Request, *values):
+            message = None
+            if at is not None and not self.settings.admin_ok(values[at]):
+                message = _needs_password(what)
+            elif costly and (waiting := self.admit()) is not None:
+                message = Message("busy", n=waiting)
+            if message:  # one line in the log
+                print(f"refused at the door: {message}", file=sys.stderr, flush=True)
+            text = message.said(language(request)) if message else ""
+            marks = [gr.validate(message is None or i != (at or 0), text) for i in range(len(values))]
+            return marks[0] if len(marks) == 1 else marks  # Gradio takes one input's mark as a value, not a list
+        return validate
+
+    def admit(self) -> int | None:
+        """Count one more costly request in, or return how many are in (refused). In = running (Gradio's count per
+        concurrency id) plus waiting: admitted here and not yet started (:meth:`start`), or, if more, the costly
+        requests in the queue now (one whose client left before it started counts until :data:`JOIN_WINDOW` has
+        passed). One lock: concurrent joins are counted one after the other, so no burst lets more than
+        :data:`MAX_COSTLY` in."""
+        with self._lock:
+            now = time.monotonic()
+            while self._admitted and now - self._admitted[0] > JOIN_WINDOW:
+                self._admitted.popleft()
+            queued, running = self.waiting()
+            inside = max(queued, len(self._admitted)) + running
+            if inside >= MAX_COSTLY:
+                return inside
+            self._admitted.append(now)
+            return None
+
+    def start(self, password: str | None, what: str = "do_this") -> None:
+        """The first step of a costly handler: :meth:`require` the password, and count one admitted request as
+        started (it no longer waits)."""
+        self.require(password, what)
+        with self._lock:
+            if self._admitted:
+                self._admitted.popleft()
+
+    def waiting(self) -> tuple[int, int]:
+        """Costly requests in the queue now, not yet started, and those running."""
+        queues = getattr(getattr(self.blocks, "_queue", None), "event_queue_per_concurrency_id", {})
+        mine = [queues[c] for c in COSTLY if c in queues]
+        return sum(len(q.queue) for q in mine), sum(q.current_concurrency for q in mine)
+
+    def password_box(self) -> gr.Textbox:
+        """The admin password field, shown only when a password is set."""
+        return gr.Textbox(label=T("admin_password"), type="password", visible=not self.open)
+
+    def notice(self) -> str:
+        """The key of the UI string (assets/i18n.json) that says plainly what is open to anyone."""
+        return "access_open" if self.open else "access_locked"
+
+    def scrub(self, text) -> str:
+        """``text`` with every absolute server path of the app's folders replaced by a short name."""
+        text = str(text)
+        for path, name in self._names:
+            text = text.replace(str(path), name)
+        return text
+
+    def check_name(self, name: str | None) -> str:
+        """A reviewer's name, trimmed; refused when empty or longer than ``MAX_NAME``."""
+        name = " ".join(str(name or "").split())
+        if not name:
+            raise Message("name_missing")
+        if len(name) > MAX_NAME:
+            raise Message("name_long", n=len(name), limit=MAX_NAME)
+        return name

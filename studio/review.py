@@ -1,0 +1,349 @@
+"""The Review tab: lays out the queue, the photo, the class keys, import, auto-label, bulk accept and export, and
+wires them to :class:`labeling.review.Review`. Every change to labels is checked on the server (reviewer name,
+and ``ADMIN_PASSWORD`` when set), so direct API calls get no further than the buttons do.
+"""
+
+from types import SimpleNamespace
+
+import gradio as gr
+
+from classifier.classes import CLASSES, NONE, display_name
+from classifier.images import ImageError, thumbnail
+from i18n import Message, say
+from labeling.review import IMPACT_COLUMNS, SORTS, STATUSES, Review
+from labeling.scorecard import COLUMNS as SCORECARD_COLUMNS
+from uploads import imported
+
+from .common import T, dataset_choice, dataset_dropdown, fill_at_load, headed, receive_upload, shown, upload_box
+from .guard import MAX_NAME
+
+KEYS = [str((i + 1) % 10) for i in range(10)]  # 1..9 then 0, in class order
+
+
+def class_choices(*extra) -> list[tuple]:
+    """A filter's choices: all, the ten classes by their two names, then ``extra`` (none, other)."""
+    return [(T("status_all"), "all"), *((display_name(c), c) for c in CLASSES),
+            *((T(f"filter_{e}"), e) for e in extra)]
+
+
+def build(settings, slot, guard, T=T):
+    """Add the Review tab's components and events to the current ``gr.Blocks``; returns the parts the app wires
+    across tabs: ``{"review"`` (the :class:`Review`), ``"label", "predicted", "status"`` (filters), ``"progress"}``."""
+    review = Review(settings, slot, guard.scrub)
+    ui = SimpleNamespace(session=gr.State(None))
+    if not settings.persistent:
+        gr.Markdown(T("rv_not_persistent"))
+    with gr.Row():
+        ui.reviewer = gr.Textbox(label=T("rv_name"), scale=2, max_length=MAX_NAME)
+        ui.password = guard.password_box()
+        ui.start = gr.Button(T("rv_start"), variant="primary", scale=1)
+    admin_panel(ui, settings)
+    filters_panel(ui, review)
+    review_panel(ui)
+    bulk_panel(ui)
+    impact_panel(ui)
+    ui.filters = [ui.status, ui.label, ui.predicted, ui.llm_only, ui.sort]
+    ui.view_outputs = [ui.photo, ui.details, ui.progress_md, ui.session]
+    wire_decisions(ui, review, guard)
+    wire_bulk(ui, review, guard)
+    wire_imports(ui, review, guard, settings)
+    wire_autolabel(ui, review, guard)
+    return {"review": review, "label": ui.label, "predicted": ui.predicted, "status": ui.status,
+            "progress": ui.progress_md}
+
+
+def admin_panel(ui, settings):
+    """Import a data set or upload one, auto-label with the LLM (everywhere or only where the model is unsure),
+    export."""
+    has_key = bool(settings.glm_api_key)
+    with gr.Accordion(T("rv_admin"), open=False):
+        with gr.Row():
+            ui.dataset = dataset_dropdown(settings, T("rv_folder"))
+            ui.import_button = gr.Button(T("rv_import"))
+        ui.upload = upload_box(T("rv_upload"), "rv-upload")
+        with gr.Row():
+            ui.unsure_only = gr.Checkbox(label=T("rv_unsure_only"), value=False, elem_id="rv-unsure")
+            ui.unsure_below = gr.Slider(0.5, 1.0, value=0.9, step=0.01, label=T("rv_unsure_below"))
+            ui.weak = gr.Dropdown([(display_name(c), c) for c in CLASSES], value=["cat", "dog"], multiselect=True,
+                                  label=T("rv_weak"))
+        ui.plan_md = gr.Markdown()
+        with gr.Row():
+            ui.autolabel_limit = gr.Number(value=0, precision=0, label=T("rv_limit"))
+            ui.autolabel_button = gr.Button(T("rv_autolabel"), interactive=has_key)
+            ui.cancel_button = gr.Button(T("rv_cancel"), interactive=has_key)
+        if not has_key:
+            gr.Markdown(T("rv_no_key"))
+        with gr.Row():
+            ui.export_button = gr.Button(T("rv_export"))
+            ui.files = gr.File(label=T("downloads"), file_count="multiple", height=90)
+        ui.admin_status = gr.Markdown()
+
+
+def filters_panel(ui, review):
+    """Which images the queue holds and in what order; the progress line; the demo set while the store is empty."""
+    with gr.Row():
+        ui.status = gr.Dropdown([(T(f"status_{s}"), s) for s in STATUSES], value="unreviewed", label=T("rv_status"))
+        ui.label = gr.Dropdown(class_choices(NONE, "other"), value="all", label=T("rv_current"))
+        ui.predicted = gr.Dropdown(class_choices(NONE), value="all", label=T("rv_predicts"))
+        ui.llm_only = gr.Checkbox(label=T("rv_llm_none"), value=False)
+        ui.sort = gr.Dropdown([(T(f"sort_{s.replace(' ', '_')}"), s) for s in SORTS], value="suspicion",
+                              label=T("rv_sort"))
+    ui.progress_md = gr.Markdown(review.progress())
+    ui.demo_button = gr.Button(T("rv_demo"), variant="primary", visible=review.store_is_empty(), elem_id="rv-demo")
+    fill_at_load(lambda lang: gr.Button(visible=review.store_is_empty()), ui.demo_button)  # only while it is empty
+
+
+def review_panel(ui):
+    """The photo, where the model looked, what is known of it, and the keys: one per class, none, accept, back,
+    next, undo."""
+    with gr.Row(elem_id="review-panel"):
+        with gr.Column(scale=3), gr.Row():
+            ui.photo = gr.Image(label=T("rv_photo"), type="pil", interactive=False, height=460)
+            ui.heat = gr.Image(label=T("rv_heat"), type="pil", format="jpeg", interactive=False, height=460,
+                               elem_id="rv-heat")
+        with gr.Column(scale=2):
+            ui.details = gr.Markdown(T("rv_idle"))
+            ui.buttons = []
+            for row_classes in (CLASSES[:5], CLASSES[5:]):
+                with gr.Row(elem_classes="rv-grid"):
+                    for c in row_classes:
+                        key = KEYS[CLASSES.index(c)]
+                        ui.buttons.append((c, gr.Button(f"{key} · {display_name(c)}", size="sm", min_width=90,
+                                                        elem_id=f"rv-class-{key}")))
+            with gr.Row():
+                ui.none_button = gr.Button(T("rv_none"), size="sm", elem_id="rv-none")
+                ui.accept_button = gr.Button(T("rv_accept"), variant="primary", size="sm", elem_id="rv-accept")
+            with gr.Row():
+                ui.prev_button = gr.Button(T("rv_prev"), size="sm", elem_id="rv-prev")
+                ui.next_button = gr.Button(T("rv_next"), size="sm", elem_id="rv-next")
+                ui.undo_button = gr.Button(T("rv_undo"), size="sm", elem_id="rv-undo")
+
+
+def bulk_panel(ui):
+    with gr.Accordion(T("rv_bulk"), open=False):
+        ui.min_conf = gr.Slider(0.5, 1.0, value=0.95, step=0.01, label=T("rv_min_conf"))
+        ui.preview_button = gr.Button(T("rv_preview"))
+        ui.bulk_md = gr.Markdown()
+        ui.bulk_gallery = gr.Gallery(columns=8, height=240, label=T("rv_sample"))
+        ui.bulk_button = gr.Button(T("rv_accept_all"))
+
+
+def impact_panel(ui):
+    with gr.Accordion(T("rv_impact"), open=False):
+        ui.impact_button = gr.Button(T("rv_compute"))
+        ui.impact_table = gr.Dataframe(interactive=False)
+        fill_at_load(lambda lang: headed(IMPACT_COLUMNS, lang), ui.impact_table)  # headers in the viewer's words
+        gr.Markdown(T("rv_scorecard"))
+        ui.llm_table = gr.Dataframe(interactive=False, elem_id="rv-scorecard")
+        fill_at_load(lambda lang: headed(SCORECARD_COLUMNS, lang), ui.llm_table)
+        ui.llm_title = gr.Markdown()
+        ui.llm_confusion = gr.Dataframe(interactive=False)
+
+
+def decision_handlers(review, guard):
+    """The queue's handlers: start, decide (a class, none, accept), next, previous, undo, filters changed."""
+    @shown
+    def on_start(name, pw, *f, lang):
+        *f, old = f
+        name = guard.check_name(name)
+        guard.require(pw, "do_labels")
+        return review.start(name, f, old, lang)
+
+    def on_decide(choice):
+        @shown
+        def handler(sess, pw, *f):
+            guard.require(pw, "do_labels")
+            return review.decide(sess, choice, f)
+        return handler
+
+    @shown
+    def on_next(sess, pw, *f):
+        guard.require(pw, "do_labels")
+        return review.show_next(sess, f)
+
+    @shown
+    def on_prev(sess, pw, *f):
+        guard.require(pw, "do_labels")
+        return review.previous(sess)
+
+    @shown
+    def on_undo(sess, pw, *f, lang):
+        guard.require(pw, "do_labels")
+        view, undone = review.undo(sess)
+        if undone > 1:
+            gr.Info(say(lang, "rv_undid_batch", n=undone), title=say(lang, "note_title"))
+        return view
+
+    @shown
+    def on_filters(sess, pw, *f):
+        if not (sess and sess.get("reviewer")):
+            return gr.skip(), gr.skip(), gr.skip(), sess
+        return review.show_next(sess, f)
+
+    return SimpleNamespace(start=on_start, decide=on_decide, next=on_next, prev=on_prev, undo=on_undo,
+                           filters=on_filters)
+
+
+def wire_decisions(ui, review, guard):
+    on = decision_handlers(review, guard)
+    inputs, outputs = [ui.session, ui.password, *ui.filters], ui.view_outputs
+    # where the model looked, beside each photo as it opens (after it: a key press never waits for the heatmap)
+    ui.photo.change(review.heatmap, ui.session, ui.heat, api_visibility="private", trigger_mode="always_last")
+    door = guard.door(inputs, ui.password, "do_labels")  # refused as they join, not in the queue
+    for c, button in ui.buttons:
+        button.click(on.decide(c), inputs, outputs, api_name=f"label_{c}", validator=door)
+    ui.none_button.click(on.decide(NONE), inputs, outputs, api_name="label_none", validator=door)
+    ui.accept_button.click(on.decide("accept"), inputs, outputs, api_name="accept", validator=door)
+    ui.next_button.click(on.next, inputs, outputs, api_visibility="private", validator=door)
+    ui.prev_button.click(on.prev, inputs, outputs, api_visibility="private", validator=door)
+    ui.undo_button.click(on.undo, inputs, outputs, api_name="undo", validator=door)
+    start_inputs = [ui.reviewer, ui.password, *ui.filters, ui.session]
+    ui.start.click(on.start, start_inputs, outputs, api_name="review_start",
+                   validator=guard.door(start_inputs, ui.password, "do_labels"))
+    for f in ui.filters:
+        f.change(on.filters, inputs, outputs, api_visibility="private")
+
+
+def wire_bulk(ui, review, guard):
+    """Accept at once every unreviewed label the model agrees with above a confidence, after a sample to look at."""
+    @shown
+    def on_preview(threshold, lang):
+        rows = review.bulk_candidates(threshold)
+        sample = []
+        for r in rows[:: max(1, len(rows) // 16)][:16]:
+            try:
+                sample.append((thumbnail(r["file"], 160), f"{display_name(r['label'])} {r['p_predicted']:.2f}"))
+            except ImageError:
+                continue
+        return say(lang, "rv_bulk_preview", n=len(rows), threshold=threshold), sample
+
+    @shown
+    def on_bulk(sess, pw, threshold, lang):
+        guard.require(pw, "do_labels")
+        accepted = review.bulk_accept(sess, threshold)
+        return say(lang, "rv_bulk_done", n=accepted), review.progress(lang)
+
+    ui.preview_button.click(on_preview, ui.min_conf, [ui.bulk_md, ui.bulk_gallery], api_visibility="private")
+    inputs = [ui.session, ui.password, ui.min_conf]
+    ui.bulk_button.click(on_bulk, inputs, [ui.bulk_md, ui.progress_md], api_name="bulk_accept",
+                         validator=guard.door(inputs, ui.password, "do_labels"))
+
+    @shown
+    def on_impact(lang):
+        table, confusion, name = review.llm_scorecard(lang)
+        title = say(lang, "rv_llm_confusion", name=name) if name else say(lang, "rv_llm_nothing")
+        return review.impact(lang), table, title, confusion
+
+    ui.impact_button.click(on_impact, None, [ui.impact_table, ui.llm_table, ui.llm_title, ui.llm_confusion],
+                           api_name="review_impact")
+
+
+def import_handlers(review, guard, settings):
+    """Import a listed data set; upload one (or take the demo set), import it and open its queue."""
+    @shown
+    def on_import(sess, pw, folder, lang):
+        guard.start(pw, "do_labels")
+        review.check(sess)
+        if not folder:
+            raise Message("rv_err_pick_folder")
+        return review.import_folder(sess, settings.dataset_path(folder)), review.progress(lang)
+
+    def import_new(files, demo, name, pw, sess, f, progress, lang):
+        """Upload (or the demo set), import, and open the queue: suspects first."""
+        guard.start(pw, "do_labels")
+        name = guard.check_name(name)
+        if demo:
+            folder, line = settings.uploads_dir / "demo", ""
+            if not folder.is_dir():
+                raise Message("rv_err_no_demo")
+            facts = {"path": folder}
+        else:
+            facts, line = receive_upload(settings, files, progress, lang, importer=name)
+            folder = facts["path"]
+        *_, sess = review.start(name, f, sess, lang)
+        line = f"{line} {review.import_folder(sess, folder)}".strip()
+        imported(folder)  # listed from now on (a kill before this: the import finishes at the next start)
+        review.predict_in_background(wait=30)  # a small set (the demo's 100) opens ranked, even on a busy CPU
+        # a toast too: the accordion holding the status line may be closed
+        gr.Info(line.replace("**", "").replace("\\", ""), title=say(lang, "note_title"))
+        return (line, dataset_choice(settings, facts), None, gr.Button(visible=False),
+                *review.start(name, f, sess, lang))
+
+    @shown
+    def on_upload(files, name, pw, sess, *f, lang, progress=gr.Progress()):
+        return import_new(files, False, name, pw, sess, f, progress, lang)
+
+    @shown
+    def on_demo(name, pw, sess, *f, lang, progress=gr.Progress()):
+        return import_new(None, True, name, pw, sess, f, progress, lang)
+
+    return SimpleNamespace(folder=on_import, upload=on_upload, demo=on_demo)
+
+
+def wire_imports(ui, review, guard, settings):
+    on = import_handlers(review, guard, settings)
+    outputs = [ui.admin_status, ui.dataset, ui.upload, ui.demo_button, *ui.view_outputs]
+    upload_inputs = [ui.upload, ui.reviewer, ui.password, ui.session, *ui.filters]
+    ui.upload.upload(on.upload, upload_inputs, outputs, api_name="review_upload", concurrency_id="import",
+                     validator=guard.door(upload_inputs, ui.password, "do_upload", costly=True))
+    demo_inputs = [ui.reviewer, ui.password, ui.session, *ui.filters]
+    ui.demo_button.click(on.demo, demo_inputs, outputs, api_name="review_demo", concurrency_id="import",
+                         validator=guard.door(demo_inputs, ui.password, "do_demo", costly=True))
+    import_inputs = [ui.session, ui.password, ui.dataset]
+    ui.import_button.click(on.folder, import_inputs, [ui.admin_status, ui.progress_md], api_name="import",
+                           concurrency_id="import",
+                           validator=guard.door(import_inputs, ui.password, "do_import", costly=True))
+
+
+def autolabel_handlers(review, guard):
+    """The plan line (how many photos, what it costs), auto-label, cancel it, export."""
+    def plan_line(only, below, weak_classes, limit, lang):
+        plan = review.autolabel_plan(below if only else None, weak_classes or (), int(limit or 0))
+        return say(lang, "rv_plan", **plan)
+
+    @shown
+    def on_autolabel(sess, pw, limit, only, below, weak_classes, lang, progress=gr.Progress()):
+        guard.start(pw, "do_labels")
+        review.check(sess)
+        summary = review.run_autolabel(int(limit or 0), lambda d, n, rate, eta: progress(
+            d / max(n, 1), desc=say(lang, "rv_autolabel_progress", done=d, n=n, rate=rate, eta=eta or 0)),
+            below if only else None, weak_classes or ())
+        text = say(lang, "rv_autolabelled", labelled=summary["labelled"], total=summary["total"],
+                   skipped=summary["skipped"],
+                   unparseable=summary["unparseable"], filtered=summary["content_filter"], failed=summary["failed"],
+                   retries=summary["retries"])
+        if summary["stopped"]:
+            text += say(lang, "rv_autolabel_stopped", why=summary["stopped"])
+        if summary["cancelled"]:
+            text += say(lang, "rv_autolabel_cancelled")
+        return text, review.progress(lang)
+
+    @shown
+    def on_cancel(sess, pw, lang):
+        guard.require(pw, "do_labels")
+        review.check(sess)
+        review.autolabel_cancel.set()
+        return say(lang, "rv_cancelling")
+
+    @shown
+    def on_export(pw):
+        guard.start(pw, "do_export")
+        return review.export()
+
+    return SimpleNamespace(plan=plan_line, run=on_autolabel, cancel=on_cancel, export=on_export)
+
+
+def wire_autolabel(ui, review, guard):
+    on = autolabel_handlers(review, guard)
+    plan_inputs = [ui.unsure_only, ui.unsure_below, ui.weak, ui.autolabel_limit]
+    for control in plan_inputs:  # the count and the cost, before anything is spent
+        control.change(shown(on.plan), plan_inputs, ui.plan_md, api_visibility="private", trigger_mode="always_last")
+    fill_at_load(lambda lang: on.plan(False, 0.9, [], 0, lang), ui.plan_md)
+    inputs = [ui.session, ui.password, ui.autolabel_limit, *plan_inputs[:3]]
+    ui.autolabel_button.click(on.run, inputs, [ui.admin_status, ui.progress_md],
+                              api_name="autolabel", concurrency_limit=1, concurrency_id="autolabel",
+                              validator=guard.door(inputs, ui.password, "do_autolabel", costly=True))
+    ui.cancel_button.click(on.cancel, [ui.session, ui.password], ui.admin_status, api_name="autolabel_cancel",
+                           validator=guard.door([ui.session, ui.password], ui.password, "do_labels"))
+    ui.export_button.click(on.export, ui.password, ui.files, api_name="export", concurrency_id="export",
+                           validator=guard.door([ui.password], ui.password, "do_export", costly=True))

@@ -1,0 +1,221 @@
+"""The Train tab: lays out the run settings, the live view of a run and the list of runs, and wires them to
+:class:`training.runs.RunStore` (one run at a time; only "Serve this model" changes what the Classify tab serves).
+"""
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import pandas as pd
+from PIL import Image
+
+from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
+from classifier.classes import display_name
+from classifier.export import bundle
+from escaping import plain
+from i18n import STRINGS, Message, column_names, say
+from training.config import QUICK
+from training.runs import RunStore, read_json, read_status
+
+from .common import T, dataset_dropdown, fill_at_load, headed, shown, upload_box, upload_event
+
+TABLE_COLUMNS = ("class", "support", "precision", "recall")  # a run's per-class table (keys col_<name>)
+
+
+def _picture(path):
+    """A run's PNG as a picture (files under DATA_DIR are never served by path), or None."""
+    try:
+        return Image.open(path).convert("RGB")
+    except (OSError, ValueError):
+        return None
+
+
+def snapshot(run, scrub=str, lang: str = "en"):
+    """What the tab shows of a run: status line, log tail, curves, confusion matrix, per-class table; ``scrub``
+    takes server paths out of the text, which is in ``lang`` (the log is the process's own, in English)."""
+    if run is None:
+        return say(lang, "tr_no_run"), "", None, None, None
+    status = read_status(run)
+    p = float(status.get("progress") or 0)
+    bar = "█" * int(p * 30) + "░" * (30 - int(p * 30))
+    stage = status.get("stage", "")  # a key of the catalog; an older run's own words otherwise
+    stage = say(lang, stage, **{"done": 0, "total": 0, **status}) if stage in STRINGS["en"] else stage
+    epoch = say(lang, "tr_epoch", epoch=status["epoch"], epochs=status["epochs"]) if status.get("epochs") else ""
+    device = status.get("device", "").replace("cores", say(lang, "tr_cores"))
+    state = say(lang, f"state_{status['state']}")
+    line = f"**{run.name}** · {state} · `{bar}` {p:.0%} · {stage}{epoch} · {device}"
+    if status.get("reason"):
+        line += say(lang, "tr_failed", reason=plain(scrub(status["reason"])))
+    if status.get("accuracy") is not None:
+        on = {"test": "test", "val": "val"}.get(status.get("measured_on"), "held_out")
+        line += say(lang, "tr_accuracy", on=Message(f"tr_on_{on}"), accuracy=status["accuracy"])
+    log = run / "train.log"
+    tail = scrub("\n".join(log.read_text(errors="replace").splitlines()[-14:])) if log.exists() else ""
+    matrix, table = None, None
+    for folder in (run / "eval" / "test", run / "eval" / "val"):
+        report = read_json(folder / "report.json")
+        if report and (folder / "confusion_matrix.png").exists():
+            matrix = _picture(folder / "confusion_matrix.png")
+            table = pd.DataFrame([[display_name(c), m["support"], round(m["precision"], 3), round(m["recall"], 3)]
+                                  for c, m in report["per_class"].items()],
+                                 columns=column_names((f"class_{folder.name}", *TABLE_COLUMNS[1:]), lang))
+            break
+    return line, tail, _picture(run / "train_curves.png"), matrix, table
+
+
+def data_hint(settings, lang: str = "en"):
+    """Where the tab finds training photos, and what to do when there are none yet, in ``lang``."""
+    roots = ", ".join(f"`{Path(r).name}`" for r in settings.data_roots)
+    return say(lang, "tr_hint", roots=roots) + ("" if settings.datasets() else say(lang, "tr_hint_empty"))
+
+
+def build(settings, slot, guard, T=T):
+    """Add the Train tab; returns the parts the app wires across tabs: ``{"served"}`` (the "serve" event, after
+    which the Classify tab names the new model)."""
+    store = RunStore(settings)
+    ui = SimpleNamespace(hint=gr.Markdown())  # in the viewer's words, at load
+    settings_panel(ui, settings, store)
+    ui.password = guard.password_box()
+    with gr.Row():
+        ui.start = gr.Button(T("tr_start"), variant="primary")
+        ui.watch = gr.Button(T("tr_watch"))
+        ui.cancel = gr.Button(T("tr_cancel"), variant="stop")
+    results_panel(ui, settings, store)
+    wire_runs(ui, settings, guard, store)
+    return {"served": wire_models(ui, settings, slot, guard, store)}
+
+
+def split_choices(store):
+    return store.split_choices(T("split_new"), T("split_default"))
+
+
+def export_choices(settings, store):
+    """The default model, then every finished run (newest first)."""
+    return [(f"★ {Path(settings.model_path).name}", "default"), *store.finished()]
+
+
+def settings_panel(ui, settings, store):
+    """What to train on and how long: the data, the backbone, the epochs and blocks (the tab's quicker preset of the
+    training config, not a second set of numbers), the split, teachers, photos of none of the ten; an upload."""
+    quick = QUICK
+    with gr.Row():
+        ui.data = dataset_dropdown(settings, T("tr_data"))
+        ui.backbone = gr.Dropdown(list(BACKBONES), value=DEFAULT_BACKBONE, label=T("tr_backbone"))
+        ui.epochs_head = gr.Number(quick.epochs_head, precision=0, label=T("tr_epochs_head"))
+        ui.epochs_finetune = gr.Number(quick.epochs_finetune, precision=0, label=T("tr_epochs_ft"))
+        ui.unfreeze = gr.Number(quick.unfreeze_blocks, precision=0, label=T("tr_blocks"))
+    with gr.Accordion(T("tr_split_acc"), open=False), gr.Row():
+        ui.split = gr.Dropdown(split_choices(store), value="", label=T("tr_split"), info=T("tr_split_info"))
+        ui.teachers = gr.Dropdown(store.finished(), value=[], multiselect=True, label=T("tr_teachers"),
+                                  info=T("tr_teachers_info"))
+        ui.none = dataset_dropdown(settings, T("tr_none"), value=None, info=T("tr_none_info"))
+    ui.upload = upload_box(T("tr_upload"))
+
+
+def results_panel(ui, settings, store):
+    """A run as it goes and once done: status, curves, confusion matrix, per-class table, log; the runs to show,
+    serve or download."""
+    ui.status = gr.Markdown()
+    with gr.Row():
+        ui.curves = gr.Image(label=T("tr_curves"), type="pil", format="png", interactive=False)
+    with gr.Row():
+        ui.matrix = gr.Image(label=T("confusion"), type="pil", format="png", interactive=False, scale=3,
+                             elem_id="train-matrix")
+        ui.table = gr.Dataframe(label=T("per_class"), interactive=False, scale=2)
+    ui.log = gr.Textbox(label=T("tr_log"), lines=8, max_lines=14, interactive=False)
+    with gr.Row():
+        ui.runs = gr.Dropdown([r.name for r in store.list_runs()], label=T("tr_runs"), scale=3)
+        ui.show_button = gr.Button(T("tr_show"), scale=1)
+        ui.serve = gr.Button(T("tr_serve"), scale=1)
+    ui.served = gr.Markdown()
+    with gr.Row():
+        ui.to_export = gr.Dropdown(export_choices(settings, store), value="default", label=T("tr_export_model"),
+                                   scale=3)
+        ui.export_button = gr.Button(T("tr_export"), scale=1, elem_id="tr-export")
+        ui.exported = gr.File(label=T("downloads"), file_count="multiple", scale=3, elem_id="tr-exported")
+    ui.outputs = [ui.status, ui.log, ui.curves, ui.matrix, ui.table]
+
+
+def run_handlers(guard, store):
+    """Start a run and follow it, watch the latest, cancel, show a past one."""
+    def show(run, lang):
+        line, tail, c, m, t = snapshot(run, guard.scrub, lang)
+        return line, tail, c, m, t if t is not None else headed(TABLE_COLUMNS, lang)
+
+    def follow(run, lang):
+        """Stream the run's state until it ends (at least two updates while it runs)."""
+        while True:
+            # The state is read before the snapshot, so the last update shown is the finished one.
+            ended = read_status(run)["state"] not in ("running", "starting")
+            yield *show(run, lang), gr.Dropdown(choices=[r.name for r in store.list_runs()], value=run.name)
+            if ended:
+                return
+            time.sleep(2)
+
+    @shown
+    def on_start(pw, folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder=None, lang="en"):
+        guard.start(pw, "do_train")
+        if not folder:
+            raise Message("tr_err_pick_data")
+        yield from follow(store.start(folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder or ""), lang)
+
+    @shown
+    def on_watch(lang):
+        run = store.active() or next(iter(store.list_runs()), None)
+        if run is None:
+            raise Message("tr_no_run")
+        yield from follow(run, lang)
+
+    @shown
+    def on_cancel(pw, lang):
+        guard.require(pw, "do_cancel_run")
+        return say(lang, "tr_cancelling", name=store.cancel().name)
+
+    @shown
+    def on_show(name, lang):
+        return show(store.runs / Path(name).name if name else None, lang)
+
+    return SimpleNamespace(start=on_start, watch=on_watch, cancel=on_cancel, show=on_show)
+
+
+def wire_runs(ui, settings, guard, store):
+    on = run_handlers(guard, store)
+    start_inputs = [ui.password, ui.data, ui.backbone, ui.epochs_head, ui.epochs_finetune, ui.unfreeze, ui.split,
+                    ui.teachers, ui.none]
+    ui.start.click(on.start, start_inputs, [*ui.outputs, ui.runs], api_name="train_start", concurrency_limit=1,
+                   concurrency_id="train", validator=guard.door(start_inputs, ui.password, "do_train", costly=True))
+    ui.watch.click(on.watch, None, [*ui.outputs, ui.runs], api_name="train_watch")
+    ui.cancel.click(on.cancel, ui.password, ui.served, api_name="train_cancel",
+                    validator=guard.door([ui.password], ui.password, "do_cancel_run"))
+    ui.show_button.click(on.show, ui.runs, ui.outputs, api_visibility="private")
+    fill_at_load(lambda lang: data_hint(settings, lang), ui.hint)
+    fill_at_load(lambda lang: headed(TABLE_COLUMNS, lang), ui.table)
+    ui.data.focus(shown(lambda lang: data_hint(settings, lang)), None, ui.hint, api_visibility="private", queue=False)
+    ui.split.focus(lambda: gr.Dropdown(choices=split_choices(store)), None, ui.split, api_visibility="private",
+                   queue=False)
+    ui.teachers.focus(lambda: gr.Dropdown(choices=store.finished()), None, ui.teachers, api_visibility="private",
+                      queue=False)
+    upload_event(ui.upload, settings, guard, ui.password, ui.status, ui.data, "train_upload")
+
+
+def wire_models(ui, settings, slot, guard, store):
+    """Download a model (the default or a run's) and serve a run; returns the "serve" event."""
+    @shown
+    def on_serve(pw, name, lang):
+        guard.require(pw, "do_serve")
+        return guard.scrub(store.serve(slot, name, lang))
+
+    @shown
+    def on_export(pw, choice):
+        guard.start(pw, "do_export_model")
+        return bundle(settings.model_path if choice == "default" else store.model(choice), settings.model_cache)
+
+    ui.to_export.focus(lambda: gr.Dropdown(choices=export_choices(settings, store)), None, ui.to_export,
+                       api_visibility="private", queue=False)
+    ui.export_button.click(on_export, [ui.password, ui.to_export], ui.exported, api_name="export_model",
+                           concurrency_id="export",
+                           validator=guard.door([ui.password, ui.to_export], ui.password, "do_export_model",
+                                                costly=True))
+    return ui.serve.click(on_serve, [ui.password, ui.runs], ui.served, api_name="serve",
+                          validator=guard.door([ui.password, ui.runs], ui.password, "do_serve"))

@@ -1,0 +1,94 @@
+"""The house's shape, read off the code: Gradio only in studio/ and app.py, no import cycle, arrows only downwards,
+short functions in the UI layer, and the vocabulary derived from the class list."""
+
+import ast
+
+from conftest import ROOT
+
+PACKAGES = ("classifier", "labeling", "training", "evaluation", "studio")
+# who may import whom (besides the standalone modules i18n, escaping, settings, uploads); labeling uses evaluation's
+# metrics (one scoring for the review's impact and the Evaluate tab), by design; a package's command line
+# (``__main__``) is a front door like the studio and may use its siblings (``python -m evaluation run --db`` reads the
+# label store)
+ALLOWED = {"classifier": set(), "evaluation": {"classifier"}, "training": {"classifier", "evaluation"},
+           "labeling": {"classifier", "evaluation"}, "studio": set(PACKAGES)}
+
+
+def modules():
+    """``{dotted name: path}`` of the project's own modules (not tests, benchmarks or tools)."""
+    out = {}
+    for path in sorted(ROOT.glob("*.py")) + sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def imported(name, path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function, as absolute dotted names."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            out |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return out
+
+
+def graph():
+    mods = modules()
+    return {n: {m for m in imported(n, p) if m in mods and m != n} for n, p in mods.items()}, mods
+
+
+def test_only_the_ui_layer_imports_gradio():
+    _, mods = graph()
+    users = sorted(n for n, p in mods.items() if any(m == "gradio" or m.startswith("gradio.")
+                                                      for m in imported(n, p)))
+    assert users and all(n == "app" or n.startswith("studio") for n in users), users
+
+
+def test_no_import_cycle():
+    edges, _ = graph()
+    seen, done, cycles = set(), set(), []
+
+    def visit(node, path):
+        seen.add(node)
+        for nxt in sorted(edges[node]):
+            if nxt in path:
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in done:
+                visit(nxt, path + [nxt])
+        done.add(node)
+
+    for node in sorted(edges):
+        if node not in done:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_arrows_only_point_down():
+    edges, _ = graph()
+    wrong = []
+    for name, targets in edges.items():
+        top = name.split(".")[0]
+        for t in targets:
+            other = t.split(".")[0]
+            front_door = name.endswith(".__main__") and other != "studio"
+            if top in ALLOWED and other in PACKAGES and other != top and other not in ALLOWED[top] and not front_door:
+                wrong.append((name, t))
+            if other == "app" and name != "app":
+                wrong.append((name, t))
+    assert wrong == []
+
+
+def test_no_function_in_the_ui_layer_is_longer_than_60_lines():
+    long = []
+    for path in sorted((ROOT / "studio").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long == []
