@@ -97,7 +97,7 @@ def main():
     server = FastAPI(middleware=[Middleware(HttpDoor, min_free_mb=settings.min_free_mb), Middleware(LanguagePage)])
     # first: the studio, mounted at the root, would otherwise answer /tools too
     # its photos are bounded as the Classify tab's, and so is its own queue (no password: it only reads)
-    tools = build_tools(demo.slot).queue(default_concurrency_limit=2, max_size=64)
+    tools = build_tools(demo.slot, settings.low_confidence).queue(default_concurrency_limit=2, max_size=64)
     mount(server, tools, "/tools", settings, mcp_server=True, footer_links=["api"],
           max_file_size=f"{settings.max_upload_mb}mb")
     mount(

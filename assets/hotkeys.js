@@ -1,5 +1,6 @@
-// Review-tab keyboard shortcuts: 1-9 and 0 pick a class, n = none, Enter = accept, arrows = previous/next,
-// Ctrl+Z = undo. They click the tab's own buttons, so every shortcut goes through the same server-side checks.
+// Review-tab keyboard shortcuts: 1-9 and 0 pick a class (then q, w, e... if there are more: each class button's id
+// says its key, classifier.classes.class_keys), n = none, Enter = accept, arrows = previous/next, Ctrl+Z = undo.
+// They click the tab's own buttons, so every shortcut goes through the same server-side checks.
 document.addEventListener("keydown", (event) => {
   const target = event.target;
   if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
@@ -7,7 +8,7 @@ document.addEventListener("keydown", (event) => {
   let id = null;
   if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") id = "rv-undo";
   else if (event.ctrlKey || event.metaKey || event.altKey) return;
-  else if (/^[0-9]$/.test(event.key)) id = "rv-class-" + event.key;
+  else if (/^[0-9a-z]$/i.test(event.key) && event.key.toLowerCase() !== "n") id = "rv-class-" + event.key.toLowerCase();
   else if (event.key === "n" || event.key === "N") id = "rv-none";
   else if (event.key === "Enter") id = "rv-accept";
   else if (event.key === "ArrowLeft") id = "rv-prev";

@@ -70,7 +70,8 @@ class EveryPress(Review):
 
     def ranked(self):
         clf = self.slot.get()
-        return rank(self.store.state(), predict_store(self.store, clf), clf.classes)
+        return rank(self.store.state(), predict_store(self.store, clf), clf.classes,
+                    clf.threshold or self.settings.low_confidence)
 
 
 def fill(store, n, reviewed=0, seed=0, model=None):

@@ -13,6 +13,8 @@ import sys
 
 from tqdm import tqdm
 
+from classifier.classes import WATCHED
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__,
@@ -165,7 +167,7 @@ def _summary(report, out):
     excluded = ", ".join(f"{n} {k}" for k, n in report["excluded"].items())
     print(f"accuracy {acc:.4f} (95% CI {lo:.4f}-{hi:.4f}) on {report['n_scored']} of {report['n_images']} "
           f"images; excluded: {excluded}" if acc is not None else "no scored images")
-    for c in ("cat", "dog"):
+    for c in WATCHED:
         pc = report["per_class"][c]
         print(f"  {c}: precision {pc['precision']:.3f}, recall {pc['recall']:.3f} (support {pc['support']})")
     for source, s in report.get("per_source", {}).items():

@@ -124,7 +124,7 @@ def do_suspects(store, args):
     bar = tqdm(desc="predict", unit="img")
     probs = predict_store(store, clf, progress=lambda i, n: (setattr(bar, "total", n), bar.update(i - bar.n)))
     bar.close()
-    rows = rank(store.state(), probs, clf.classes, clf.threshold)[: args.top]
+    rows = rank(store.state(), probs, clf.classes, clf.threshold or Settings.from_env().low_confidence)[: args.top]
     fields = ["dataset", "key", "path", "current_label", "source", "predicted", "p_label", "p_predicted", "rank"]
     with open(args.out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from classifier.classes import CLASSES, NONE, OTHER, display_name
+from classifier.classes import CLASSES, NONE, OTHER, WATCHED, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
 from escaping import plain
@@ -208,7 +208,7 @@ class Review:
             self._probs = ((key, images, predicted), probs)
         (stamp, probs), (ranked_at, rows) = self._probs, self._ranked
         if ranked_at != (stamp, last_event):
-            rows = rank(self.state(), probs, clf.classes, clf.threshold)
+            rows = rank(self.state(), probs, clf.classes, clf.threshold or self.settings.low_confidence)
             self._ranked = ((stamp, last_event), rows)
         return rows
 
@@ -311,10 +311,9 @@ class Review:
             scored = [r for r in rows if r[column] is not None]
             report = evaluate([r[column] for r in scored],
                               [clf.classes[int(np.argmax(probs[r["id"]]))] for r in scored], n_boot=200)
-            cat = report["per_class"]["cat"]
+            first, second = (report["per_class"][c] for c in WATCHED)  # cat recall, dog precision
             table.append([name, report["n_scored"], _pct(report["accuracy"]),
-                          _pct(cat["recall"] if cat["support"] else None),
-                          _pct(report["per_class"]["dog"]["precision"])])
+                          _pct(first["recall"] if first["support"] else None), _pct(second["precision"])])
         return pd.DataFrame(table, columns=column_names(IMPACT_COLUMNS, lang))
 
     def llm_scorecard(self, lang: str = "en") -> tuple:

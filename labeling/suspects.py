@@ -58,15 +58,15 @@ def label_sure(store, classifier, ids) -> int:
     return len(todo)
 
 
-def rank(rows: list[dict], probs: dict, classes, none_threshold: float | None = 0.5) -> list[dict]:
+def rank(rows: list[dict], probs: dict, classes, none_threshold: float) -> list[dict]:
     """Sort store rows (from ``LabelStore.state``) most suspicious first; adds the scoring fields to each row.
 
     Added: ``predicted`` (the model's answer: top-1 class, or none when its top probability is under
-    ``none_threshold``), ``p_predicted`` (the top probability), ``p_label`` (the classifier's probability for the
-    current label; for "none", one minus its top probability), ``disagree`` (a model "none" disagrees with a class
-    label) and ``rank`` (1 = most suspicious).
+    ``none_threshold``: the model's calibrated one, else ``Settings.low_confidence``, as the Classify tab answers),
+    ``p_predicted`` (the top probability), ``p_label`` (the classifier's probability for the current label; for
+    "none", one minus its top probability), ``disagree`` (a model "none" disagrees with a class label) and ``rank``
+    (1 = most suspicious).
     """
-    none_threshold = 0.5 if none_threshold is None else none_threshold
     out = []
     for row in rows:
         p = probs.get(row["id"])

@@ -110,7 +110,7 @@ def build(settings, slot, guard, T, session_threshold=None):
         with gr.Column(scale=1):
             image = gr.Image(label=T("photo"), sources=["upload", "clipboard", "webcam"], type="filepath",
                              height=360)
-            top_k = gr.Slider(1, 10, value=TOP_K, step=1, label=T("top_k"))
+            top_k = gr.Slider(1, len(CLASSES), value=TOP_K, step=1, label=T("top_k"))
             button = gr.Button(T("classify"), variant="primary")
         with gr.Column(scale=1):
             scores = gr.Label(label=T("scores"), num_top_classes=10)

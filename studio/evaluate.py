@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from classifier.classes import CLASSES, NONE, display_name
+from classifier.classes import CLASSES, NONE, WATCHED, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
 from classifier.modelfile import read_calibration
@@ -76,8 +76,8 @@ def summary_markdown(report, lang: str = "en"):
              say(lang, "ev_excluded", null=ex["null"], other=ex["other"], unreadable=ex["unreadable"],
                  f1=report["macro_f1"], top3=report.get("top3_accuracy", 0),
                  ece=report.get("expected_calibration_error", 0)),
-             say(lang, "ev_weak_spots", cat=report["per_class"]["cat"]["recall"],
-                 dog=report["per_class"]["dog"]["precision"])]
+             say(lang, "ev_weak_spots", cat=report["per_class"][WATCHED[0]]["recall"],
+                 dog=report["per_class"][WATCHED[1]]["precision"])]
     if report.get("per_source"):
         lines.append(say(lang, "ev_per_source", sources=" · ".join(
             say(lang, "ev_source", name=plain(name), acc=s["accuracy"], n=s["n_scored"])

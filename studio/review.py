@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from classifier.classes import CLASSES, NONE, display_name
+from classifier.classes import CLASSES, NONE, WATCHED, class_keys, display_name, rows_of
 from classifier.images import ImageError, thumbnail
 from i18n import Message, say
 from labeling.review import IMPACT_COLUMNS, SORTS, STATUSES, Review
@@ -16,8 +16,6 @@ from uploads import imported
 
 from .common import T, dataset_choice, dataset_dropdown, fill_at_load, headed, receive_upload, shown, upload_box
 from .guard import MAX_NAME
-
-KEYS = [str((i + 1) % 10) for i in range(10)]  # 1..9 then 0, in class order
 
 
 def class_choices(*extra) -> list[tuple]:
@@ -64,7 +62,7 @@ def admin_panel(ui, settings):
         with gr.Row():
             ui.unsure_only = gr.Checkbox(label=T("rv_unsure_only"), value=False, elem_id="rv-unsure")
             ui.unsure_below = gr.Slider(0.5, 1.0, value=0.9, step=0.01, label=T("rv_unsure_below"))
-            ui.weak = gr.Dropdown([(display_name(c), c) for c in CLASSES], value=["cat", "dog"], multiselect=True,
+            ui.weak = gr.Dropdown([(display_name(c), c) for c in CLASSES], value=list(WATCHED), multiselect=True,
                                   label=T("rv_weak"))
         ui.plan_md = gr.Markdown()
         with gr.Row():
@@ -103,13 +101,12 @@ def review_panel(ui):
                                elem_id="rv-heat")
         with gr.Column(scale=2):
             ui.details = gr.Markdown(T("rv_idle"))
-            ui.buttons = []
-            for row_classes in (CLASSES[:5], CLASSES[5:]):
+            ui.buttons, keys = [], dict(zip(CLASSES, class_keys(CLASSES)))  # derived: an 11th class gets "q"
+            for row_classes in rows_of(CLASSES):
                 with gr.Row(elem_classes="rv-grid"):
                     for c in row_classes:
-                        key = KEYS[CLASSES.index(c)]
-                        ui.buttons.append((c, gr.Button(f"{key} · {display_name(c)}", size="sm", min_width=90,
-                                                        elem_id=f"rv-class-{key}")))
+                        ui.buttons.append((c, gr.Button(f"{keys[c]} · {display_name(c)}", size="sm", min_width=90,
+                                                        elem_id=f"rv-class-{keys[c]}")))
             with gr.Row():
                 ui.none_button = gr.Button(T("rv_none"), size="sm", elem_id="rv-none")
                 ui.accept_button = gr.Button(T("rv_accept"), variant="primary", size="sm", elem_id="rv-accept")

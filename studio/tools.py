@@ -15,8 +15,9 @@ from classifier.classes import CHINESE, NONE, TOP_K, display_name
 from classifier.images import ImageError
 
 
-def build_tools(slot) -> gr.Blocks:
-    """The read-only tools app for the model in ``slot`` (a :class:`~classifier.serving.ModelSlot`)."""
+def build_tools(slot, low_confidence: float) -> gr.Blocks:
+    """The read-only tools app for the model in ``slot`` (a :class:`~classifier.serving.ModelSlot`); "none" under
+    the model's calibrated threshold, else ``low_confidence`` (``Settings.low_confidence``, as the Classify tab)."""
 
     def classify(image: str) -> str:
         """Classify a photo of an animal into the ten Animals-10 classes (butterfly, cat, chicken, cow, dog,
@@ -30,8 +31,9 @@ def build_tools(slot) -> gr.Blocks:
             and the five most likely classes with their probabilities.
         """
         clf, probs, top = scores(slot, image, TOP_K)
-        said = clf.answer(probs)
-        return _json({"answer": said, "name": display_name(said), "threshold": clf.threshold, "top": top})
+        threshold = clf.threshold or low_confidence
+        said = clf.answer(probs, threshold)
+        return _json({"answer": said, "name": display_name(said), "threshold": threshold, "top": top})
 
     def top_k(image: str, k: float = 3) -> str:
         """The k most likely of the ten classes for a photo, best first, with their probabilities.
@@ -49,7 +51,7 @@ def build_tools(slot) -> gr.Blocks:
         return _json({"name": clf.name, "engine": clf.engine_name, "input_size": clf.size,
                       "classes": {c: CHINESE[c] for c in clf.classes}, "none": display_name(NONE),
                       "accuracy": clf.meta.get("accuracy"), "held_out_photos": clf.meta.get("test_images"),
-                      "none_threshold": clf.threshold, "temperature": clf.temperature})
+                      "none_threshold": clf.threshold or low_confidence, "temperature": clf.temperature})
 
     with gr.Blocks(title="Animals-10 tools") as tools:
         gr.Markdown("Read-only tools of the Animals-10 classifier, for agents (MCP). The studio is at `/`.")

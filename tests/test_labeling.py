@@ -252,7 +252,7 @@ def test_rank_puts_likely_wrong_labels_first():
             {"id": 5, "key": "e", "label": "other: wolf"}, {"id": 6, "key": "f", "label": "cow"}]
     probs = {1: p("cat", .99), 2: p("cat", .9), 3: p("cat", .4), 4: p("horse", .95), 5: p("dog", .9),
              6: p("cow", .6)}
-    ranked = rank(rows, probs, CLASSES)
+    ranked = rank(rows, probs, CLASSES, 0.5)
     assert [r["key"] for r in ranked] == ["e", "b", "d", "c", "f", "a"]
     assert ranked[1]["predicted"] == "cat" and ranked[1]["disagree"] and ranked[1]["rank"] == 2
     assert ranked[-1]["p_label"] == pytest.approx(0.99)

@@ -92,3 +92,42 @@ def test_no_function_in_the_ui_layer_is_longer_than_60_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
                 long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert long == []
+
+
+def test_an_eleventh_class_gets_a_key_a_button_and_a_place_on_the_slider(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    import studio.classify
+    import studio.review
+    from classifier.classes import CLASSES, class_keys, rows_of
+    from classifier.serving import ModelSlot
+    from settings import Settings
+    from studio.common import T
+
+    eleven = (*CLASSES, "goat")
+    keys = class_keys(eleven)
+    assert keys[:10] == list("1234567890") and keys[10] == "q" and "n" not in keys and len(set(keys)) == 11
+    assert [len(r) for r in rows_of(eleven)] == [5, 5, 1]
+    monkeypatch.setattr(studio.review, "CLASSES", eleven)
+    monkeypatch.setattr(studio.classify, "CLASSES", eleven)
+    with gr.Blocks():
+        ui = SimpleNamespace()
+        studio.review.review_panel(ui)
+    assert [c for c, _ in ui.buttons] == list(eleven)
+    assert [b.elem_id for _, b in ui.buttons][-1] == "rv-class-q"
+    settings = Settings(data_dir=tmp_path)
+    with gr.Blocks() as blocks:
+        studio.classify.build(settings, ModelSlot(settings.model_path), None, T)
+    sliders = [b for b in blocks.blocks.values() if isinstance(b, gr.Slider)]
+    assert [s.maximum for s in sliders] == [11]
+
+
+def test_more_classes_than_keys_is_refused_clearly():
+    import pytest
+
+    from classifier.classes import KEY_ROW, class_keys
+
+    with pytest.raises(ValueError, match="add keys to classifier.classes.KEY_ROW"):
+        class_keys(tuple(f"c{i}" for i in range(len(KEY_ROW) + 1)))
