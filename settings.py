@@ -3,8 +3,13 @@
 DATA_DIR        where everything written at run time goes (label DB, runs, caches, exports); default ./data
 MODEL_PATH      the model the Classify tab serves at start; default assets/model/default.npz
 ADMIN_PASSWORD  when set, expensive or destructive actions need it
-ZHIPUAI_API_KEY GLM key for auto-labeling (never shown or logged); GLM_BASE_URL and GLM_MODEL override the endpoint;
-                GLM_DATA_PREFIX=0 sends raw base64 without "data:image/jpeg;base64," (as Zhipu's own example)
+LLM_PROVIDER    who labels photos for auto-label: glm (GLM-4V, Zhipu's error codes; the default while LLM_BASE_URL is
+                Zhipu's) or openai (any OpenAI-compatible vision endpoint: Qwen-VL, a local Ollama, vLLM...)
+LLM_BASE_URL, LLM_MODEL  its endpoint and model; default Zhipu's and glm-4.6v-flash
+LLM_API_KEY     its key (never shown or logged); for GLM, ZHIPUAI_API_KEY works too. GLM_BASE_URL, GLM_MODEL,
+                GLM_DATA_PREFIX and GLM_COST_PER_IMAGE, the older names, are still read
+LLM_DATA_PREFIX=0 sends raw base64 without "data:image/jpeg;base64," (as Zhipu's own example)
+LLM_COST_PER_IMAGE what one request costs, for the estimate shown before auto-labeling; default 0.01
 DATA_ROOTS      folders (separated by ":") whose sub-folders can be picked as data sets in the app; default
                 DATA_DIR/datasets
 LOW_CONFIDENCE  top-1 probability under which the app warns "not one of the 10 animals?"; default 0.5
@@ -33,11 +38,12 @@ class Settings:
     data_dir: Path = Path("data")
     model_path: Path = DEFAULT_MODEL
     admin_password: str = field(default="", repr=False)
-    glm_api_key: str = field(default="", repr=False)
-    glm_base_url: str = "https://open.bigmodel.cn/api/paas/v4/"
-    glm_model: str = "glm-4.6v-flash"
-    glm_data_prefix: bool = True
-    glm_cost_per_image: float = 0.01  # what one auto-label request costs, in the endpoint's currency (estimates)
+    llm_provider: str = "glm"  # glm or openai (labeling.llm.labeler_from)
+    llm_api_key: str = field(default="", repr=False)
+    llm_base_url: str = "https://open.bigmodel.cn/api/paas/v4/"
+    llm_model: str = "glm-4.6v-flash"
+    llm_data_prefix: bool = True
+    llm_cost_per_image: float = 0.01  # what one auto-label request costs, in the endpoint's currency (estimates)
     low_confidence: float = 0.5
     max_upload_mb: int = 20
     max_dataset_mb: int = 500
@@ -53,6 +59,11 @@ class Settings:
             return True
         data = self.data_dir.resolve()
         return data == Path("/data") or Path("/data") in data.parents
+
+    @property
+    def llm_ready(self) -> bool:
+        """Whether auto-label can run: a key is set, or the provider needs none (a local OpenAI-compatible server)."""
+        return bool(self.llm_api_key) or self.llm_provider != "glm"
 
     def admin_ok(self, password: str | None) -> bool:
         """True when no ADMIN_PASSWORD is set, or ``password`` matches it (compared in constant time)."""
@@ -113,11 +124,7 @@ class Settings:
             data_roots=tuple(roots or [data_dir / "datasets"]),
             model_path=Path(env.get("MODEL_PATH") or d.model_path),
             admin_password=env.get("ADMIN_PASSWORD", ""),
-            glm_api_key=env.get("ZHIPUAI_API_KEY", ""),
-            glm_base_url=env.get("GLM_BASE_URL") or d.glm_base_url,
-            glm_model=env.get("GLM_MODEL") or d.glm_model,
-            glm_data_prefix=env.get("GLM_DATA_PREFIX", "1") not in ("0", "false", "no"),
-            glm_cost_per_image=float(env.get("GLM_COST_PER_IMAGE") or d.glm_cost_per_image),
+            **_llm(env, d),
             low_confidence=float(env.get("LOW_CONFIDENCE") or d.low_confidence),
             max_upload_mb=int(env.get("MAX_UPLOAD_MB") or d.max_upload_mb),
             max_dataset_mb=int(env.get("MAX_DATASET_MB") or d.max_dataset_mb),
@@ -125,6 +132,19 @@ class Settings:
             serving_engine=env.get("SERVING_ENGINE") or d.serving_engine,
             model_cache=Path(env.get("MODEL_CACHE") or data_dir / "tflite"),
         )
+
+
+def _llm(env, d) -> dict:
+    """The LLM settings from their role's names (LLM_*), else the older GLM_* / ZHIPUAI_API_KEY ones."""
+    def read(name, old):
+        return env.get(f"LLM_{name}") or env.get(old)
+
+    base_url = read("BASE_URL", "GLM_BASE_URL") or d.llm_base_url
+    provider = env.get("LLM_PROVIDER") or ("glm" if "bigmodel.cn" in base_url else "openai")
+    return {"llm_provider": provider, "llm_api_key": read("API_KEY", "ZHIPUAI_API_KEY") or "",
+            "llm_base_url": base_url, "llm_model": read("MODEL", "GLM_MODEL") or d.llm_model,
+            "llm_data_prefix": (read("DATA_PREFIX", "GLM_DATA_PREFIX") or "1") not in ("0", "false", "no"),
+            "llm_cost_per_image": float(read("COST_PER_IMAGE", "GLM_COST_PER_IMAGE") or d.llm_cost_per_image)}
 
 
 class PathNotAllowed(Message):

@@ -32,7 +32,8 @@ from fake_openai import FakeGLM, ok  # noqa: E402
 from suspects_flips import flip  # noqa: E402
 
 from classifier.predictor import Classifier  # noqa: E402
-from labeling.glm import GLMLabeler, autolabel, encode_image  # noqa: E402
+from labeling.glm import GLMLabeler  # noqa: E402
+from labeling.llm import autolabel, encode_image  # noqa: E402
 from labeling.store import LabelStore  # noqa: E402
 from labeling.suspects import label_sure, model_key, predict_store, rank, sure  # noqa: E402
 from settings import Settings  # noqa: E402

@@ -10,7 +10,6 @@
 import argparse
 import csv
 import json
-import os
 import signal
 import sys
 import threading
@@ -30,11 +29,13 @@ def parse_args(argv=None):
     im.add_argument("--images", required=True, help="folder of images, or an archive of one (.zip, .tar.gz): "
                                                     "unpacked into DATA_DIR/datasets first, as an upload")
     im.add_argument("--labels", help="results.json {image stem: label or null}; default: class folder names")
-    au = sub.add_parser("autolabel", help="label images with GLM-4V")
+    au = sub.add_parser("autolabel", help="label images with a vision LLM (GLM-4V by default; LLM_* settings)")
     au.add_argument("--db", required=True)
-    glm = Settings.from_env()  # GLM_BASE_URL and GLM_MODEL, else the app's defaults: one place for both
-    au.add_argument("--base-url", default=glm.glm_base_url, help="OpenAI-compatible endpoint (default: %(default)s)")
-    au.add_argument("--model", default=glm.glm_model, help="default: %(default)s")
+    llm = Settings.from_env()  # LLM_BASE_URL, LLM_MODEL, LLM_PROVIDER, else the app's defaults: one place for all
+    au.add_argument("--base-url", default=llm.llm_base_url, help="OpenAI-compatible endpoint (default: %(default)s)")
+    au.add_argument("--model", default=llm.llm_model, help="default: %(default)s")
+    au.add_argument("--provider", default=llm.llm_provider, choices=("glm", "openai"),
+                    help="glm: Zhipu's error codes; openai: any OpenAI-compatible endpoint (default: %(default)s)")
     au.add_argument("--concurrency", type=int, default=2, help="requests at a time (default: %(default)s)")
     au.add_argument("--limit", type=int, help="label at most N images (try before spending)")
     au.add_argument("--unsure-below", type=float, metavar="P",
@@ -79,11 +80,14 @@ def do_import(store, args):
 
 
 def do_autolabel(store, args):
-    from labeling.glm import BatchStopped, GLMLabeler, autolabel
+    import dataclasses
 
+    from labeling.llm import BatchStopped, autolabel, labeler_from
+
+    settings = dataclasses.replace(Settings.from_env(), llm_base_url=args.base_url, llm_model=args.model,
+                                   llm_provider=args.provider, llm_data_prefix=not args.no_data_prefix)
     try:
-        labeler = GLMLabeler(os.environ.get("ZHIPUAI_API_KEY", ""), args.base_url, args.model,
-                             data_prefix=not args.no_data_prefix, timeout=args.timeout, backoff=args.backoff)
+        labeler = labeler_from(settings, timeout=args.timeout, backoff=args.backoff)
     except BatchStopped as e:
         sys.exit(f"error: {e}")
     cancel = threading.Event()

@@ -26,7 +26,7 @@ from evaluation.metrics import evaluate
 from i18n import Message, column_names, say
 from uploads import imported, pending_imports
 
-from .glm import BatchStopped, GLMLabeler, autolabel
+from .llm import BatchStopped, autolabel, labeler_from
 from .scorecard import scorecard
 from .store import LabelStore
 from .suspects import label_sure, model_key, predict_store, rank, sure
@@ -336,21 +336,20 @@ class Review:
 
     def autolabel_plan(self, below: float | None, weak=(), limit: int = 0) -> dict:
         """What an auto-label would ask before it starts: ``asked`` of ``without`` images still without an LLM
-        answer (``saved`` left to the classifier) and the estimated ``cost`` (``GLM_COST_PER_IMAGE`` each)."""
+        answer (``saved`` left to the classifier) and the estimated ``cost`` (``LLM_COST_PER_IMAGE`` each)."""
         skip = self.autolabel_skip(below, weak)
         todo = [r["id"] for r in self.state() if r["llm_status"] is None]
         asked = len([i for i in todo if i not in skip])
         asked = min(asked, limit) if limit else asked
         return {"without": len(todo), "asked": asked, "saved": len(todo) - asked,
-                "cost": asked * self.settings.glm_cost_per_image}
+                "cost": asked * self.settings.llm_cost_per_image}
 
     def run_autolabel(self, limit: int, progress, below: float | None = None, weak=()) -> dict:
         if not self.autolabel_lock.acquire(blocking=False):
             raise ReviewError("rv_err_autolabel_running")
         try:
             self.autolabel_cancel.clear()
-            labeler = GLMLabeler(self.settings.glm_api_key, self.settings.glm_base_url, self.settings.glm_model,
-                                 data_prefix=self.settings.glm_data_prefix)
+            labeler = labeler_from(self.settings)
             skip = self.autolabel_skip(below, weak)
             summary = autolabel(self.store, labeler, limit or None, 2, progress, self.autolabel_cancel, skip)
             summary["model_labelled"] = label_sure(self.store, self.slot.get(), skip)

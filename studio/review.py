@@ -53,7 +53,7 @@ def build(settings, slot, guard, T=T):
 def admin_panel(ui, settings):
     """Import a data set or upload one, auto-label with the LLM (everywhere or only where the model is unsure),
     export."""
-    has_key = bool(settings.glm_api_key)
+    has_key = settings.llm_ready
     with gr.Accordion(T("rv_admin"), open=False):
         with gr.Row():
             ui.dataset = dataset_dropdown(settings, T("rv_folder"))

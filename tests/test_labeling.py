@@ -14,7 +14,8 @@ from PIL import Image
 
 from classifier.classes import NONE
 from classifier.labels import LabelFileError, parse_label
-from labeling.glm import BatchStopped, GLMLabeler, autolabel, encode_image, parse_reply
+from labeling.glm import GLMLabeler
+from labeling.llm import BatchStopped, OpenAICompatibleLabeler, autolabel, encode_image, labeler_from, parse_reply
 from labeling.store import LabelStore
 
 KEY = "sk-test-0123456789-SECRET"
@@ -175,8 +176,8 @@ def _d(b64):
 
 @pytest.mark.parametrize("response, words", [
     (error(429, "1113", "余额不足"), "no balance"),
-    (error(401, "1002", f"invalid api key {KEY}"), "Check ZHIPUAI_API_KEY"),
-    (error(400, "1211", "model not found"), "model name"),
+    (error(401, "1002", f"invalid api key {KEY}"), "ZHIPUAI_API_KEY"),
+    (error(400, "1211", "model not found"), "LLM_MODEL"),
 ])
 def test_autolabel_stops_on_fatal_codes_without_leaking_the_key(glm, tmp_path, response, words):
     store, b64 = setup_batch(tmp_path, 4)
@@ -445,7 +446,7 @@ def test_the_prompt_version_changes_with_the_prompt():
     """Labels record PROMPT_VERSION; editing the prompt without a new version (and its hash here) fails."""
     import hashlib
 
-    from labeling.glm import PROMPT, PROMPT_SHA256, PROMPT_VERSION
+    from labeling.llm import PROMPT, PROMPT_SHA256, PROMPT_VERSION
     assert hashlib.sha256(PROMPT.encode()).hexdigest()[:16] == PROMPT_SHA256[PROMPT_VERSION]
 
 
@@ -559,3 +560,38 @@ def test_the_history_csv_never_starts_a_formula_but_keeps_what_was_written(store
     cells = [v for r in rows for v in r.values()]
     assert not any(v.startswith(("=", "+", "-", "@", "\t", "\r")) for v in cells)
     assert store.labels(dataset="=set") == {"=1+2": "cat", "a": "cat", "b": "cat", "c": "cat"}  # the store unchanged
+
+
+def test_any_openai_compatible_endpoint_labels_by_configuration(glm, tmp_path):
+    """A local server (as Ollama or vLLM) with no key, named by the LLM_* settings: the same auto-label, its labels
+    recorded under the provider and model; a 429 is retried, a 401 stops with advice in the role's words."""
+    from settings import Settings
+
+    settings = Settings.from_env({"LLM_BASE_URL": glm.url, "LLM_MODEL": "qwen2.5vl:7b"})
+    assert settings.llm_provider == "openai" and settings.llm_ready  # not Zhipu's URL: the generic provider
+    labeler = labeler_from(settings, backoff=0.01)
+    assert type(labeler) is OpenAICompatibleLabeler
+    store, b64 = setup_batch(tmp_path, 3)
+    glm.script(b64["0"], ok("dog"))
+    glm.script(b64["1"], error(429, None, "slow down"), ok("cat"))
+    glm.script(b64["2"], ok("a sheep, I think"))
+    summary = autolabel(store, labeler, concurrency=1)
+    assert summary["labelled"] == 3 and summary["retries"] == 1
+    assert llm_labels(store) == {"0": ("dog", "ok"), "1": ("cat", "ok"), "2": ("sheep", "ok")}
+    rows = store.query("SELECT DISTINCT author, model FROM events WHERE source = 'llm'")
+    assert [(r["author"], r["model"]) for r in rows] == [("openai", "qwen2.5vl:7b")]
+    store2, b64 = setup_batch(tmp_path / "b", 1)
+    glm.script(b64["0"], error(401, None, "bad key"))
+    assert "Check LLM_API_KEY" in autolabel(store2, labeler)["stopped"]
+
+
+def test_the_llm_settings_read_their_role_names_and_the_older_ones():
+    from settings import Settings
+
+    old = Settings.from_env({"ZHIPUAI_API_KEY": "k1", "GLM_MODEL": "glm-4v", "GLM_COST_PER_IMAGE": "0.5"})
+    assert (old.llm_provider, old.llm_api_key, old.llm_model, old.llm_cost_per_image) == ("glm", "k1", "glm-4v", 0.5)
+    new = Settings.from_env({"LLM_API_KEY": "k2", "ZHIPUAI_API_KEY": "k1", "LLM_PROVIDER": "openai",
+                             "LLM_BASE_URL": "https://dashscope.aliyuncs.com/compatible-mode/v1",
+                             "LLM_MODEL": "qwen-vl-max"})
+    assert (new.llm_provider, new.llm_api_key, new.llm_model) == ("openai", "k2", "qwen-vl-max")
+    assert not Settings.from_env({}).llm_ready  # GLM without a key: auto-label stays off, and says why

@@ -8,8 +8,8 @@ from settings import PathNotAllowed, Settings, confine
 def test_settings_from_env(tmp_path):
     s = Settings.from_env({"DATA_DIR": str(tmp_path), "ZHIPUAI_API_KEY": "sk-secret", "LOW_CONFIDENCE": "0.3"})
     assert s.data_dir == tmp_path and s.data_roots == (tmp_path / "datasets",) and s.low_confidence == 0.3
-    assert "sk-secret" not in repr(s) and s.glm_data_prefix
-    assert not Settings.from_env({"GLM_DATA_PREFIX": "0"}).glm_data_prefix
+    assert "sk-secret" not in repr(s) and s.llm_data_prefix
+    assert not Settings.from_env({"GLM_DATA_PREFIX": "0"}).llm_data_prefix
     two = Settings.from_env({"DATA_ROOTS": os.pathsep.join(["/a", "/b"])})
     assert [str(r) for r in two.data_roots] == ["/a", "/b"]
 
