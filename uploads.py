@@ -117,14 +117,6 @@ def folder_of(path, settings) -> Path:
     return facts["path"]
 
 
-def upload_time(folder) -> str | None:
-    """When the data set at ``folder`` was uploaded, or None for a folder put there by other means."""
-    try:
-        return json.loads((Path(folder) / INFO).read_text())["uploaded"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 class Budget:
     """The limits of one upload: entries, unpacked bytes, and the free disk space."""
 

@@ -1,5 +1,7 @@
 """Temperature scaling and a "none of the 10" threshold, fitted on labelled photos kept apart from the test set."""
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 
@@ -8,8 +10,9 @@ from classifier.predictor import apply_temperature
 from .metrics import expected_calibration_error
 
 
-def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
-    """The temperature T minimising the negative log-likelihood of softmax(log(p) / T)."""
+def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> tuple[float, Callable[[float], float]]:
+    """The temperature T minimising the negative log-likelihood of softmax(log(p) / T), and that NLL as a function
+    of log T (``nll(0.0)`` is the NLL before scaling)."""
     probs, y_true = np.asarray(probs), np.asarray(y_true)
 
     def nll(log_t):

@@ -15,6 +15,10 @@ from .metrics import evaluate, per_source, text_report
 from .plots import both, save_confusion_matrix, save_error_sheet
 from .predict import write_predictions, write_probabilities
 
+# What an evaluation writes into its folder (the Evaluate tab and the Train tab read them by these names)
+REPORT, PER_IMAGE, MATRIX = "report.json", "per_image.csv", "confusion_matrix.png"
+ERRORS, PROBABILITIES = "errors.png", "probabilities.csv"
+
 
 def evaluate_folder(images_dir: str | Path | None, out_dir: str | Path, model_path: str | Path | None = None,
                     labels_path: str | Path | None = None, threshold: float | None = None, tta: bool = False,
@@ -59,16 +63,16 @@ def evaluate_folder(images_dir: str | Path | None, out_dir: str | Path, model_pa
     out = _prepare(out_dir)
     _write_common(out, report, [labels[k] for k in keys], [top1.get(k) for k in keys], title)
     write_predictions({k: clf.answer(probs[k], threshold) for k in top1}, out / "predictions.json")
-    write_probabilities(probs, clf.classes, out / "probabilities.csv")
+    write_probabilities(probs, clf.classes, out / PROBABILITIES)
     rows = [{"key": k, "path": paths[k], "label": labels[k], "prediction": top1.get(k, ""),
              "score": f"{probs[k].max():.4f}" if k in probs else "",
              "p_label": f"{probs[k][clf.classes.index(labels[k])]:.4f}" if k in probs and labels[k] in clf.classes
              else ""} for k in keys]
-    _write_csv(out / "per_image.csv", rows)
+    _write_csv(out / PER_IMAGE, rows)
     mistakes = sorted((r for r in rows if r["label"] in clf.classes and r["prediction"]
                        and r["prediction"] != r["label"]), key=lambda r: -float(r["score"]))
     save_error_sheet([(r["path"], r["label"], r["prediction"], float(r["score"])) for r in mistakes],
-                     out / "errors.png")
+                     out / ERRORS)
     return report
 
 
@@ -106,18 +110,18 @@ def compare_labels(a_path: str | Path, b_path: str | Path, out_dir: str | Path) 
               "per_class": per_class,
               "confusion_matrix": {"labels": names, "matrix": [[pairs[(x, y)] for y in names] for x in names]}}
     out = _prepare(out_dir)
-    _write_json(out / "report.json", report)
+    _write_json(out / REPORT, report)
     save_confusion_matrix(report["confusion_matrix"]["matrix"], names,
                           both("fig_a_against_b", a=Path(a_path).name, b=Path(b_path).name),
-                          out / "confusion_matrix.png")
+                          out / MATRIX)
     return report
 
 
 def _write_common(out, report, labels, predictions, title):
-    _write_json(out / "report.json", report)
+    _write_json(out / REPORT, report)
     (out / "classification_report.txt").write_text(text_report(labels, predictions))
     matrix = report["open_set"].get("confusion_matrix") or report["confusion_matrix"]  # with none, under a threshold
-    save_confusion_matrix(matrix["matrix"], matrix["labels"], title, out / "confusion_matrix.png")
+    save_confusion_matrix(matrix["matrix"], matrix["labels"], title, out / MATRIX)
 
 
 def _write_json(path, data):

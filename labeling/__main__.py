@@ -17,6 +17,7 @@ import threading
 from tqdm import tqdm
 
 from escaping import cell
+from labeling.providers import PROVIDERS
 from settings import Settings
 
 
@@ -34,7 +35,7 @@ def parse_args(argv=None):
     llm = Settings.from_env()  # LLM_BASE_URL, LLM_MODEL, LLM_PROVIDER, else the app's defaults: one place for all
     au.add_argument("--base-url", default=llm.llm_base_url, help="OpenAI-compatible endpoint (default: %(default)s)")
     au.add_argument("--model", default=llm.llm_model, help="default: %(default)s")
-    au.add_argument("--provider", default=llm.llm_provider, choices=("glm", "openai"),
+    au.add_argument("--provider", default=llm.llm_provider, choices=sorted(PROVIDERS),
                     help="glm: Zhipu's error codes; openai: any OpenAI-compatible endpoint (default: %(default)s)")
     au.add_argument("--concurrency", type=int, default=2, help="requests at a time (default: %(default)s)")
     au.add_argument("--limit", type=int, help="label at most N images (try before spending)")
@@ -82,7 +83,8 @@ def do_import(store, args):
 def do_autolabel(store, args):
     import dataclasses
 
-    from labeling.llm import BatchStopped, autolabel, labeler_from
+    from labeling.llm import BatchStopped, autolabel
+    from labeling.providers import labeler_from
 
     settings = dataclasses.replace(Settings.from_env(), llm_base_url=args.base_url, llm_model=args.model,
                                    llm_provider=args.provider, llm_data_prefix=not args.no_data_prefix)

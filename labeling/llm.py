@@ -3,9 +3,10 @@ an OpenAI-compatible labeller, and :func:`autolabel`, which runs any labeller ov
 
 Providers are configured, not coded: GLM-4V (Zhipu; its business error codes are in :mod:`labeling.glm`), or any
 endpoint that speaks OpenAI's chat completions with images (Qwen-VL through DashScope's compatible mode, a local
-Ollama, vLLM...): ``LLM_PROVIDER``, ``LLM_BASE_URL``, ``LLM_MODEL``, ``LLM_API_KEY`` (:func:`labeler_from`). Vision
-models often have no JSON mode, so a reply is parsed leniently but never guessed. The openai client's own retries are
-off, so every error is seen here; the API key is never logged, stored or put in a message.
+Ollama, vLLM...), chosen by ``LLM_PROVIDER``, ``LLM_BASE_URL``, ``LLM_MODEL`` and ``LLM_API_KEY``
+(:func:`labeling.providers.labeler_from`). Vision models often have no JSON mode, so a reply is parsed leniently but
+never guessed. The openai client's own retries are off, so every error is seen here; the API key is never logged,
+stored or put in a message.
 """
 
 import base64
@@ -146,16 +147,6 @@ class OpenAICompatibleLabeler:
 def _message(error):
     body = error.body if isinstance(error.body, dict) else {}
     return body.get("message") or str(error)
-
-
-def labeler_from(settings, **options) -> Labeler:
-    """The labeller the settings name (``LLM_PROVIDER``: ``glm`` or ``openai``), for their endpoint and model;
-    ``options`` go to its constructor (``timeout``, ``backoff``...)."""
-    from .glm import GLMLabeler
-
-    kind = GLMLabeler if settings.llm_provider == "glm" else OpenAICompatibleLabeler
-    return kind(settings.llm_api_key, settings.llm_base_url, settings.llm_model,
-                data_prefix=settings.llm_data_prefix, **options)
 
 
 def autolabel(store, labeler: Labeler, limit: int | None = None, concurrency: int = 2, progress=None,

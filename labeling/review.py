@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ from evaluation.metrics import evaluate
 from i18n import Message, column_names, say
 from uploads import imported, pending_imports
 
-from .llm import BatchStopped, autolabel, labeler_from
+from .llm import BatchStopped, autolabel
+from .providers import labeler_from
 from .scorecard import scorecard
 from .store import LabelStore
 from .suspects import label_sure, model_key, predict_store, rank, sure
@@ -40,6 +42,21 @@ IMPACT_COLUMNS = ("labels", "scored", "accuracy", "cat_recall", "dog_precision")
 
 class ReviewError(Message):
     """A request the review cannot do (no image open, nothing to undo...); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which images the review queue holds, and in what order (the Review tab's dropdowns, in this field order)."""
+
+    status: str = "all"  # one of STATUSES
+    label: str = "all"  # a class, none, "other" (a name that is no class) or all
+    predicted: str = "all"  # what the model answers: a class, none or all
+    llm_only: bool = False  # only where the LLM said none or gave no usable answer
+    sort: str = "suspicion"  # one of SORTS
+
+    @classmethod
+    def of(cls, values) -> "Filters":
+        return values if isinstance(values, cls) else cls(*values)
 
 
 class Review:
@@ -212,8 +229,10 @@ class Review:
             self._ranked = ((stamp, last_event), rows)
         return rows
 
-    def queue(self, status: str = "all", label: str = "all", predicted: str = "all", llm_only: bool = False,
-              sort: str = "suspicion") -> list[dict]:
+    def queue(self, filters: "Filters | tuple" = ()) -> list[dict]:
+        """The images the ``filters`` let through, in their order (:class:`Filters`; a tuple of their values in
+        field order, as the tab's dropdowns give them, works too)."""
+        status, label, predicted, llm_only, sort = astuple(Filters.of(filters))
         rows = list(self.ranked())  # a copy: sorting it must not reorder the cached ranking
         if status != "all":
             rows = [r for r in rows if r["status"] == status]
@@ -233,7 +252,7 @@ class Review:
 
     def next_image(self, session: dict, filters) -> tuple[int | None, list[dict]]:
         since = self.store.version()[0]  # the last event before the queue is read
-        rows = self.queue(*filters)
+        rows = self.queue(filters)
         seen = set(session["history"])
         image = self.store.claim_next([r["id"] for r in rows if r["id"] not in seen], session["holder"], since)
         return image, rows

@@ -1,6 +1,6 @@
 """The Evaluate tab: pick a model and a labelled test set, run, read the report, click into the confusion matrix.
 
-The tab only composes; the work is :func:`evaluation.run.run`.
+The tab only composes; the work is :func:`evaluation.run.evaluate_folder`.
 """
 
 import csv
@@ -20,7 +20,7 @@ from classifier.modelfile import read_calibration
 from escaping import plain
 from evaluation.metrics import at_threshold, risk_coverage
 from evaluation.plots import figure_image, risk_coverage_figure
-from evaluation.run import evaluate_folder
+from evaluation.run import MATRIX, PER_IMAGE, evaluate_folder
 from i18n import Message, column_names, language, say
 from training.runs import RunStore
 
@@ -121,7 +121,7 @@ def counts_columns(lang: str = "en") -> list[str]:
 
 def curve_of(out_dir):
     """The risk-coverage curve of an evaluation (:func:`metrics.risk_coverage`), from its per_image.csv."""
-    with open(Path(out_dir) / "per_image.csv", newline="") as f:
+    with open(Path(out_dir) / PER_IMAGE, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["score"]]
     animals = [r for r in rows if r["label"] in CLASSES]
     return risk_coverage([float(r["score"]) for r in animals], [r["prediction"] == r["label"] for r in animals],
@@ -140,7 +140,7 @@ def risk_view(out_dir, calibrated, chosen, lang):
 
 def cell_images(out_dir, label, predicted, limit=48):
     """Thumbnails and captions of the images labelled ``label`` and predicted ``predicted``, surest first."""
-    with open(Path(out_dir) / "per_image.csv", newline="") as f:
+    with open(Path(out_dir) / PER_IMAGE, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["label"] == label and r["prediction"] == predicted]
     rows.sort(key=lambda r: -float(r["score"] or 0))
     out = []
@@ -215,7 +215,7 @@ def handlers(settings, guard):
         report, out = evaluate_set(settings, choice, data, thr, mirror,
                                    progress=progress_bar(progress, lang, "predicting"))
         # the picture itself, not its path: files under DATA_DIR are never served
-        matrix = Image.open(out / "confusion_matrix.png").convert("RGB")
+        matrix = Image.open(out / MATRIX).convert("RGB")
         calibrated = (read_calibration(model_path(settings, choice)) or {}).get("threshold")
         chosen = thr or calibrated or settings.low_confidence  # as the Classify tab falls back
         picture, line = risk_view(out, calibrated, chosen, lang)

@@ -3,6 +3,7 @@ wires them to :class:`labeling.review.Review`. Every change to labels is checked
 and ``ADMIN_PASSWORD`` when set), so direct API calls get no further than the buttons do.
 """
 
+from dataclasses import fields
 from types import SimpleNamespace
 
 import gradio as gr
@@ -10,7 +11,7 @@ import gradio as gr
 from classifier.classes import CLASSES, NONE, WATCHED, class_keys, display_name, rows_of
 from classifier.images import ImageError, thumbnail
 from i18n import Message, say
-from labeling.review import IMPACT_COLUMNS, SORTS, STATUSES, Review
+from labeling.review import IMPACT_COLUMNS, SORTS, STATUSES, Filters, Review
 from labeling.scorecard import COLUMNS as SCORECARD_COLUMNS
 from uploads import imported
 
@@ -40,7 +41,7 @@ def build(settings, slot, guard, T=T):
     review_panel(ui)
     bulk_panel(ui)
     impact_panel(ui)
-    ui.filters = [ui.status, ui.label, ui.predicted, ui.llm_only, ui.sort]
+    ui.filters = [getattr(ui, f.name) for f in fields(Filters)]  # in the order Filters takes them
     ui.view_outputs = [ui.photo, ui.details, ui.progress_md, ui.session]
     wire_decisions(ui, review, guard)
     wire_bulk(ui, review, guard)

@@ -14,7 +14,9 @@ from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.classes import display_name
 from classifier.export import bundle
 from escaping import plain
+from evaluation.run import MATRIX, REPORT
 from i18n import STRINGS, Message, column_names, say
+from training import layout
 from training.config import QUICK
 from training.runs import RunStore, read_json, read_status
 
@@ -50,18 +52,18 @@ def snapshot(run, scrub=str, lang: str = "en"):
     if status.get("accuracy") is not None:
         on = {"test": "test", "val": "val"}.get(status.get("measured_on"), "held_out")
         line += say(lang, "tr_accuracy", on=Message(f"tr_on_{on}"), accuracy=status["accuracy"])
-    log = run / "train.log"
+    log = run / layout.LOG
     tail = scrub("\n".join(log.read_text(errors="replace").splitlines()[-14:])) if log.exists() else ""
     matrix, table = None, None
-    for folder in (run / "eval" / "test", run / "eval" / "val"):
-        report = read_json(folder / "report.json")
-        if report and (folder / "confusion_matrix.png").exists():
-            matrix = _picture(folder / "confusion_matrix.png")
+    for folder in (layout.evaluation(run, "test"), layout.evaluation(run, "val")):
+        report = read_json(folder / REPORT)
+        if report and (folder / MATRIX).exists():
+            matrix = _picture(folder / MATRIX)
             table = pd.DataFrame([[display_name(c), m["support"], round(m["precision"], 3), round(m["recall"], 3)]
                                   for c, m in report["per_class"].items()],
                                  columns=column_names((f"class_{folder.name}", *TABLE_COLUMNS[1:]), lang))
             break
-    return line, tail, _picture(run / "train_curves.png"), matrix, table
+    return line, tail, _picture(run / layout.CURVES), matrix, table
 
 
 def data_hint(settings, lang: str = "en"):
@@ -147,7 +149,7 @@ def run_handlers(guard, store):
         """Stream the run's state until it ends (at least two updates while it runs)."""
         while True:
             # The state is read before the snapshot, so the last update shown is the finished one.
-            ended = read_status(run)["state"] not in ("running", "starting")
+            ended = read_status(run)["state"] not in layout.GOING
             yield *show(run, lang), gr.Dropdown(choices=[r.name for r in store.list_runs()], value=run.name)
             if ended:
                 return

@@ -171,7 +171,10 @@ def test_browser_upload_shows_top5(app_url, tmp_path):
         page.get_by_text("butterfly 蝴蝶").first.wait_for(timeout=30_000)
         page.get_by_text("ms", exact=False).first.wait_for(timeout=10_000)
         page.screenshot(path=str(tmp_path / "classify.png"))
-        assert page.locator("text=/butterfly 蝴蝶/").count() >= 1
+        scores = page.locator("text=/^\\d+(\\.\\d+)?%$/")  # one percentage per class shown
+        assert scores.count() == 5  # the top 5, the default
+        first = page.locator("[data-testid='label'] .output-class, .output-class").first.inner_text()
+        assert "butterfly 蝴蝶" in first  # the top one is the photo's class
         browser.close()
 
 

@@ -15,7 +15,8 @@ from PIL import Image
 from classifier.classes import NONE
 from classifier.labels import LabelFileError, parse_label
 from labeling.glm import GLMLabeler
-from labeling.llm import BatchStopped, OpenAICompatibleLabeler, autolabel, encode_image, labeler_from, parse_reply
+from labeling.llm import BatchStopped, OpenAICompatibleLabeler, autolabel, encode_image, parse_reply
+from labeling.providers import labeler_from
 from labeling.store import LabelStore
 
 KEY = "sk-test-0123456789-SECRET"
@@ -318,7 +319,7 @@ def test_review_ranks_again_only_when_something_changed_and_sees_other_processes
     from conftest import EXAMPLES
 
     from classifier.serving import ModelSlot
-    from labeling.review import Review
+    from labeling.review import Filters, Review
     from settings import Settings
 
     images = tmp_path / "imgs"
@@ -340,7 +341,7 @@ def test_review_ranks_again_only_when_something_changed_and_sees_other_processes
     review.ranked()
     assert review._probs[1] is probs  # nothing new: the broken image (no prediction) is not decoded again
     assert review.store.query("SELECT COUNT(*) AS n FROM predictions")[0]["n"] == 3
-    review.queue(sort="key")
+    review.queue(Filters(sort="key"))
     assert [r["key"] for r in review.ranked()] == [r["key"] for r in first]  # sorting a queue keeps the ranking
     # Another process (a second app, the CLI) decides: the next reading sees it.
     other = LabelStore(tmp_path / "labels.db")

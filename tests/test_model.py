@@ -7,10 +7,11 @@ import pytest
 from conftest import EXAMPLES
 from PIL import Image
 
+from classifier.backbones import BACKBONES
 from classifier.classes import CLASSES
 from classifier.images import ImageError
 from classifier.model import build_classifier, load_model, save_compact
-from classifier.modelfile import DEFAULT_MODEL
+from classifier.modelfile import DEFAULT_MODEL, model_meta, read_calibration
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,13 @@ def test_default_model_is_small_and_described():
     assert DEFAULT_MODEL.stat().st_size < 10e6
     for f in Path(DEFAULT_MODEL).parents[1].rglob("*"):
         assert f.stat().st_size < 10e6, f
+    # described: what it is, what it knows, and how it measured, on its card (the app's model line reads it)
+    meta = model_meta(DEFAULT_MODEL)
+    assert meta["name"] and meta["backbone"] in BACKBONES and meta["classes"] == list(CLASSES) and meta["recipe"]
+    assert 0.9 < meta["accuracy"] <= 1 and meta["test_images"] > 100 and meta["measured_on"] == "test"
+    assert set(meta["per_class_recall"]) == set(CLASSES)
+    calibration = read_calibration(DEFAULT_MODEL)
+    assert 0 < calibration["threshold"] < 1 and calibration["temperature"] > 0
 
 
 def test_default_model_gets_every_example_right(default_classifier):

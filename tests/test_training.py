@@ -374,6 +374,26 @@ def test_the_cli_and_the_tab_take_their_defaults_from_one_config():
     cfg = config_from(flags)
     assert cfg.data == ["a", "b"] and cfg.teachers == ["t.keras"] and not cfg.augment and cfg.views == 0
     assert "--epochs-head" in __import__("training.config", fromlist=["parser"]).parser().format_help()
+    # what the Train tab starts: the config's own flags, read back to the same config
+    started = dataclasses.replace(TrainConfig(), data=["d"], out="o", backbone="efficientnet_lite2", epochs_head=7,
+                                  none=["n"], teachers=["t.keras"])
+    assert config_from(parse_args(started.to_argv())) == dataclasses.replace(started, policies=cfg.policies)
+
+
+def test_the_train_tab_shows_the_quick_preset_of_the_one_config(tmp_path):
+    import gradio as gr
+
+    from settings import Settings
+    from studio.train import settings_panel
+    from training.config import QUICK
+    from training.runs import RunStore
+
+    settings = Settings(data_dir=tmp_path)
+    ui = __import__("types").SimpleNamespace()
+    with gr.Blocks():
+        settings_panel(ui, settings, RunStore(settings))
+    assert (ui.epochs_head.value, ui.epochs_finetune.value, ui.unfreeze.value) == \
+        (QUICK.epochs_head, QUICK.epochs_finetune, QUICK.unfreeze_blocks)
 
 
 def test_split_file_that_is_not_one_is_refused(tmp_path):
@@ -388,11 +408,12 @@ def test_split_file_that_is_not_one_is_refused(tmp_path):
         with pytest.raises(ValueError, match=message):
             read_split(path)
     # A good split file for other photos: the run says which photo is missing and what to do.
+    from training.config import TrainConfig
     from training.pipeline import RunRecorder, prepare_data
     (tmp_path / "data" / "cat").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "data" / "cat" / "new.jpg")
     path.write_text("path,split\ncat/1.jpg,train\n")
-    cfg = {"data": [tmp_path / "data"], "split": path, "exclude": None, "val": None}
+    cfg = TrainConfig(data=[tmp_path / "data"], split=path, out=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="1 photos are not in .*cat/new.jpg: a split file fits the data folder"):
         prepare_data(cfg, RunRecorder(tmp_path / "run"))
 

@@ -141,7 +141,7 @@ def test_loose_files_and_every_layout_unpack_to_a_new_set(tmp_path):
     facts = add_dataset([wrapped], target)
     assert facts["name"].startswith("animals-") and facts["unreadable"] == ["src/none/2"]
     assert (facts["path"] / "src" / "gatto" / "0.jpg").exists()  # the one wrapping folder is the set itself
-    assert uploads.upload_time(facts["path"]) == facts["uploaded"]
+    assert json.loads((facts["path"] / uploads.INFO).read_text())["uploaded"] == facts["uploaded"]
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ Example (the default model in assets/):
 import json
 import sys
 
+from training import layout
 from training.config import config_from, parser
 
 
@@ -29,22 +30,22 @@ def main(argv=None):
     from training.pipeline import run
 
     try:
-        run_dir = run(config_from(args).to_dict())
+        run_dir = run(config_from(args))
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
-    status = json.loads((run_dir / "status.json").read_text())
-    if status["state"] == "done" and args.compact:
+    status = json.loads((run_dir / layout.STATUS).read_text())
+    if status["state"] == layout.DONE and args.compact:
         import shutil
 
         from classifier.model import load_model, save_compact
         from classifier.modelfile import calibration_path
 
-        model, meta = load_model(run_dir / "model.keras")
+        model, meta = load_model(run_dir / layout.MODEL)
         stored = save_compact(model, args.compact, meta, dtype=args.compact_dtype)
-        shutil.copy(calibration_path(run_dir / "model.keras"), calibration_path(args.compact))  # its threshold too
+        shutil.copy(calibration_path(run_dir / layout.MODEL), calibration_path(args.compact))  # its threshold too
         print(f"compact model: {args.compact} ({len(stored)} arrays) and its {calibration_path(args.compact)}")
     print(f"run {status['state']}: {run_dir}")
-    sys.exit(0 if status["state"] in ("done", "cancelled") else 1)
+    sys.exit(0 if status["state"] in (layout.DONE, layout.CANCELLED) else 1)
 
 
 if __name__ == "__main__":

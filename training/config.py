@@ -3,7 +3,8 @@
 ``python -m training``'s flags are made from :class:`TrainConfig`'s fields, and the Train tab's fields take their
 defaults from :data:`QUICK`, a named preset of the same config (fewer epochs, for a run watched in the browser), so a
 default lives once. To change a default, change it here; to add a setting, add a field with ``help`` and the
-pipeline reads it from the dict :meth:`TrainConfig.to_dict` gives.
+pipeline takes the config itself; the Train tab's runs start ``python -m training`` with
+:meth:`TrainConfig.to_argv`, so the flags are never spelled twice.
 """
 
 import argparse
@@ -83,8 +84,27 @@ class TrainConfig:
         return self
 
     def to_dict(self):
-        """The settings as the pipeline reads them (and writes them into the run's config.json)."""
+        """The settings as a dict (written into the run's config.json)."""
         return dataclasses.asdict(self)
+
+    def to_argv(self) -> list[str]:
+        """The ``python -m training`` flags that give this config back (what :func:`config_from` reads), for the
+        settings that differ from the defaults; class multipliers and policies are not flags a run started from the
+        app sets."""
+        argv, default = [], TrainConfig()
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            flag = meta.get("flag", "--" + f.name.replace("_", "-"))
+            if f.name in ("class_multipliers", "policies") or (value == getattr(default, f.name)
+                                                              and not meta.get("required")):
+                continue
+            if meta.get("action") == "append":
+                argv += [a for v in value for a in (flag, str(v))]
+            elif meta.get("action") == "store_false":
+                argv += [flag] if not value else []
+            else:
+                argv += [flag, str(value)]
+        return argv
 
 
 QUICK = dataclasses.replace(TrainConfig(), epochs_head=20, epochs_finetune=3)  # the Train tab's preset

@@ -29,7 +29,9 @@ from classifier.files import write_atomic
 from classifier.model import build_classifier
 from classifier.predictor import Classifier
 
+from . import layout
 from .augment import DEFAULT_POLICIES, Augmenter
+from .config import TrainConfig
 from .data import category_split, discover, discover_none, read_keys, read_split, stratified_split, write_split
 from .dataset import image_dataset
 from .distill import Distiller, teacher_ensemble
@@ -89,20 +91,20 @@ class RunRecorder:
     def __init__(self, run_dir):
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.status = {"state": "running", "pid": os.getpid(), "started": time.time(), "phase": 0, "epoch": 0,
+        self.status = {"state": layout.RUNNING, "pid": os.getpid(), "started": time.time(), "phase": 0, "epoch": 0,
                        "epochs": 0, "progress": 0.0}
         self.history = []
         self.log = logging.getLogger(f"run.{self.dir.name}")
         self.log.setLevel(logging.DEBUG)
         terminal = logging.StreamHandler(sys.stdout)
         terminal.setLevel(logging.INFO)  # tracebacks (DEBUG) go to train.log only
-        self.log.handlers = [logging.FileHandler(self.dir / "train.log"), terminal]
+        self.log.handlers = [logging.FileHandler(self.dir / layout.LOG), terminal]
         for h in self.log.handlers:
             h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
 
     def update(self, **fields):
         self.status.update(fields, updated=time.time())
-        write_atomic(self.dir / "status.json", json.dumps(self.status))
+        write_atomic(self.dir / layout.STATUS, json.dumps(self.status))
 
     def add_epoch(self, phase, logs):
         self.history.append({"phase": phase, "epoch": len(self.history) + 1,
@@ -112,7 +114,7 @@ class RunRecorder:
             writer = csv.DictWriter(f, fieldnames=keys)
             writer.writeheader()
             writer.writerows(self.history)
-        save_curves(self.history, self.dir / "train_curves.png")
+        save_curves(self.history, self.dir / layout.CURVES)
 
 
 class EpochMonitor(keras.callbacks.Callback):
@@ -210,29 +212,29 @@ def make_strategy(name):
 
 def prepare_data(cfg, recorder):
     """Discover, exclude, split; count duplicates. Returns ``{split: [item]}`` and facts for config.json."""
-    items = discover(cfg["data"])
-    nones = discover_none(cfg.get("none") or [])
+    items = discover(cfg.data)
+    nones = discover_none(cfg.none or [])
     if not items:
-        raise ValueError(f"no photos found under {', '.join(map(str, cfg['data']))}: expected class folders "
+        raise ValueError(f"no photos found under {', '.join(map(str, cfg.data))}: expected class folders "
                          "(cat/, dog/, ... or Animals-10's gatto/, cane/, ...), directly or one level down")
-    excluded = read_keys(cfg["exclude"]) if cfg.get("exclude") else set()
+    excluded = read_keys(cfg.exclude) if cfg.exclude else set()
     items = [it for it in items + nones if it["key"] not in excluded]
-    if cfg.get("split"):
-        split = read_split(cfg["split"])
+    if cfg.split:
+        split = read_split(cfg.split)
         missing = [it["key"] for it in items if it["key"] not in split]
         if missing:
-            raise ValueError(f"{len(missing)} photos are not in {cfg['split']}, e.g. {missing[0]}: a split file "
+            raise ValueError(f"{len(missing)} photos are not in {cfg.split}, e.g. {missing[0]}: a split file "
                              "fits the data folder it was made for; for other photos make a new split (no --split)")
     else:
-        fractions = {"train": 1 - cfg["val_split"], "val": cfg["val_split"]}
-        split = stratified_split(items, fractions, cfg["seed"], exclude_sources=UNSEEN_SOURCES)
-        split.update(category_split([it for it in items if it["label"] == NONE], fractions, cfg["seed"]))
-    if cfg.get("val"):
-        for it in discover([cfg["val"]]):
+        fractions = {"train": 1 - cfg.val_split, "val": cfg.val_split}
+        split = stratified_split(items, fractions, cfg.seed, exclude_sources=UNSEEN_SOURCES)
+        split.update(category_split([it for it in items if it["label"] == NONE], fractions, cfg.seed))
+    if cfg.val:
+        for it in discover([cfg.val]):
             it["key"] = "val:" + it["key"]
             items.append(it)
             split[it["key"]] = "val"
-    write_split({it["key"]: split[it["key"]] for it in items}, recorder.dir / "split.csv")
+    write_split({it["key"]: split[it["key"]] for it in items}, recorder.dir / layout.SPLIT)
     parts = defaultdict(list)
     for it in items:
         it["sha256"] = hashlib.sha256(Path(it["path"]).read_bytes()).hexdigest()
@@ -264,8 +266,8 @@ def require_train_and_val(parts, cfg):
             sizes = Counter(it["label"] for items in parts.values() for it in items)
             raise ValueError(
                 f"no {'validation' if name == 'val' else 'training'} photos left (readable photos per class: "
-                f"{dict(sizes) or 'none'}). A class needs about {int(np.ceil(0.5 / cfg['val_split']))} photos to "
-                f"give one to validation at --val-split {cfg['val_split']}: add photos, raise --val-split, or pass "
+                f"{dict(sizes) or 'none'}). A class needs about {int(np.ceil(0.5 / cfg.val_split))} photos to "
+                f"give one to validation at --val-split {cfg.val_split}: add photos, raise --val-split, or pass "
                 "--val DIR (or --split FILE)")
 
 
@@ -274,7 +276,7 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
     With a ``teacher``, its probabilities on each cached view are computed once too and mixed into the targets."""
     extractor = feature_model(model)
     cached, dropped = {}, []
-    work = len(parts["train"]) * (cfg["views"] + 1) + len(parts["val"])
+    work = len(parts["train"]) * (cfg.views + 1) + len(parts["val"])
     caching = CachingProgress(recorder, work, share=0.15)
     for name in ("train", "val"):
         with tqdm(total=len(parts[name]), desc=f"{name} features", unit="img", disable=not sys.stdout.isatty()) as bar:
@@ -291,8 +293,8 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
     paths = [it["path"] for it in parts["train"]]
     clean = (b for b, _ in image_dataset(paths, y, size, 32))
     soft = [] if teacher is None else [teacher_probabilities(teacher, clean)]
-    for view in range(cfg["views"]):
-        ds = image_dataset(paths, y, size, 32, augmenter, seed=cfg["seed"] + view)
+    for view in range(cfg.views):
+        ds = image_dataset(paths, y, size, 32, augmenter, seed=cfg.seed + view)
         feats = []
         for b, _ in ds:  # the teacher sees exactly the augmented pixels the features come from
             feats.append(fast.predict_pixels(b.numpy()))
@@ -301,22 +303,22 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
                 soft.append(teacher_probabilities(teacher, [b]))
         x = np.concatenate([x, *feats])
     # Balanced class weights from the readable training photos, times the optional per-class multipliers.
-    weights = class_weights(y[y >= 0], cfg["class_multipliers"]) if cfg["class_weight"] == "balanced" else None
-    y_train = np.concatenate([y] * (cfg["views"] + 1))
-    sample_weights = weight_table(weights, cfg["none_weight"])[y_train + 1]
+    weights = class_weights(y[y >= 0], cfg.class_multipliers) if cfg.class_weight == "balanced" else None
+    y_train = np.concatenate([y] * (cfg.views + 1))
+    sample_weights = weight_table(weights, cfg.none_weight)[y_train + 1]
     targets = soft_targets(y_train)
     if teacher is not None:
-        targets = cfg["distill_alpha"] * np.concatenate(soft) + (1 - cfg["distill_alpha"]) * targets
-    recorder.log.info(f"phase 1: {len(y_train)} cached training features ({cfg['views']} augmented views each; "
+        targets = cfg.distill_alpha * np.concatenate(soft) + (1 - cfg.distill_alpha) * targets
+    recorder.log.info(f"phase 1: {len(y_train)} cached training features ({cfg.views} augmented views each; "
                       f"{int((y_train < 0).sum())} of none of the ten)"
                       + (", teacher probabilities mixed into the targets" if teacher is not None else ""))
     head = model.get_layer("head")
-    compile_for(head, cfg["lr_head"], soft=True)
+    compile_for(head, cfg.lr_head, soft=True)
     x_val, y_val = cached["val"]
-    monitor = EpochMonitor(recorder, 1, cfg["epochs_head"], lambda: head.predict(x_val, verbose=0), y_val,
-                           0.15, 0.15, "st_head", cfg["none_weight"])
+    monitor = EpochMonitor(recorder, 1, cfg.epochs_head, lambda: head.predict(x_val, verbose=0), y_val,
+                           0.15, 0.15, "st_head", cfg.none_weight)
     head.fit(x, targets, sample_weight=sample_weights,
-             epochs=cfg["epochs_head"], batch_size=cfg["batch_size"], verbose=0, shuffle=True,
+             epochs=cfg.epochs_head, batch_size=cfg.batch_size, verbose=0, shuffle=True,
              callbacks=[monitor, *standard_callbacks(recorder.dir, 1, 8)])
     return dropped, weights
 
@@ -328,42 +330,42 @@ def teacher_probabilities(teacher, batches):
 
 def phase2(model, parts, augmenter, cfg, recorder, size, jit, weights, teacher=None):
     """Fine-tune the last K backbone blocks on augmented photos streamed through tf.data."""
-    trainable = unfreeze_last_blocks(model, cfg["unfreeze_blocks"])
-    learner = model if teacher is None else Distiller(model, teacher, cfg["distill_alpha"])  # training/distill.py
-    compile_for(learner, cfg["lr_finetune"], jit_compile=jit, soft=True)  # after changing trainable, always
-    recorder.log.info(f"phase 2: {len(trainable)} backbone layers trainable (last {cfg['unfreeze_blocks']} "
-                      f"blocks, BatchNorm frozen); learning rate {cfg['lr_finetune']}")
+    trainable = unfreeze_last_blocks(model, cfg.unfreeze_blocks)
+    learner = model if teacher is None else Distiller(model, teacher, cfg.distill_alpha)  # training/distill.py
+    compile_for(learner, cfg.lr_finetune, jit_compile=jit, soft=True)  # after changing trainable, always
+    recorder.log.info(f"phase 2: {len(trainable)} backbone layers trainable (last {cfg.unfreeze_blocks} "
+                      f"blocks, BatchNorm frozen); learning rate {cfg.lr_finetune}")
     y = [label_index(it["label"]) for it in parts["train"]]
     y_val = np.array([label_index(it["label"]) for it in parts["val"]], int)
     # the targets and weights of phase 1, as tables indexed by label index + 1 (row 0: none of the ten)
     targets = tf.constant(soft_targets(np.arange(-1, len(CLASSES))), tf.float32)
-    table = tf.constant(weight_table(weights, cfg["none_weight"]))
+    table = tf.constant(weight_table(weights, cfg.none_weight))
 
     def with_targets(x, label):
         return x, tf.gather(targets, label + 1), tf.gather(table, label + 1)
 
-    train = image_dataset([it["path"] for it in parts["train"]], y, size, cfg["batch_size"], augmenter,
-                          shuffle=True, seed=cfg["seed"]).map(with_targets)
-    val = image_dataset([it["path"] for it in parts["val"]], y_val, size, cfg["batch_size"])
-    monitor = EpochMonitor(recorder, 2, cfg["epochs_finetune"], lambda: model.predict(val, verbose=0), y_val,
+    train = image_dataset([it["path"] for it in parts["train"]], y, size, cfg.batch_size, augmenter,
+                          shuffle=True, seed=cfg.seed).map(with_targets)
+    val = image_dataset([it["path"] for it in parts["val"]], y_val, size, cfg.batch_size)
+    monitor = EpochMonitor(recorder, 2, cfg.epochs_finetune, lambda: model.predict(val, verbose=0), y_val,
                            0.6, 0.3, "st_finetune",
-                           cfg["none_weight"])
-    learner.fit(train, epochs=cfg["epochs_finetune"],
+                           cfg.none_weight)
+    learner.fit(train, epochs=cfg.epochs_finetune,
                 shuffle=False, verbose=1 if sys.stdout.isatty() else 0,
                 callbacks=[monitor, *standard_callbacks(recorder.dir, 2, 4)])
 
 
-def run(cfg):
+def run(cfg: TrainConfig):
     """Train one model as ``cfg`` says (see ``python -m training --help``); returns the run folder."""
-    recorder = RunRecorder(cfg["out"])
+    recorder = RunRecorder(cfg.out)
     signal.signal(signal.SIGTERM, lambda *_: CANCEL.update(requested=True))
     try:
         _run(cfg, recorder)
     except Cancelled:
-        recorder.update(state="cancelled", ended=time.time())
+        recorder.update(state=layout.CANCELLED, ended=time.time())
         recorder.log.info("cancelled; the served model is unchanged")
     except Exception as e:  # recorded for the app and the log, then raised for the exit status
-        recorder.update(state="failed", reason=f"{type(e).__name__}: {e}", ended=time.time())
+        recorder.update(state=layout.FAILED, reason=f"{type(e).__name__}: {e}", ended=time.time())
         recorder.log.error(f"run failed: {type(e).__name__}: {e}")
         recorder.log.debug("traceback", exc_info=True)
         raise
@@ -374,34 +376,34 @@ def _run(cfg, recorder):
     device, is_gpu = device_info()
     if is_gpu:  # mixed float16 on GPU (the softmax layer stays float32); XLA only there, it is slower on CPU
         keras.mixed_precision.set_global_policy("mixed_float16")
-    keras.utils.set_random_seed(cfg["seed"])
+    keras.utils.set_random_seed(cfg.seed)
     recorder.update(device=device, stage="st_reading")
-    recorder.log.info(f"device: {device}; strategy: {cfg['strategy']}")
+    recorder.log.info(f"device: {device}; strategy: {cfg.strategy}")
     parts, facts = prepare_data(cfg, recorder)
-    size = input_size(cfg["backbone"])
-    augmenter = Augmenter(cfg["policies"], size, cfg["seed"]) if cfg["augment"] else None
-    strategy = make_strategy(cfg["strategy"])
+    size = input_size(cfg.backbone)
+    augmenter = Augmenter(cfg.policies, size, cfg.seed) if cfg.augment else None
+    strategy = make_strategy(cfg.strategy)
     with strategy.scope():
-        model = build_classifier(cfg["backbone"])
+        model = build_classifier(cfg.backbone)
     with strategy.scope():
         teacher = None
-        if cfg.get("teachers"):  # the ensemble's answers join the labels as targets (training/distill.py)
-            teacher = teacher_ensemble(cfg["teachers"], size)
-            recorder.log.info(f"distilling from {', '.join(map(str, cfg['teachers']))} "
-                              f"(alpha {cfg['distill_alpha']})")
+        if cfg.teachers:  # the ensemble's answers join the labels as targets (training/distill.py)
+            teacher = teacher_ensemble(cfg.teachers, size)
+            recorder.log.info(f"distilling from {', '.join(map(str, cfg.teachers))} "
+                              f"(alpha {cfg.distill_alpha})")
         dropped, weights = phase1(model, parts, augmenter, cfg, recorder, size, teacher)
         write_config(cfg, weights, facts, device, recorder.dir)
         if CANCEL["requested"]:
             raise Cancelled
-        if cfg["epochs_finetune"] > 0:
+        if cfg.epochs_finetune > 0:
             phase2(model, parts, augmenter, cfg, recorder, size, jit=is_gpu, weights=weights, teacher=teacher)
     if CANCEL["requested"]:
         raise Cancelled
     recorder.update(stage="st_evaluating", progress=0.9)
     meta = finish(model, parts, cfg, recorder, dropped)
-    recorder.update(state="done", stage="st_finished", ended=time.time(), progress=1.0, accuracy=meta.get("accuracy"),
-                    measured_on=meta["measured_on"])
-    recorder.log.info(f"done: {recorder.dir / 'model.keras'}")
+    recorder.update(state=layout.DONE, stage="st_finished", ended=time.time(), progress=1.0,
+                    accuracy=meta.get("accuracy"), measured_on=meta["measured_on"])
+    recorder.log.info(f"done: {recorder.dir / layout.MODEL}")
 
 
 def finish(model, parts, cfg, recorder, dropped):
@@ -409,23 +411,23 @@ def finish(model, parts, cfg, recorder, dropped):
     from evaluation.run import evaluate_folder
 
     keras.mixed_precision.set_global_policy("float32")
-    meta = {"name": cfg.get("name") or recorder.dir.name, "backbone": cfg["backbone"], "classes": list(CLASSES),
+    meta = {"name": cfg.name or recorder.dir.name, "backbone": cfg.backbone, "classes": list(CLASSES),
             "run": str(recorder.dir), "unreadable_skipped": dropped}
     clf = calibrated(Classifier.from_keras(model, meta), parts["val"], recorder)
     reports = {}
     for name in ("val", "test"):
         if parts.get(name):
             items = [(it["key"], it["path"]) for it in parts[name]]
-            reports[name] = evaluate_folder(None, recorder.dir / "eval" / name, items=items, classifier=clf,
+            reports[name] = evaluate_folder(None, layout.evaluation(recorder.dir, name), items=items, classifier=clf,
                                             labels={it["key"]: it["label"] for it in parts[name]})
-    if cfg.get("test"):
-        reports["test"] = evaluate_folder(cfg["test"], recorder.dir / "eval" / "test",
-                                          labels_path=cfg.get("labels"), classifier=clf)
+    if cfg.test:
+        reports["test"] = evaluate_folder(cfg.test, layout.evaluation(recorder.dir, "test"),
+                                          labels_path=cfg.labels, classifier=clf)
     best = reports.get("test") or reports["val"]
     meta.update(accuracy=best["accuracy"], test_images=best["n_scored"],
                 per_class_recall={c: m["recall"] for c, m in best["per_class"].items()},
                 measured_on="test" if "test" in reports else "val")
-    model.save(recorder.dir / "model.keras")
+    model.save(recorder.dir / layout.MODEL)
     (recorder.dir / "model.json").write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -460,9 +462,9 @@ def write_config(cfg, weights, facts, device, run_dir):
     versions = {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
                 "albumentations": albumentations.__version__, "scikit-learn": sklearn.__version__,
                 "python": sys.version.split()[0]}
-    config = {**cfg, "class_weight_values": {CLASSES[k]: v for k, v in (weights or {}).items()},
+    config = {**cfg.to_dict(), "class_weight_values": {CLASSES[k]: v for k, v in (weights or {}).items()},
               "data_facts": facts, "device": device, "versions": versions}
-    (Path(run_dir) / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    (Path(run_dir) / layout.CONFIG).write_text(json.dumps(config, indent=2, default=str))
 
 
 def save_curves(history, path):

@@ -15,6 +15,8 @@ from pathlib import Path
 from classifier import ASSETS
 from i18n import Message, say
 
+from . import layout
+from .config import TrainConfig
 from .limits import LIMITS, check_counts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,10 +25,10 @@ DEFAULT_SPLIT = "default model's split"  # split-a10.csv and exclude.txt, for sh
 
 def read_status(run_dir: str | Path) -> dict:
     """A run's status.json; a run whose process died without saying so is reported as failed."""
-    status = read_json(Path(run_dir) / "status.json") or {"state": "starting", "progress": 0.0}
-    if status.get("state") == "running" and not _alive(status.get("pid")):
-        said = _last_error(Path(run_dir) / "process.log")
-        status.update(state="failed", reason=said or "the training process ended without finishing (killed?)")
+    status = read_json(Path(run_dir) / layout.STATUS) or {"state": layout.STARTING, "progress": 0.0}
+    if status.get("state") == layout.RUNNING and not _alive(status.get("pid")):
+        said = _last_error(Path(run_dir) / layout.PROCESS_LOG)
+        status.update(state=layout.FAILED, reason=said or "the training process ended without finishing (killed?)")
     return status
 
 
@@ -71,25 +73,25 @@ class RunStore:
     def __init__(self, settings):
         self.settings = settings
         self.runs = settings.data_dir / "runs"
-        self.procs = {}
 
     def list_runs(self) -> list[Path]:
         return sorted((p.parent for p in self.runs.glob("*/status.json")), key=lambda p: p.name, reverse=True)
 
     def finished(self) -> list[str]:
         """Names of the runs that ended with a model, newest first."""
-        return [r.name for r in self.list_runs() if read_status(r)["state"] == "done" and (r / "model.keras").exists()]
+        return [r.name for r in self.list_runs()
+                if read_status(r)["state"] == layout.DONE and (r / layout.MODEL).exists()]
 
     def model(self, name: str) -> Path:
         """The model file of finished run ``name``; refuses any other name."""
         if name not in self.finished():
             raise RunError("tr_err_no_run", name=repr(name))
-        return self.runs / name / "model.keras"
+        return self.runs / name / layout.MODEL
 
     def split_choices(self, new="new stratified split", default=DEFAULT_SPLIT) -> list[tuple]:
         """``(label, value)``: a new split, the default model's pinned split, and each earlier run's split (by the
         run's name); ``new`` and ``default`` label the first two."""
-        runs = [(r.name, r.name) for r in self.list_runs() if (r / "split.csv").exists()]
+        runs = [(r.name, r.name) for r in self.list_runs() if (r / layout.SPLIT).exists()]
         return [(new, ""), (default, DEFAULT_SPLIT), *runs]
 
     def split_args(self, choice: str) -> list[str]:
@@ -98,19 +100,19 @@ class RunStore:
         if choice == DEFAULT_SPLIT:
             model = ASSETS / "model"
             return ["--split", str(model / "split-a10.csv"), "--exclude", str(model / "exclude.txt")]
-        if choice not in {r.name for r in self.list_runs()} or not (self.runs / choice / "split.csv").exists():
+        if choice not in {r.name for r in self.list_runs()} or not (self.runs / choice / layout.SPLIT).exists():
             raise RunError("tr_err_no_split", name=repr(choice))
-        return ["--split", str(self.runs / choice / "split.csv")]
+        return ["--split", str(self.runs / choice / layout.SPLIT)]
 
     def teacher_args(self, names: list[str]) -> list[str]:
         unknown = set(names or ()) - set(self.finished())
         if unknown:
             raise RunError("tr_err_teachers", names=", ".join(sorted(unknown)))
-        return [arg for name in names or () for arg in ("--teacher", str(self.runs / name / "model.keras"))]
+        return [arg for name in names or () for arg in ("--teacher", str(self.runs / name / layout.MODEL))]
 
     def active(self) -> Path | None:
         """The run whose process is still going, if any."""
-        return next((r for r in self.list_runs() if read_status(r)["state"] == "running"), None)
+        return next((r for r in self.list_runs() if read_status(r)["state"] == layout.RUNNING), None)
 
     def start(self, data: str, backbone: str, epochs_head: int, epochs_finetune: int, unfreeze: int,
               split: str = "", teachers: list[str] = (), none: str = "") -> Path:
@@ -132,13 +134,13 @@ class RunStore:
             extra += ["--none", str(self.settings.dataset_path(none))]
         run = self.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
         run.mkdir(parents=True)
-        cmd = [sys.executable, "-m", "training", "--data", str(folder), "--out", str(run), "--backbone", backbone,
-               "--epochs-head", str(int(epochs_head)), "--epochs-finetune", str(int(epochs_finetune)),
-               "--unfreeze-blocks", str(int(unfreeze)), *extra]
-        with open(run / "process.log", "w") as log:
-            self.procs[run.name] = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                                    start_new_session=True)
-        (run / "status.json").write_text(json.dumps({"state": "running", "pid": self.procs[run.name].pid,
+        config = TrainConfig(data=[str(folder)], out=str(run), backbone=backbone,
+                             epochs_head=int(epochs_head), epochs_finetune=int(epochs_finetune),
+                             unfreeze_blocks=int(unfreeze))
+        cmd = [sys.executable, "-m", "training", *config.check().to_argv(), *extra]
+        with open(run / layout.PROCESS_LOG, "w") as log:
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        (run / layout.STATUS).write_text(json.dumps({"state": layout.RUNNING, "pid": proc.pid,
                                                      "progress": 0.0, "stage": "st_starting"}))
         return run
 
@@ -155,7 +157,7 @@ class RunStore:
         if not run_name or run_name not in self.finished():
             raise RunError("tr_err_pick_serve")
         try:
-            clf = slot.swap(self.runs / run_name / "model.keras")
+            clf = slot.swap(self.runs / run_name / layout.MODEL)
         except (OSError, ValueError) as e:
             raise RunError("tr_err_load", reason=str(e)) from None
         return say(lang, "tr_serving", name=clf.name, run=run_name)

@@ -71,8 +71,8 @@ def _check(name):
 
 
 def __getattr__(name):
-    """``BackboneUnavailable`` and ``block_names`` come from the Keras module, imported when first asked for."""
-    if name in ("BackboneUnavailable", "block_names"):
+    """``BackboneUnavailable`` comes from the Keras module, imported when first asked for."""
+    if name == "BackboneUnavailable":
         from . import efficientnet_lite
 
         return getattr(efficientnet_lite, name)
@@ -80,4 +80,4 @@ def __getattr__(name):
 
 
 __all__ = ["BACKBONES", "DEFAULT_BACKBONE", "BackboneUnavailable", "build_backbone", "inference_backbone",
-           "input_size", "block_names"]
+           "input_size"]

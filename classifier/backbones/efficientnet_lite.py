@@ -9,7 +9,6 @@ each stage comes from the paper. Convolutions use TF "same" padding, which the c
 
 import functools
 import importlib
-import re
 
 import keras
 import numpy as np
@@ -92,11 +91,6 @@ def EfficientNetLite(variant="efficientnet_lite0", include_top=False, weights="i
 def _checkpoint(variant):
     """The packaged checkpoint, read once per process (each model build reads it for its layout)."""
     return load_state_dict(weights_path(variant))
-
-
-def block_names(model):
-    """The MBConv block prefixes (``block01`` ...) of a backbone, in order: the unit of fine-tuning."""
-    return sorted({m.group(1) for layer in model.layers if (m := re.match(r"(block\d\d)_", layer.name))})
 
 
 def _count_blocks(state):

@@ -1,0 +1,22 @@
+"""A run folder's contract, named once: the files a training run writes under ``DATA_DIR/runs/<run>/`` and the states
+its ``status.json`` goes through. The pipeline writes them, :class:`training.runs.RunStore`, the CLI and the Train tab
+read them; an evaluation's own files (``report.json``...) are :mod:`evaluation.run`'s."""
+
+from pathlib import Path
+
+STATUS = "status.json"  # {"state", "pid", "progress", "stage", "epoch", "accuracy", "reason"...}, rewritten atomically
+MODEL = "model.keras"  # the trained model (its metadata in model.json, its calibration in calibration.json)
+CONFIG = "config.json"  # the TrainConfig, the class weights, the data's facts, the device and the versions
+SPLIT = "split.csv"  # path,split of every photo the run saw: a later run may reuse it
+CURVES = "train_curves.png"
+LOG = "train.log"  # the pipeline's log
+PROCESS_LOG = "process.log"  # the process's own output (what a crash printed)
+EVAL = "eval"  # eval/val/ and eval/test/: what ``python -m evaluation run`` writes, for each part
+
+STARTING, RUNNING, DONE, FAILED, CANCELLED = "starting", "running", "done", "failed", "cancelled"
+GOING = (STARTING, RUNNING)  # a run in one of these may still change
+
+
+def evaluation(run: str | Path, part: str) -> Path:
+    """The folder of a run's evaluation on its ``part`` (``"val"`` or ``"test"``)."""
+    return Path(run) / EVAL / part
