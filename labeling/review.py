@@ -155,18 +155,21 @@ class Review:
         self.store.accept_many([r["id"] for r in rows], session["reviewer"])
         return len(rows)
 
-    def import_folder(self, session: dict, folder: Path) -> str:
+    def import_folder(self, session: dict | None, folder: Path, author: str | None = None, lang: str = "en") -> str:
         """Import a data set folder (its results.json if there is one, else class folders); returns a line in the
-        session's language."""
-        self.check(session)
+        session's language. An import needs no reviewer session: ``author`` (else the session's reviewer) is
+        recorded with its labels."""
+        if author is None:
+            self.check(session)
+        lang = (session or {}).get("lang", lang)
         try:
-            result = self.store.import_folder(folder, labels_file(folder), author=session["reviewer"])
+            result = self.store.import_folder(folder, labels_file(folder), author=author or session["reviewer"])
         except Message as e:
             raise e.scrubbed(self.scrub) from None
         except (ValueError, FileNotFoundError) as e:
             raise ReviewError(self.scrub(e)) from None
         self.predict_in_background()
-        return say(session.get("lang", "en"), "rv_imported", n=result["images"], name=plain(result["dataset"]),
+        return say(lang, "rv_imported", n=result["images"], name=plain(result["dataset"]),
                    added=result["added"], labels=result["labels_added"],
                    no_image=len(result["labels_without_image"]), no_label=len(result["images_without_label"]))
 

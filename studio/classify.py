@@ -130,9 +130,13 @@ def build(settings, slot, guard, T, session_threshold=None):
         return classify_image(slot, img, language(request), k, settings.low_confidence,
                               settings.max_upload_mb, chosen)
 
+    def run_on_change(img, k, chosen, request: gr.Request):
+        """However the photo came (a file, an example clicked, a paste, the webcam): classified at once."""
+        return run(img, k, chosen, request) if img else (gr.skip(), "")  # cleared: no status either
+
     classified = []
-    for trigger, api_name in ((button.click, "classify"), (image.upload, False)):
-        event = trigger(run, [image, top_k, session_threshold], [scores, last_status], api_name=api_name,
+    for trigger, fn, api_name in ((button.click, run, "classify"), (image.change, run_on_change, False)):
+        event = trigger(fn, [image, top_k, session_threshold], [scores, last_status], api_name=api_name,
                         preprocess=False, concurrency_limit=4, api_visibility="public" if api_name else "private")
         classified.append(event.then(lambda s: s, last_status, status, api_visibility="private", queue=False))
     image.clear(lambda: (None, ""), None, [scores, status], api_visibility="private", queue=False)

@@ -36,6 +36,7 @@ def build(settings, slot, guard, T=T):
         ui.reviewer = gr.Textbox(label=T("rv_name"), scale=2, max_length=MAX_NAME)
         ui.password = guard.password_box()
         ui.start = gr.Button(T("rv_start"), variant="primary", scale=1)
+    ui.upload = upload_box(T("rv_upload"), "rv-upload")  # in sight: bringing a data set is the first step
     admin_panel(ui, settings)
     filters_panel(ui, review)
     review_panel(ui)
@@ -59,7 +60,6 @@ def admin_panel(ui, settings):
         with gr.Row():
             ui.dataset = dataset_dropdown(settings, T("rv_folder"))
             ui.import_button = gr.Button(T("rv_import"))
-        ui.upload = upload_box(T("rv_upload"), "rv-upload")
         with gr.Row():
             ui.unsure_only = gr.Checkbox(label=T("rv_unsure_only"), value=False, elem_id="rv-unsure")
             ui.unsure_below = gr.Slider(0.5, 1.0, value=0.9, step=0.01, label=T("rv_unsure_below"))
@@ -247,9 +247,10 @@ def import_handlers(review, guard, settings):
         return review.import_folder(sess, settings.dataset_path(folder)), review.progress(lang)
 
     def import_new(files, demo, name, pw, sess, f, progress, lang):
-        """Upload (or the demo set), import, and open the queue: suspects first."""
+        """Upload (or the demo set), import, and open the queue: suspects first. Without a name, the upload is
+        imported all the same (recorded as "upload") and the queue opens once a reviewer starts."""
         guard.start(pw, "do_labels")
-        name = guard.check_name(name)
+        name = guard.check_name(name) if (name or "").strip() else None
         if demo:
             folder, line = settings.uploads_dir / "demo", ""
             if not folder.is_dir():
@@ -258,14 +259,16 @@ def import_handlers(review, guard, settings):
         else:
             facts, line = receive_upload(settings, files, progress, lang, importer=name)
             folder = facts["path"]
-        *_, sess = review.start(name, f, sess, lang)
-        line = f"{line} {review.import_folder(sess, folder)}".strip()
+        line = f"{line} {review.import_folder(None, folder, name or 'upload', lang)}".strip()
         imported(folder)  # listed from now on (a kill before this: the import finishes at the next start)
         review.predict_in_background(wait=30)  # a small set (the demo's 100) opens ranked, even on a busy CPU
         # a toast too: the accordion holding the status line may be closed
         gr.Info(line.replace("**", "").replace("\\", ""), title=say(lang, "note_title"))
-        return (line, dataset_choice(settings, facts), None, gr.Button(visible=False),
-                *review.start(name, f, sess, lang))
+        if name is None:  # nothing to open yet: the queue waits for a reviewer's Start
+            view = (gr.skip(), say(lang, "rv_imported_start"), review.progress(lang), sess)
+        else:
+            view = review.start(name, f, sess, lang)
+        return (line, dataset_choice(settings, facts), None, gr.Button(visible=False), *view)
 
     @shown
     def on_upload(files, name, pw, sess, *f, lang, progress=gr.Progress()):

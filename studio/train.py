@@ -13,6 +13,7 @@ from PIL import Image
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.classes import display_name
 from classifier.export import bundle
+from classifier.modelfile import model_meta
 from escaping import plain
 from evaluation.run import MATRIX, REPORT
 from i18n import STRINGS, Message, column_names, say
@@ -88,6 +89,12 @@ def build(settings, slot, guard, T=T):
     return {"served": wire_models(ui, settings, slot, guard, store)}
 
 
+def served_backbone(settings) -> str:
+    """The backbone of the model the app serves at start (a new run follows it), else the package's default."""
+    backbone = model_meta(settings.model_path).get("backbone")
+    return backbone if backbone in BACKBONES else DEFAULT_BACKBONE
+
+
 def split_choices(store):
     return store.split_choices(T("split_new"), T("split_default"))
 
@@ -103,7 +110,8 @@ def settings_panel(ui, settings, store):
     quick = QUICK
     with gr.Row():
         ui.data = dataset_dropdown(settings, T("tr_data"))
-        ui.backbone = gr.Dropdown(list(BACKBONES), value=DEFAULT_BACKBONE, label=T("tr_backbone"))
+        ui.backbone = gr.Dropdown(list(BACKBONES), value=served_backbone(settings), label=T("tr_backbone"),
+                                  info=T("tr_backbone_info"))
         ui.epochs_head = gr.Number(quick.epochs_head, precision=0, label=T("tr_epochs_head"))
         ui.epochs_finetune = gr.Number(quick.epochs_finetune, precision=0, label=T("tr_epochs_ft"))
         ui.unfreeze = gr.Number(quick.unfreeze_blocks, precision=0, label=T("tr_blocks"))

@@ -173,7 +173,7 @@ def test_ask_the_llm_only_where_unsure_then_read_its_scorecard(page, tmp_path):
         page.locator("#rv-unsure input").check()
         # the cat and the dog are always asked (weak classes); the sheep and the horse are sure: left to the model
         page.get_by_text("2 of the 4 images without an LLM answer would be sent").first.wait_for(timeout=20_000)
-        page.get_by_role("button", name="Auto-label with GLM-4V").click()
+        page.get_by_role("button", name="Auto-label with the vision LLM").click()
         page.get_by_text("Auto-labeled 2 of 2 (2 left to the classifier").first.wait_for(timeout=60_000)
         assert len(glm.requests) == 2
         page.locator("#rv-class-2").click()  # the open photo is the cat the LLM called a dog
@@ -216,13 +216,17 @@ def test_upload_a_zip_fix_the_first_suspect_and_export_it(page, tmp_path):
     try:
         page.goto(url)
         page.get_by_role("tab", name="Review labels").click()
-        page.get_by_label("Your name (recorded with each decision)").fill("kim")
-        page.get_by_role("button", name="Import, auto-label, export").click()
+        # the upload box is in sight, and takes a data set before anyone has typed a name or pressed Start
         page.locator("#rv-upload input[type=file]").set_input_files(str(tmp_path / "my-set.zip"))
         page.get_by_text("Imported 4 images").first.wait_for(timeout=60_000)
+        page.get_by_text("press Start reviewing").first.wait_for(timeout=10_000)
+        assert page.get_by_text("Enter your name first").count() == 0
+        page.get_by_label("Your name (recorded with each decision)").fill("kim")
+        page.get_by_role("button", name="Start reviewing").click()
         page.get_by_text("/0.jpg").first.wait_for(timeout=30_000)  # the mislabelled cat opens the queue
         page.locator("#rv-class-2").click()  # cat
         page.get_by_text("Reviewed 1 / ").first.wait_for(timeout=10_000)
+        page.get_by_role("button", name="Import, auto-label, export").click()
         page.get_by_role("button", name="Export results.json (one per data set), history CSV and the label "
                                         "database").click()
         page.get_by_text("results-my-set", exact=False).first.wait_for(timeout=30_000)
@@ -240,7 +244,8 @@ def test_upload_a_zip_fix_the_first_suspect_and_export_it(page, tmp_path):
 ALLOWED = {*CLASSES, "GLM", "GLM-4V", "LLM", "API", "AUROC", "TTA", "CPU", "GPU", "LiteRT", "Keras", "EfficientNet",
            "EfficientNet-Lite", "json", "results", "zip", "tar", "csv", "jpg", "png", "webp", "Ctrl", "Enter",
            "Animals-", "English", "datasets", "demo", "tiny", "DATA_DIR", "DATA_ROOTS", "ADMIN_PASSWORD", "runs",
-           "source", "class", "none", "Grad-CAM", "TFLite", "float", "ONNX"}
+           "source", "class", "none", "Grad-CAM", "TFLite", "float", "ONNX", "LLM_API_KEY", "ZHIPUAI_API_KEY",
+           "LLM_BASE_URL", "LLM_MODEL", "LLM_PROVIDER", "LLM_COST_PER_IMAGE", "OpenAI", "openai"}
 
 
 def english_words(page, also_allowed=()):
@@ -347,3 +352,11 @@ def test_markup_in_file_and_source_names_shows_as_text(app, page, tmp_path):
     page.get_by_text("Per source").first.wait_for(timeout=120_000)
     assert page.get_by_text(f"{trap} 100.0% of 2", exact=False).count() >= 1
     assert page.locator("img[src='x']").count() == 0  # no element made of it, so nothing fetched
+
+
+def test_an_example_clicked_is_classified_at_once(app, page):
+    page.goto(app[0])
+    page.get_by_text("Examples").first.wait_for(timeout=30_000)
+    page.locator(".gallery-item, [data-testid='examples'] button, table.examples td, .example").nth(3).click()
+    page.locator("text=/\\(\\d+%\\) in \\d+ ms/").first.wait_for(timeout=30_000)  # no Classify button pressed
+    assert "cow 牛" in page.locator(".output-class").first.inner_text()  # the fourth example is the cow

@@ -394,6 +394,7 @@ def test_the_train_tab_shows_the_quick_preset_of_the_one_config(tmp_path):
         settings_panel(ui, settings, RunStore(settings))
     assert (ui.epochs_head.value, ui.epochs_finetune.value, ui.unfreeze.value) == \
         (QUICK.epochs_head, QUICK.epochs_finetune, QUICK.unfreeze_blocks)
+    assert ui.backbone.value == "efficientnet_lite2"  # the served default's backbone, with why in its info line
 
 
 def test_split_file_that_is_not_one_is_refused(tmp_path):
