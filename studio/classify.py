@@ -141,6 +141,13 @@ def build(settings, slot, guard, T, session_threshold=None):
         classified.append(event.then(lambda s: s, last_status, status, api_visibility="private", queue=False))
     image.clear(lambda: (None, ""), None, [scores, status], api_visibility="private", queue=False)
 
+    wire_heatmap(settings, slot, classified, image, explain, explain_for, heat)
+    return {"model_line": serving}
+
+
+def wire_heatmap(settings, slot, classified, image, explain, explain_for, heat):
+    """Where the model looked: after each classification while the toggle is on, when it is turned on, and for
+    another of the top-k classes picked (also the API's ``/heatmap``)."""
     def show_heat(img, on, label, request: gr.Request):
         """The heatmap beside the scores while the toggle is on, for ``label`` (None: the top class); the class
         choice then offers the photo's top-k classes."""
@@ -163,4 +170,3 @@ def build(settings, slot, guard, T, session_threshold=None):
     # also the API's "where did the model look" (read-only): a photo and a class id in, the picture out
     explain_for.input(pick, [image, explain_for], [heat, explain_for], api_name="heatmap", concurrency_limit=2,
                       preprocess=False)  # every file through the one decode, as /classify
-    return {"model_line": serving}
