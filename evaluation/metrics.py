@@ -231,3 +231,26 @@ def open_set(labels, predictions, probs, threshold, scored, y_true, y_pred, clas
         out["confusion_matrix"] = {"labels": names,
                                    "matrix": confusion_matrix(truth, shown, labels=range(len(names))).tolist()}
     return out
+
+
+def review_change(before: dict, after: dict, predicted: dict, probs: dict | None = None, classes=CLASSES,
+                  n_boot: int = 1000) -> dict:
+    """The model against the labels before review and after it, on the same predictions: the one computation behind
+    the Evaluate tab's "what the review changed" and the Review tab's impact table.
+
+    ``before`` and ``after``: ``{key: label}``; ``predicted``: ``{key: top-1 class}`` (keys without one are left
+    out); ``probs``: optional ``{key: probabilities}``. Returns ``{"before": report, "after": report, "changed":
+    labels the review changed, "model_mistakes_before": photos whose label before review is a class the model did
+    not predict, "label_mistakes": of those, how many the review relabelled as the model said}``.
+    """
+    def report(labels):
+        keys = [k for k in labels if k in predicted]
+        rows = np.array([probs[k] for k in keys]) if probs is not None and keys else None
+        return evaluate([labels[k] for k in keys], [predicted[k] for k in keys], rows, classes=classes,
+                        n_boot=n_boot)
+
+    mistakes = [k for k, label in before.items() if k in predicted and label in classes and predicted[k] != label]
+    return {"before": report(before), "after": report(after),
+            "changed": sum(k in before and label != before[k] for k, label in after.items()),
+            "model_mistakes_before": len(mistakes),
+            "label_mistakes": sum(after.get(k) == predicted[k] for k in mistakes)}

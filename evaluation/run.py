@@ -11,25 +11,29 @@ from classifier.classes import CLASSES, NONE, OTHER
 from classifier.files import list_images, natural_key, write_atomic
 from classifier.labels import labels_for, read_labels, source_of
 
-from .metrics import evaluate, per_source, text_report
+from .metrics import evaluate, per_source, review_change, text_report
 from .plots import both, save_confusion_matrix, save_error_sheet
 from .predict import write_predictions, write_probabilities
 
 # What an evaluation writes into its folder (the Evaluate tab and the Train tab read them by these names)
 REPORT, PER_IMAGE, MATRIX = "report.json", "per_image.csv", "confusion_matrix.png"
+MATRIX_BEFORE = "confusion_matrix_before_review.png"
 ERRORS, PROBABILITIES = "errors.png", "probabilities.csv"
 
 
 def evaluate_folder(images_dir: str | Path | None, out_dir: str | Path, model_path: str | Path | None = None,
                     labels_path: str | Path | None = None, threshold: float | None = None, tta: bool = False,
                     aliases: bool = True, classifier=None, progress=None, labels: dict | None = None,
-                    items: list | None = None) -> dict:
+                    items: list | None = None, before: dict | None = None, label_source: dict | None = None) -> dict:
     """Evaluate a model on a labelled image folder and write every output; returns the report dict.
 
     Labels come from ``labels`` (a ``{key: label}`` dict, e.g. from the label store), ``labels_path``
     (results.json format) or else from class folders. ``items`` (``[(key, path)]``) replaces listing
     ``images_dir`` (a training run's validation photos, say). ``threshold`` defaults to the model's calibrated one.
-    ``progress(done, total)`` is called as images are predicted.
+    ``progress(done, total)`` is called as images are predicted. With ``before`` (the labels before review, when
+    ``labels`` are reviewed ones: :func:`labeling.labelset.labels_of`), the report also says what the review
+    changed (:func:`metrics.review_change`, under ``"review"``) and a second confusion matrix is drawn against them;
+    ``label_source`` (the label set's summary) is kept in the report for the headline.
     """
     from classifier.predictor import Classifier
 
@@ -57,11 +61,19 @@ def evaluate_folder(images_dir: str | Path | None, out_dir: str | Path, model_pa
         "labels_file": str(labels_path) if labels_path else None,
         "tta": tta, "temperature": clf.temperature, "unreadable_files": failed,
         "labels_without_image": len(missing_images), "images_without_label": len(unlabelled),
+        "label_source": label_source,
     })
+    if before is not None:
+        change = review_change({k: v for k, v in before.items() if k in paths}, labels, top1, probs, clf.classes)
+        report["review"] = {k: v for k, v in change.items() if k != "after"}
     set_name = Path(images_dir).name if images_dir else Path(out_dir).name
     title = f"{clf.name} · {set_name} · {both('fig_scored', n=report['n_scored'])}"
     out = _prepare(out_dir)
     _write_common(out, report, [labels[k] for k in keys], [top1.get(k) for k in keys], title)
+    if "review" in report:  # the same predictions against the labels before review
+        matrix = report["review"]["before"]["confusion_matrix"]
+        save_confusion_matrix(matrix["matrix"], matrix["labels"], f"{title} · {both('fig_before_review')}",
+                              out / MATRIX_BEFORE)
     write_predictions({k: clf.answer(probs[k], threshold) for k in top1}, out / "predictions.json")
     write_probabilities(probs, clf.classes, out / PROBABILITIES)
     rows = [{"key": k, "path": paths[k], "label": labels[k], "prediction": top1.get(k, ""),

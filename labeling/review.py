@@ -23,10 +23,11 @@ from classifier.classes import CLASSES, NONE, OTHER, WATCHED, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
 from escaping import plain
-from evaluation.metrics import evaluate
+from evaluation.metrics import review_change
 from i18n import Message, column_names, say
 from uploads import imported, pending_imports
 
+from .labelset import labels_of
 from .llm import BatchStopped, autolabel
 from .providers import labeler_from
 from .scorecard import scorecard
@@ -323,16 +324,23 @@ class Review:
 
     def impact(self, lang: str = "en") -> pd.DataFrame:
         """Accuracy, cat recall and dog precision of the serving model against the labels before and after review,
-        headed in ``lang``. Uses the cached predictions, so it costs no image decoding.
-        """
+        headed in ``lang``: every data set's labels as :func:`labeling.labelset.labels_of` gives them, scored by
+        :func:`evaluation.metrics.review_change`, the computation the Evaluate tab uses. Uses the cached
+        predictions, so it costs no image decoding."""
         clf = self.slot.get()
         probs = self.store.cached_predictions(model_key(clf))
-        rows = [r for r in self.store.state() if r["id"] in probs]
+        predicted, before, after = {}, {}, {}
+        ids = {(r["dataset"], r["key"]): r["id"] for r in self.state()}
+        for d in self.store.datasets():
+            labels = labels_of(self.store, d["name"], "reviewed")
+            for key, image in ((k, ids.get((d["name"], k))) for k in {*labels.labels, *labels.before}):
+                if image in probs:
+                    predicted[(d["name"], key)] = clf.classes[int(np.argmax(probs[image]))]
+            before.update({(d["name"], k): v for k, v in labels.before.items()})
+            after.update({(d["name"], k): v for k, v in labels.labels.items()})
+        change = review_change(before, after, predicted, n_boot=200)
         table = []
-        for name, column in ((say(lang, "rv_before"), "machine_label"), (say(lang, "rv_after"), "label")):
-            scored = [r for r in rows if r[column] is not None]
-            report = evaluate([r[column] for r in scored],
-                              [clf.classes[int(np.argmax(probs[r["id"]]))] for r in scored], n_boot=200)
+        for name, report in ((say(lang, "rv_before"), change["before"]), (say(lang, "rv_after"), change["after"])):
             first, second = (report["per_class"][c] for c in WATCHED)  # cat recall, dog precision
             table.append([name, report["n_scored"], _pct(report["accuracy"]),
                           _pct(first["recall"] if first["support"] else None), _pct(second["precision"])])

@@ -20,8 +20,9 @@ from classifier.modelfile import read_calibration
 from escaping import plain
 from evaluation.metrics import at_threshold, risk_coverage
 from evaluation.plots import figure_image, risk_coverage_figure
-from evaluation.run import MATRIX, PER_IMAGE, evaluate_folder
+from evaluation.run import MATRIX, MATRIX_BEFORE, PER_IMAGE, evaluate_folder
 from i18n import Message, column_names, language, say
+from labeling.labelset import SOURCES
 from training.runs import RunStore
 
 from .common import T, dataset_dropdown, fill_at_load, headed, progress_bar, shown, upload_box, upload_event
@@ -48,22 +49,66 @@ def evaluation_dir(settings, name: str) -> Path:
     return settings.data_dir / "evaluations" / Path(name).name
 
 
-def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=None):
+def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=None, source="reviewed"):
     """Run an evaluation from the tab; returns ``(report, output folder)``. Data sets must lie under the roots;
-    a request that cannot be done raises ``ValueError`` with what to do."""
+    a request that cannot be done raises ``ValueError`` with what to do. A data set the label store knows is scored
+    against its labels from ``source`` (:func:`labeling.labelset.labels_of`: reviewed where decided, before review,
+    reviewed photos only), and, once reviewed, against its labels before review too; ``"file"`` (or a set never
+    imported) takes its own results.json or class folders."""
     if not dataset:
         raise Message("ev_err_pick_set")
     folder = settings.dataset_path(dataset)
     model = model_path(settings, choice)
     out = evaluation_dir(settings, f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}")
+    labels = store_labels(settings, folder, source)
     try:
-        report = evaluate_folder(folder, out, model, labels_file(folder),
-                                threshold=threshold or None, tta=tta, progress=progress)
+        if labels is None:
+            report = evaluate_folder(folder, out, model, labels_file(folder), threshold=threshold or None, tta=tta,
+                                     progress=progress, label_source={"source": "file"})
+        else:
+            report = evaluate_folder(folder, out, model, threshold=threshold or None, tta=tta, progress=progress,
+                                     labels=labels.labels, before=labels.before if labels.reviewed else None,
+                                     label_source=labels.summary())
     except Message as e:
         raise e.scrubbed(lambda text: text.replace(str(folder), folder.name)) from None
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(str(e).replace(str(folder), folder.name)) from None
     return report, out
+
+
+def store_labels(settings, folder, source):
+    """The label store's labels of the data set at ``folder`` from ``source``, or None where the store does not know
+    it (or ``source`` is ``"file"``)."""
+    from labeling.labelset import labels_of
+    from labeling.store import LabelStore
+
+    db = settings.data_dir / "labels.db"
+    if source == "file" or not db.exists():
+        return None
+    store = LabelStore(db)
+    if not any(d["root"] == str(Path(folder).resolve()) for d in store.datasets()):
+        return None
+    return labels_of(store, folder, source or None)
+
+
+def label_line(report, lang: str = "en") -> str:
+    """Which labels the evaluation used, and how many were reviewed and changed."""
+    src = report.get("label_source") or {"source": "file"}
+    if src["source"] == "file":
+        return say(lang, "ev_source_file")
+    return say(lang, f"ev_source_{src['source']}", left=src["photos"] - src["reviewed"], **src)
+
+
+def review_line(report, lang: str = "en") -> str | None:
+    """What the review changed: the same predictions against the labels before review and these."""
+    review = report.get("review")
+    if not review or review["before"]["accuracy"] is None or report["accuracy"] is None:
+        return None
+    before = review["before"]
+    return say(lang, "ev_review_change", before=before["accuracy"], n_before=before["n_scored"],
+               bal_before=before["balanced_accuracy"], after=report["accuracy"], n_after=report["n_scored"],
+               bal_after=report["balanced_accuracy"], mistakes=review["model_mistakes_before"],
+               label_mistakes=review["label_mistakes"])
 
 
 def summary_markdown(report, lang: str = "en"):
@@ -72,7 +117,10 @@ def summary_markdown(report, lang: str = "en"):
     if acc is None:
         return say(lang, "ev_none_scored")
     ex = report["excluded"]
-    lines = [say(lang, "ev_headline", acc=acc, lo=ci[0], hi=ci[1], n=report["n_scored"], total=report["n_images"]),
+    bal, bci = report["balanced_accuracy"], report["balanced_accuracy_ci95"]
+    lines = [say(lang, "ev_headline", bal=bal, blo=bci[0], bhi=bci[1], acc=acc, lo=ci[0], hi=ci[1],
+                 n=report["n_scored"], total=report["n_images"]), label_line(report, lang),
+             *filter(None, [review_line(report, lang)]),
              say(lang, "ev_excluded", null=ex["null"], other=ex["other"], unreadable=ex["unreadable"],
                  f1=report["macro_f1"], top3=report.get("top3_accuracy", 0),
                  ece=report.get("expected_calibration_error", 0)),
@@ -97,16 +145,20 @@ def summary_markdown(report, lang: str = "en"):
 
 
 PER_CLASS_COLUMNS = ("class", "support", "precision", "recall", "recall_ci", "f1")  # keys of col_<name>
+BEFORE_COLUMNS = ("precision_before", "recall_before")  # beside them once the set was reviewed
 
 
 def per_class_table(report, lang: str = "en"):
-    """Support, precision, recall with its 95% interval, and F1 per class, headed in ``lang``."""
+    """Support, precision, recall with its 95% interval, and F1 per class, headed in ``lang``; once the set was
+    reviewed, precision and recall against the labels before review beside them."""
+    before = (report.get("review") or {}).get("before", {}).get("per_class")
     rows = []
     for c, m in report["per_class"].items():
         ci = m["recall_ci95"]
         rows.append([display_name(c), m["support"], round(m["precision"], 3), round(m["recall"], 3),
-                     f"{ci[0]:.2f}–{ci[1]:.2f}" if ci else "", round(m["f1"], 3)])
-    return pd.DataFrame(rows, columns=column_names(PER_CLASS_COLUMNS, lang))
+                     f"{ci[0]:.2f}–{ci[1]:.2f}" if ci else "", round(m["f1"], 3),
+                     *([round(before[c]["precision"], 3), round(before[c]["recall"], 3)] if before else [])])
+    return pd.DataFrame(rows, columns=column_names(PER_CLASS_COLUMNS + (BEFORE_COLUMNS if before else ()), lang))
 
 
 def counts_table(report, lang: str = "en"):
@@ -173,6 +225,8 @@ def choices_panel(ui, settings, guard):
         ui.dataset = dataset_dropdown(settings, T("ev_set"), allow_custom_value=False)
         ui.threshold = gr.Slider(0, 1, value=0, step=0.01, label=T("ev_threshold"))
         ui.tta = gr.Checkbox(label=T("ev_tta"), value=False)
+    ui.source = gr.Radio([(T(f"labels_{s}"), s) for s in (*SOURCES, "file")], value="reviewed", label=T("ev_labels"),
+                         info=T("ev_labels_info"), elem_id="ev-labels")
     ui.upload = upload_box(T("ev_upload"), "ev-upload")
     with gr.Row():
         ui.password = guard.password_box()
@@ -185,6 +239,8 @@ def results_panel(ui):
     their photos, the per-class table."""
     ui.summary = gr.Markdown()
     ui.matrix_image = gr.Image(label=T("confusion"), type="pil", format="png", interactive=False, height=560)
+    ui.matrix_before = gr.Image(label=T("ev_matrix_before"), type="pil", format="png", interactive=False, height=560,
+                                visible=False, elem_id="ev-matrix-before")
     with gr.Row():
         ui.risk = gr.Image(label=T("ev_risk"), show_label=False, type="pil", format="png", interactive=False,
                            height=420, scale=3, elem_id="ev-risk")
@@ -210,17 +266,19 @@ def results_panel(ui):
 def handlers(settings, guard):
     """Evaluate; try a threshold on the curve; use it in Classify; a clicked cell's photos."""
     @shown
-    def on_run(pw, choice, data, thr, mirror, lang, progress=gr.Progress()):
+    def on_run(pw, choice, data, thr, mirror, source="reviewed", lang="en", progress=gr.Progress()):
         guard.start(pw, "do_evaluate")
         report, out = evaluate_set(settings, choice, data, thr, mirror,
-                                   progress=progress_bar(progress, lang, "predicting"))
+                                   progress=progress_bar(progress, lang, "predicting"), source=source)
         # the picture itself, not its path: files under DATA_DIR are never served
         matrix = Image.open(out / MATRIX).convert("RGB")
+        before = (out / MATRIX_BEFORE).exists()
+        matrix_before = gr.Image(Image.open(out / MATRIX_BEFORE).convert("RGB") if before else None, visible=before)
         calibrated = (read_calibration(model_path(settings, choice)) or {}).get("threshold")
         chosen = thr or calibrated or settings.low_confidence  # as the Classify tab falls back
         picture, line = risk_view(out, calibrated, chosen, lang)
         return (summary_markdown(report, lang), matrix, per_class_table(report, lang), counts_table(report, lang),
-                str(out.name), "", [], picture, chosen, line, calibrated)
+                str(out.name), "", [], picture, chosen, line, calibrated, matrix_before)
 
     @shown
     def on_pick(name, calibrated, chosen, lang):
@@ -247,10 +305,10 @@ def handlers(settings, guard):
 
 def wire(ui, settings, guard):
     on = handlers(settings, guard)
-    run_inputs = [ui.password, ui.model, ui.dataset, ui.threshold, ui.tta]
+    run_inputs = [ui.password, ui.model, ui.dataset, ui.threshold, ui.tta, ui.source]
     ui.start.click(on.run, run_inputs,
                    [ui.summary, ui.matrix_image, ui.per_class, ui.counts, ui.out_state, ui.cell_title, ui.gallery,
-                    ui.risk, ui.pick, ui.pick_line, ui.calibrated_state],
+                    ui.risk, ui.pick, ui.pick_line, ui.calibrated_state, ui.matrix_before],
                    concurrency_limit=1, concurrency_id="evaluate", api_name="evaluate",
                    validator=guard.door(run_inputs, ui.password, "do_evaluate", costly=True))
     upload_event(ui.upload, settings, guard, ui.password, ui.summary, ui.dataset, "evaluate_upload")

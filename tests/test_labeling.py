@@ -596,3 +596,23 @@ def test_the_llm_settings_read_their_role_names_and_the_older_ones():
                              "LLM_MODEL": "qwen-vl-max"})
     assert (new.llm_provider, new.llm_api_key, new.llm_model) == ("openai", "k2", "qwen-vl-max")
     assert not Settings.from_env({}).llm_ready  # GLM without a key: auto-label stays off, and says why
+
+
+def test_the_labels_of_a_data_set_follow_the_reviewers_and_leave_the_classifiers_own_out(store, tmp_path):
+    from labeling.labelset import labels_of
+
+    images = make_images(tmp_path / "set", ["a", "b", "c", "d", "e"])
+    (tmp_path / "set" / "results.json").write_text(json.dumps({"a": "dog", "b": "cat", "c": "null"}))
+    store.import_folder(images, tmp_path / "set" / "results.json")
+    ids = {r["key"]: r["id"] for r in store.state()}
+    store.add_event(ids["d"], "horse", "model", author="clf", model="clf")  # the classifier's own: never scores
+    store.decide(ids["a"], "cat", "ann")  # the LLM-style mistake, fixed
+    store.decide(ids["c"], "none", "ann")  # none is a label like the others: accepted as it was
+    reviewed = labels_of(store, "set")  # the default once anything was decided
+    assert reviewed.source == "reviewed" and reviewed.labels == {"a": "cat", "b": "cat", "c": "none"}
+    assert (reviewed.photos, reviewed.reviewed, reviewed.changed, reviewed.unlabelled, reviewed.model_only) == \
+        (5, 2, 1, 1, 1)
+    assert labels_of(store, "set", "before").labels == {"a": "dog", "b": "cat", "c": "none"}
+    assert labels_of(store, "set", "reviewed_only").labels == {"a": "cat", "c": "none"}
+    with pytest.raises(ValueError, match="unknown label source"):
+        labels_of(store, "set", "llm-ish")

@@ -193,3 +193,34 @@ def test_autolabel_from_the_app_never_shows_the_key(tmp_path):
         proc.terminate()
         proc.wait(30)
         glm.stop()
+
+
+def test_evaluate_scores_the_reviewed_labels_and_says_what_the_review_changed(tmp_path):
+    """The demo-like set: photo 0 (a cat) labelled "dog", photo 2 (a sheep) labelled null. A reviewer fixes the
+    cat; Evaluate then scores against the reviewed labels by default, says so, and shows the figures before review
+    beside them; Review impact's "after" figure is the same number."""
+    proc, url, data = launch(tmp_path)
+    try:
+        client = Client(url, verbose=False)
+        client.predict("ann", "", *FILTERS, api_name="/review_start")
+        client.predict("", "datasets/demo", api_name="/import")
+        client.predict("ann", "", *DOGS, api_name="/review_start")
+        _, details, _ = client.predict("", *DOGS, api_name="/label_cat")  # the cat called "dog" comes first
+        store = LabelStore(data / "labels.db")
+        assert store.labels(dataset="demo")["0"] == "cat"
+        before = client.predict("", "default", "datasets/demo", 0, False, "before", api_name="/evaluate")[0]
+        after = client.predict("", "default", "datasets/demo", 0, False, api_name="/evaluate")[0]  # the default
+        assert "accuracy 66.7% (" in before and "on 3 of 4 images" in before and "before review (imported" in before
+        assert "accuracy 100.0% (" in after and "on 3 of 4 images" in after
+        assert "reviewed where decided" in after and "1 of 4 photos reviewed, 1 changed by the review" in after
+        assert "accuracy 66.7% on 3" in after and "100.0% on 3" in after  # side by side
+        assert "**1 were label mistakes**" in after  # the one "mistake" was the label's
+        only = client.predict("", "default", "datasets/demo", 0, False, "reviewed_only", api_name="/evaluate")[0]
+        assert "on 1 of 1 images" in only and "the 3 not reviewed are left out" in only
+        impact, *_ = client.predict(api_name="/review_impact")
+        rows = {r[0]: r[1:] for r in impact["data"]}
+        assert rows["after review (current)"][:2] == [3, "100.0%"]  # the same computation, the same figure
+        assert rows["before review (LLM / imported)"][:2] == [3, "66.7%"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
