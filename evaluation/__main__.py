@@ -46,9 +46,10 @@ def parse_args(argv=None):
     ru.add_argument("--original-vocabulary", action="store_true",
                     help="score only labels spelled as the original class list (ragno, not spider)")
     ru.add_argument("--db", help="take the labels from this label store (python -m labeling) instead")
-    ru.add_argument("--label-source", choices=("current", "llm"), default="current",
-                    help="with --db: the reviewed labels (current) or the labels before review, as the LLM or the "
-                         "imported file gave them (llm); default: %(default)s")
+    ru.add_argument("--label-source", choices=("reviewed", "before", "reviewed_only", "current", "llm"),
+                    default=None, help="with --db: reviewed where decided (the default once any photo was decided; "
+                                       "also 'current'), before review as imported or the LLM said (also 'llm'), "
+                                       "or reviewed photos only; the classifier's own labels never count")
 
     co = sub.add_parser("compare", help="labels against predictions (no images), or two label sets")
     co.add_argument("--labels", required=True, help="results.json with the labels")
@@ -103,8 +104,15 @@ def run(args):
     args.images = folder_of(args.images, Settings.from_env())
     labels = None
     if args.db:
+        from labeling.labelset import labels_of
         from labeling.store import LabelStore
-        labels = LabelStore(args.db).labels(args.label_source, dataset=args.images)
+
+        source = {"current": "reviewed", "llm": "before"}.get(args.label_source, args.label_source)
+        chosen = labels_of(LabelStore(args.db), args.images, source)
+        labels = chosen.labels
+        print(f"labels: {chosen.source} ({chosen.reviewed} of {chosen.photos} photos reviewed, {chosen.changed} "
+              f"changed; {chosen.unlabelled} unlabelled and {chosen.model_only} labelled only by the classifier left "
+              "out)", file=sys.stderr)
     bar, progress = _bar(len(list_images(args.images)), "evaluate")
     with bar:
         labels_path = args.labels or (None if labels else labels_file(args.images))
