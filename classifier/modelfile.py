@@ -49,6 +49,12 @@ def model_meta(path: str | Path) -> dict:
     return meta
 
 
+def trained_on(meta: dict) -> set[Path]:
+    """The data folders a model was trained on (its metadata's ``trained_on``, which a training run writes);
+    empty for the shipped default, trained on photos outside the app's data sets."""
+    return {Path(p) for p in meta.get("trained_on", [])}
+
+
 def content_hash(path: str | Path) -> str:
     """A short hash of a model file's bytes: the key of everything made from it (its ``.tflite``, its exports), so a
     retrained file never meets a stale conversion."""

@@ -22,6 +22,7 @@ import pandas as pd
 from classifier.classes import CLASSES, NONE, OTHER, WATCHED, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
+from classifier.modelfile import trained_on
 from escaping import plain
 from evaluation.metrics import review_change
 from i18n import Message, column_names, say
@@ -284,6 +285,8 @@ class Review:
                  say(lang, "rv_line_llm", said=_llm_line(row, lang))]
         if queue is not None:
             lines.append(say(lang, "rv_line_rank", n=len(queue), rank=row["rank"]))
+        if Path(row["root"]) in trained_on(self.slot.get().meta):  # it learnt these labels: it cannot doubt them
+            lines.append(say(lang, "rv_blind"))
         try:
             picture = thumbnail(row["file"], 900)
         except ImageError as e:

@@ -7,6 +7,7 @@ they raise ``ValueError`` subclasses with a message for the user, and :func:`sho
 
 import functools
 import inspect
+import json
 from pathlib import Path
 
 import gradio as gr
@@ -143,3 +144,29 @@ def progress_bar(progress: gr.Progress, lang: str, key: str):
     return lambda done, total: progress(done / max(total, 1), desc=say(lang, key, done=done, total=total))
 
 
+def store_labels(settings, folder, source="reviewed"):
+    """The label store's labels of the data set at ``folder`` from ``source``, or None where the store does not know
+    it (or ``source`` is ``"file"``)."""
+    from labeling.labelset import labels_of
+    from labeling.store import LabelStore
+
+    db = settings.data_dir / "labels.db"
+    if source == "file" or not db.exists():
+        return None
+    store = LabelStore(db)
+    if not any(d["root"] == str(Path(folder).resolve()) for d in store.datasets()):
+        return None
+    return labels_of(store, folder, source or None)
+
+
+def evaluations_of(settings, folder) -> int:
+    """How many evaluations under ``DATA_DIR/evaluations`` scored the photos of ``folder`` (a leak, should a model
+    then train on them)."""
+    target = str(Path(folder).resolve())
+    count = 0
+    for report in (settings.data_dir / "evaluations").glob("*/report.json"):
+        try:
+            count += json.loads(report.read_text()).get("images") == target
+        except (OSError, ValueError):
+            continue
+    return count

@@ -16,7 +16,7 @@ from PIL import Image
 from classifier.classes import CLASSES, NONE, WATCHED, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
-from classifier.modelfile import read_calibration
+from classifier.modelfile import model_meta, read_calibration, trained_on
 from escaping import plain
 from evaluation.metrics import at_threshold, risk_coverage
 from evaluation.plots import figure_image, risk_coverage_figure
@@ -25,7 +25,17 @@ from i18n import Message, column_names, language, say
 from labeling.labelset import SOURCES
 from training.runs import RunStore
 
-from .common import T, dataset_dropdown, fill_at_load, headed, progress_bar, shown, upload_box, upload_event
+from .common import (
+    T,
+    dataset_dropdown,
+    fill_at_load,
+    headed,
+    progress_bar,
+    shown,
+    store_labels,
+    upload_box,
+    upload_event,
+)
 
 DEFAULT = "default"
 
@@ -69,26 +79,13 @@ def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=
             report = evaluate_folder(folder, out, model, threshold=threshold or None, tta=tta, progress=progress,
                                      labels=labels.labels, before=labels.before if labels.reviewed else None,
                                      label_source=labels.summary())
+        # a run evaluated on photos it trained on: its figures here are optimistic, and the headline says so
+        report["trained_on_these"] = folder.resolve() in trained_on(model_meta(model))
     except Message as e:
         raise e.scrubbed(lambda text: text.replace(str(folder), folder.name)) from None
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(str(e).replace(str(folder), folder.name)) from None
     return report, out
-
-
-def store_labels(settings, folder, source):
-    """The label store's labels of the data set at ``folder`` from ``source``, or None where the store does not know
-    it (or ``source`` is ``"file"``)."""
-    from labeling.labelset import labels_of
-    from labeling.store import LabelStore
-
-    db = settings.data_dir / "labels.db"
-    if source == "file" or not db.exists():
-        return None
-    store = LabelStore(db)
-    if not any(d["root"] == str(Path(folder).resolve()) for d in store.datasets()):
-        return None
-    return labels_of(store, folder, source or None)
 
 
 def label_line(report, lang: str = "en") -> str:
@@ -120,6 +117,7 @@ def summary_markdown(report, lang: str = "en"):
     bal, bci = report["balanced_accuracy"], report["balanced_accuracy_ci95"]
     lines = [say(lang, "ev_headline", bal=bal, blo=bci[0], bhi=bci[1], acc=acc, lo=ci[0], hi=ci[1],
                  n=report["n_scored"], total=report["n_images"]), label_line(report, lang),
+             *([say(lang, "ev_leak")] if report.get("trained_on_these") else []),
              *filter(None, [review_line(report, lang)]),
              say(lang, "ev_excluded", null=ex["null"], other=ex["other"], unreadable=ex["unreadable"],
                  f1=report["macro_f1"], top3=report.get("top3_accuracy", 0),

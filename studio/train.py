@@ -21,7 +21,17 @@ from training import layout
 from training.config import QUICK
 from training.runs import RunStore, read_json, read_status
 
-from .common import T, dataset_dropdown, fill_at_load, headed, shown, upload_box, upload_event
+from .common import (
+    T,
+    dataset_dropdown,
+    evaluations_of,
+    fill_at_load,
+    headed,
+    shown,
+    store_labels,
+    upload_box,
+    upload_event,
+)
 
 TABLE_COLUMNS = ("class", "support", "precision", "recall")  # a run's per-class table (keys col_<name>)
 
@@ -147,7 +157,7 @@ def results_panel(ui, settings, store):
     ui.outputs = [ui.status, ui.log, ui.curves, ui.matrix, ui.table]
 
 
-def run_handlers(guard, store):
+def run_handlers(settings, guard, store):
     """Start a run and follow it, watch the latest, cancel, show a past one."""
     def show(run, lang):
         line, tail, c, m, t = snapshot(run, guard.scrub, lang)
@@ -168,7 +178,17 @@ def run_handlers(guard, store):
         guard.start(pw, "do_train")
         if not folder:
             raise Message("tr_err_pick_data")
-        yield from follow(store.start(folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder or ""), lang)
+        path = settings.dataset_path(folder)
+        labels = store_labels(settings, path)  # a data set the label store knows trains on its reviewed labels
+        if labels is not None:
+            gr.Info(say(lang, "tr_reviewed_labels", n=len(labels.labels), reviewed=labels.reviewed,
+                        changed=labels.changed, left=labels.unlabelled + labels.model_only),
+                    title=say(lang, "note_title"))
+        if used := evaluations_of(settings, path):
+            gr.Warning(say(lang, "tr_leak", n=used), title=say(lang, "leak_title"))
+        run = store.start(folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder or "",
+                          labels.labels if labels is not None else None)
+        yield from follow(run, lang)
 
     @shown
     def on_watch(lang):
@@ -190,7 +210,7 @@ def run_handlers(guard, store):
 
 
 def wire_runs(ui, settings, guard, store):
-    on = run_handlers(guard, store)
+    on = run_handlers(settings, guard, store)
     start_inputs = [ui.password, ui.data, ui.backbone, ui.epochs_head, ui.epochs_finetune, ui.unfreeze, ui.split,
                     ui.teachers, ui.none]
     ui.start.click(on.start, start_inputs, [*ui.outputs, ui.runs], api_name="train_start", concurrency_limit=1,

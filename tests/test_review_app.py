@@ -224,3 +224,39 @@ def test_evaluate_scores_the_reviewed_labels_and_says_what_the_review_changed(tm
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_model_trained_on_a_data_set_says_so_in_review_and_evaluate(tmp_path):
+    """The leak, seen from both sides: a model whose metadata says it trained on a data set's photos makes the
+    review queue say its ranking is blind there, and the Evaluate headline say its figures are optimistic."""
+    import numpy as np
+
+    from classifier.modelfile import DEFAULT_MODEL, META_KEY, model_meta
+    from classifier.serving import ModelSlot
+    from labeling.review import Review
+    from settings import Settings
+    from studio.evaluate import evaluate_set, summary_markdown
+
+    data = tmp_path / "data"
+    folder = data / "datasets" / "seen"
+    folder.mkdir(parents=True)
+    for i, c in enumerate(("cat", "dog", "horse")):
+        shutil.copy(EXAMPLES / f"{c}.jpg", folder / f"{i}.jpg")
+    (folder / "results.json").write_text(json.dumps({"0": "cat", "1": "dog", "2": "horse"}))
+    model = tmp_path / "model" / "seen.npz"  # the default's weights, its card saying where it trained
+    model.parent.mkdir()
+    with np.load(DEFAULT_MODEL) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != META_KEY}
+    np.savez_compressed(model, **{META_KEY: json.dumps({**model_meta(DEFAULT_MODEL),
+                                                        "trained_on": [str(folder.resolve())]})}, **arrays)
+    settings = Settings(data_dir=data, data_roots=(data / "datasets",), model_path=model)
+    review = Review(settings, ModelSlot(model))
+    _, _, _, session = review.start("ann", ("unreviewed", "all", "all", False, "key"))
+    review.import_folder(session, folder)
+    _, details, _, _ = review.start("ann", ("unreviewed", "all", "all", False, "key"), session)
+    assert "The served model was trained on this data set's photos" in details
+    report, _ = evaluate_set(settings, "default", "datasets/seen")
+    assert "This run was trained on photos of this data set" in summary_markdown(report)
+    other = Settings(data_dir=data, data_roots=(data / "datasets",))  # the shipped default never saw them
+    report, _ = evaluate_set(other, "default", "datasets/seen")
+    assert "trained on photos of this data set" not in summary_markdown(report)

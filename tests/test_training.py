@@ -481,3 +481,44 @@ def test_a_flat_folder_with_results_json_is_training_data(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"0": "gatto", "1": "null", "2": "zebra"}))
     items = discover([tmp_path])  # the demo set's layout: none and other names are no training labels
     assert [(it["key"], it["label"]) for it in items] == [("0.jpg", "cat")]
+
+
+def test_a_reviewed_data_set_trains_on_its_corrected_labels(tmp_path):
+    """Imported labels flipped (cats called dogs, dogs called cats), then corrected in the store: the run the
+    Train tab starts receives the corrected ones."""
+    import json
+    import shutil
+
+    from conftest import EXAMPLES
+
+    from labeling.store import LabelStore
+    from settings import Settings
+    from studio.common import store_labels
+    from training.config import config_from, parser
+    from training.pipeline import RunRecorder, prepare_data
+    from training.runs import RunStore
+
+    settings = Settings(data_dir=tmp_path / "data", data_roots=(tmp_path / "data" / "datasets",))
+    folder = settings.uploads_dir / "flipped"
+    folder.mkdir(parents=True)
+    truth = {}
+    for i in range(12):
+        c = ("cat", "dog")[i % 2]
+        shutil.copy(EXAMPLES / f"{c}.jpg", folder / f"{i}.jpg")
+        truth[str(i)] = c
+    (folder / "results.json").write_text(json.dumps({k: {"cat": "dog", "dog": "cat"}[v] for k, v in truth.items()}))
+    store = LabelStore(settings.data_dir / "labels.db")
+    store.import_folder(folder, folder / "results.json")
+    for row in store.state():
+        store.decide(row["id"], truth[row["key"]], "ann")
+    labels = store_labels(settings, folder)
+    assert labels.labels == truth and labels.changed == 12
+    run, argv = RunStore(settings).plan("datasets/flipped", "efficientnet_lite0", 1, 0, 1, labels=labels.labels)
+    assert "--data-labels" in argv and json.loads((run / "labels.json").read_text()) == truth
+    cfg = config_from(parser().parse_args(argv))
+    received = [it for part in prepare_data(cfg, RunRecorder(tmp_path / "probe"))[0].values() for it in part]
+    assert {it["key"].removesuffix(".jpg"): it["label"] for it in received} == truth  # corrected, not flipped
+    without, argv = RunStore(settings).plan("datasets/flipped", "efficientnet_lite0", 1, 0, 1)
+    cfg = config_from(parser().parse_args(argv))
+    flipped = [it for part in prepare_data(cfg, RunRecorder(tmp_path / "probe2"))[0].values() for it in part]
+    assert all(it["label"] != truth[it["key"].removesuffix(".jpg")] for it in flipped)  # the file's own, flipped

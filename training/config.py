@@ -51,6 +51,8 @@ class TrainConfig:
                                  "column; paths relative to their data folder")
     test: str = setting(None, "a test folder, evaluated at the end into eval/test/")
     labels: str = setting(None, "results.json for --test (default: its class folders)")
+    data_labels: str = setting(None, "JSON {key: label} labelling the --data folder instead of its own results.json "
+                                     "or class folders (the reviewed labels the app writes, keys as results.json's)")
     class_weight: str = setting("balanced", "default: %(default)s", choices=("balanced", "none"))
     class_multipliers: dict = setting(dict, "multiply a class's weight, e.g. cat=2 as the original did (repeatable)",
                                       flag="--class-multiplier", action="append", metavar="CLASS=X")

@@ -14,9 +14,11 @@ from classifier.classes import CLASSES, NONE, to_class_id
 from classifier.images import is_image_file
 
 
-def discover(data_dirs) -> list[dict]:
+def discover(data_dirs, labels: dict | None = None) -> list[dict]:
     """Return a list of ``{"path", "key", "label", "source"}`` for every image under ``data_dirs``; a folder with a
-    ``results.json`` is labelled by it (photos labelled none or another name are left out).
+    ``results.json`` is labelled by it (photos labelled none or another name are left out). With ``labels``
+    (``{key: label}``, keys as results.json's: the reviewed labels of a data set, :mod:`labeling.labelset`), every
+    folder is labelled by those instead.
 
     ``key`` is the path relative to its data folder, the stable id used by split files. Raises ``ValueError``
     naming a class-level folder that maps to no class.
@@ -25,6 +27,9 @@ def discover(data_dirs) -> list[dict]:
     for root in map(Path, data_dirs):
         if not root.is_dir():
             raise ValueError(f"data folder {root} does not exist")
+        if labels is not None:
+            items += _labelled_by(root, labels)
+            continue
         if (root / "results.json").exists():
             items += _labelled_by_file(root)
             continue
@@ -42,11 +47,18 @@ def discover(data_dirs) -> list[dict]:
 
 def _labelled_by_file(root):
     """The photos of a folder labelled by its results.json (the original flat layout), those of the ten only."""
+    from classifier.labels import read_labels
+
+    return _labelled_by(root, read_labels(root / "results.json"))
+
+
+def _labelled_by(root, labels: dict):
+    """The photos of a folder labelled by ``{key: label}``, those of the ten only."""
     from classifier.files import list_images
-    from classifier.labels import match, read_labels
+    from classifier.labels import match
 
     images = dict(list_images(root))
-    labels, _, _ = match(list(images), read_labels(root / "results.json"))
+    labels, _, _ = match(list(images), labels)
     return [{"path": images[k], "key": Path(images[k]).relative_to(root).as_posix(), "label": label,
              "source": root.name} for k, label in labels.items() if label in CLASSES]
 

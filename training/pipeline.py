@@ -212,7 +212,8 @@ def make_strategy(name):
 
 def prepare_data(cfg, recorder):
     """Discover, exclude, split; count duplicates. Returns ``{split: [item]}`` and facts for config.json."""
-    items = discover(cfg.data)
+    labels = json.loads(Path(cfg.data_labels).read_text()) if cfg.data_labels else None  # reviewed, if given
+    items = discover(cfg.data, labels)
     nones = discover_none(cfg.none or [])
     if not items:
         raise ValueError(f"no photos found under {', '.join(map(str, cfg.data))}: expected class folders "
@@ -412,7 +413,8 @@ def finish(model, parts, cfg, recorder, dropped):
 
     keras.mixed_precision.set_global_policy("float32")
     meta = {"name": cfg.name or recorder.dir.name, "backbone": cfg.backbone, "classes": list(CLASSES),
-            "run": str(recorder.dir), "unreadable_skipped": dropped}
+            "run": str(recorder.dir), "unreadable_skipped": dropped,
+            "trained_on": [str(Path(d).resolve()) for d in cfg.data]}  # modelfile.trained_on reads it
     clf = calibrated(Classifier.from_keras(model, meta), parts["val"], recorder)
     reports = {}
     for name in ("val", "test"):

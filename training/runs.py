@@ -115,10 +115,25 @@ class RunStore:
         return next((r for r in self.list_runs() if read_status(r)["state"] == layout.RUNNING), None)
 
     def start(self, data: str, backbone: str, epochs_head: int, epochs_finetune: int, unfreeze: int,
-              split: str = "", teachers: list[str] = (), none: str = "") -> Path:
+              split: str = "", teachers: list[str] = (), none: str = "", labels: dict | None = None) -> Path:
+        """Start a run in a new process (:meth:`plan` says what it runs); returns its folder."""
         going = self.active()
         if going:
             raise RunError("tr_err_going", name=going.name)
+        run, argv = self.plan(data, backbone, epochs_head, epochs_finetune, unfreeze, split, teachers, none, labels)
+        with open(run / layout.PROCESS_LOG, "w") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "training", *argv], cwd=ROOT, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        (run / layout.STATUS).write_text(json.dumps({"state": layout.RUNNING, "pid": proc.pid,
+                                                     "progress": 0.0, "stage": "st_starting"}))
+        return run
+
+    def plan(self, data: str, backbone: str, epochs_head: int, epochs_finetune: int, unfreeze: int,
+             split: str = "", teachers: list[str] = (), none: str = "", labels: dict | None = None) -> tuple:
+        """A new run's folder and the ``python -m training`` flags it runs with (checked: a bad value is a
+        :class:`RunError` in the tab's words). ``labels`` (``{key: label}``: the data set's reviewed labels,
+        :func:`labeling.labelset.labels_of`) label the photos instead of the set's own file or folders; they are
+        written into the run folder (:data:`layout.LABELS`)."""
         for name, value in (("epochs_head", epochs_head), ("epochs_finetune", epochs_finetune),
                             ("unfreeze_blocks", unfreeze)):
             try:
@@ -132,17 +147,19 @@ class RunStore:
         extra = self.split_args(split) + self.teacher_args(teachers)
         if none:  # photos of none of the ten, learnt as outlier exposure
             extra += ["--none", str(self.settings.dataset_path(none))]
-        run = self.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
+        run = base = self.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
+        for n in range(2, 100):  # two runs planned within one second get two folders
+            if not run.exists():
+                break
+            run = base.with_name(f"{base.name}-{n}")
         run.mkdir(parents=True)
+        if labels is not None:
+            (run / layout.LABELS).write_text(json.dumps(labels, ensure_ascii=False))
         config = TrainConfig(data=[str(folder)], out=str(run), backbone=backbone,
                              epochs_head=int(epochs_head), epochs_finetune=int(epochs_finetune),
-                             unfreeze_blocks=int(unfreeze))
-        cmd = [sys.executable, "-m", "training", *config.check().to_argv(), *extra]
-        with open(run / layout.PROCESS_LOG, "w") as log:
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        (run / layout.STATUS).write_text(json.dumps({"state": layout.RUNNING, "pid": proc.pid,
-                                                     "progress": 0.0, "stage": "st_starting"}))
-        return run
+                             unfreeze_blocks=int(unfreeze),
+                             data_labels=str(run / layout.LABELS) if labels is not None else None)
+        return run, [*config.check().to_argv(), *extra]
 
     def cancel(self) -> Path:
         run = self.active()
