@@ -395,14 +395,35 @@ class Review:
 
     # -- export ------------------------------------------------------------------------------------------------
 
-    def export(self) -> list[str]:
-        """Files for one download: each data set's results.json (original format), the history CSV and a copy of
-        the database, in a fresh temporary folder (Gradio serves its own copies; older exports are removed)."""
+    def export_formats(self, folder) -> list[str]:
+        """One data set's labels (reviewed where decided) for training tools: an ImageFolder zip and a Hugging Face
+        ``datasets`` folder (zipped), in a fresh temporary folder (:mod:`labeling.formats`)."""
+        from .formats import hf_folder, imagefolder_zip
+
+        try:
+            name = self.store.dataset(folder)["name"]
+        except ValueError:
+            raise ReviewError("rv_err_not_imported") from None
+        out = self._export_dir()
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+        imagefolder_zip(self.store, name, out / f"{safe}-imagefolder.zip")
+        hf_folder(self.store, name, out / f"{safe}-datasets")
+        shutil.make_archive(str(out / f"{safe}-datasets"), "zip", out, f"{safe}-datasets")
+        shutil.rmtree(out / f"{safe}-datasets")
+        return [str(out / f"{safe}-imagefolder.zip"), str(out / f"{safe}-datasets.zip")]
+
+    def _export_dir(self) -> Path:
+        """A fresh folder for one download (never under DATA_DIR, which is not served); older ones removed."""
         EXPORTS.mkdir(exist_ok=True)
         for old in EXPORTS.glob("export-*"):
             if time.time() - old.stat().st_mtime > 600:
                 shutil.rmtree(old, ignore_errors=True)
-        out = Path(tempfile.mkdtemp(prefix="export-", dir=EXPORTS))
+        return Path(tempfile.mkdtemp(prefix="export-", dir=EXPORTS))
+
+    def export(self) -> list[str]:
+        """Files for one download: each data set's results.json (original format), the history CSV and a copy of
+        the database, in a fresh temporary folder (Gradio serves its own copies; older exports are removed)."""
+        out = self._export_dir()
         stamp = time.strftime("%Y%m%d-%H%M%S")
         files = []
         for d in self.store.datasets():

@@ -47,7 +47,7 @@ def build(settings, slot, guard, T=T):
     wire_decisions(ui, review, guard)
     wire_bulk(ui, review, guard)
     wire_imports(ui, review, guard, settings)
-    wire_autolabel(ui, review, guard)
+    wire_autolabel(ui, review, guard, settings)
     return {"review": review, "label": ui.label, "predicted": ui.predicted, "status": ui.status,
             "progress": ui.progress_md}
 
@@ -74,6 +74,7 @@ def admin_panel(ui, settings):
             gr.Markdown(T("rv_no_key"))
         with gr.Row():
             ui.export_button = gr.Button(T("rv_export"))
+            ui.export_set_button = gr.Button(T("rv_export_set"), elem_id="rv-export-set")
             ui.files = gr.File(label=T("downloads"), file_count="multiple", height=90)
         ui.admin_status = gr.Markdown()
 
@@ -296,7 +297,7 @@ def wire_imports(ui, review, guard, settings):
                            validator=guard.door(import_inputs, ui.password, "do_import", costly=True))
 
 
-def autolabel_handlers(review, guard):
+def autolabel_handlers(review, guard, settings):
     """The plan line (how many photos, what it costs), auto-label, cancel it, export."""
     def plan_line(only, below, weak_classes, limit, lang):
         plan = review.autolabel_plan(below if only else None, weak_classes or (), int(limit or 0))
@@ -331,11 +332,19 @@ def autolabel_handlers(review, guard):
         guard.start(pw, "do_export")
         return review.export()
 
-    return SimpleNamespace(plan=plan_line, run=on_autolabel, cancel=on_cancel, export=on_export)
+    @shown
+    def on_export_set(pw, folder):
+        guard.start(pw, "do_export")
+        if not folder:
+            raise Message("rv_err_pick_folder")
+        return review.export_formats(settings.dataset_path(folder))
+
+    return SimpleNamespace(plan=plan_line, run=on_autolabel, cancel=on_cancel, export=on_export,
+                           export_set=on_export_set)
 
 
-def wire_autolabel(ui, review, guard):
-    on = autolabel_handlers(review, guard)
+def wire_autolabel(ui, review, guard, settings):
+    on = autolabel_handlers(review, guard, settings)
     plan_inputs = [ui.unsure_only, ui.unsure_below, ui.weak, ui.autolabel_limit]
     for control in plan_inputs:  # the count and the cost, before anything is spent
         control.change(shown(on.plan), plan_inputs, ui.plan_md, api_visibility="private", trigger_mode="always_last")
@@ -348,3 +357,6 @@ def wire_autolabel(ui, review, guard):
                            validator=guard.door([ui.session, ui.password], ui.password, "do_labels"))
     ui.export_button.click(on.export, ui.password, ui.files, api_name="export", concurrency_id="export",
                            validator=guard.door([ui.password], ui.password, "do_export", costly=True))
+    ui.export_set_button.click(on.export_set, [ui.password, ui.dataset], ui.files, api_name="export_dataset",
+                               concurrency_id="export",
+                               validator=guard.door([ui.password, ui.dataset], ui.password, "do_export", costly=True))

@@ -301,3 +301,19 @@ def test_uploads_are_refused_while_the_disk_is_nearly_full_and_the_store_still_w
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_data_sets_reviewed_labels_export_needs_the_password_and_holds_only_its_photos(guarded):
+    import zipfile
+
+    url, data, _ = guarded
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="needs the admin password"):
+        client.predict("", "datasets/flat", api_name="/export_dataset")
+    client.predict("ann", PW, *FILTERS, api_name="/review_start")
+    client.predict(PW, "datasets/flat", api_name="/import")
+    files = client.predict(PW, "datasets/flat", api_name="/export_dataset")
+    folder_zip = next(f for f in files if f.endswith("-imagefolder.zip"))
+    assert sorted(zipfile.ZipFile(folder_zip).namelist()) == ["cat/0.jpg", "cat/1.jpg", "cat/2.jpg"]
+    hf = zipfile.ZipFile(next(f for f in files if f.endswith("-datasets.zip"))).namelist()
+    assert sorted(n.split("/", 1)[1] for n in hf if not n.endswith("/")) == ["0.jpg", "1.jpg", "2.jpg", "metadata.csv"]

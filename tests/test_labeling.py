@@ -616,3 +616,31 @@ def test_the_labels_of_a_data_set_follow_the_reviewers_and_leave_the_classifiers
     assert labels_of(store, "set", "reviewed_only").labels == {"a": "cat", "c": "none"}
     with pytest.raises(ValueError, match="unknown label source"):
         labels_of(store, "set", "llm-ish")
+
+
+def test_reviewed_labels_export_as_an_imagefolder_and_a_datasets_folder(store, tmp_path):
+    import zipfile
+
+    from datasets import load_dataset
+
+    from labeling.formats import hf_folder, imagefolder_zip
+
+    make_images(tmp_path / "set" / "src", ["a", "b", "c", "d"])
+    (tmp_path / "set" / "results.json").write_text(json.dumps({"src/a": "dog", "src/b": "cat", "src/c": "null",
+                                                               "src/d": "wolf"}))
+    store.import_folder(tmp_path / "set", tmp_path / "set" / "results.json")
+    ids = {r["key"]: r["id"] for r in store.state()}
+    store.decide(ids["src/a"], "cat", "ann")  # the LLM's dog was a cat
+    counts = imagefolder_zip(store, "set", tmp_path / "if.zip")
+    names = sorted(zipfile.ZipFile(tmp_path / "if.zip").namelist())
+    assert names == ["cat/src__a.png", "cat/src__b.png", "none/src__c.png"]  # "wolf" is no class: left out, counted
+    assert (counts["written"], counts["left_out"], counts["reviewed"]) == (3, 1, 1)
+    unpacked = tmp_path / "unpacked"
+    zipfile.ZipFile(tmp_path / "if.zip").extractall(unpacked)
+    assert sorted(p.name for p in unpacked.iterdir()) == ["cat", "none"]  # one folder per class
+    hf_folder(store, "set", tmp_path / "hf")
+    loaded = load_dataset("imagefolder", data_dir=str(tmp_path / "hf"), split="train")
+    rows = sorted(zip(loaded["key"], loaded["label"], loaded["label_before_review"], loaded["decided_by"]))
+    assert len(loaded) == 3 and rows == [("src/a", "cat", "dog", "ann"), ("src/b", "cat", "cat", None),
+                                         ("src/c", "none", "none", None)]
+    assert loaded[0]["image"].size == (8, 8)  # the photos themselves, read by datasets
