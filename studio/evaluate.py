@@ -88,6 +88,19 @@ def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=
     return report, out
 
 
+def side_by_side(matrix, before) -> Image.Image:
+    """The confusion matrix, and once the set was reviewed the one against the labels before review on its right:
+    what the review changed, in one picture (the API's answer keeps its shape)."""
+    after = Image.open(matrix).convert("RGB")
+    if not Path(before).exists():
+        return after
+    old = Image.open(before).convert("RGB")
+    both = Image.new("RGB", (after.width + old.width, max(after.height, old.height)), "white")
+    both.paste(after, (0, 0))
+    both.paste(old, (after.width, 0))
+    return both
+
+
 def label_line(report, lang: str = "en") -> str:
     """Which labels the evaluation used, and how many were reviewed and changed."""
     src = report.get("label_source") or {"source": "file"}
@@ -237,8 +250,6 @@ def results_panel(ui):
     their photos, the per-class table."""
     ui.summary = gr.Markdown()
     ui.matrix_image = gr.Image(label=T("confusion"), type="pil", format="png", interactive=False, height=560)
-    ui.matrix_before = gr.Image(label=T("ev_matrix_before"), type="pil", format="png", interactive=False, height=560,
-                                visible=False, elem_id="ev-matrix-before")
     with gr.Row():
         ui.risk = gr.Image(label=T("ev_risk"), show_label=False, type="pil", format="png", interactive=False,
                            height=420, scale=3, elem_id="ev-risk")
@@ -269,14 +280,12 @@ def handlers(settings, guard):
         report, out = evaluate_set(settings, choice, data, thr, mirror,
                                    progress=progress_bar(progress, lang, "predicting"), source=source)
         # the picture itself, not its path: files under DATA_DIR are never served
-        matrix = Image.open(out / MATRIX).convert("RGB")
-        before = (out / MATRIX_BEFORE).exists()
-        matrix_before = gr.Image(Image.open(out / MATRIX_BEFORE).convert("RGB") if before else None, visible=before)
+        matrix = side_by_side(out / MATRIX, out / MATRIX_BEFORE)
         calibrated = (read_calibration(model_path(settings, choice)) or {}).get("threshold")
         chosen = thr or calibrated or settings.low_confidence  # as the Classify tab falls back
         picture, line = risk_view(out, calibrated, chosen, lang)
         return (summary_markdown(report, lang), matrix, per_class_table(report, lang), counts_table(report, lang),
-                str(out.name), "", [], picture, chosen, line, calibrated, matrix_before)
+                str(out.name), "", [], picture, chosen, line, calibrated)
 
     @shown
     def on_pick(name, calibrated, chosen, lang):
@@ -306,7 +315,7 @@ def wire(ui, settings, guard):
     run_inputs = [ui.password, ui.model, ui.dataset, ui.threshold, ui.tta, ui.source]
     ui.start.click(on.run, run_inputs,
                    [ui.summary, ui.matrix_image, ui.per_class, ui.counts, ui.out_state, ui.cell_title, ui.gallery,
-                    ui.risk, ui.pick, ui.pick_line, ui.calibrated_state, ui.matrix_before],
+                    ui.risk, ui.pick, ui.pick_line, ui.calibrated_state],
                    concurrency_limit=1, concurrency_id="evaluate", api_name="evaluate",
                    validator=guard.door(run_inputs, ui.password, "do_evaluate", costly=True))
     upload_event(ui.upload, settings, guard, ui.password, ui.summary, ui.dataset, "evaluate_upload")

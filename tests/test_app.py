@@ -148,7 +148,8 @@ def test_evaluate_tab_through_the_api(client, app_url):
     # the risk-coverage picture, with the slider at the model's calibrated threshold and what it does
     assert os.path.getsize(risk) > 10_000 and chosen == pytest.approx(0.904, abs=0.001)
     assert line.startswith("At 0.90: **100.0%** of the animal photos answered")
-    assert "Accuracy 100.0%" in summary and "on 4 of 5 images" in summary and "1 labelled none" in summary
+    assert "Balanced accuracy 100.0%" in summary and "accuracy 100.0% (" in summary
+    assert "on 4 of 5 images" in summary and "1 labelled none" in summary
     assert os.path.getsize(matrix) > 10_000
     rows = {r[0]: r for r in per_class["data"]}
     assert rows["cat 猫"][1] == 1 and rows["cat 猫"][3] == 1.0
