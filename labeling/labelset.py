@@ -10,6 +10,8 @@ Three sources (:data:`SOURCES`): ``reviewed`` (reviewed where decided: the defau
 
 from dataclasses import dataclass, field
 
+from .audit import Audit
+
 SOURCES = ("reviewed", "before", "reviewed_only")
 
 
@@ -43,9 +45,10 @@ def labels_of(store, dataset, source: str | None = None) -> LabelSet:
     if source not in SOURCES:
         raise ValueError(f"unknown label source {source!r}: choose one of {', '.join(SOURCES)}")
     out = LabelSet(name, source, photos=len(rows))
+    disputed = Audit(store, name).disputed()  # two blind reviewers disagree: unreviewed until a third decides
     for r in rows:
         machine = r["machine_label"] if r["machine_source"] != "model" else None
-        human = r["human_label"]
+        human = r["human_label"] if r["id"] not in disputed else None
         if machine is not None:
             out.before[r["key"]] = machine
         out.reviewed += human is not None

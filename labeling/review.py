@@ -28,6 +28,7 @@ from evaluation.metrics import review_change
 from i18n import Message, column_names, say
 from uploads import imported, pending_imports
 
+from .audit import Audit
 from .labelset import labels_of
 from .llm import BatchStopped, autolabel
 from .providers import labeler_from
@@ -37,7 +38,7 @@ from .suspects import label_sure, model_key, predict_store, rank, sure
 
 EXPORTS = Path(tempfile.gettempdir()) / "animals10-exports"  # never under DATA_DIR, which is not served
 SMALL_BATCH = 128  # images without a prediction that Start waits for (about a second), rather than open unranked
-STATUSES = ["all", "unreviewed", "accepted", "corrected"]
+STATUSES = ["all", "unreviewed", "accepted", "corrected", "audit"]  # audit: the audit photos, labelled blind
 SORTS = ["suspicion", "model confidence", "key"]
 IMPACT_COLUMNS = ("labels", "scored", "accuracy", "cat_recall", "dog_precision")  # keys of col_<name>
 
@@ -111,7 +112,8 @@ class Review:
         if image is not None:
             session["history"].append(image)
         session["current"] = image
-        return (*self.view(image, queue, session.get("lang", "en")), session)
+        session["blind"] = Filters.of(filters).status == "audit"  # an audit photo shows no label, no one's answer
+        return (*self.view(image, queue, session.get("lang", "en"), session["blind"]), session)
 
     def decide(self, session: dict, choice: str, filters) -> tuple:
         """Record ``choice`` (a class, ``"none"``, or ``"accept"`` the current label) for the open image, then open
@@ -121,6 +123,8 @@ class Review:
         if current is None:
             raise ReviewError("rv_err_no_image")
         if choice == "accept":
+            if session.get("blind"):
+                raise ReviewError("rv_err_blind_accept")
             choice = self.store.state([current])[0]["label"]
             if choice is None:
                 raise ReviewError("rv_err_no_label")
@@ -234,12 +238,15 @@ class Review:
             self._ranked = ((stamp, last_event), rows)
         return rows
 
-    def queue(self, filters: "Filters | tuple" = ()) -> list[dict]:
+    def queue(self, filters: "Filters | tuple" = (), reviewer: str | None = None) -> list[dict]:
         """The images the ``filters`` let through, in their order (:class:`Filters`; a tuple of their values in
         field order, as the tab's dropdowns give them, works too)."""
         status, label, predicted, llm_only, sort = astuple(Filters.of(filters))
         rows = list(self.ranked())  # a copy: sorting it must not reorder the cached ranking
-        if status != "all":
+        if status == "audit":  # the audit photos this reviewer has not labelled yet, in random order (blind)
+            todo = self.audit_todo(reviewer)
+            rows = sorted((r for r in rows if r["id"] in todo), key=lambda r: todo[r["id"]])
+        elif status != "all":
             rows = [r for r in rows if r["status"] == status]
         if label != "all":
             rows = [r for r in rows if (r["label"] or "").startswith(OTHER)] if label == "other" else \
@@ -257,19 +264,23 @@ class Review:
 
     def next_image(self, session: dict, filters) -> tuple[int | None, list[dict]]:
         since = self.store.version()[0]  # the last event before the queue is read
-        rows = self.queue(filters)
+        rows = self.queue(filters, session["reviewer"])
         seen = set(session["history"])
         image = self.store.claim_next([r["id"] for r in rows if r["id"] not in seen], session["holder"], since)
         return image, rows
 
     # -- views -------------------------------------------------------------------------------------------------
 
-    def view(self, image_id: int | None, queue: list[dict] | None = None, lang: str = "en") -> tuple:
+    def view(self, image_id: int | None, queue: list[dict] | None = None, lang: str = "en",
+             blind: bool = False) -> tuple:
         """(photo, details markdown, progress markdown) for one image, in ``lang``; ``queue`` is the ranked queue it
-        came from (passed on, so a key press ranks the store once, not twice)."""
+        came from (passed on, so a key press ranks the store once, not twice). ``blind``: an audit photo, shown with
+        nothing that says what it is."""
         if image_id is None:
             return None, say(lang, "rv_empty_queue"), self.progress(lang)
         row = next(r for r in (queue if queue is not None else self.ranked()) if r["id"] == image_id)
+        if blind:
+            return thumbnail(row["file"], 900), say(lang, "rv_audit_blind", n=len(queue or [])), self.progress(lang)
         clf = self.slot.get()
         probs = self.store.cached_prediction(model_key(clf), image_id)  # one row, not the whole cache
         top3 = ", ".join(f"{display_name(c)} {p:.0%}" for c, p in clf.top_k(np.asarray(probs), 3)) if probs else "-"
@@ -292,6 +303,38 @@ class Review:
         except ImageError as e:
             picture, lines = None, lines + [f"⚠️ {plain(self.scrub(e.said(lang)))}"]
         return picture, "\n\n".join(lines), self.progress(lang)
+
+    # -- how many wrong labels are left (labeling.audit) --------------------------------------------------------
+
+    def audit_todo(self, reviewer: str | None) -> dict:
+        """``{image id: order}`` of the audit photos ``reviewer`` has not labelled yet: every data set's audit
+        photos nobody labelled, and those two reviewers disagree on (for a third decision)."""
+        todo = {}
+        for d in self.store.datasets():
+            for it in Audit(self.store, d["name"]).items():
+                who = dict(it["decisions"])
+                labels = list(who.values())
+                open_ = not labels or (len(labels) == 2 and labels[0] != labels[1]) or (len(labels) == 1)
+                if open_ and reviewer not in who:
+                    todo[it["image_id"]] = hash((it["image_id"], it["drawn_at"]))  # a fixed, shuffled order
+        return todo
+
+    def audit_draw(self, folder, size: int) -> int:
+        """Draw a new audit of ``size`` photos among the unreviewed ones of the data set at ``folder``."""
+        name = self._dataset_name(folder)
+        return Audit(self.store, name).draw(self.ranked(), int(size))
+
+    def audit_state(self, folder) -> tuple[dict, int]:
+        """The audit's estimate for the data set at ``folder`` (:meth:`labeling.audit.Audit.state`) and its size."""
+        name = self._dataset_name(folder)
+        rows = [r for r in self.state() if r["dataset"] == name]
+        return Audit(self.store, name).state({r["id"] for r in rows if r["human_label"] is None}), len(rows)
+
+    def _dataset_name(self, folder) -> str:
+        try:
+            return self.store.dataset(folder)["name"]
+        except ValueError:
+            raise ReviewError("rv_err_not_imported") from None
 
     def heatmap(self, session: dict | None):
         """Where the serving model looked in the open image, for the class it predicts (Grad-CAM), or None when no

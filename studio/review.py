@@ -11,6 +11,7 @@ import gradio as gr
 from classifier.classes import CLASSES, NONE, WATCHED, class_keys, display_name, rows_of
 from classifier.images import ImageError, thumbnail
 from i18n import Message, say
+from labeling.audit import verdict
 from labeling.review import IMPACT_COLUMNS, SORTS, STATUSES, Filters, Review
 from labeling.scorecard import COLUMNS as SCORECARD_COLUMNS
 from uploads import imported
@@ -41,6 +42,7 @@ def build(settings, slot, guard, T=T):
     filters_panel(ui, review)
     review_panel(ui)
     bulk_panel(ui)
+    audit_panel(ui, settings)
     impact_panel(ui)
     ui.filters = [getattr(ui, f.name) for f in fields(Filters)]  # in the order Filters takes them
     ui.view_outputs = [ui.photo, ui.details, ui.progress_md, ui.session]
@@ -48,6 +50,7 @@ def build(settings, slot, guard, T=T):
     wire_bulk(ui, review, guard)
     wire_imports(ui, review, guard, settings)
     wire_autolabel(ui, review, guard, settings)
+    wire_audit(ui, review, guard, settings)
     return {"review": review, "label": ui.label, "predicted": ui.predicted, "status": ui.status,
             "progress": ui.progress_md}
 
@@ -125,6 +128,58 @@ def bulk_panel(ui):
         ui.bulk_md = gr.Markdown()
         ui.bulk_gallery = gr.Gallery(columns=8, height=240, label=T("rv_sample"))
         ui.bulk_button = gr.Button(T("rv_accept_all"))
+
+
+def audit_panel(ui, settings):
+    """How many wrong labels are left: draw a blind audit, see the estimate against a target."""
+    with gr.Accordion(T("rv_audit"), open=False):
+        gr.Markdown(T("rv_audit_help"))
+        with gr.Row():
+            ui.audit_set = dataset_dropdown(settings, T("rv_audit_set"))
+            ui.audit_size = gr.Number(60, precision=0, minimum=3, maximum=5000, label=T("rv_audit_size"))
+            ui.audit_target = gr.Number(1.0, minimum=0, maximum=100, label=T("rv_audit_target"))
+        with gr.Row():
+            ui.audit_draw = gr.Button(T("rv_audit_draw"), elem_id="rv-audit-draw")
+            ui.audit_estimate = gr.Button(T("rv_audit_estimate"), elem_id="rv-audit-estimate")
+        ui.audit_md = gr.Markdown(elem_id="rv-audit-line")
+
+
+def audit_line(state: dict, photos: int, target: float, lang: str) -> str:
+    """The audit's estimate in words: the count left with its interval, the target's verdict, the reviewers'
+    agreement."""
+    if not state.get("drawn"):
+        return say(lang, "rv_audit_none")
+    lines = [say(lang, "rv_audit_line", decided=state["decided"], drawn=state["drawn"], left=state["left"],
+                 est=state["estimate"], low=state["low"], high=state["high"])]
+    limit = target / 100 * photos
+    key = "rv_audit_met" if verdict(state, photos, target / 100) else "rv_audit_not_met"
+    lines.append(say(lang, key, target=target, photos=photos, limit=limit, high=state["high"]))
+    if state["pairs"]:
+        kappa = "-" if state["kappa"] is None else f"{state['kappa']:.2f}"
+        lines.append(say(lang, "rv_audit_kappa", pairs=state["pairs"], kappa=kappa, disputed=len(state["disputed"]),
+                         keys=", ".join(map(str, state["disputed"][:10])) or "-"))
+    return "\n\n".join(lines)
+
+
+def wire_audit(ui, review, guard, settings):
+    @shown
+    def on_draw(pw, folder, size, lang):
+        guard.require(pw, "do_labels")
+        if not folder:
+            raise Message("rv_err_pick_folder")
+        return say(lang, "rv_audit_drawn", n=review.audit_draw(settings.dataset_path(folder), size))
+
+    @shown
+    def on_estimate(folder, target, lang):
+        if not folder:
+            raise Message("rv_err_pick_folder")
+        state, photos = review.audit_state(settings.dataset_path(folder))
+        return audit_line(state, photos, float(target or 0), lang)
+
+    inputs = [ui.password, ui.audit_set, ui.audit_size]
+    ui.audit_draw.click(on_draw, inputs, ui.audit_md, api_name="audit_draw",
+                        validator=guard.door(inputs, ui.password, "do_labels"))
+    ui.audit_estimate.click(on_estimate, [ui.audit_set, ui.audit_target], ui.audit_md, api_name="audit_estimate")
 
 
 def impact_panel(ui):

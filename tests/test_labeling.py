@@ -12,7 +12,7 @@ from conftest import FIXTURES, ROOT
 from fake_openai import FakeGLM, error, ok, sleep
 from PIL import Image
 
-from classifier.classes import NONE
+from classifier.classes import CLASSES, NONE
 from classifier.labels import LabelFileError, parse_label
 from labeling.glm import GLMLabeler
 from labeling.llm import BatchStopped, OpenAICompatibleLabeler, autolabel, encode_image, parse_reply
@@ -644,3 +644,65 @@ def test_reviewed_labels_export_as_an_imagefolder_and_a_datasets_folder(store, t
     assert len(loaded) == 3 and rows == [("src/a", "cat", "dog", "ann"), ("src/b", "cat", "cat", None),
                                          ("src/c", "none", "none", None)]
     assert loaded[0]["image"].size == (8, 8)  # the photos themselves, read by datasets
+
+
+def test_a_blind_audit_estimates_the_wrong_labels_left_and_two_reviewers_agreement(tmp_path):
+    """The demo set (100 photos, 10 labels wrong): an audit drawn among the unreviewed photos is labelled blind (no
+    label shown, accept refused), the estimate's interval holds the true count left, two reviewers' kappa is shown,
+    and a photo they disagree on counts as unreviewed until a third decides."""
+    import csv
+    import shutil
+
+    from classifier.serving import ModelSlot
+    from labeling.audit import estimate
+    from labeling.labelset import labels_of
+    from labeling.review import Review, ReviewError
+    from settings import Settings
+    from studio.review import audit_line
+
+    demo = ROOT / "assets" / "demo"
+    folder = tmp_path / "data" / "datasets" / "demo"
+    shutil.copytree(demo, folder, ignore=shutil.ignore_patterns("sources.csv"))
+    truth = {r["file"].split(".")[0]: r["class"] for r in csv.DictReader(open(demo / "sources.csv"))}
+    settings = Settings(data_dir=tmp_path / "data", data_roots=(tmp_path / "data" / "datasets",))
+    review = Review(settings, ModelSlot(settings.model_path))
+    audit = ("audit", "all", "all", False, "suspicion")
+    _, _, _, ann = review.start("ann", audit)
+    review.import_folder(ann, folder)
+    review.predict_in_background(wait=120)
+    assert review.audit_draw(folder, 30) == 30
+    _, details, _, ann = review.start("ann", audit, ann)
+    assert "Audit photo" in details and "LLM said" not in details and "**Model:**" not in details  # blind
+    assert not any(c in details for c in CLASSES)  # not its label, not anyone's answer
+    with pytest.raises(ReviewError, match="labelled blind"):
+        review.decide(ann, "accept", audit)
+    keys = {r["id"]: r["key"] for r in review.store.state()}
+    seen = []
+    while ann["current"] is not None:  # ann labels every audit photo, correctly
+        seen.append(ann["current"])
+        *_, ann = review.decide(ann, truth[keys[ann["current"]]], audit)
+    assert len(seen) == 30
+    state, photos = review.audit_state(folder)
+    wrong_left = sum(1 for r in review.store.state() if r["human_label"] is None
+                     and r["machine_label"] != truth[r["key"]])
+    assert state["decided"] == 30 and state["low"] <= wrong_left <= state["high"] and photos == 100
+    line = audit_line(state, photos, 50.0, "en")
+    assert "Wrong labels left" in line and "Target met" in line  # 50% is surely met
+    assert "Target not met" in audit_line(state, photos, 0.0, "en")
+    _, _, _, bob = review.start("bob", audit)  # a second reviewer labels the same photos blind
+    first = True
+    while bob["current"] is not None:
+        label = truth[keys[bob["current"]]]
+        if first:  # one disagreement
+            label, disputed, first = ("cat" if label != "cat" else "dog"), bob["current"], False
+        *_, bob = review.decide(bob, label, audit)
+    state, _ = review.audit_state(folder)
+    assert state["pairs"] == 30 and state["disputed"] == [disputed] and 0.9 < state["kappa"] < 1
+    assert keys[disputed] not in labels_of(review.store, "demo").labels or \
+        labels_of(review.store, "demo").labels[keys[disputed]] != "cat" or truth[keys[disputed]] == "cat"
+    assert labels_of(review.store, "demo").reviewed == 29  # the disputed photo is unreviewed until a third decides
+    _, _, _, cy = review.start("cy", audit)
+    assert cy["current"] == disputed  # only the disputed photo is left for a third reviewer
+    review.decide(cy, truth[keys[disputed]], audit)
+    assert labels_of(review.store, "demo").reviewed == 30
+    assert estimate([(100, 30, 0)])["high"] < estimate([(100, 30, 15)])["low"]  # more found wrong, more left
