@@ -245,7 +245,8 @@ ALLOWED = {*CLASSES, "GLM", "GLM-4V", "LLM", "API", "AUROC", "TTA", "CPU", "GPU"
            "EfficientNet-Lite", "json", "results", "zip", "tar", "csv", "jpg", "png", "webp", "Ctrl", "Enter",
            "Animals-", "English", "datasets", "demo", "tiny", "DATA_DIR", "DATA_ROOTS", "ADMIN_PASSWORD", "runs",
            "source", "class", "none", "Grad-CAM", "TFLite", "float", "ONNX", "LLM_API_KEY", "ZHIPUAI_API_KEY",
-           "LLM_BASE_URL", "LLM_MODEL", "LLM_PROVIDER", "LLM_COST_PER_IMAGE", "OpenAI", "openai"}
+           "LLM_BASE_URL", "LLM_MODEL", "LLM_PROVIDER", "LLM_COST_PER_IMAGE", "OpenAI", "openai", "ImageFolder",
+           "Hugging", "Face", "Cohen", "kappa"}
 
 
 def english_words(page, also_allowed=()):
