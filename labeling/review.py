@@ -340,7 +340,7 @@ class Review:
         """Where the serving model looked in the open image, for the class it predicts (Grad-CAM), or None when no
         image is open or the file cannot be read (the view says why)."""
         current = (session or {}).get("current")
-        if current is None:
+        if current is None or session.get("blind"):  # an audit photo: not even where the model looked
             return None
         try:
             return self.slot.explainer().explain(self.store.state([current])[0]["file"], side=640)[0]

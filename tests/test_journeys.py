@@ -422,3 +422,33 @@ def test_fix_the_demo_sets_wrong_labels_then_evaluate_on_the_reviewed_labels(pag
 
 
 KEYS = dict(zip(CLASSES, "1234567890"))  # the review keys of the ten classes (classifier.classes.class_keys)
+
+
+def test_draw_a_blind_audit_label_it_and_read_what_is_left(page, tmp_path):
+    proc, url, data = launch(tmp_path, prepare=lambda d: shutil.rmtree(d / "datasets" / "demo"))  # the real demo
+    try:
+        page.goto(url)
+        page.get_by_role("tab", name="Review labels").click()
+        page.get_by_label("Your name (recorded with each decision)").fill("kim")
+        page.locator("#rv-demo").click()
+        page.get_by_text("suspicion rank").first.wait_for(timeout=90_000)
+        page.get_by_role("button", name="How many wrong labels are left? (a blind audit)").click()
+        page.get_by_label("Data set", exact=True).click()
+        page.get_by_role("option", name="datasets/demo").click()
+        page.get_by_label("Audit size (photos)").fill("10")
+        page.locator("#rv-audit-draw").click()
+        page.get_by_text("Drew 10 photos to audit").first.wait_for(timeout=30_000)
+        page.get_by_label("Status").click()
+        page.get_by_role("option", name="audit (label blind)").click()
+        page.get_by_text("Audit photo: which of the ten is it?").first.wait_for(timeout=30_000)
+        panel = page.locator("#review-panel").inner_text()
+        assert "LLM said:" not in panel and "Model:" not in panel and "label from" not in panel  # blind
+        for left in (9, 8):
+            page.locator("#rv-class-1").click()  # butterfly, whatever it is: the estimate still runs
+            page.get_by_text(f"{left} audit photos left for you").first.wait_for(timeout=30_000)
+        page.locator("#rv-audit-estimate").click()
+        page.get_by_text("Wrong labels left").first.wait_for(timeout=30_000)
+        assert page.get_by_text("2 of 10 photos labelled blind").count() >= 1
+    finally:
+        proc.terminate()
+        proc.wait(30)
