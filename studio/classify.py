@@ -73,9 +73,11 @@ def model_line(clf, lang: str = "en") -> str:
     """``model: NAME, 95.8% accuracy on 285 held-out photos, served by LiteRT``: which model serves, how good it
     measured, and which engine runs it, in the user's language (as for :func:`classify_image`)."""
     meta = clf.meta
-    if "accuracy" in meta:
-        return say(lang, "model_measured", name=clf.name, accuracy=meta["accuracy"], n=meta.get("test_images", "?"),
-                   engine=clf.engine_name)
+    if "accuracy" in meta:  # read off the model's own card: its recalls' mean is the balanced figure
+        recalls = list((meta.get("per_class_recall") or {}).values())
+        balanced = sum(recalls) / len(recalls) if recalls else meta["accuracy"]
+        return say(lang, "model_measured", name=clf.name, balanced=balanced, accuracy=meta["accuracy"],
+                   n=meta.get("test_images", "?"), engine=clf.engine_name)
     return say(lang, "model_unmeasured", name=clf.name, engine=clf.engine_name)
 
 

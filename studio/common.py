@@ -170,3 +170,24 @@ def evaluations_of(settings, folder) -> int:
         except (OSError, ValueError):
             continue
     return count
+
+
+DEFAULT = "default"  # the served default model, among the model choices
+
+
+def model_choices(settings):
+    """``[(label, value)]``: the default model, then every finished training run (newest first). Values are names,
+    never server paths; :func:`model_path` finds the file."""
+    from training.runs import RunStore
+
+    return [(f"★ {Path(settings.model_path).name}", DEFAULT)] + \
+        [(f"▶ {name}", f"run: {name}") for name in RunStore(settings).finished()]
+
+
+def model_path(settings, choice):
+    """The model file of a :func:`model_choices` value; raises ``RunError`` for anything else."""
+    from training.runs import RunStore
+
+    if choice in (None, "", DEFAULT):
+        return Path(settings.model_path)
+    return RunStore(settings).model(str(choice).removeprefix("run: "))

@@ -23,35 +23,21 @@ from evaluation.plots import figure_image, risk_coverage_figure
 from evaluation.run import MATRIX, MATRIX_BEFORE, PER_IMAGE, evaluate_folder
 from i18n import Message, column_names, language, say
 from labeling.labelset import SOURCES
-from training.runs import RunStore
 
 from .common import (
+    DEFAULT,
     T,
     dataset_dropdown,
     fill_at_load,
     headed,
+    model_choices,
+    model_path,
     progress_bar,
     shown,
     store_labels,
     upload_box,
     upload_event,
 )
-
-DEFAULT = "default"
-
-
-def model_choices(settings):
-    """``[(label, value)]``: the default model, then every finished training run (newest first). Values are names,
-    never server paths; :func:`model_path` finds the file."""
-    return [(f"★ {Path(settings.model_path).name}", DEFAULT)] + \
-        [(f"▶ {name}", f"run: {name}") for name in RunStore(settings).finished()]
-
-
-def model_path(settings, choice):
-    """The model file of a :func:`model_choices` value; raises ``RunError`` for anything else."""
-    if choice in (None, "", DEFAULT):
-        return Path(settings.model_path)
-    return RunStore(settings).model(str(choice).removeprefix("run: "))
 
 
 def evaluation_dir(settings, name: str) -> Path:

@@ -27,6 +27,7 @@ from .common import (
     evaluations_of,
     fill_at_load,
     headed,
+    model_choices,
     shown,
     store_labels,
     upload_box,
@@ -110,8 +111,9 @@ def split_choices(store):
 
 
 def export_choices(settings, store):
-    """The default model, then every finished run (newest first)."""
-    return [(f"★ {Path(settings.model_path).name}", "default"), *store.finished()]
+    """The default model, then every finished run (newest first): the one list of models (values without the
+    ``run:`` prefix, as the run store names them)."""
+    return [(label, value.removeprefix("run: ")) for label, value in model_choices(settings)]
 
 
 def settings_panel(ui, settings, store):

@@ -131,3 +131,22 @@ def test_more_classes_than_keys_is_refused_clearly():
 
     with pytest.raises(ValueError, match="add keys to classifier.classes.KEY_ROW"):
         class_keys(tuple(f"c{i}" for i in range(len(KEY_ROW) + 1)))
+
+
+def test_a_tabs_handlers_are_plain_functions_a_test_can_call(tmp_path):
+    """No server needed: a handler group is built from its dependencies and called with a request object."""
+    import gradio as gr
+
+    from settings import Settings
+    from studio.evaluate import handlers
+    from studio.guard import Guard
+
+    settings = Settings(data_dir=tmp_path)
+    on = handlers(settings, Guard(settings))
+    request = gr.Request(headers={"accept-language": "zh-CN"})
+    threshold, line = on.use(request, "20261206-run", 0.42)
+    assert threshold == 0.42 and "0.42" in line and any("\u4e00" <= ch <= "\u9fff" for ch in line)  # in Chinese
+    import pytest
+
+    with pytest.raises(gr.Error):  # no evaluation yet: a refusal in the viewer's words
+        on.use(request, None, 0.42)

@@ -118,3 +118,13 @@ def test_inference_model_folds_batchnorm_and_matches(trained_like):
     x = np.random.default_rng(2).uniform(0, 255, (3, 224, 224, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(fast(x)), np.asarray(trained_like(x)), atol=1e-4)
     assert fast.get_layer("head") is trained_like.get_layer("head")
+
+
+def test_the_model_line_shows_balanced_accuracy_read_off_the_models_card(default_classifier):
+    from studio.classify import model_line
+
+    meta = default_classifier.meta
+    balanced = sum(meta["per_class_recall"].values()) / len(meta["per_class_recall"])
+    line = model_line(default_classifier)
+    assert f"balanced accuracy {balanced:.1%} (accuracy {meta['accuracy']:.1%}) on {meta['test_images']}" in line
+    assert "平衡准确率" in model_line(default_classifier, "zh")

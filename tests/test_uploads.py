@@ -277,3 +277,14 @@ def test_what_a_killed_upload_left_is_removed_at_the_next_start_but_not_a_runnin
     os.utime(stale, (hour_ago, hour_ago))
     settings.install_demo()
     assert not stale.exists() and running.exists() and (tmp_path / "datasets" / "demo").is_dir()
+
+
+def test_names_show_as_text_and_urls_are_not_made_links():
+    from escaping import cell, plain
+
+    shown = plain('<img src=x> ![a](http://h/x.png) http://evil.example/x www.evil.example =1+1')
+    assert "<img" not in shown and "&lt;img" in shown and "\\!\\[a\\]" in shown
+    assert "http://evil" not in shown and "www.evil" not in shown  # a zero-width space breaks the autolink
+    assert shown.replace("\u200b", "").count("evil.example") == 2  # the text itself is all there
+    assert [cell(v) for v in ("=1+1", "+x", "-2", "@a", "\tx", "\rx", "ok", 3, None)] == \
+        ["'=1+1", "'+x", "'-2", "'@a", "'\tx", "'\rx", "ok", 3, None]
