@@ -18,6 +18,9 @@ MAX_DATASET_MB  size limit of an uploaded data set, unpacked (also Gradio's limi
                 default 500
 SERVING_ENGINE  litert (default: the model converted once to .tflite) or keras
 MODEL_CACHE     where converted .tflite models are kept; default DATA_DIR/tflite
+PERSIST_DIR     where what must outlive the host is kept (a Storage Bucket mounted as a folder): every label write
+                journaled as a new small file, uploaded data sets copied once; a start without a label store
+                rebuilds it from there (labeling/journal.py)
 """
 
 import hmac
@@ -48,17 +51,22 @@ class Settings:
     max_upload_mb: int = 20
     max_dataset_mb: int = 500
     min_free_mb: int = 1024  # below this much free disk, uploads are refused (the label store keeps room to write)
+    persist_dir: Path | None = None  # where what must outlive the host goes (labeling.journal): a mounted bucket
     data_roots: tuple = ()
     serving_engine: str = "litert"
     model_cache: Path = None
 
     @property
     def persistent(self) -> bool:
-        """False on a Hugging Face Space whose DATA_DIR is not on the mounted persistent storage (/data)."""
-        if not os.environ.get("SPACE_ID"):
-            return True
-        data = self.data_dir.resolve()
-        return data == Path("/data") or Path("/data") in data.parents
+        """False on a Hugging Face Space without ``PERSIST_DIR``: its disk, ``DATA_DIR`` included, is wiped at every
+        restart (Spaces have no persistent disk any more; a Storage Bucket mounted as a folder is PERSIST_DIR)."""
+        return bool(self.persist_dir) or not os.environ.get("SPACE_ID")
+
+    def journal(self):
+        """The journal in ``PERSIST_DIR`` (:class:`labeling.journal.Journal`), or None when it is not set."""
+        from labeling.journal import Journal
+
+        return Journal(self.persist_dir) if self.persist_dir else None
 
     @property
     def llm_ready(self) -> bool:
@@ -129,6 +137,7 @@ class Settings:
             max_upload_mb=int(env.get("MAX_UPLOAD_MB") or d.max_upload_mb),
             max_dataset_mb=int(env.get("MAX_DATASET_MB") or d.max_dataset_mb),
             min_free_mb=int(env.get("MIN_FREE_MB") or d.min_free_mb),
+            persist_dir=Path(env["PERSIST_DIR"]) if env.get("PERSIST_DIR") else None,
             serving_engine=env.get("SERVING_ENGINE") or d.serving_engine,
             model_cache=Path(env.get("MODEL_CACHE") or data_dir / "tflite"),
         )

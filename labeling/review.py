@@ -6,6 +6,7 @@ previous and undo, bulk accept, import, auto-label, export, and what is shown of
 do raise :class:`ReviewError`, whose message says what to do.
 """
 
+import contextlib
 import re
 import shutil
 import sys
@@ -29,6 +30,7 @@ from i18n import Message, column_names, say
 from uploads import imported, pending_imports
 
 from .audit import Audit
+from .journal import JournalError
 from .labelset import labels_of
 from .llm import BatchStopped, autolabel
 from .providers import labeler_from
@@ -70,12 +72,31 @@ class Review:
 
     def __init__(self, settings, slot, scrub=str):
         self.settings, self.slot, self.scrub = settings, slot, scrub
-        self.store = LabelStore(settings.data_dir / "labels.db")
+        self.journal = settings.journal()
+        self.store = self._open_store()
         self.autolabel_cancel, self.autolabel_lock = threading.Event(), threading.Lock()
         # (store version, result) of the last reading of each: read again only when the version moved
         self._state, self._probs, self._ranked = (None, None), (None, None), (None, None)
         self._predict_lock, self._predicted_for, self.predicting = threading.Lock(), None, None
         self.finish_imports()
+
+    def _open_store(self) -> LabelStore:
+        """The label store; with a journal in PERSIST_DIR and no store on the local disk (a host restarted), the
+        kept data sets are copied back and the store is rebuilt from the journal first, before anything is served."""
+        path = self.settings.data_dir / "labels.db"
+        fresh = not path.exists()
+        if self.journal and fresh:
+            self.settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+            restored = self.journal.restore_datasets(self.settings.uploads_dir)
+            events = LabelStore(path).restore(self.journal)
+            print(f"restored from PERSIST_DIR: {events} label events, data sets {restored or 'none'}",
+                  file=sys.stderr, flush=True)
+        return LabelStore(path, self.journal)
+
+    def keep(self, folder) -> None:
+        """Copy an uploaded data set to PERSIST_DIR once, so it comes back with its labels after a restart."""
+        if self.journal:
+            self.journal.keep_dataset(folder)
 
     def finish_imports(self) -> None:
         """Import the uploaded data sets whose import a killed process left unfinished (they are not listed until
@@ -89,6 +110,14 @@ class Review:
                 continue
             imported(folder)
             print(f"upload {folder.name}: import finished at start", file=sys.stderr, flush=True)
+
+    @contextlib.contextmanager
+    def _saving(self):
+        """A write the journal could not keep was not made: the reviewer is told, in words."""
+        try:
+            yield
+        except JournalError:
+            raise ReviewError("rv_err_not_saved") from None
 
     # -- a reviewer's session -----------------------------------------------------------------------------------
 
@@ -128,7 +157,8 @@ class Review:
             choice = self.store.state([current])[0]["label"]
             if choice is None:
                 raise ReviewError("rv_err_no_label")
-        self.store.decide(current, choice, session["reviewer"])
+        with self._saving():
+            self.store.decide(current, choice, session["reviewer"])
         return self.show_next(session, filters)
 
     def previous(self, session: dict) -> tuple:
@@ -145,7 +175,8 @@ class Review:
     def undo(self, session: dict) -> tuple[tuple, int]:
         """Undo the reviewer's latest decision (a whole bulk accept if it was one) and reopen its image."""
         self.check(session)
-        images = self.store.undo(session["reviewer"])
+        with self._saving():
+            images = self.store.undo(session["reviewer"])
         if not images:
             raise ReviewError("rv_err_undo")
         self.store.claim(images[0], session["holder"])
@@ -158,7 +189,8 @@ class Review:
         rows = self.bulk_candidates(threshold)
         if not rows:
             raise ReviewError("rv_err_bulk")
-        self.store.accept_many([r["id"] for r in rows], session["reviewer"])
+        with self._saving():
+            self.store.accept_many([r["id"] for r in rows], session["reviewer"])
         return len(rows)
 
     def import_folder(self, session: dict | None, folder: Path, author: str | None = None, lang: str = "en") -> str:

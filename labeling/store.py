@@ -82,8 +82,9 @@ SOME = "IN (SELECT value FROM json_each(:ids))"
 class LabelStore:
     """A label database file; safe to use from many threads and processes at once."""
 
-    def __init__(self, path):
+    def __init__(self, path, journal=None):
         self.path = Path(path)
+        self.journal = journal  # a labeling.journal.Journal: every write also lasts there, or is not made
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
@@ -106,15 +107,36 @@ class LabelStore:
 
     @contextlib.contextmanager
     def transaction(self):
-        """One write transaction (``BEGIN IMMEDIATE``): all of it is saved, or none of it."""
+        """One write transaction (``BEGIN IMMEDIATE``): all of it is saved, or none of it. With a journal, the rows
+        it added are written there before it commits; if they cannot be, it is rolled back."""
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
+                before = _last_ids(con) if self.journal else None
                 yield con
+                if self.journal:
+                    rows = _rows_since(con, before)
+                    if any(rows.values()):
+                        self.journal.write(rows)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+
+    def restore(self, journal) -> int:
+        """Rebuild an empty store from ``journal`` (its rows inserted with their own ids, in order; the current
+        labels derived again); returns how many events came back."""
+        events = 0
+        with self.transaction() as con:
+            for rows in journal.read():
+                for table in ("datasets", "images", "events"):
+                    for row in rows.get(table, []):
+                        columns = ", ".join(row)
+                        con.execute(f"INSERT OR IGNORE INTO {table} ({columns}) VALUES "
+                                    f"({', '.join('?' * len(row))})", tuple(row.values()))
+                events += len(rows.get("events", []))
+            _refresh(con, None)
+        return events
 
     def query(self, sql: str, params=()) -> list[dict]:
         with self._connect() as con:
@@ -430,6 +452,18 @@ def _refresh(con, image_ids):
         rows = con.execute(CURRENT_SQL.format(where=f"AND e.image_id {SOME}"), {"ids": ids})
     con.executemany("INSERT INTO current (image_id, human_label, reviewer, machine_label, machine_source, "
                     "llm_label, llm_reply, llm_status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.fetchall())
+
+
+def _last_ids(con) -> dict:
+    """The highest id of each journaled table, at the start of a transaction."""
+    return {t: con.execute(f"SELECT COALESCE(MAX(id), 0) FROM {t}").fetchone()[0] for t in ("datasets", "images",
+                                                                                          "events")}
+
+
+def _rows_since(con, before: dict) -> dict:
+    """The rows a transaction added to the journaled tables (ids above ``before``), as dicts."""
+    return {t: [dict(r) for r in con.execute(f"SELECT * FROM {t} WHERE id > ? ORDER BY id", (before[t],))]
+            for t in before}
 
 
 def _dataset(con, root, now):

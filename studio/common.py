@@ -108,6 +108,8 @@ def receive_upload(settings, files, progress: gr.Progress, lang: str = "en",
     facts = add_dataset(paths, settings.uploads_dir, settings.max_dataset_mb,
                         lambda done, total: progress(done / total if total else None,
                                                      desc=say(lang, "up_unpacking", n=done)), importer)
+    if settings.persist_dir and importer is None:  # kept in PERSIST_DIR once (a Review upload: once imported)
+        settings.journal().keep_dataset(facts["path"])
     bad = facts["unreadable"]
     labels = say(lang, "up_labels", n=facts["labels"]) if facts["labels"] is not None else ""
     unreadable = say(lang, "up_unreadable", n=len(bad),

@@ -31,6 +31,7 @@ def build(settings, slot, guard, T=T):
     across tabs: ``{"review"`` (the :class:`Review`), ``"label", "predicted", "status"`` (filters), ``"progress"}``."""
     review = Review(settings, slot, guard.scrub)
     ui = SimpleNamespace(session=gr.State(None))
+    gr.Markdown(T("rv_kept_persist") if settings.persist_dir else T("rv_kept_local"))  # where labels are kept
     if not settings.persistent:
         gr.Markdown(T("rv_not_persistent"))
     with gr.Row():
@@ -317,6 +318,7 @@ def import_handlers(review, guard, settings):
             folder = facts["path"]
         line = f"{line} {review.import_folder(None, folder, name or 'upload', lang)}".strip()
         imported(folder)  # listed from now on (a kill before this: the import finishes at the next start)
+        review.keep(folder)  # and copied once to PERSIST_DIR, if set
         review.predict_in_background(wait=30)  # a small set (the demo's 100) opens ranked, even on a busy CPU
         # a toast too: the accordion holding the status line may be closed
         gr.Info(line.replace("**", "").replace("\\", ""), title=say(lang, "note_title"))

@@ -706,3 +706,41 @@ def test_a_blind_audit_estimates_the_wrong_labels_left_and_two_reviewers_agreeme
     review.decide(cy, truth[keys[disputed]], audit)
     assert labels_of(review.store, "demo").reviewed == 30
     assert estimate([(100, 30, 0)])["high"] < estimate([(100, 30, 15)])["low"]  # more found wrong, more left
+
+
+def test_the_journal_brings_every_decision_back_and_refuses_what_it_cannot_keep(tmp_path):
+    from labeling.journal import Journal, JournalError
+
+    journal = Journal(tmp_path / "persist")
+    store = LabelStore(tmp_path / "a" / "labels.db", journal)
+    images = make_images(tmp_path / "set", ["0", "1", "2"])
+    (tmp_path / "set" / "results.json").write_text(json.dumps({"0": "dog", "1": "dog", "2": "null"}))
+    store.import_folder(images, tmp_path / "set" / "results.json")
+    ids = {r["key"]: r["id"] for r in store.state()}
+    store.decide(ids["0"], "cat", "ann")
+    store.decide(ids["2"], "sheep", "bob")
+    store.undo("bob")
+    store.accept_many([ids["1"]], "ann")
+    files = sorted(journal.events.iterdir())
+    kept = {p.name: p.read_bytes() for p in files}
+    store.decide(ids["2"], "horse", "ann")
+    assert all((journal.events / n).read_bytes() == b for n, b in kept.items())  # written once, never touched
+    assert len(list(journal.events.iterdir())) == len(files) + 1  # one new file a decision, no temporary names
+    restored = LabelStore(tmp_path / "b" / "labels.db")  # an empty DATA_DIR
+    assert restored.restore(journal) == len(store.query("SELECT id FROM events"))
+    fields = "SELECT id, image_id, label, source, author, undoes, created_at FROM events ORDER BY id"
+    assert restored.query(fields) == store.query(fields)  # authors and times too
+    assert restored.labels(dataset="set") == store.labels(dataset="set") == {"0": "cat", "1": "dog", "2": "horse"}
+    # the last file cut in half by a crash: skipped with a log line, the rest comes back
+    last = sorted(journal.events.iterdir())[-1]
+    last.write_bytes(last.read_bytes()[: len(last.read_bytes()) // 2])
+    again = LabelStore(tmp_path / "c" / "labels.db")
+    again.restore(journal)
+    assert again.labels(dataset="set") == {"0": "cat", "1": "dog", "2": "none"}  # all but the cut decision
+    assert again.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
+    # an unwritable journal: the decision is refused, not half-made
+    broken = LabelStore(tmp_path / "a" / "labels.db", Journal(tmp_path / "not-a-folder"))
+    (tmp_path / "not-a-folder").write_text("a file where the folder should be")
+    with pytest.raises(JournalError):
+        broken.decide(ids["1"], "cow", "ann")
+    assert store.labels(dataset="set")["1"] == "dog"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import urllib.request
 
 import pytest
 from conftest import EXAMPLES, ROOT
-from gradio_client import Client
+from gradio_client import Client, handle_file
 from test_app import free_port
 
 from labeling.store import LabelStore
@@ -260,3 +261,50 @@ def test_a_model_trained_on_a_data_set_says_so_in_review_and_evaluate(tmp_path):
     other = Settings(data_dir=data, data_roots=(data / "datasets",))  # the shipped default never saw them
     report, _ = evaluate_set(other, "default", "datasets/seen")
     assert "trained on photos of this data set" not in summary_markdown(report)
+
+
+def test_every_acknowledged_decision_survives_a_kill_and_an_empty_disk(tmp_path):
+    """kill -9 while a reviewer decides through the API, DATA_DIR deleted (a Space restarting), the app started
+    again on the same PERSIST_DIR: the uploaded data set and every acknowledged decision are back, with author and
+    time; then the same with the last journal file cut in half."""
+    import signal
+    import zipfile
+
+    persist = tmp_path / "bucket"
+    archive = tmp_path / "set.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(40):
+            zf.write(EXAMPLES / ("cat.jpg", "dog.jpg")[i % 2], f"testdata/{i}.jpg")
+        zf.writestr("results.json", json.dumps({str(i): "dog" for i in range(40)}))  # half of them wrong
+    proc, url, data = launch(tmp_path / "a", PERSIST_DIR=str(persist))
+    client = Client(url, verbose=False)
+    *_, details, _ = client.predict([handle_file(str(archive))], "ann", "", *FILTERS, api_name="/review_upload")
+    acknowledged = []
+    for _ in range(34):
+        key = re.search(r"set-\w+/(\d+)\.jpg", details).group(1)
+        _, details, _ = client.predict("", *FILTERS, api_name="/label_cat")
+        acknowledged.append(key)  # the answer came: the decision is acknowledged
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    shutil.rmtree(data)  # the host restarted: the local disk is empty
+
+    def restart(where):
+        proc, url, data = launch(where, lambda d: shutil.rmtree(d / "datasets"), PERSIST_DIR=str(persist))
+        proc.terminate()
+        proc.wait(30)
+        store = LabelStore(data / "labels.db")
+        back = {e["key"]: e for e in store.query(
+            "SELECT i.key, e.label, e.author, e.created_at FROM events e JOIN images i ON i.id = e.image_id "
+            "WHERE e.source = 'human'")}
+        return store, back, data
+
+    store, back, data = restart(tmp_path / "b")
+    assert set(acknowledged) <= set(back) and all(back[k]["author"] == "ann" and back[k]["label"] == "cat"
+                                                  and back[k]["created_at"] > 0 for k in acknowledged)
+    assert store.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
+    assert len(list((data / "datasets").glob("set-*/*.jpg"))) == 40  # the data set came back too
+    last = sorted((persist / "journal").iterdir())[-1]  # a crash cut the last file short
+    last.write_bytes(last.read_bytes()[: len(last.read_bytes()) // 2])
+    store, back, _ = restart(tmp_path / "c")
+    assert len(set(acknowledged) & set(back)) >= len(acknowledged) - 1  # only the cut decision is missing
+    assert store.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok"

@@ -30,5 +30,6 @@ def test_persistence_is_judged_on_spaces_only(tmp_path, monkeypatch):
     monkeypatch.delenv("SPACE_ID", raising=False)
     assert Settings.from_env({"DATA_DIR": str(tmp_path)}).persistent
     monkeypatch.setenv("SPACE_ID", "someone/animals")
-    assert not Settings.from_env({"DATA_DIR": str(tmp_path)}).persistent
-    assert Settings.from_env({"DATA_DIR": "/data/studio"}).persistent
+    assert not Settings.from_env({"DATA_DIR": str(tmp_path)}).persistent  # a Space's disk is wiped at restart
+    assert not Settings.from_env({"DATA_DIR": "/data/studio"}).persistent  # /data is no longer persistent there
+    assert Settings.from_env({"DATA_DIR": str(tmp_path), "PERSIST_DIR": str(tmp_path / "bucket")}).persistent
