@@ -21,6 +21,8 @@ MODEL_CACHE     where converted .tflite models are kept; default DATA_DIR/tflite
 PERSIST_DIR     where what must outlive the host is kept (a Storage Bucket mounted as a folder): every label write
                 journaled as a new small file, uploaded data sets copied once; a start without a label store
                 rebuilds it from there (labeling/journal.py)
+HF_DATASET_REPO, HF_TOKEN  optional: the reviewed labels and their history pushed to this dataset repository every
+                HUB_PUSH_MINUTES (default 10) and on demand (labeling/hub.py)
 """
 
 import hmac
@@ -52,6 +54,9 @@ class Settings:
     max_dataset_mb: int = 500
     min_free_mb: int = 1024  # below this much free disk, uploads are refused (the label store keeps room to write)
     persist_dir: Path | None = None  # where what must outlive the host goes (labeling.journal): a mounted bucket
+    hf_dataset_repo: str = ""  # owner/name: the reviewed labels pushed there (labeling.hub), with hf_token
+    hf_token: str = field(default="", repr=False)
+    hub_push_minutes: float = 10
     data_roots: tuple = ()
     serving_engine: str = "litert"
     model_cache: Path = None
@@ -138,6 +143,8 @@ class Settings:
             max_dataset_mb=int(env.get("MAX_DATASET_MB") or d.max_dataset_mb),
             min_free_mb=int(env.get("MIN_FREE_MB") or d.min_free_mb),
             persist_dir=Path(env["PERSIST_DIR"]) if env.get("PERSIST_DIR") else None,
+            hf_dataset_repo=env.get("HF_DATASET_REPO", ""), hf_token=env.get("HF_TOKEN", ""),
+            hub_push_minutes=float(env.get("HUB_PUSH_MINUTES") or d.hub_push_minutes),
             serving_engine=env.get("SERVING_ENGINE") or d.serving_engine,
             model_cache=Path(env.get("MODEL_CACHE") or data_dir / "tflite"),
         )

@@ -30,6 +30,7 @@ from i18n import Message, column_names, say
 from uploads import imported, pending_imports
 
 from .audit import Audit
+from .hub import HubPush
 from .journal import JournalError
 from .labelset import labels_of
 from .llm import BatchStopped, autolabel
@@ -74,6 +75,7 @@ class Review:
         self.settings, self.slot, self.scrub = settings, slot, scrub
         self.journal = settings.journal()
         self.store = self._open_store()
+        self.hub = self._hub()
         self.autolabel_cancel, self.autolabel_lock = threading.Event(), threading.Lock()
         # (store version, result) of the last reading of each: read again only when the version moved
         self._state, self._probs, self._ranked = (None, None), (None, None), (None, None)
@@ -92,6 +94,24 @@ class Review:
             print(f"restored from PERSIST_DIR: {events} label events, data sets {restored or 'none'}",
                   file=sys.stderr, flush=True)
         return LabelStore(path, self.journal)
+
+    def _hub(self):
+        """The scheduled push to HF_DATASET_REPO, if set (a failure to reach the Hub is one log line, not a failed
+        start: the labels stay in the store, and in PERSIST_DIR)."""
+        if not self.settings.hf_dataset_repo:
+            return None
+        try:
+            return HubPush(self.settings, self.store)
+        except Exception as e:  # noqa: BLE001 - the network, the token, the repository: any of them
+            print(f"hub: {self.settings.hf_dataset_repo} cannot be pushed to ({type(e).__name__}); pushing is off",
+                  file=sys.stderr, flush=True)
+            return None
+
+    def push_to_hub(self) -> dict:
+        """Push the reviewed labels now; ``{data set: labelled photos}``."""
+        if self.hub is None:
+            raise ReviewError("rv_err_no_hub")
+        return self.hub.push_now()
 
     def keep(self, folder) -> None:
         """Copy an uploaded data set to PERSIST_DIR once, so it comes back with its labels after a restart."""

@@ -79,6 +79,7 @@ def admin_panel(ui, settings):
         with gr.Row():
             ui.export_button = gr.Button(T("rv_export"))
             ui.export_set_button = gr.Button(T("rv_export_set"), elem_id="rv-export-set")
+            ui.hub_button = gr.Button(T("rv_push_hub"), visible=bool(settings.hf_dataset_repo))
             ui.files = gr.File(label=T("downloads"), file_count="multiple", height=90)
         ui.admin_status = gr.Markdown()
 
@@ -390,6 +391,12 @@ def autolabel_handlers(review, guard, settings):
         return review.export()
 
     @shown
+    def on_push(pw, lang):
+        guard.start(pw, "do_export")
+        counts = review.push_to_hub()
+        return say(lang, "rv_pushed", repo=settings.hf_dataset_repo, n=sum(counts.values()), sets=len(counts))
+
+    @shown
     def on_export_set(pw, folder):
         guard.start(pw, "do_export")
         if not folder:
@@ -397,7 +404,7 @@ def autolabel_handlers(review, guard, settings):
         return review.export_formats(settings.dataset_path(folder))
 
     return SimpleNamespace(plan=plan_line, run=on_autolabel, cancel=on_cancel, export=on_export,
-                           export_set=on_export_set)
+                           export_set=on_export_set, push=on_push)
 
 
 def wire_autolabel(ui, review, guard, settings):
@@ -414,6 +421,8 @@ def wire_autolabel(ui, review, guard, settings):
                            validator=guard.door([ui.session, ui.password], ui.password, "do_labels"))
     ui.export_button.click(on.export, ui.password, ui.files, api_name="export", concurrency_id="export",
                            validator=guard.door([ui.password], ui.password, "do_export", costly=True))
+    ui.hub_button.click(on.push, ui.password, ui.admin_status, api_name="push_to_hub", concurrency_id="export",
+                        validator=guard.door([ui.password], ui.password, "do_export", costly=True))
     ui.export_set_button.click(on.export_set, [ui.password, ui.dataset], ui.files, api_name="export_dataset",
                                concurrency_id="export",
                                validator=guard.door([ui.password, ui.dataset], ui.password, "do_export", costly=True))

@@ -744,3 +744,26 @@ def test_the_journal_brings_every_decision_back_and_refuses_what_it_cannot_keep(
     with pytest.raises(JournalError):
         broken.decide(ids["1"], "cow", "ann")
     assert store.labels(dataset="set")["1"] == "dog"
+
+
+def test_what_is_pushed_to_the_hub_is_the_reviewed_labels_and_their_history(store, tmp_path):
+    from labeling.hub import HubPush, snapshot
+    from settings import Settings
+
+    images = make_images(tmp_path / "set", ["0", "1", "2"])
+    (tmp_path / "set" / "results.json").write_text(json.dumps({"0": "dog", "1": "cat", "2": "null"}))
+    store.import_folder(images, tmp_path / "set" / "results.json")
+    ids = {r["key"]: r["id"] for r in store.state()}
+    store.decide(ids["0"], "cat", "=ann")
+    counts = snapshot(store, tmp_path / "hub")
+    assert counts == {"set": 3}
+    assert json.loads((tmp_path / "hub" / "labels" / "set.json").read_text()) == {"0": "cat", "1": "cat", "2": "null"}
+    rows = list(csv.DictReader(open(tmp_path / "hub" / "labels" / "set.csv")))
+    assert rows[0]["label"] == "cat" and rows[0]["label_before_review"] == "dog" and rows[0]["decided_by"] == "'=ann"
+    assert rows[0]["decided_at"] and not rows[1]["decided_at"]
+    history = list(csv.DictReader(open(tmp_path / "hub" / "history.csv")))
+    assert any(h["author"] == "'=ann" for h in history)  # the history is spreadsheet-safe
+    assert sorted(p.name for p in (tmp_path / "hub").rglob("*") if p.is_file()) == \
+        ["README.md", "history.csv", "set.csv", "set.json"]  # labels only: no photos, no database
+    with pytest.raises(ValueError, match="HF_DATASET_REPO"):
+        HubPush(Settings(data_dir=tmp_path), store).push_now()  # not configured: said plainly
