@@ -21,13 +21,6 @@ import time
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-# every photo unreviewed at the draw, with its stratum (so what is left of each stratum is known exactly later);
-# ``sampled`` marks the audit's own photos
-AUDIT_TABLE = """CREATE TABLE IF NOT EXISTS audit_items (
-    image_id INTEGER PRIMARY KEY REFERENCES images(id), audit TEXT NOT NULL, stratum INTEGER NOT NULL,
-    stratum_size INTEGER NOT NULL, sampled INTEGER NOT NULL, label_before TEXT, drawn_at REAL NOT NULL)"""
-
-
 SURE = 0.9  # the classifier's probability for the label above which an agreeing photo is in the last stratum
 FIRST_SHARE = 0.2  # of the audit, at most, for the first stratum (where the classifier disagrees)
 
@@ -90,12 +83,11 @@ def kappa(first: list, second: list) -> float | None:
 
 
 class Audit:
-    """The audit of one data set in a label store (its ``audit_items`` table; the latest audit drawn counts)."""
+    """The audit of one data set in a label store (its ``audit_items`` table, :mod:`labeling.store`'s schema; the
+    latest audit drawn counts)."""
 
     def __init__(self, store, dataset: str):
         self.store, self.dataset = store, dataset
-        with store.transaction() as con:
-            con.execute(AUDIT_TABLE)
 
     def draw(self, ranked_rows: list[dict], size: int, seed: int | None = None) -> int:
         """Draw a new audit among the unreviewed photos of ``ranked_rows`` (the queue's rows, most suspicious first,
@@ -105,7 +97,6 @@ class Audit:
         chosen = draw(stratify(rows), size, int(time.time()) if seed is None else seed)
         audit, now = f"{self.dataset}-{time.time():.3f}", time.time()
         with self.store.transaction() as con:
-            con.execute(AUDIT_TABLE)
             con.execute("DELETE FROM audit_items WHERE image_id IN (SELECT i.id FROM images i JOIN datasets d ON "
                         "d.id = i.dataset_id WHERE d.name = ?)", (self.dataset,))
             con.executemany("INSERT INTO audit_items VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -48,8 +48,7 @@ def hf_folder(store, dataset, folder, source: str | None = None) -> dict:
     labels, photos = _photos(store, dataset, source)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    decided = {r["image_id"]: r["at"] for r in store.query(
-        "SELECT image_id, MAX(created_at) AS at FROM events WHERE source = 'human' GROUP BY image_id")}
+    decided = store.decision_times()
     with open(folder / "metadata.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["file_name", "label", "label_before_review", "decided_by", "decided_at", "key"])

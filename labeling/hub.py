@@ -27,8 +27,7 @@ def snapshot(store, folder) -> dict:
     for old in (folder / "labels").glob("*"):
         old.unlink()
     counts = {}
-    decided = {r["image_id"]: r["at"] for r in store.query(
-        "SELECT image_id, MAX(created_at) AS at FROM events WHERE source = 'human' GROUP BY image_id")}
+    decided = store.decision_times()
     for d in store.datasets():
         labels = labels_of(store, d["name"], "reviewed")
         rows = {r["key"]: r for r in store.state(dataset=d["name"])}

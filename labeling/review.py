@@ -495,10 +495,7 @@ class Review:
         ``datasets`` folder (zipped), in a fresh temporary folder (:mod:`labeling.formats`)."""
         from .formats import hf_folder, imagefolder_zip
 
-        try:
-            name = self.store.dataset(folder)["name"]
-        except ValueError:
-            raise ReviewError("rv_err_not_imported") from None
+        name = self._dataset_name(folder)
         out = self._export_dir()
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
         imagefolder_zip(self.store, name, out / f"{safe}-imagefolder.zip")

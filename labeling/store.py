@@ -53,6 +53,11 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE TABLE IF NOT EXISTS current (
     image_id INTEGER PRIMARY KEY REFERENCES images(id), human_label TEXT, reviewer TEXT, machine_label TEXT,
     machine_source TEXT, llm_label TEXT, llm_reply TEXT, llm_status TEXT);
+-- a blind audit (labeling/audit.py): every photo unreviewed at the draw with its stratum, so what is left of each
+-- stratum is known exactly later; ``sampled`` marks the audit's own photos
+CREATE TABLE IF NOT EXISTS audit_items (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id), audit TEXT NOT NULL, stratum INTEGER NOT NULL,
+    stratum_size INTEGER NOT NULL, sampled INTEGER NOT NULL, label_before TEXT, drawn_at REAL NOT NULL);
 """
 
 # Per image, from its effective events (an undo and the event it undoes are both left out): the latest human
@@ -242,6 +247,11 @@ class LabelStore:
                 writer.writerows([[cell(v) for v in row] for row in chunk])
                 count += len(chunk)
         return count
+
+    def decision_times(self) -> dict[int, float]:
+        """``{image id: time of its latest reviewer event}``, for exports that say when a label was decided."""
+        return {r["image_id"]: r["at"] for r in self.query(
+            "SELECT image_id, MAX(created_at) AS at FROM events WHERE source = 'human' GROUP BY image_id")}
 
     def backup(self, path: str | Path) -> str | Path:
         """A consistent copy of the database (SQLite's online backup), safe while others write."""

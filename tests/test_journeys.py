@@ -2,6 +2,7 @@
 (keys, undo, reload), Train (start, progress, confusion matrix, serve). Each journey saves a screenshot into
 ``artifacts/journeys/``; a failing one also saves the page's HTML and console log there."""
 
+import contextlib
 import json
 import shutil
 import time
@@ -11,7 +12,7 @@ from conftest import EXAMPLES, ROOT
 from PIL import Image, ImageOps
 from test_review_app import human_events, launch
 
-from classifier.classes import CLASSES, NONE, display_name
+from classifier.classes import CLASSES, NONE, class_keys, display_name
 
 pytestmark = pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (.ci/run installs it)")
 ARTIFACTS = ROOT / "artifacts" / "journeys"
@@ -376,13 +377,7 @@ def test_fix_the_demo_sets_wrong_labels_then_evaluate_on_the_reviewed_labels(pag
     demo = ROOT / "assets" / "demo"
     truth = {r["file"].split(".")[0]: r["class"] for r in csv.DictReader(open(demo / "sources.csv"))}
     before = read_labels(demo / "results.json")
-    proc, url, data = launch(tmp_path, prepare=lambda d: shutil.rmtree(d / "datasets" / "demo"))  # the real demo
-    try:
-        page.goto(url)
-        page.get_by_role("tab", name="Review labels").click()
-        page.get_by_label("Your name (recorded with each decision)").fill("kim")
-        page.locator("#rv-demo").click()
-        page.get_by_text("suspicion rank").first.wait_for(timeout=90_000)
+    with demo_queue(page, tmp_path):
         wrong, fixed = {k for k in truth if before.get(k) != parse_label(truth[k])}, {}
         assert len(wrong) == 10
         while wrong - set(fixed) and len(fixed) < 40:  # suspects first: the wrong labels are met near the top
@@ -416,17 +411,15 @@ def test_fix_the_demo_sets_wrong_labels_then_evaluate_on_the_reviewed_labels(pag
         page.get_by_role("button", name="Review impact: the model against the labels before and after review").click()
         page.get_by_role("button", name="Compute").click()
         page.get_by_text(f"{acc_after:.1%}").first.wait_for(timeout=60_000)  # the same figure, the same computation
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
-KEYS = dict(zip(CLASSES, "1234567890"))  # the review keys of the ten classes (classifier.classes.class_keys)
+KEYS = dict(zip(CLASSES, class_keys()))  # the Review tab's key of each class
 
 
-def test_draw_a_blind_audit_label_it_and_read_what_is_left(page, tmp_path):
-    from playwright.sync_api import expect
-
+@contextlib.contextmanager
+def demo_queue(page, tmp_path):
+    """An app on a fresh DATA_DIR with the shipped 100-photo demo set, loaded by kim in the Review tab: its queue
+    open, suspects first."""
     proc, url, data = launch(tmp_path, prepare=lambda d: shutil.rmtree(d / "datasets" / "demo"))  # the real demo
     try:
         page.goto(url)
@@ -434,6 +427,16 @@ def test_draw_a_blind_audit_label_it_and_read_what_is_left(page, tmp_path):
         page.get_by_label("Your name (recorded with each decision)").fill("kim")
         page.locator("#rv-demo").click()
         page.get_by_text("suspicion rank").first.wait_for(timeout=90_000)
+        yield url, data
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_draw_a_blind_audit_label_it_and_read_what_is_left(page, tmp_path):
+    from playwright.sync_api import expect
+
+    with demo_queue(page, tmp_path):
         page.get_by_role("button", name="How many wrong labels are left? (a blind audit)").click()
         page.get_by_label("Data set", exact=True).click()
         page.get_by_role("option", name="datasets/demo").click()
@@ -451,6 +454,3 @@ def test_draw_a_blind_audit_label_it_and_read_what_is_left(page, tmp_path):
         page.locator("#rv-audit-estimate").click()
         expect(page.locator("#rv-audit-line")).to_contain_text("2 of 10 photos labelled blind", timeout=30_000)
         expect(page.locator("#rv-audit-line")).to_contain_text("Wrong labels left")
-    finally:
-        proc.terminate()
-        proc.wait(30)
