@@ -1,4 +1,9 @@
-"""The Keras classifier: a backbone plus the original project's dense head, built, saved and loaded in one way.
+"""The Keras classifier: a backbone plus a head, built, saved and loaded in one way.
+
+Two heads: ``dense`` (the original project's, trained by gradient descent, then fine-tuned with the backbone) and
+``linear`` (a linear probe: one softmax layer over the ten classes and "none of the ten", fitted by logistic
+regression on the frozen backbone's features; its none column is folded away by a fixed selection layer, so the
+model still gives ten probabilities, which sum to less than one on a photo of none of them).
 
 Two file forms load the same way with :func:`load_model`:
 
@@ -6,8 +11,8 @@ Two file forms load the same way with :func:`load_model`:
 - ``.npz`` (compact): only the weights that differ from the packaged ImageNet backbone, plus metadata. The
   default model in ``assets/`` uses it to stay far below 10 MB, so a Space needs no Git LFS.
 
-Metadata (name, backbone, measured accuracy...) is a dict kept inside the ``.npz`` or in a ``.json`` file
-beside a ``.keras`` file. Predicting is :class:`classifier.predictor.Classifier`'s job (LiteRT or Keras).
+Metadata (name, backbone, input size, head, measured accuracy...) is a dict kept inside the ``.npz`` or in a
+``.json`` file beside a ``.keras`` file. Predicting is :class:`classifier.predictor.Classifier`'s job (LiteRT or Keras).
 """
 
 import json
@@ -21,9 +26,12 @@ from .backbones import DEFAULT_BACKBONE, build_backbone, inference_backbone
 from .classes import CLASSES
 from .modelfile import DEFAULT_MODEL, META_KEY, model_meta, npz_meta
 
+HEADS = ("dense", "linear")
 
-def build_classifier(backbone=DEFAULT_BACKBONE, weights="imagenet", num_classes=len(CLASSES), size=None):
-    """Backbone + head: GAP, Dropout 0.5, Dense 512 swish, BatchNorm, Dropout 0.3, Dense 256 swish, softmax.
+
+def build_classifier(backbone=DEFAULT_BACKBONE, weights="imagenet", num_classes=len(CLASSES), size=None,
+                     head="dense"):
+    """Backbone + global average pooling + ``head`` (:func:`build_head`).
 
     The backbone is a nested model named after it and always runs in inference mode, so its BatchNorm
     statistics never change, also when some of its layers are fine-tuned later. ``size``: the input size in
@@ -33,12 +41,26 @@ def build_classifier(backbone=DEFAULT_BACKBONE, weights="imagenet", num_classes=
     inputs = keras.Input(base.input_shape[1:], name="image")
     features = base(inputs, training=False)
     pooled = layers.GlobalAveragePooling2D(name="avg_pool")(features)
-    outputs = build_head(pooled.shape[-1], num_classes)(pooled)
+    outputs = build_head(pooled.shape[-1], num_classes, head)(pooled)
     return keras.Model(inputs, outputs, name=f"{backbone}_animals10")
 
 
-def build_head(feature_dim, num_classes=len(CLASSES)):
-    """The dense head on pooled backbone features (its own model, so it can train on cached features)."""
+def build_head(feature_dim, num_classes=len(CLASSES), kind="dense"):
+    """The head on pooled backbone features (its own model, so it can train on cached features).
+
+    ``dense``: Dropout 0.5, Dense 512 swish, BatchNorm, Dropout 0.3, Dense 256 swish, softmax. ``linear``: softmax
+    over ``num_classes + 1`` (the last is none of them), then a fixed layer that keeps the first ``num_classes``
+    columns (plain Keras layers, so the model loads in safe mode and converts to TFLite as it is).
+    """
+    if kind == "linear":
+        return keras.Sequential([
+            keras.Input((feature_dim,), name="features"),
+            layers.Dense(num_classes + 1, activation="softmax", dtype="float32", name="probabilities_and_none"),
+            layers.Dense(num_classes, use_bias=False, trainable=False, dtype="float32", name="probabilities",
+                         kernel_initializer=keras.initializers.Identity()),  # eye(n + 1, n): drops none
+        ], name="head")
+    if kind != "dense":
+        raise ValueError(f"unknown head {kind!r}; choose one of {', '.join(HEADS)}")
     return keras.Sequential([
         keras.Input((feature_dim,), name="features"),
         layers.Dropout(0.5, name="dropout_1"),
@@ -77,7 +99,7 @@ def save_compact(model, path, meta, dtype="float32"):
     stored under the fresh build's names, which :func:`load_model` assigns by. ``dtype="float16"`` halves the file
     for models whose fine-tuned backbone blocks would not fit under 10 MB (measure the stored model afterwards).
     """
-    reference = build_classifier(meta["backbone"], weights="imagenet").weights
+    reference = _reference(meta).weights
     if len(reference) != len(model.weights):
         raise ValueError("the model's layout differs from build_classifier's; save it as .keras instead")
     arrays = {}
@@ -99,10 +121,16 @@ def load_model(path=None):
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
             meta = npz_meta(data)
-            model = build_classifier(meta["backbone"], weights="imagenet")
+            model = _reference(meta)
             by_path = {v.path: v for v in model.weights}
             for key in data.files:
                 if key != META_KEY:
                     by_path[key].assign(data[key].astype(by_path[key].dtype))
         return model, meta
     return keras.saving.load_model(path, compile=False, safe_mode=True), model_meta(path)
+
+
+def _reference(meta):
+    """A fresh ImageNet build of the layout ``meta`` describes (backbone, input size, head)."""
+    return build_classifier(meta["backbone"], weights="imagenet", size=meta.get("size"),
+                            head=meta.get("head", "dense"))

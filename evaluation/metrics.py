@@ -93,15 +93,20 @@ def text_report(labels: list[str], predictions: list[str | None], classes=CLASSE
 
 def per_source(labels: list[str], predictions: list[str | None], sources: list[str | None], classes=CLASSES,
                n_boot: int = 1000, seed: int = 0) -> dict:
-    """Accuracy with its 95% interval for each source (parallel lists; a source may be None, left out):
-    ``{source: {"n_scored", "accuracy", "accuracy_ci95"}}``, sources sorted by name."""
+    """Accuracy and balanced accuracy with their 95% intervals for each source (parallel lists; a source may be
+    None, left out): ``{source: {"n_scored", "balanced_accuracy", "balanced_accuracy_ci95", "accuracy",
+    "accuracy_ci95"}}``, sources sorted by name."""
     out = {}
     for source in sorted({s for s in sources if s is not None}):
         pairs = [(lab, p) for lab, p, s in zip(labels, predictions, sources)
                  if s == source and lab in classes and p is not None]
         y_true = np.array([classes.index(lab) for lab, _ in pairs], int)
         y_pred = np.array([classes.index(p) for _, p in pairs], int)
-        out[source] = {"n_scored": len(pairs), "accuracy": float((y_true == y_pred).mean()) if pairs else None,
+        present = np.unique(y_true)
+        out[source] = {"n_scored": len(pairs),
+                       "balanced_accuracy": _mean(np.array([(y_pred[y_true == c] == c).mean() for c in present])),
+                       "balanced_accuracy_ci95": balanced_interval(y_true, y_pred, len(classes), n_boot, seed),
+                       "accuracy": float((y_true == y_pred).mean()) if pairs else None,
                        "accuracy_ci95": bootstrap(y_true, y_pred, len(classes), n_boot, seed)[0]}
     return out
 

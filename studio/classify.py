@@ -75,8 +75,9 @@ def model_line(clf, lang: str = "en") -> str:
     meta = clf.meta
     if "accuracy" in meta:  # read off the model's own card: its recalls' mean is the balanced figure
         recalls = list((meta.get("per_class_recall") or {}).values())
-        balanced = sum(recalls) / len(recalls) if recalls else meta["accuracy"]
-        return say(lang, "model_measured", name=clf.name, balanced=balanced, accuracy=meta["accuracy"],
+        balanced = meta.get("balanced_accuracy") or (sum(recalls) / len(recalls) if recalls else meta["accuracy"])
+        key = "model_measured_cv" if meta.get("measured_on") == "out-of-fold" else "model_measured"
+        return say(lang, key, name=clf.name, balanced=balanced, accuracy=meta["accuracy"],
                    n=meta.get("test_images", "?"), engine=clf.engine_name)
     return say(lang, "model_unmeasured", name=clf.name, engine=clf.engine_name)
 

@@ -92,6 +92,58 @@ def test_tiny_run_end_to_end(tiny_data, tiny_none, tmp_path):
     assert compact.threshold == pytest.approx(calibration["threshold"])
 
 
+def test_a_linear_head_run_is_a_probe_calibrated_out_of_fold_that_folds_none_away(tiny_data, tiny_none, tmp_path):
+    run = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "training", "--data", str(tiny_data), "--out", str(run),
+                             "--none", str(tiny_none), "--head", "linear", "--val-split", "0", "--views", "1",
+                             "--size", "160", "--compact", str(tmp_path / "model.npz")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = (run / "train.log").read_text()
+    assert "probe C by cross-validation" in log and "phase 2" not in log
+    oof = json.loads((run / "out_of_fold.json").read_text())
+    assert oof["n_scored"] == 40 and 0 <= oof["balanced_accuracy"] <= 1 and oof["probe_c"] > 0
+    assert "broken.jpg" in log  # unreadable: left out, said
+    calibration = json.loads((run / "calibration.json").read_text())
+    assert calibration["temperature"] == 1.0 and calibration["folded_temperature"] > 0  # folded into the head
+    assert 0 < calibration["threshold"] <= 1 and "out_of_fold_open_set" in calibration
+    from classifier.model import load_model
+    from classifier.predictor import Classifier
+    model, meta = load_model(run / "model.keras")
+    assert (meta["head"], meta["size"], meta["measured_on"]) == ("linear", 160, "out-of-fold")
+    assert meta["balanced_accuracy"] == pytest.approx(oof["balanced_accuracy"]) and model.output_shape == (None, 10)
+    # the compact form is the head alone, and serves through LiteRT as the Keras model does
+    with np.load(tmp_path / "model.npz") as data:
+        assert sorted(data.files) == ["__meta__", "head/probabilities_and_none/bias",
+                                      "head/probabilities_and_none/kernel"]
+    served = Classifier.load(tmp_path / "model.npz", cache_dir=tmp_path / "cache")
+    keras_run = Classifier.load(run / "model.keras", engine="keras")
+    photos = sorted(map(str, tiny_data.glob("*/[0-3].jpg"))) + sorted(map(str, tiny_none.rglob("*.jpg")))
+    p_served, p_keras = served.predict(photos), keras_run.predict(photos)
+    assert served.size == 160 and np.abs(p_served - p_keras).max() < 1e-4
+    assert p_served[:40].sum(1).min() > 0.5 and p_served[40:].sum(1).max() < 0.5  # none's share is folded away
+    assert served.threshold == pytest.approx(calibration["threshold"])
+
+
+def test_the_linear_head_is_the_fitted_pipeline_with_its_temperature_folded_in():
+    from training.probe import head_weights, probabilities, probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(3, 2, (120, 6))
+    y = np.repeat([0, 2, 5, 10], 30)  # classes 1, 3, 4, 6-9 absent; 10 is none
+    x[np.arange(120), y % 6] += 3
+    fitted = probe(0.3).fit(x, y)
+    kernel, bias = head_weights(fitted, temperature=2.0)
+    logits = x @ kernel + bias
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    sharp = probabilities(fitted, x)
+    expected = np.exp(np.log(np.clip(sharp, 1e-30, 1)) / 2.0)
+    expected /= expected.sum(1, keepdims=True)
+    assert kernel.shape == (6, 11) and np.abs(softmax - expected).max() < 1e-5
+    assert softmax[:, [1, 3, 4, 6, 7, 8, 9]].max() < 1e-10  # absent classes are never predicted
+
+
 def test_unknown_class_folder_is_named(tmp_path):
     data = tmp_path / "data"
     (data / "cat").mkdir(parents=True)
@@ -350,6 +402,8 @@ def test_policy_file_overrides_class_by_class_and_bad_ones_are_explained(tmp_pat
     (["--epochs-head", "100000"], "--epochs-head must be a whole number from 0 to 500, not 100000"),
     (["--unfreeze-blocks", "41"], "--unfreeze-blocks must be a whole number from 0 to 40"),
     (["--distill-alpha", "2"], "--distill-alpha must be between 0 and 1"),
+    (["--val-split", "0"], "0 only with --head linear"), (["--size", "2000"], "--size must be between"),
+    (["--head", "linear", "--teacher", "t.keras"], "a linear head is fitted to the labels alone"),
 ])
 def test_flags_no_run_could_use_are_refused(flags, message):
     from training.__main__ import config_from, parse_args

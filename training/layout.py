@@ -12,6 +12,7 @@ CURVES = "train_curves.png"
 LOG = "train.log"  # the pipeline's log
 PROCESS_LOG = "process.log"  # the process's own output (what a crash printed)
 EVAL = "eval"  # eval/val/ and eval/test/: what ``python -m evaluation run`` writes, for each part
+OOF = "out_of_fold.json"  # a linear head's cross-validated report: balanced accuracy, per class, per source
 LABELS = "labels.json"  # the data set's reviewed labels the run trained on, when the label store knew the set
 
 STARTING, RUNNING, DONE, FAILED, CANCELLED = "starting", "running", "done", "failed", "cancelled"

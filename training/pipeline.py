@@ -261,8 +261,9 @@ def prepare_data(cfg, recorder):
 
 
 def require_train_and_val(parts, cfg):
-    """Stop with what to do when a split is empty (Keras' own errors about it say nothing useful)."""
-    for name in ("train", "val"):
+    """Stop with what to do when a split is empty (Keras' own errors about it say nothing useful). A linear head
+    needs no validation photos: it is calibrated out of fold."""
+    for name in ("train", "val") if cfg.head == "dense" else ("train",):
         if not parts.get(name):
             sizes = Counter(it["label"] for items in parts.values() for it in items)
             raise ValueError(
@@ -272,21 +273,25 @@ def require_train_and_val(parts, cfg):
                 "--val DIR (or --split FILE)")
 
 
-def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
-    """Train the head on backbone features computed once: the clean photos plus ``views`` augmented views.
-    With a ``teacher``, its probabilities on each cached view are computed once too and mixed into the targets."""
+def cache_features(model, parts, augmenter, cfg, recorder, size, teacher=None):
+    """Backbone features computed once: the clean training photos, ``views`` augmented views of each, and the
+    validation photos. With a ``teacher``, its probabilities on each cached view are computed once too.
+
+    Returns ``(x, y, photo, soft, (x_val, y_val), dropped)``: a row per view (clean rows first), its label index,
+    its photo's index, the teacher's rows (or None) and the unreadable files left out."""
     extractor = feature_model(model)
     cached, dropped = {}, []
-    work = len(parts["train"]) * (cfg.views + 1) + len(parts["val"])
+    work = len(parts["train"]) * (cfg.views + 1) + len(parts.get("val", []))
     caching = CachingProgress(recorder, work, share=0.15)
     for name in ("train", "val"):
-        with tqdm(total=len(parts[name]), desc=f"{name} features", unit="img", disable=not sys.stdout.isatty()) as bar:
-            feats, ok, errors = extract_features(model, [it["path"] for it in parts[name]],
+        with tqdm(total=len(parts.get(name, [])), desc=f"{name} features", unit="img",
+                  disable=not sys.stdout.isatty()) as bar:
+            feats, ok, errors = extract_features(model, [it["path"] for it in parts.get(name, [])],
                                                  progress=lambda i, n: (bar.update(1), caching.add(1)))
         for (path, message) in errors:
             recorder.log.info(f"unreadable, skipped: {path}: {message}")
         dropped += [p for p, _ in errors]
-        parts[name] = [it for it, good in zip(parts[name], ok) if good]
+        parts[name] = [it for it, good in zip(parts.get(name, []), ok) if good]
         cached[name] = (feats, np.array([label_index(it["label"]) for it in parts[name]], int))
     require_train_and_val(parts, cfg)  # unreadable files may have emptied one
     x, y = cached["train"]
@@ -303,25 +308,62 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
             if teacher is not None:
                 soft.append(teacher_probabilities(teacher, [b]))
         x = np.concatenate([x, *feats])
+    photo = np.tile(np.arange(len(y)), cfg.views + 1)
+    return x, np.tile(y, cfg.views + 1), photo, (np.concatenate(soft) if soft else None), cached["val"], dropped
+
+
+def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
+    """Train the dense head on cached backbone features (:func:`cache_features`); the teacher's probabilities, if
+    any, are mixed into the targets."""
+    x, y_train, _, soft, (x_val, y_val), dropped = cache_features(model, parts, augmenter, cfg, recorder, size,
+                                                                  teacher)
     # Balanced class weights from the readable training photos, times the optional per-class multipliers.
-    weights = class_weights(y[y >= 0], cfg.class_multipliers) if cfg.class_weight == "balanced" else None
-    y_train = np.concatenate([y] * (cfg.views + 1))
+    weights = class_weights(y_train[y_train >= 0], cfg.class_multipliers) if cfg.class_weight == "balanced" else None
     sample_weights = weight_table(weights, cfg.none_weight)[y_train + 1]
     targets = soft_targets(y_train)
     if teacher is not None:
-        targets = cfg.distill_alpha * np.concatenate(soft) + (1 - cfg.distill_alpha) * targets
+        targets = cfg.distill_alpha * soft + (1 - cfg.distill_alpha) * targets
     recorder.log.info(f"phase 1: {len(y_train)} cached training features ({cfg.views} augmented views each; "
                       f"{int((y_train < 0).sum())} of none of the ten)"
                       + (", teacher probabilities mixed into the targets" if teacher is not None else ""))
     head = model.get_layer("head")
     compile_for(head, cfg.lr_head, soft=True)
-    x_val, y_val = cached["val"]
     monitor = EpochMonitor(recorder, 1, cfg.epochs_head, lambda: head.predict(x_val, verbose=0), y_val,
                            0.15, 0.15, "st_head", cfg.none_weight)
     head.fit(x, targets, sample_weight=sample_weights,
              epochs=cfg.epochs_head, batch_size=cfg.batch_size, verbose=0, shuffle=True,
              callbacks=[monitor, *standard_callbacks(recorder.dir, 1, 8)])
-    return dropped, weights
+    return dropped, weights, None
+
+
+def fit_linear(model, parts, augmenter, cfg, recorder, size):
+    """The linear head (:mod:`training.probe`): C by cross-validation on the cached features, the out-of-fold
+    probabilities scored (per source, balanced accuracy first) and turned into the calibration, then one fit on every
+    training row folded into the head's Dense layer. Returns ``(dropped, None, calibration)``."""
+    from evaluation.metrics import evaluate, per_source
+
+    from . import probe
+
+    x, y, photo, _, _, dropped = cache_features(model, parts, augmenter, cfg, recorder, size)
+    clean = np.arange(len(y)) < len(parts["train"])
+    recorder.update(stage="st_head", phase=1)
+    recorder.log.info(f"linear head: {len(parts['train'])} photos, {len(y)} cached rows ({cfg.views} augmented "
+                      f"views each; {int((y[clean] < 0).sum())} photos of none of the ten as an 11th class)")
+    c, oof = probe.cross_validate(x, y, photo, clean, seed=cfg.seed, log=recorder.log.info)
+    calibration = probe.calibration(oof[clean], y[clean])
+    fitted = probe.probe(c).fit(x, np.where(y < 0, len(CLASSES), y))
+    layer = model.get_layer("head").get_layer("probabilities_and_none")
+    layer.set_weights(list(probe.head_weights(fitted, calibration["folded_temperature"], x.shape[1])))
+    inset = [it for it in parts["train"] if it["label"] != NONE]
+    ten = oof[clean][y[clean] >= 0, :len(CLASSES)]
+    labels, predictions = [it["label"] for it in inset], [CLASSES[i] for i in ten.argmax(1)]
+    report = {**evaluate(labels, predictions, ten / ten.sum(1, keepdims=True), n_boot=300), "probe_c": c,
+              "per_source": per_source(labels, predictions, [it.get("source") for it in inset])}
+    (recorder.dir / layout.OOF).write_text(json.dumps(report, indent=2, default=float))
+    recorder.log.info(f"out of fold: balanced accuracy {report['balanced_accuracy']:.4f}, accuracy "
+                      f"{report['accuracy']:.4f} on {report['n_scored']} photos; "
+                      + ", ".join(f"{s} {v['accuracy']:.3f}/{v['n_scored']}" for s, v in report["per_source"].items()))
+    return dropped, None, calibration
 
 
 def teacher_probabilities(teacher, batches):
@@ -381,41 +423,55 @@ def _run(cfg, recorder):
     recorder.update(device=device, stage="st_reading")
     recorder.log.info(f"device: {device}; strategy: {cfg.strategy}")
     parts, facts = prepare_data(cfg, recorder)
-    size = input_size(cfg.backbone)
+    size = cfg.size or input_size(cfg.backbone)
     augmenter = Augmenter(cfg.policies, size, cfg.seed) if cfg.augment else None
+    if cfg.head == "linear":  # a probe: nothing to distribute, no phase 2
+        model = build_classifier(cfg.backbone, size=size, head="linear")
+        dropped, weights, calibration = fit_linear(model, parts, augmenter, cfg, recorder, size)
+        write_config(cfg, weights, facts, device, recorder.dir)
+        return _finish_run(model, parts, cfg, recorder, dropped, calibration)
     strategy = make_strategy(cfg.strategy)
     with strategy.scope():
-        model = build_classifier(cfg.backbone)
+        model = build_classifier(cfg.backbone, size=size)
     with strategy.scope():
         teacher = None
         if cfg.teachers:  # the ensemble's answers join the labels as targets (training/distill.py)
             teacher = teacher_ensemble(cfg.teachers, size)
             recorder.log.info(f"distilling from {', '.join(map(str, cfg.teachers))} "
                               f"(alpha {cfg.distill_alpha})")
-        dropped, weights = phase1(model, parts, augmenter, cfg, recorder, size, teacher)
+        dropped, weights, _ = phase1(model, parts, augmenter, cfg, recorder, size, teacher)
         write_config(cfg, weights, facts, device, recorder.dir)
         if CANCEL["requested"]:
             raise Cancelled
         if cfg.epochs_finetune > 0:
             phase2(model, parts, augmenter, cfg, recorder, size, jit=is_gpu, weights=weights, teacher=teacher)
+    _finish_run(model, parts, cfg, recorder, dropped)
+
+
+def _finish_run(model, parts, cfg, recorder, dropped, calibration=None):
     if CANCEL["requested"]:
         raise Cancelled
     recorder.update(stage="st_evaluating", progress=0.9)
-    meta = finish(model, parts, cfg, recorder, dropped)
+    meta = finish(model, parts, cfg, recorder, dropped, calibration)
     recorder.update(state=layout.DONE, stage="st_finished", ended=time.time(), progress=1.0,
                     accuracy=meta.get("accuracy"), measured_on=meta["measured_on"])
     recorder.log.info(f"done: {recorder.dir / layout.MODEL}")
 
 
-def finish(model, parts, cfg, recorder, dropped):
-    """Save the model and evaluate it on the validation (and test) photos with the evaluation package."""
+def finish(model, parts, cfg, recorder, dropped, calibration=None):
+    """Save the model and evaluate it on the validation (and test) photos with the evaluation package. A linear
+    head brings its ``calibration`` (out of fold); a dense one is calibrated on the validation photos."""
     from evaluation.run import evaluate_folder
 
     keras.mixed_precision.set_global_policy("float32")
     meta = {"name": cfg.name or recorder.dir.name, "backbone": cfg.backbone, "classes": list(CLASSES),
-            "run": str(recorder.dir), "unreadable_skipped": dropped,
+            "size": model.input_shape[1], "head": cfg.head, "run": str(recorder.dir), "unreadable_skipped": dropped,
             "trained_on": [str(Path(d).resolve()) for d in cfg.data]}  # modelfile.trained_on reads it
-    clf = calibrated(Classifier.from_keras(model, meta), parts["val"], recorder)
+    if calibration is None:
+        clf = calibrated(Classifier.from_keras(model, meta), parts["val"], recorder)
+    else:
+        (recorder.dir / "calibration.json").write_text(json.dumps(calibration, indent=2))
+        clf = Classifier(Classifier.from_keras(model, meta).engine, meta, calibration=calibration)
     reports = {}
     for name in ("val", "test"):
         if parts.get(name):
@@ -425,10 +481,12 @@ def finish(model, parts, cfg, recorder, dropped):
     if cfg.test:
         reports["test"] = evaluate_folder(cfg.test, layout.evaluation(recorder.dir, "test"),
                                           labels_path=cfg.labels, classifier=clf)
-    best = reports.get("test") or reports["val"]
-    meta.update(accuracy=best["accuracy"], test_images=best["n_scored"],
+    oof = recorder.dir / layout.OOF
+    best = reports.get("test") or reports.get("val") or json.loads(oof.read_text())
+    meta.update(accuracy=best["accuracy"], balanced_accuracy=best["balanced_accuracy"],
+                balanced_accuracy_ci95=best["balanced_accuracy_ci95"], test_images=best["n_scored"],
                 per_class_recall={c: m["recall"] for c, m in best["per_class"].items()},
-                measured_on="test" if "test" in reports else "val")
+                measured_on="test" if "test" in reports else "val" if "val" in reports else "out-of-fold")
     model.save(recorder.dir / layout.MODEL)
     (recorder.dir / "model.json").write_text(json.dumps(meta, indent=2))
     return meta
