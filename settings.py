@@ -2,7 +2,12 @@
 
 DATA_DIR        where everything written at run time goes (label DB, runs, caches, exports); default ./data
 MODEL_PATH      the model the Classify tab serves at start; default assets/model/default.npz
-ADMIN_PASSWORD  when set, expensive or destructive actions need it
+ADMIN_PASSWORD  when set, expensive or destructive actions need it (with sign-in on, it opens them all too)
+HF_SIGN_IN=1    "Sign in with Hugging Face"; on by itself on a Space with hf_oauth: true (it sets OAUTH_CLIENT_ID).
+                Then label decisions are recorded under the signed-in user's name and need a signed-in reviewer
+REVIEWERS       with sign-in: the Hugging Face users who may decide labels; empty: any signed-in user
+ADMIN_USERS     with sign-in: the Hugging Face users or organisations whose members may import, auto-label, export,
+                evaluate, train and serve; empty: the password alone opens those (or nothing, as today, without one)
 LLM_PROVIDER    who labels photos for auto-label: glm (GLM-4V, Zhipu's error codes; the default while LLM_BASE_URL is
                 Zhipu's) or openai (any OpenAI-compatible vision endpoint: Qwen-VL, a local Ollama, vLLM...)
 LLM_BASE_URL, LLM_MODEL  its endpoint and model; default Zhipu's and glm-4.6v-flash
@@ -58,6 +63,9 @@ class Settings:
     hf_token: str = field(default="", repr=False)
     hub_push_minutes: float = 10
     data_roots: tuple = ()
+    sign_in: bool = False  # "Sign in with Hugging Face" (a Space with hf_oauth: true sets OAUTH_CLIENT_ID)
+    reviewers: tuple = ()  # Hugging Face user names who may decide labels once signed in; empty: any signed-in user
+    admin_users: tuple = ()  # Hugging Face users or organisations whose members may do admin actions once signed in
     serving_engine: str = "litert"
     model_cache: Path = None
 
@@ -77,6 +85,15 @@ class Settings:
     def llm_ready(self) -> bool:
         """Whether auto-label can run: a key is set, or the provider needs none (a local OpenAI-compatible server)."""
         return bool(self.llm_api_key) or self.llm_provider != "glm"
+
+    def is_admin(self, profile) -> bool:
+        """A signed-in Hugging Face profile (``gr.OAuthProfile``, a dict) named in ``ADMIN_USERS``, itself or through
+        one of the organisations its sign-in lists (``orgs``)."""
+        if not profile or not self.admin_users:
+            return False
+        names = {profile.get("preferred_username")} | {o.get("preferred_username") or o.get("name")
+                                                       for o in profile.get("orgs") or [] if isinstance(o, dict)}
+        return bool(names & set(self.admin_users))
 
     def admin_ok(self, password: str | None) -> bool:
         """True when no ADMIN_PASSWORD is set, or ``password`` matches it (compared in constant time)."""
@@ -137,6 +154,8 @@ class Settings:
             data_roots=tuple(roots or [data_dir / "datasets"]),
             model_path=Path(env.get("MODEL_PATH") or d.model_path),
             admin_password=env.get("ADMIN_PASSWORD", ""),
+            sign_in=bool(env.get("OAUTH_CLIENT_ID")) or env.get("HF_SIGN_IN", "") == "1",
+            reviewers=_names(env.get("REVIEWERS")), admin_users=_names(env.get("ADMIN_USERS")),
             **_llm(env, d),
             low_confidence=float(env.get("LOW_CONFIDENCE") or d.low_confidence),
             max_upload_mb=int(env.get("MAX_UPLOAD_MB") or d.max_upload_mb),
@@ -148,6 +167,11 @@ class Settings:
             serving_engine=env.get("SERVING_ENGINE") or d.serving_engine,
             model_cache=Path(env.get("MODEL_CACHE") or data_dir / "tflite"),
         )
+
+
+def _names(value: str | None) -> tuple:
+    """User names from a setting: separated by commas or spaces."""
+    return tuple(n for n in (value or "").replace(",", " ").split() if n)
 
 
 def _llm(env, d) -> dict:

@@ -10,6 +10,8 @@ through ImageDataGenerator.flow_from_dataframe + model.predict, as its predict.p
 - folder throughput (images/s, decode included);
 - app start to first answer (python app.py, then one /classify call through gradio_client) and the app's peak
   memory after it, with SERVING_ENGINE=litert and =keras (the .tflite already cached, as after a first start);
+- a fresh start (what every Space restart is: empty ``DATA_DIR``, empty model cache) to the first answer against
+  ``python -c "import tensorflow, gradio"`` alone, in the same run (``--fresh-start`` alone; goal: at most 0.5x);
 - where the model looked: a Grad-CAM heatmap over the photo (decode, heatmap, overlay: what the Classify and Review
   tabs show) against a plain prediction through the served LiteRT path, p50 per photo (``--heatmap`` alone);
 - the downloads (classifier/export.py): the float16 TFLite file through LiteRT and the ONNX file through
@@ -115,6 +117,23 @@ def app_start_to_first_answer(photo, engine, cache):
         proc.wait()
 
 
+def fresh_start(photo, repeats=3):
+    """Median seconds of ``import tensorflow, gradio`` in a new process and of a fresh app start (empty ``DATA_DIR``
+    and model cache) to its first answer, alternated so both see the same machine."""
+    imports, starts = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import tensorflow, gradio"], check=True, capture_output=True)
+        imports.append(time.perf_counter() - t)
+        starts.append(app_start_to_first_answer(photo, "litert", tempfile.mkdtemp())[0])
+    return float(np.median(imports)), float(np.median(starts))
+
+
+def print_fresh_start(imports, start):
+    print(f"\nfresh start (empty DATA_DIR and model cache) to the first answer: {start:.1f} s; "
+          f"`import tensorflow, gradio` alone: {imports:.1f} s; ratio {start / imports:.2f}x (goal <= 0.5x)")
+
+
 def heatmap_cost(photos, cache):
     """p50/p90 ms of a plain prediction (LiteRT, served) and of a heatmap over the photo, on the same photos."""
     from classifier.heatmap import Explainer
@@ -164,8 +183,11 @@ def main():
     ap.add_argument("--n", type=int, default=200, help="photos in the sample (default: %(default)s)")
     ap.add_argument("--heatmap", action="store_true", help="measure only the heatmap against a plain prediction")
     ap.add_argument("--exports", action="store_true", help="measure only the TFLite and ONNX downloads")
+    ap.add_argument("--fresh-start", action="store_true", help="measure only a fresh start against the imports")
     args = ap.parse_args()
     photos = sample_photos(args.data, args.n)
+    if args.fresh_start:
+        return print_fresh_start(*fresh_start(photos[0]))
     if args.heatmap:
         return print_heatmap_cost(heatmap_cost(photos, tempfile.mkdtemp()))
     if args.exports:
@@ -210,6 +232,7 @@ def main():
     (lite_s, lite_mb), (keras_s, keras_mb) = starts["litert"], starts["keras"]
     print(f"\napp start to first answer: LiteRT {lite_s:.1f} s, Keras {keras_s:.1f} s ({lite_s / keras_s:.2f}x); "
           f"peak memory after it: LiteRT {lite_mb:.0f} MB, Keras {keras_mb:.0f} MB")
+    print_fresh_start(*fresh_start(photos[0]))
     print_heatmap_cost(heatmap_cost(photos, cache))
     print_export_speed(export_speed(photos, cache))
 

@@ -57,10 +57,14 @@ def bundle(model_path=None, cache_dir=None) -> list[str]:
         files.append(folder / f"{name}.{FORMATS[f]}")
         shutil.copy(path, files[-1])
     calibration = read_calibration(model_path) or {}
-    size = input_size(meta.get("backbone", DEFAULT_BACKBONE))
+    size = meta.get("size") or input_size(meta.get("backbone", DEFAULT_BACKBONE))
+    output = "probabilities, before the calibration temperature"
+    if meta.get("head") == "linear":
+        output += ("; they sum to less than 1 where the photo looks like none of the ten (that share is the folded "
+                   "11th class)")
     card = {"name": meta.get("name", name), "classes": list(meta.get("classes", CLASSES)),
             "input": {"shape": [None, size, size, 3], "dtype": "float32", "pixels": "RGB 0-255"},
-            "output": "probabilities, before the calibration temperature",
+            "output": output,
             "temperature": calibration.get("temperature", 1.0), "none_threshold": calibration.get("threshold")}
     files.append(folder / f"{name}.json")
     files[-1].write_text(json.dumps(card, indent=2))

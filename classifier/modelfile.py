@@ -55,6 +55,14 @@ def trained_on(meta: dict) -> set[Path]:
     return {Path(p) for p in meta.get("trained_on", [])}
 
 
+def shipped_tflite(model_path: str | Path) -> Path:
+    """Where a model file's own ``.tflite`` lies when it brings one: beside it, named by its content hash (so a
+    changed model never meets a stale conversion), in float16 (the default's stays under 10 MB, a Space's limit
+    without Git LFS). ``python -m training --compact`` writes it; serving it needs no TensorFlow."""
+    path = Path(model_path)
+    return path.with_name(f"{path.stem}-{content_hash(path)}.float16.tflite")
+
+
 def content_hash(path: str | Path) -> str:
     """A short hash of a model file's bytes: the key of everything made from it (its ``.tflite``, its exports), so a
     retrained file never meets a stale conversion."""

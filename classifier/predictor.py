@@ -8,7 +8,8 @@ Two engines run the same model:
 - ``keras``: the Keras model through a traced ``tf.function`` (BatchNorm folded). Used where LiteRT is missing,
   or when ``SERVING_ENGINE=keras``.
 
-Both give the same probabilities to 1e-4 (tested). This module imports neither TensorFlow nor Keras at load time.
+Both give the same probabilities to 1e-4 (tested); to 3e-3 for a model that brings its own float16 ``.tflite``,
+as the default does. This module imports neither TensorFlow nor Keras at load time.
 """
 
 import contextlib
@@ -23,7 +24,7 @@ import numpy as np
 
 from .classes import CLASSES, NONE, TOP_K
 from .images import ImageError, decode
-from .modelfile import DEFAULT_MODEL, content_hash, default_cache, model_meta, read_calibration
+from .modelfile import DEFAULT_MODEL, content_hash, default_cache, model_meta, read_calibration, shipped_tflite
 
 ENGINES = ("litert", "keras")
 
@@ -44,9 +45,12 @@ def answer(probs: np.ndarray, classes, threshold: float | None) -> str:
 
 
 def convert(model_path: str | Path | None, cache_dir: str | Path | None = None) -> Path:
-    """The ``.tflite`` of a ``.keras``/``.npz`` model, converted once and cached under ``cache_dir`` by the model
-    file's content hash (a retrained run gets a new one). Converting imports TensorFlow; a cached file does not."""
+    """The ``.tflite`` of a ``.keras``/``.npz`` model: the one it brings (:func:`~classifier.modelfile.shipped_tflite`,
+    as the default does), else converted once and cached under ``cache_dir`` by the model file's content hash (a
+    retrained run gets a new one). Converting imports TensorFlow; a brought or cached file does not."""
     model_path = Path(model_path or DEFAULT_MODEL)
+    if shipped_tflite(model_path).exists():
+        return shipped_tflite(model_path)
     out = Path(cache_dir or default_cache()) / f"{model_path.stem}-{content_hash(model_path)}.tflite"
     if out.exists():
         return out

@@ -8,15 +8,11 @@ null-labelled images is reported separately (open set).
 from collections import Counter
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    classification_report,
-    confusion_matrix,
-    precision_recall_fscore_support,
-    top_k_accuracy_score,
-)
 
 from classifier.classes import CLASSES, NONE, OTHER
+
+# scikit-learn is imported by the functions that use it: the app imports this module at start, and sklearn's import
+# takes a second that the first answer does not need
 
 
 def evaluate(labels: list[str], predictions: list[str | None], probs: np.ndarray | None = None,
@@ -32,6 +28,8 @@ def evaluate(labels: list[str], predictions: list[str | None], probs: np.ndarray
 
     Returns the report dict (see README, "Evaluation").
     """
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
+
     labels, predictions = list(labels), list(predictions)
     readable = np.array([p is not None for p in predictions])
     real = np.array([lab in classes for lab in labels])
@@ -84,6 +82,8 @@ def _mean(values):
 
 def text_report(labels: list[str], predictions: list[str | None], classes=CLASSES) -> str:
     """scikit-learn's classification report over the scored images."""
+    from sklearn.metrics import classification_report
+
     pairs = [(lab, p) for lab, p in zip(labels, predictions) if lab in classes and p is not None]
     if not pairs:
         return "no scored images\n"
@@ -210,6 +210,8 @@ def at_threshold(curve: dict, threshold: float) -> dict:
 def open_set(labels, predictions, probs, threshold, scored, y_true, y_pred, classes=CLASSES):
     """How null-labelled images are predicted, and what a rejection threshold does to both kinds of image; with a
     threshold, the confusion matrix with a none row (labelled none) and column (top probability under it)."""
+    from sklearn.metrics import confusion_matrix
+
     null = np.array([lab == NONE and p is not None for lab, p in zip(labels, predictions)])
     out = {"null_images": int(null.sum()),
            "null_predicted_as": dict(Counter(p for p, n in zip(predictions, null) if n))}

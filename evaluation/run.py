@@ -1,4 +1,8 @@
-"""What ``python -m evaluation run / compare`` compute and write into their output folder."""
+"""What ``python -m evaluation run / compare`` compute and write into their output folder.
+
+The figures' module (matplotlib) is imported by the functions that draw, not here: the app imports this module at
+start, and its first answer draws nothing.
+"""
 
 import csv
 import json
@@ -12,7 +16,6 @@ from classifier.files import list_images, natural_key, write_atomic
 from classifier.labels import labels_for, read_labels, source_of
 
 from .metrics import evaluate, per_source, review_change, text_report
-from .plots import both, save_confusion_matrix, save_error_sheet
 from .predict import write_predictions, write_probabilities
 
 # What an evaluation writes into its folder (the Evaluate tab and the Train tab read them by these names)
@@ -36,6 +39,8 @@ def evaluate_folder(images_dir: str | Path | None, out_dir: str | Path, model_pa
     ``label_source`` (the label set's summary) is kept in the report for the headline.
     """
     from classifier.predictor import Classifier
+
+    from .plots import both, save_confusion_matrix, save_error_sheet
 
     clf = classifier or Classifier.load(model_path)
     items = items if items is not None else list_images(images_dir)
@@ -90,6 +95,8 @@ def evaluate_folder(images_dir: str | Path | None, out_dir: str | Path, model_pa
 
 def compare(labels_path: str | Path, predictions_path: str | Path, out_dir: str | Path, aliases: bool = True) -> dict:
     """Score a label file against a prediction file (no images); writes the same reports as :func:`run`."""
+    from .plots import both
+
     labels = read_labels(labels_path, aliases)
     predicted = read_labels(predictions_path, aliases=True)
     keys = sorted(labels, key=natural_key)
@@ -105,6 +112,8 @@ def compare(labels_path: str | Path, predictions_path: str | Path, out_dir: str 
 
 def compare_labels(a_path: str | Path, b_path: str | Path, out_dir: str | Path) -> dict:
     """How two label sets differ (e.g. raw LLM labels against reviewed ones), per class."""
+    from .plots import both, save_confusion_matrix
+
     a, b = read_labels(a_path), read_labels(b_path)
     keys = sorted(set(a) & set(b), key=natural_key)
     names = [*CLASSES, NONE, "other"]
@@ -130,6 +139,8 @@ def compare_labels(a_path: str | Path, b_path: str | Path, out_dir: str | Path) 
 
 
 def _write_common(out, report, labels, predictions, title):
+    from .plots import save_confusion_matrix
+
     _write_json(out / REPORT, report)
     (out / "classification_report.txt").write_text(text_report(labels, predictions))
     matrix = report["open_set"].get("confusion_matrix") or report["confusion_matrix"]  # with none, under a threshold

@@ -19,7 +19,6 @@ import json
 import time
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score
 
 SURE = 0.9  # the classifier's probability for the label above which an agreeing photo is in the last stratum
 FIRST_SHARE = 0.2  # of the audit, at most, for the first stratum (where the classifier disagrees)
@@ -78,6 +77,8 @@ def kappa(first: list, second: list) -> float | None:
     """Cohen's kappa of two reviewers' labels of the same photos (None under two photos, or no variation)."""
     if len(first) < 2:
         return None
+    from sklearn.metrics import cohen_kappa_score  # not at import: the app starts without scikit-learn
+
     value = cohen_kappa_score(first, second)
     return None if np.isnan(value) else float(value)
 

@@ -7,9 +7,12 @@ and 1000-1004 authentication (stop the batch), 1210/1211/1214 bad request (stop)
 ``finish_reason="sensitive"``.
 """
 
-import openai
+from typing import TYPE_CHECKING
 
 from .llm import OpenAICompatibleLabeler
+
+if TYPE_CHECKING:
+    import openai
 
 RETRY_CODES = {"1302", "1305"}
 STOP_CODES = {"1000", "1001", "1002", "1003", "1004", "1113", "1210", "1211", "1214"}
@@ -21,7 +24,7 @@ class GLMLabeler(OpenAICompatibleLabeler):
     provider = "glm"
     key_required = True
 
-    def triage(self, error: openai.APIStatusError) -> tuple[str, str]:
+    def triage(self, error: "openai.APIStatusError") -> tuple[str, str]:
         code, _ = super().triage(error)
         if code == "1301":
             return code, "filtered"

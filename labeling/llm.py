@@ -17,12 +17,14 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import openai
 from PIL import Image, ImageOps
 
 from classifier.classes import CHINESE, CLASSES, NONE, NONE_REPLY_WORDS, to_class_id
+
+if TYPE_CHECKING:  # imported where a labeller is made: the app starts without it (a second of imports)
+    import openai
 
 PROMPT_VERSION = "animals10-v1"  # recorded with every LLM label; a test fails if PROMPT changes and it does not
 PROMPT = ("Which animal does this photo show? Answer with exactly one word from this list: "
@@ -93,12 +95,16 @@ class OpenAICompatibleLabeler:
             raise BatchStopped("No API key: set LLM_API_KEY (for GLM, ZHIPUAI_API_KEY works too) to auto-label.")
         self._key = api_key
         self.model, self.data_prefix, self.max_attempts, self.backoff = model, data_prefix, max_attempts, backoff
+        import openai
+
         self.client = openai.OpenAI(api_key=api_key or "no-key", base_url=base_url, max_retries=0, timeout=timeout)
         self.retries = 0
 
     def label(self, path) -> Reply:
         """Ask the model about one image; returns a :class:`Reply`. Raises :class:`BatchStopped` or, after the
         last attempt, ``RuntimeError`` for a failure that a later run may retry."""
+        import openai
+
         data = encode_image(path)
         url = f"data:image/jpeg;base64,{data}" if self.data_prefix else data
         messages = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
@@ -128,7 +134,7 @@ class OpenAICompatibleLabeler:
                 time.sleep(self.backoff * 2 ** attempt * random.uniform(0.5, 1.5))
         raise RuntimeError(f"gave up after {self.max_attempts} attempts ({error}); a later run retries it")
 
-    def triage(self, error: openai.APIStatusError) -> tuple[str, str]:
+    def triage(self, error: "openai.APIStatusError") -> tuple[str, str]:
         """``(code, verdict)`` for an HTTP error: ``"retry"`` (429, 5xx), ``"filtered"`` (a refused photo, recorded)
         or ``"stop"`` (the batch ends: key, quota, model name, bad request)."""
         body = error.body if isinstance(error.body, dict) else {}

@@ -7,7 +7,6 @@ for the most reviewed of them, its confusion: the reviewed label against what th
 """
 
 import pandas as pd
-from scipy.stats import binomtest
 
 from classifier.classes import CLASSES, NONE, display_name
 from i18n import column_names, say
@@ -23,6 +22,8 @@ def scorecard(answers, reviewed: dict, predicted: dict, lang: str = "en") -> tup
     for a in answers:
         if a["image_id"] in reviewed:
             groups.setdefault(f"{a['model'] or '?'} · {a['prompt_version'] or '?'}", []).append(a)
+    from scipy.stats import binomtest  # not at import: the app starts without SciPy
+
     rows = []
     for name, items in sorted(groups.items(), key=lambda g: -len(g[1])):
         truth = [reviewed[a["image_id"]] for a in items]

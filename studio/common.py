@@ -5,6 +5,7 @@ The jobs' own modules (``labeling/review.py``, ``training/runs.py``, ``evaluatio
 they raise ``ValueError`` subclasses with a message for the user, and :func:`shown` turns those into refusals.
 """
 
+import contextvars
 import functools
 import inspect
 import json
@@ -16,6 +17,9 @@ from escaping import plain
 from i18n import STRINGS, Message, column_names, language, say
 
 T = gr.I18n(**STRINGS)  # static text, translated in the browser
+# the Hugging Face profile of the request a handler serves (None: not signed in), set by :func:`shown` for the one
+# guard (studio/guard.py) to read, so no handler passes it along
+SIGNED_IN: contextvars.ContextVar = contextvars.ContextVar("signed_in", default=None)
 
 
 def refuse(message: str) -> gr.Error:
@@ -34,7 +38,8 @@ def shown(fn):
     places = sorted((i, p.name) for i, p in enumerate(signature.parameters.values())
                     if p.name in takes and p.kind is p.POSITIONAL_OR_KEYWORD)
 
-    def call(request, args, kwargs):
+    def call(request, profile, args, kwargs):
+        SIGNED_IN.set(profile)
         given = {"lang": language(request), "request": request}
         args, named = list(args), {k: given[k] for k in takes}
         for i, name in places:
@@ -48,23 +53,27 @@ def shown(fn):
 
     if inspect.isgeneratorfunction(fn):  # a streaming handler: Gradio must still see a generator
         @functools.wraps(fn)
-        def handler(request: gr.Request, *args, **kwargs):
+        def handler(request: gr.Request, profile: gr.OAuthProfile | None, *args, **kwargs):
             try:
-                yield from call(request, args, kwargs)
+                yield from call(request, profile, args, kwargs)
             except ValueError as e:
                 raise refusal(request, e) from None
     else:
         @functools.wraps(fn)
-        def handler(request: gr.Request, *args, **kwargs):
+        def handler(request: gr.Request, profile: gr.OAuthProfile | None, *args, **kwargs):
             try:
-                return call(request, args, kwargs)
+                return call(request, profile, args, kwargs)
             except ValueError as e:
                 raise refusal(request, e) from None
-    # what Gradio reads to fill the arguments: the request first, then the handler's own, less those given here
+    # what Gradio reads to fill the arguments: the request and the profile first, then the handler's own, less
+    # those given here
     own = [p for p in signature.parameters.values() if p.name not in takes]
     request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)
-    handler.__signature__ = signature.replace(parameters=[request, *own])
-    handler.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k not in takes}, "request": gr.Request}
+    profile = inspect.Parameter("profile", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                annotation=gr.OAuthProfile | None)
+    handler.__signature__ = signature.replace(parameters=[request, profile, *own])
+    handler.__annotations__ = {**{k: v for k, v in fn.__annotations__.items() if k not in takes}, "request": gr.Request,
+                               "profile": gr.OAuthProfile | None}
     return handler
 
 

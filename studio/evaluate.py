@@ -19,7 +19,6 @@ from classifier.labels import labels_file
 from classifier.modelfile import model_meta, read_calibration, trained_on
 from escaping import plain
 from evaluation.metrics import at_threshold, risk_coverage
-from evaluation.plots import figure_image, risk_coverage_figure
 from evaluation.run import MATRIX, MATRIX_BEFORE, PER_IMAGE, evaluate_folder
 from i18n import Message, column_names, language, say
 from labeling.labelset import SOURCES
@@ -184,6 +183,8 @@ def risk_view(out_dir, calibrated, chosen, lang):
     none = "" if np.isnan(point["none_accepted"]) else say(lang, "ev_pick_none", none=point["none_accepted"])
     line = say(lang, "ev_pick_line", threshold=chosen or 0, coverage=point["coverage"],
                accuracy=point["selective_accuracy"]) + none
+    from evaluation.plots import figure_image, risk_coverage_figure  # matplotlib: not at the app's start
+
     return figure_image(risk_coverage_figure(curve, calibrated, chosen, lang)), line
 
 

@@ -1,8 +1,15 @@
 """The one guard of the studio: who may do what, how much at once, and what text leaves the server.
 
-- With ``ADMIN_PASSWORD`` set, whatever writes (labels, imports, runs, models served), exports the store or costs
-  minutes of CPU (evaluate, auto-label, train) needs it, checked on the server when a request *joins* the queue
-  (:meth:`Guard.door`, a Gradio validator) and again in the handler; read-only views stay open.
+Who may do what (:meth:`Guard.allowed`), checked on the server when a request *joins* the queue (:meth:`Guard.door`,
+a Gradio validator) and again in the handler; classifying and read-only views stay open:
+
+- *label decisions* (start reviewing, decide, undo, bulk accept): with sign-in on (a Space with ``hf_oauth``), a
+  signed-in Hugging Face user on ``REVIEWERS`` (empty: any signed-in user) or an admin, recorded under that user's
+  name; without sign-in, anyone (a typed name) unless ``ADMIN_PASSWORD`` is set;
+- *admin actions* (import, auto-label, audit draws, export, push, evaluate, train, serve): a signed-in user or
+  organisation member named in ``ADMIN_USERS``; without one of those set, anyone unless ``ADMIN_PASSWORD`` is set;
+- the admin password, where set, opens both.
+
 - Costly events also pass a bounded count at the door (:data:`MAX_COSTLY` waiting or running, all kinds together),
   so a flood of them is refused at once and never fills the queue that ``/classify`` shares.
 - Text shown to users passes :meth:`Guard.scrub` (no absolute server path); names people or an LLM wrote are shown
@@ -19,7 +26,7 @@ import gradio as gr
 
 from i18n import Message, language
 
-from .common import T
+from .common import SIGNED_IN, T
 
 ROOT = Path(__file__).resolve().parent.parent
 COSTLY = ("evaluate", "import", "autolabel", "export", "train")  # their events' concurrency ids
@@ -30,6 +37,11 @@ MAX_NAME = 100  # characters of a reviewer's name
 
 def _needs_password(what: str) -> Message:
     return Message("needs_password", what=Message(what))
+
+
+def user_of(profile) -> str | None:
+    """The Hugging Face user name of a signed-in profile (``gr.OAuthProfile``), or None."""
+    return (profile or {}).get("preferred_username") or None
 
 
 class Guard:
@@ -46,15 +58,56 @@ class Guard:
 
     @property
     def open(self) -> bool:
-        return not self.settings.admin_password
+        """Admin actions open to anyone (no password, no admins' list with sign-in)."""
+        s = self.settings
+        return not s.admin_password and not (s.sign_in and s.admin_users)
 
-    def require(self, password: str | None, what: str = "do_this") -> None:
-        """Refuse (a :class:`i18n.Message`, for :func:`shown`) unless the admin password is right or none is set;
-        ``what`` is the key of what needs it."""
-        if not self.settings.admin_ok(password):
-            raise _needs_password(what)
+    def allowed(self, password: str | None, profile=None, kind: str = "admin") -> bool:
+        """Whether a request may do a ``kind`` of action (``"label"`` or ``"admin"``) with this ``password`` and
+        signed-in ``profile`` (see the module's docstring)."""
+        s = self.settings
+        if s.admin_password and s.admin_ok(password):
+            return True
+        if kind == "label":
+            if s.sign_in:
+                user = user_of(profile)
+                return bool(user) and (not s.reviewers or user in s.reviewers or s.is_admin(profile))
+            return not s.admin_password
+        return (s.sign_in and s.is_admin(profile)) or self.open
 
-    def door(self, inputs: list, password=None, what: str = "do_this", costly: bool = False):
+    def refusal(self, what: str, kind: str) -> Message:
+        """Why a request that :meth:`allowed` refused was refused, and what would let it in."""
+        s = self.settings
+        if kind == "label" and s.sign_in:
+            return Message("needs_sign_in", what=Message(what))
+        if kind == "admin" and s.sign_in and s.admin_users:
+            return Message("needs_admin", what=Message(what))
+        return _needs_password(what)
+
+    def require(self, password: str | None, what: str = "do_this", kind: str = "admin") -> None:
+        """Refuse (a :class:`i18n.Message`, for :func:`shown`) unless :meth:`allowed` lets the request in; the
+        profile is the one signed in for the request being served (:data:`studio.common.SIGNED_IN`); ``what`` is
+        the key of what needs it."""
+        if not self.allowed(password, SIGNED_IN.get(), kind):
+            raise self.refusal(what, kind)
+
+    def reviewer(self, name: str | None) -> str:
+        """Who a label decision is recorded under: the signed-in Hugging Face user with sign-in on (no name to
+        type), else the typed ``name`` (:meth:`check_name`)."""
+        if self.settings.sign_in:
+            user = user_of(SIGNED_IN.get())
+            if not user:
+                raise Message("needs_sign_in", what=Message("do_labels"))
+            return user
+        return self.check_name(name)
+
+    def importer(self, name: str | None) -> str | None:
+        """Who an upload is recorded under: the signed-in user with sign-in on, else the typed ``name`` if any."""
+        if self.settings.sign_in:
+            return user_of(SIGNED_IN.get())
+        return self.check_name(name) if (name or "").strip() else None
+
+    def door(self, inputs: list, password=None, what: str = "do_this", costly: bool = False, kind: str = "admin"):
         """A validator for an event (``validator=guard.door(inputs, password, ...)``), run by Gradio when a request
         *joins* the queue, before it takes a place there: without the admin password (``password``, one of the
         event's ``inputs``; when one is set) the request is refused at once, so a flood of requests that need it
@@ -62,10 +115,10 @@ class Guard:
         costly requests wait or run (all kinds together; see :meth:`admit`)."""
         at = inputs.index(password) if password is not None else None
 
-        def validate(request: gr.Request, *values):
+        def validate(request: gr.Request, profile: gr.OAuthProfile | None, *values):
             message = None
-            if at is not None and not self.settings.admin_ok(values[at]):
-                message = _needs_password(what)
+            if at is not None and not self.allowed(values[at], profile, kind):
+                message = self.refusal(what, kind)
             elif costly and (waiting := self.admit()) is not None:
                 message = Message("busy", n=waiting)
             if message:  # one line in the log
@@ -93,7 +146,7 @@ class Guard:
             return None
 
     def start(self, password: str | None, what: str = "do_this") -> None:
-        """The first step of a costly handler: :meth:`require` the password, and count one admitted request as
+        """The first step of a costly handler (an admin action): :meth:`require`, and count one admitted request as
         started (it no longer waits)."""
         self.require(password, what)
         with self._lock:
@@ -108,10 +161,12 @@ class Guard:
 
     def password_box(self) -> gr.Textbox:
         """The admin password field, shown only when a password is set."""
-        return gr.Textbox(label=T("admin_password"), type="password", visible=not self.open)
+        return gr.Textbox(label=T("admin_password"), type="password", visible=bool(self.settings.admin_password))
 
     def notice(self) -> str:
         """The key of the UI string (assets/i18n.json) that says plainly what is open to anyone."""
+        if self.settings.sign_in:
+            return "access_sign_in" if not self.open else "access_sign_in_open"
         return "access_open" if self.open else "access_locked"
 
     def scrub(self, text) -> str:

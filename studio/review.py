@@ -35,7 +35,10 @@ def build(settings, slot, guard, T=T):
     if not settings.persistent:
         gr.Markdown(T("rv_not_persistent"))
     with gr.Row():
-        ui.reviewer = gr.Textbox(label=T("rv_name"), scale=2, max_length=MAX_NAME)
+        # signed in with Hugging Face (a Space with hf_oauth), decisions go under that name: no name to type
+        ui.reviewer = gr.Textbox(label=T("rv_name"), scale=2, max_length=MAX_NAME, visible=not settings.sign_in)
+        if settings.sign_in:
+            gr.LoginButton(scale=1)
         ui.password = guard.password_box()
         ui.start = gr.Button(T("rv_start"), variant="primary", scale=1)
     ui.upload = upload_box(T("rv_upload"), "rv-upload")  # in sight: bringing a data set is the first step
@@ -201,30 +204,30 @@ def decision_handlers(review, guard):
     @shown
     def on_start(name, pw, *f, lang):
         *f, old = f
-        name = guard.check_name(name)
-        guard.require(pw, "do_labels")
+        name = guard.reviewer(name)  # the signed-in user, else the typed name
+        guard.require(pw, "do_labels", kind="label")
         return review.start(name, f, old, lang)
 
     def on_decide(choice):
         @shown
         def handler(sess, pw, *f):
-            guard.require(pw, "do_labels")
+            guard.require(pw, "do_labels", kind="label")
             return review.decide(sess, choice, f)
         return handler
 
     @shown
     def on_next(sess, pw, *f):
-        guard.require(pw, "do_labels")
+        guard.require(pw, "do_labels", kind="label")
         return review.show_next(sess, f)
 
     @shown
     def on_prev(sess, pw, *f):
-        guard.require(pw, "do_labels")
+        guard.require(pw, "do_labels", kind="label")
         return review.previous(sess)
 
     @shown
     def on_undo(sess, pw, *f, lang):
-        guard.require(pw, "do_labels")
+        guard.require(pw, "do_labels", kind="label")
         view, undone = review.undo(sess)
         if undone > 1:
             gr.Info(say(lang, "rv_undid_batch", n=undone), title=say(lang, "note_title"))
@@ -245,7 +248,7 @@ def wire_decisions(ui, review, guard):
     inputs, outputs = [ui.session, ui.password, *ui.filters], ui.view_outputs
     # where the model looked, beside each photo as it opens (after it: a key press never waits for the heatmap)
     ui.photo.change(review.heatmap, ui.session, ui.heat, api_visibility="private", trigger_mode="always_last")
-    door = guard.door(inputs, ui.password, "do_labels")  # refused as they join, not in the queue
+    door = guard.door(inputs, ui.password, "do_labels", kind="label")  # refused as they join, not in the queue
     for c, button in ui.buttons:
         button.click(on.decide(c), inputs, outputs, api_name=f"label_{c}", validator=door)
     ui.none_button.click(on.decide(NONE), inputs, outputs, api_name="label_none", validator=door)
@@ -255,7 +258,7 @@ def wire_decisions(ui, review, guard):
     ui.undo_button.click(on.undo, inputs, outputs, api_name="undo", validator=door)
     start_inputs = [ui.reviewer, ui.password, *ui.filters, ui.session]
     ui.start.click(on.start, start_inputs, outputs, api_name="review_start",
-                   validator=guard.door(start_inputs, ui.password, "do_labels"))
+                   validator=guard.door(start_inputs, ui.password, "do_labels", kind="label"))
     for f in ui.filters:
         f.change(on.filters, inputs, outputs, api_visibility="private")
 
@@ -275,14 +278,14 @@ def wire_bulk(ui, review, guard):
 
     @shown
     def on_bulk(sess, pw, threshold, lang):
-        guard.require(pw, "do_labels")
+        guard.require(pw, "do_labels", kind="label")
         accepted = review.bulk_accept(sess, threshold)
         return say(lang, "rv_bulk_done", n=accepted), review.progress(lang)
 
     ui.preview_button.click(on_preview, ui.min_conf, [ui.bulk_md, ui.bulk_gallery], api_visibility="private")
     inputs = [ui.session, ui.password, ui.min_conf]
     ui.bulk_button.click(on_bulk, inputs, [ui.bulk_md, ui.progress_md], api_name="bulk_accept",
-                         validator=guard.door(inputs, ui.password, "do_labels"))
+                         validator=guard.door(inputs, ui.password, "do_labels", kind="label"))
 
     @shown
     def on_impact(lang):
@@ -308,7 +311,7 @@ def import_handlers(review, guard, settings):
         """Upload (or the demo set), import, and open the queue: suspects first. Without a name, the upload is
         imported all the same (recorded as "upload") and the queue opens once a reviewer starts."""
         guard.start(pw, "do_labels")
-        name = guard.check_name(name) if (name or "").strip() else None
+        name = guard.importer(name)
         if demo:
             folder, line = settings.uploads_dir / "demo", ""
             if not folder.is_dir():

@@ -228,7 +228,7 @@ def test_agents_get_only_the_read_only_tools_over_mcp(app_url):
     said = json.loads(answer.content[0].text)
     assert not answer.isError and said["answer"] == "elephant" and said["name"] == "elephant 大象"
     assert [c["class"] for c in json.loads(top.content[0].text)][:1] == ["elephant"]
-    assert len(json.loads(top.content[0].text)) == 2 and json.loads(info.content[0].text)["input_size"] == 260
+    assert len(json.loads(top.content[0].text)) == 2 and json.loads(info.content[0].text)["input_size"] == 384
 
 
 API_SNAPSHOT = FIXTURES / "api.json"

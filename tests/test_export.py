@@ -9,6 +9,7 @@ from conftest import EXAMPLES
 
 from classifier.export import bundle, export
 from classifier.images import decode
+from classifier.modelfile import read_calibration
 
 
 @pytest.fixture(scope="module")
@@ -53,5 +54,7 @@ def test_the_download_says_what_the_files_take_and_give(exported, tmp_path):
     files = bundle(cache_dir=exported["onnx"].parent)  # converted already: copies of the cached files
     card = json.loads(open(next(f for f in files if f.endswith(".json"))).read())
     assert sorted(f.rsplit(".", 1)[-1] for f in files) == ["json", "onnx", "tflite"]
-    assert card["input"]["shape"] == [None, 260, 260, 3] and card["classes"][1] == "cat"
-    assert card["none_threshold"] == pytest.approx(0.904, abs=0.001) and card["temperature"] != 1.0
+    assert card["input"]["shape"] == [None, 384, 384, 3] and card["classes"][1] == "cat"
+    calibration = read_calibration(None)  # the default's: its temperature is folded into the head
+    assert card["none_threshold"] == pytest.approx(calibration["threshold"]) and card["temperature"] == 1.0
+    assert "folded 11th class" in card["output"]

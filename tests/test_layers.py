@@ -144,9 +144,9 @@ def test_a_tabs_handlers_are_plain_functions_a_test_can_call(tmp_path):
     settings = Settings(data_dir=tmp_path)
     on = handlers(settings, Guard(settings))
     request = gr.Request(headers={"accept-language": "zh-CN"})
-    threshold, line = on.use(request, "20261206-run", 0.42)
+    threshold, line = on.use(request, None, "20261206-run", 0.42)  # a request and a profile (None: not signed in)
     assert threshold == 0.42 and "0.42" in line and any("\u4e00" <= ch <= "\u9fff" for ch in line)  # in Chinese
     import pytest
 
     with pytest.raises(gr.Error):  # no evaluation yet: a refusal in the viewer's words
-        on.use(request, None, 0.42)
+        on.use(request, None, None, 0.42)

@@ -4,12 +4,15 @@ Phase 1 trains the dense head on backbone features computed once (clean photos p
 unfreezes the last K backbone blocks (BatchNorm frozen), recompiles and fine-tunes at a low learning rate on
 augmented photos. A GPU is used when present (mixed float16, XLA). Everything goes into the run folder.
 
-Example (the default model in assets/):
+With ``--head linear`` there is no phase 2: a linear probe of the frozen backbone, fitted on cached features, its C
+chosen and its calibration fitted out of fold. The default model in assets/ is one (four minutes on 2 CPU cores):
 
     python -m training --data ../shared/data/animals --none ../shared/data/none \\
-        --split assets/model/split-a10.csv --exclude assets/model/exclude.txt --out runs/a10-oe \\
-        --unfreeze-blocks 6 --lr-finetune 5e-5 --epochs-finetune 8 \\
-        --compact assets/model/default.npz --compact-dtype float16
+        --exclude assets/model/exclude.txt --out runs/a10-probe384 --name a10-probe384 \\
+        --backbone efficientnet_lite2 --size 384 --head linear --val-split 0 --views 0 \\
+        --compact assets/model/default.npz
+
+``--compact`` also writes the model's float16 ``.tflite`` beside it (served without TensorFlow).
 """
 
 import json
@@ -43,9 +46,29 @@ def main(argv=None):
         model, meta = load_model(run_dir / layout.MODEL)
         stored = save_compact(model, args.compact, meta, dtype=args.compact_dtype)
         shutil.copy(calibration_path(run_dir / layout.MODEL), calibration_path(args.compact))  # its threshold too
-        print(f"compact model: {args.compact} ({len(stored)} arrays) and its {calibration_path(args.compact)}")
+        if meta.get("report"):  # the report its card's figures come from
+            shutil.copy(run_dir / meta["report"], calibration_path(args.compact).with_name(meta["report"]))
+        served = bring_tflite(args.compact)
+        print(f"compact model: {args.compact} ({len(stored)} arrays), its {calibration_path(args.compact)} and the "
+              f"{served.name} it is served from ({served.stat().st_size / 2**20:.1f} MB)")
     print(f"run {status['state']}: {run_dir}")
     sys.exit(0 if status["state"] in (layout.DONE, layout.CANCELLED) else 1)
+
+
+def bring_tflite(model_path):
+    """Convert a compact model once, beside it (:func:`classifier.modelfile.shipped_tflite`), so that serving it
+    imports no TensorFlow; an earlier model's conversion there is removed."""
+    from pathlib import Path
+
+    from classifier.export import export
+    from classifier.modelfile import shipped_tflite
+
+    model_path = Path(model_path)
+    for stale in model_path.parent.glob(f"{model_path.stem}-*.float16.tflite"):
+        stale.unlink()
+    converted = export(model_path, ("tflite",), cache_dir=model_path.parent)["tflite"]
+    assert converted == shipped_tflite(model_path), converted
+    return converted
 
 
 if __name__ == "__main__":

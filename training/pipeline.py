@@ -483,6 +483,8 @@ def finish(model, parts, cfg, recorder, dropped, calibration=None):
                                           labels_path=cfg.labels, classifier=clf)
     oof = recorder.dir / layout.OOF
     best = reports.get("test") or reports.get("val") or json.loads(oof.read_text())
+    if best is not reports.get("test") and best is not reports.get("val"):
+        meta["report"] = layout.OOF  # beside the model file: where its card's figures come from
     meta.update(accuracy=best["accuracy"], balanced_accuracy=best["balanced_accuracy"],
                 balanced_accuracy_ci95=best["balanced_accuracy_ci95"], test_images=best["n_scored"],
                 per_class_recall={c: m["recall"] for c, m in best["per_class"].items()},
