@@ -1,6 +1,8 @@
 """The web app: compose the tabs, read settings, launch.  Run ``python app.py`` and open http://127.0.0.1:7860."""
 
 import os
+import sys
+import threading
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -32,6 +34,7 @@ def build_app(settings=None):
     """Build the Gradio app (not launched): one tab per package, sharing the served model."""
     settings = settings or Settings.from_env()
     settings.install_demo()  # something to try in every tab on first start
+    threading.Thread(target=restore_kept, args=(settings,), daemon=True).start()  # runs, evaluations: listed once back
     slot = ModelSlot(settings.model_path, settings.serving_engine, settings.model_cache)
     guard = Guard(settings)
     with gr.Blocks(title="Animals-10 studio", delete_cache=(3600, 3600)) as demo:  # uploads kept <= 2 h
@@ -70,6 +73,15 @@ def build_app(settings=None):
     demo.slot = slot
     guard.blocks = demo  # the door counts the costly requests waiting in this app's queue
     return demo
+
+
+def restore_kept(settings):
+    """After a restart with an empty ``DATA_DIR``: the runs and evaluations kept in ``PERSIST_DIR`` come back, in the
+    background (the label store is restored before anything is served, by the Review tab)."""
+    restored = settings.restore_kept()
+    if any(restored.values()):
+        print("restored from PERSIST_DIR: " + "; ".join(f"{k} {', '.join(v)}" for k, v in restored.items() if v),
+              file=sys.stderr, flush=True)
 
 
 def mount(server, blocks, path: str, settings, **kwargs):

@@ -32,6 +32,7 @@ HF_DATASET_REPO, HF_TOKEN  optional: the reviewed labels and their history pushe
 
 import hmac
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +81,33 @@ class Settings:
         from labeling.journal import Journal
 
         return Journal(self.persist_dir) if self.persist_dir else None
+
+    KEPT = ("runs", "evaluations")  # besides the label store's journal: what PERSIST_DIR keeps of DATA_DIR
+
+    def keep(self, folder: Path, kind: str) -> None:
+        """Copy a finished run or evaluation (``kind``: one of :data:`KEPT`) to ``PERSIST_DIR/<kind>/`` once, as
+        write-once files (:func:`classifier.files.keep_copy`); nothing without ``PERSIST_DIR``. A failure is one
+        log line: the folder stays on the local disk."""
+        if not self.persist_dir:
+            return
+        from classifier.files import keep_copy
+
+        try:
+            keep_copy(folder, self.persist_dir / kind / Path(folder).name)
+        except OSError as e:
+            print(f"PERSIST_DIR: {kind} {Path(folder).name} not kept ({type(e).__name__}); it stays on the local "
+                  "disk only", file=sys.stderr, flush=True)
+
+    def restore_kept(self) -> dict:
+        """Copy back the runs and evaluations kept in ``PERSIST_DIR`` that ``DATA_DIR`` lacks (each listed once it is
+        whole); ``{kind: [names]}``. The label store is restored by the review, before it serves."""
+        from classifier.files import restore_copies
+
+        if not self.persist_dir:
+            return {}
+        staging = self.data_dir / ".restoring"
+        return {kind: restore_copies(self.persist_dir / kind, self.data_dir / kind, staging / kind)
+                for kind in self.KEPT}
 
     @property
     def llm_ready(self) -> bool:

@@ -1,6 +1,13 @@
 """Training speed on this machine, side by side in one run.
 
     python benchmarks/training_speed.py [--data ../shared/data/animals] [--n 256] [--epochs 10]
+    python benchmarks/training_speed.py --whole-run [--per-class 40] [--none-photos 200]
+
+``--whole-run``: the default model's recipe from start to end (``python -m training``, evaluation included), before
+and after: the fine-tuned Lite2 at 260 px that was the default (head on cached features, then 6 blocks fine-tuned,
+outlier exposure) against the linear probe of the frozen Lite2 at 384 px that is the default now (features computed
+once, no phase 2), on the same photos (``--per-class`` a class across the sources, plus none photos), the same split;
+whole-run seconds and the validation photos' balanced accuracy with its interval, side by side.
 
 1. Phase 1 with cached backbone features (computed once, then the head trains on them) against running the frozen
    backbone on every image every epoch (what a plain ``fit`` on images does), same images, same epochs.
@@ -28,13 +35,77 @@ from training.dataset import image_dataset  # noqa: E402
 from training.finetune import compile_for, unfreeze_last_blocks  # noqa: E402
 from training.head import extract_features  # noqa: E402
 
+RECIPES = {  # the default model's recipe, before and after (python -m training flags)
+    "fine-tuned Lite2, 260 px (the default before)": [
+        "--backbone", "efficientnet_lite2", "--unfreeze-blocks", "6", "--lr-finetune", "5e-5",
+        "--epochs-finetune", "8"],
+    "linear probe, Lite2 at 384 px (the default now)": [
+        "--backbone", "efficientnet_lite2", "--size", "384", "--head", "linear", "--views", "0"],
+}
+
+
+def subset(data, none, per_class, none_photos, out, seed=0):
+    """Links to ``per_class`` photos of each class (across the sources) and ``none_photos`` none photos (across the
+    categories) under ``out``: the same photos for every recipe."""
+    import shutil
+
+    rng = random.Random(seed)
+    shutil.rmtree(out, ignore_errors=True)
+    for c in CLASSES:
+        items = [it for it in discover([data]) if it["label"] == c]
+        for it in rng.sample(items, min(per_class, len(items))):
+            link = Path(out) / "animals" / c / it["key"].replace("/", "_")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(Path(it["path"]).resolve())
+    nones = sorted(p for p in Path(none).rglob("*") if p.is_file())
+    for p in rng.sample(nones, min(none_photos, len(nones))):
+        link = Path(out) / "none" / "all" / p.parent.name / p.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(p.resolve())
+    return Path(out) / "animals", Path(out) / "none"
+
+
+def whole_runs(args):
+    """Each recipe's whole run on the same subset: seconds, and the validation photos' balanced accuracy."""
+    import json
+    import subprocess
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="training-speed-"))
+    animals, none = subset(args.data, args.none, args.per_class, args.none_photos, work / "data")
+    rows = []
+    for name, flags in RECIPES.items():
+        run = work / f"run-{len(rows)}"
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "training", "--data", str(animals), "--none", str(none), "--out",
+                        str(run), *flags], cwd=ROOT, check=True, capture_output=True)
+        seconds = time.perf_counter() - t
+        report = json.loads((run / "eval" / "val" / "report.json").read_text())
+        rows.append((name, seconds, report))
+        print(f"{name}: {seconds:.0f} s", flush=True)
+    before = rows[0][1]
+    n = rows[0][2]["n_scored"]
+    print(f"\nthe whole run (python -m training, evaluation included), {args.per_class} photos a class and "
+          f"{args.none_photos} none photos, the same split ({n} validation photos); CPU cores: {os.cpu_count()}\n")
+    print("| recipe | whole run, s | against before | validation balanced accuracy (95% CI) |\n|---|---|---|---|")
+    for name, seconds, r in rows:
+        ci = r["balanced_accuracy_ci95"]
+        print(f"| {name} | {seconds:.0f} | {seconds / before:.2f}x | {r['balanced_accuracy']:.3f} "
+              f"({ci[0]:.3f}-{ci[1]:.3f}) |")
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "animals"))
+    ap.add_argument("--none", default=str(ROOT.parent / "shared" / "data" / "none"))
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=20, help="head epochs (phase 1 early-stops after 15-30 here)")
+    ap.add_argument("--whole-run", action="store_true", help="the default recipe's whole run, before and after")
+    ap.add_argument("--per-class", type=int, default=40)
+    ap.add_argument("--none-photos", type=int, default=200)
     args = ap.parse_args()
+    if args.whole_run:
+        return whole_runs(args)
     items = random.Random(0).sample(discover([args.data]), args.n)
     paths = [it["path"] for it in items]
     y = np.array([CLASSES.index(it["label"]) for it in items])

@@ -1,6 +1,8 @@
-"""File helpers every package uses: list the images of a folder, sort keys as people do, write atomically."""
+"""File helpers every package uses: list the images of a folder, sort keys as people do, write atomically, keep a
+folder where it outlives the host and bring it back."""
 
 import os
+import shutil
 from pathlib import Path
 
 from .images import is_image_file
@@ -29,3 +31,41 @@ def write_atomic(path: str | Path, text: str) -> None:
     tmp = f"{path}.tmp"
     Path(tmp).write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+COMPLETE = ".complete"  # written last into a kept copy: the copy is whole
+
+
+def keep_copy(folder: str | Path, target: str | Path) -> bool:
+    """Copy ``folder``'s files to ``target`` once, as object storage mounted as a folder takes them: each file created
+    new (never appended to, rewritten or renamed over, no locks), :data:`COMPLETE` last. Returns False when
+    ``target`` is complete already (nothing written)."""
+    folder, target = Path(folder), Path(target)
+    if (target / COMPLETE).exists():
+        return False
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        out = target / path.relative_to(folder)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not out.exists():  # a copy a crash interrupted goes on where it stopped
+            with open(path, "rb") as src, open(out, "xb") as dst:
+                shutil.copyfileobj(src, dst)
+    (target / COMPLETE).open("x").close()
+    return True
+
+
+def restore_copies(kept: str | Path, target: str | Path, staging: str | Path) -> list[str]:
+    """Copy back every complete folder under ``kept`` that ``target`` lacks, each whole: copied under ``staging``
+    (on the same disk as ``target``), then renamed into place, so a reader lists it only once it is all there.
+    Returns their names."""
+    restored = []
+    for done in sorted(Path(kept).glob(f"*/{COMPLETE}")):
+        name = done.parent.name
+        if (Path(target) / name).exists():
+            continue
+        part = Path(staging) / name
+        shutil.rmtree(part, ignore_errors=True)
+        shutil.copytree(done.parent, part, ignore=shutil.ignore_patterns(COMPLETE))
+        Path(target).mkdir(parents=True, exist_ok=True)
+        part.rename(Path(target) / name)
+        restored.append(name)
+    return restored

@@ -2,7 +2,7 @@
 
 Grad-CAM (Selvaraju et al., 2017) weighs each channel of the backbone's last feature map by the gradient of the
 class's score with respect to it, sums, and keeps the positive part; the score here is the class's log-probability
-(the class against the other nine). In this model the head sees the
+(the class against the others: the other nine, and none of the ten for a linear head). In this model the head sees the
 feature map only through global average pooling, so that gradient is the same at every position: it is the
 gradient with respect to the pooled features, divided by the map's size. The heatmap therefore costs one backbone
 pass plus a gradient through the small head, not through the backbone.
@@ -16,6 +16,13 @@ from PIL import Image
 
 from .classes import CLASSES, TOP_K
 from .images import decode, thumbnail
+
+
+def keras_softmax():
+    """Keras' softmax activation (a head's softmax layer carries it)."""
+    import keras
+
+    return keras.activations.softmax
 
 
 class Explainer:
@@ -34,10 +41,13 @@ class Explainer:
         self.backbone = inference_backbone(base) if fused else base
         self.head = model.get_layer("head")
         self.size = model.input_shape[1]
-        dense = self.head.layers[-1]
         self.classes = tuple(classes)
-        # the head up to its last layer, then the class logit itself (before the softmax)
-        hidden = self.head.layers[:-1]
+        n = len(self.classes)
+        # the head up to its softmax layer, then the class logits themselves (before the softmax); a linear head's
+        # softmax layer has an 11th column, none of the ten, which the layer after it drops (so do the scores here)
+        at = max(i for i, layer in enumerate(self.head.layers) if getattr(layer, "activation", None) is
+                 keras_softmax())
+        dense, hidden = self.head.layers[at], self.head.layers[:at]
 
         def logits(pooled):
             x = pooled
@@ -51,10 +61,11 @@ class Explainer:
             with tf.GradientTape() as tape:
                 tape.watch(pooled)
                 scores = logits(pooled)
-                index = tf.where(index < 0, tf.argmax(scores, axis=1, output_type=tf.int32), index)  # -1: top class
+                top = tf.argmax(scores[:, :n], axis=1, output_type=tf.int32)
+                index = tf.where(index < 0, top, index)  # -1: the top class
                 score = tf.gather(tf.nn.log_softmax(scores), index, axis=1, batch_dims=1)
             weights = tape.gradient(score, pooled)  # (n, channels): the same at every position of the map
-            return tf.nn.relu(tf.einsum("nhwc,nc->nhw", features, weights)), tf.nn.softmax(scores)
+            return tf.nn.relu(tf.einsum("nhwc,nc->nhw", features, weights)), tf.nn.softmax(scores)[:, :n]
 
         self._explain = tf.function(explain, reduce_retracing=True, input_signature=[
             tf.TensorSpec((None, self.size, self.size, 3), tf.float32), tf.TensorSpec((None,), tf.int32)])

@@ -12,10 +12,11 @@ cut short is skipped with one log line. Uploaded data sets are copied once, file
 import json
 import os
 import secrets
-import shutil
 import sys
 import time
 from pathlib import Path
+
+from classifier.files import keep_copy, restore_copies
 
 TABLES = ("datasets", "images", "events")  # what the journal keeps; the rest is derived (current) or a cache
 
@@ -54,29 +55,10 @@ class Journal:
                       flush=True)
 
     def keep_dataset(self, folder) -> None:
-        """Copy an uploaded data set's files once (write-once, ``.complete`` last), unless it is kept already."""
-        target = self.folder / "datasets" / Path(folder).name
-        if (target / ".complete").exists():
-            return
-        for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-            out = target / path.relative_to(folder)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            if not out.exists():
-                with open(path, "rb") as src, open(out, "xb") as dst:
-                    shutil.copyfileobj(src, dst)
-        (target / ".complete").open("x").close()
+        """Copy an uploaded data set's files once (:func:`classifier.files.keep_copy`), unless it is kept already."""
+        keep_copy(folder, self.folder / "datasets" / Path(folder).name)
 
     def restore_datasets(self, datasets_dir) -> list[str]:
-        """Copy back the kept data sets the local disk lacks (each whole, through a staging folder); returns their
-        names."""
-        restored = []
-        for kept in sorted((self.folder / "datasets").glob("*/.complete")):
-            name = kept.parent.name
-            if (Path(datasets_dir) / name).exists():
-                continue
-            staging = Path(datasets_dir) / f".incoming-restore-{name}"
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(kept.parent, staging, ignore=shutil.ignore_patterns(".complete"))
-            staging.rename(Path(datasets_dir) / name)
-            restored.append(name)
-        return restored
+        """Copy back the kept data sets the local disk lacks (each whole, through a hidden staging folder); returns
+        their names."""
+        return restore_copies(self.folder / "datasets", datasets_dir, Path(datasets_dir) / ".incoming-restore")

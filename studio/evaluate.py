@@ -70,6 +70,7 @@ def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=
         raise e.scrubbed(lambda text: text.replace(str(folder), folder.name)) from None
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(str(e).replace(str(folder), folder.name)) from None
+    settings.keep(out, "evaluations")  # to PERSIST_DIR, if set: it outlives the host
     return report, out
 
 

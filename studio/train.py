@@ -106,6 +106,12 @@ def served_backbone(settings) -> str:
     return backbone if backbone in BACKBONES else DEFAULT_BACKBONE
 
 
+def served_recipe(settings) -> tuple[str, int | None]:
+    """The head and input size of the model the app serves at start: a new run follows its recipe."""
+    meta = model_meta(settings.model_path)
+    return meta.get("head", "dense"), meta.get("size")
+
+
 def split_choices(store):
     return store.split_choices(T("split_new"), T("split_default"))
 
@@ -124,6 +130,10 @@ def settings_panel(ui, settings, store):
         ui.data = dataset_dropdown(settings, T("tr_data"))
         ui.backbone = gr.Dropdown(list(BACKBONES), value=served_backbone(settings), label=T("tr_backbone"),
                                   info=T("tr_backbone_info"))
+        head, size = served_recipe(settings)
+        ui.head = gr.Dropdown([(T("tr_head_linear"), "linear"), (T("tr_head_dense"), "dense")], value=head,
+                              label=T("tr_head"), info=T("tr_head_info"))
+        ui.size = gr.Number(size, precision=0, label=T("tr_size"), info=T("tr_size_info"))
         ui.epochs_head = gr.Number(quick.epochs_head, precision=0, label=T("tr_epochs_head"))
         ui.epochs_finetune = gr.Number(quick.epochs_finetune, precision=0, label=T("tr_epochs_ft"))
         ui.unfreeze = gr.Number(quick.unfreeze_blocks, precision=0, label=T("tr_blocks"))
@@ -176,7 +186,8 @@ def run_handlers(settings, guard, store):
             time.sleep(2)
 
     @shown
-    def on_start(pw, folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder=None, lang="en"):
+    def on_start(pw, folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder=None, head="dense", size=None,
+                 lang="en"):
         guard.start(pw, "do_train")
         if not folder:
             raise Message("tr_err_pick_data")
@@ -189,7 +200,7 @@ def run_handlers(settings, guard, store):
         if used := evaluations_of(settings, path):
             gr.Warning(say(lang, "tr_leak", n=used), title=say(lang, "leak_title"))
         run = store.start(folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder or "",
-                          labels.labels if labels is not None else None)
+                          labels.labels if labels is not None else None, head or "dense", size)
         yield from follow(run, lang)
 
     @shown
@@ -214,7 +225,7 @@ def run_handlers(settings, guard, store):
 def wire_runs(ui, settings, guard, store):
     on = run_handlers(settings, guard, store)
     start_inputs = [ui.password, ui.data, ui.backbone, ui.epochs_head, ui.epochs_finetune, ui.unfreeze, ui.split,
-                    ui.teachers, ui.none]
+                    ui.teachers, ui.none, ui.head, ui.size]
     ui.start.click(on.start, start_inputs, [*ui.outputs, ui.runs], api_name="train_start", concurrency_limit=1,
                    concurrency_id="train", validator=guard.door(start_inputs, ui.password, "do_train", costly=True))
     ui.watch.click(on.watch, None, [*ui.outputs, ui.runs], api_name="train_watch")

@@ -177,7 +177,10 @@ def test_ask_the_llm_only_where_unsure_then_read_its_scorecard(page, tmp_path):
         page.get_by_role("button", name="Auto-label with the vision LLM").click()
         page.get_by_text("Auto-labeled 2 of 2 (2 left to the classifier").first.wait_for(timeout=60_000)
         assert len(glm.requests) == 2
-        page.locator("#rv-class-2").click()  # the open photo is the cat the LLM called a dog
+        page.get_by_label("Model predicts").click()  # open the cat the LLM called a dog: the one the model says cat
+        page.get_by_role("option", name=display_name("cat")).click()
+        page.get_by_text("1 images in this queue").first.wait_for(timeout=20_000)
+        page.locator("#rv-class-2").click()
         page.get_by_text("Reviewed 1 / 4").first.wait_for(timeout=20_000)
         page.get_by_role("button", name="Review impact: the model against the labels before and after review").click()
         page.get_by_role("button", name="Compute").click()

@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import pytest
 
@@ -33,3 +34,40 @@ def test_persistence_is_judged_on_spaces_only(tmp_path, monkeypatch):
     assert not Settings.from_env({"DATA_DIR": str(tmp_path)}).persistent  # a Space's disk is wiped at restart
     assert not Settings.from_env({"DATA_DIR": "/data/studio"}).persistent  # /data is no longer persistent there
     assert Settings.from_env({"DATA_DIR": str(tmp_path), "PERSIST_DIR": str(tmp_path / "bucket")}).persistent
+
+
+def test_finished_runs_and_evaluations_outlive_the_host(tmp_path):
+    """Kept in PERSIST_DIR as write-once files (a run by the training CLI's --keep, which a run the app starts
+    passes; an evaluation by the Evaluate tab), and back after a restart with an empty DATA_DIR, each whole."""
+    from classifier.files import COMPLETE, keep_copy
+    from training.runs import RunStore
+
+    settings = Settings(data_dir=tmp_path / "data", persist_dir=tmp_path / "bucket",
+                        data_roots=(tmp_path / "data" / "datasets",))
+    (settings.data_dir / "datasets" / "pets" / "cat").mkdir(parents=True)
+    _, argv = RunStore(settings).plan("datasets/pets", "efficientnet_lite0", 1, 0, 1)
+    assert argv[argv.index("--keep") + 1] == str(tmp_path / "bucket" / "runs")
+    run = settings.data_dir / "runs" / "20261206-pets"
+    (run / "eval" / "val").mkdir(parents=True)
+    (run / "status.json").write_text('{"state": "done"}')
+    (run / "model.keras").write_bytes(b"weights")
+    (run / "eval" / "val" / "report.json").write_text("{}")
+    assert keep_copy(run, tmp_path / "bucket" / "runs" / run.name)  # what --keep does
+    assert not keep_copy(run, tmp_path / "bucket" / "runs" / run.name)  # once: nothing rewritten
+    evaluation = settings.data_dir / "evaluations" / "20261206-pets"
+    evaluation.mkdir(parents=True)
+    (evaluation / "report.json").write_text('{"accuracy": 1}')
+    settings.keep(evaluation, "evaluations")
+    half = tmp_path / "bucket" / "runs" / "20261207-cut"  # a copy a kill interrupted: no .complete
+    half.mkdir()
+    (half / "status.json").write_text('{"state": "done"}')
+    kept = {p: p.stat().st_mtime_ns for p in (tmp_path / "bucket").rglob("*") if p.is_file()}
+    assert (tmp_path / "bucket" / "evaluations" / evaluation.name / COMPLETE).exists()
+
+    shutil.rmtree(settings.data_dir)  # the host restarts with an empty disk
+    assert settings.restore_kept() == {"runs": [run.name], "evaluations": [evaluation.name]}
+    assert RunStore(settings).finished() == [run.name]
+    assert (run / "model.keras").read_bytes() == b"weights" and (run / "eval" / "val" / "report.json").exists()
+    assert not (run / COMPLETE).exists() and (evaluation / "report.json").read_text() == '{"accuracy": 1}'
+    assert settings.restore_kept() == {"runs": [], "evaluations": []}  # nothing twice
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "bucket").rglob("*") if p.is_file()} == kept

@@ -96,7 +96,8 @@ def test_a_linear_head_run_is_a_probe_calibrated_out_of_fold_that_folds_none_awa
     run = tmp_path / "run"
     result = subprocess.run([sys.executable, "-m", "training", "--data", str(tiny_data), "--out", str(run),
                              "--none", str(tiny_none), "--head", "linear", "--val-split", "0", "--views", "1",
-                             "--size", "160", "--compact", str(tmp_path / "model.npz")],
+                             "--size", "160", "--compact", str(tmp_path / "model.npz"),
+                             "--keep", str(tmp_path / "kept")],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = (run / "train.log").read_text()
@@ -123,6 +124,9 @@ def test_a_linear_head_run_is_a_probe_calibrated_out_of_fold_that_folds_none_awa
     assert served.size == 160 and np.abs(p_served - p_keras).max() < 1e-4
     assert p_served[:40].sum(1).min() > 0.5 and p_served[40:].sum(1).max() < 0.5  # none's share is folded away
     assert served.threshold == pytest.approx(calibration["threshold"])
+    # --keep: the finished run copied whole to a bucket, and the compact model brings its report and .tflite
+    assert (tmp_path / "kept" / "run" / ".complete").exists() and (tmp_path / "kept" / "run" / "model.keras").exists()
+    assert (tmp_path / "out_of_fold.json").exists() and list(tmp_path.glob("model-*.float16.tflite"))
 
 
 def test_the_linear_head_is_the_fitted_pipeline_with_its_temperature_folded_in():
@@ -449,6 +453,7 @@ def test_the_train_tab_shows_the_quick_preset_of_the_one_config(tmp_path):
     assert (ui.epochs_head.value, ui.epochs_finetune.value, ui.unfreeze.value) == \
         (QUICK.epochs_head, QUICK.epochs_finetune, QUICK.unfreeze_blocks)
     assert ui.backbone.value == "efficientnet_lite2"  # the served default's backbone, with why in its info line
+    assert (ui.head.value, ui.size.value) == ("linear", 384)  # and its recipe: a probe at 384 px
 
 
 def test_split_file_that_is_not_one_is_refused(tmp_path):
@@ -508,7 +513,7 @@ def test_run_store_reuses_a_split_and_distils_from_finished_runs_only(tmp_path):
     from settings import Settings
     from training.runs import DEFAULT_SPLIT, RunError, RunStore
 
-    store = RunStore(Settings(data_dir=tmp_path))
+    store = RunStore(Settings(data_dir=tmp_path, data_roots=(tmp_path / "datasets",)))
     for name, state in (("20260101-a", "done"), ("20260102-b", "failed")):
         (tmp_path / "runs" / name).mkdir(parents=True)
         (tmp_path / "runs" / name / "status.json").write_text(json.dumps({"state": state}))
@@ -525,6 +530,13 @@ def test_run_store_reuses_a_split_and_distils_from_finished_runs_only(tmp_path):
                 lambda: store.model("20260102-b"), lambda: store.model("../x")):
         with pytest.raises(RunError):
             bad()
+    # the probe recipe, as the Train tab starts it by default (the served model's)
+    (tmp_path / "datasets" / "pets" / "cat").mkdir(parents=True)
+    _, argv = store.plan("datasets/pets", "efficientnet_lite2", 20, 3, 3, head="linear", size=384)
+    assert argv[argv.index("--head") + 1] == "linear" and argv[argv.index("--size") + 1] == "384"
+    for teachers, size in ((["20260101-a"], 384), ([], 4000)):
+        with pytest.raises(RunError):
+            store.plan("datasets/pets", "efficientnet_lite2", 20, 3, 3, teachers=teachers, head="linear", size=size)
 
 
 def test_a_flat_folder_with_results_json_is_training_data(tmp_path):

@@ -51,6 +51,13 @@ def main(argv=None):
         served = bring_tflite(args.compact)
         print(f"compact model: {args.compact} ({len(stored)} arrays), its {calibration_path(args.compact)} and the "
               f"{served.name} it is served from ({served.stat().st_size / 2**20:.1f} MB)")
+    if status["state"] == layout.DONE and args.keep:
+        from pathlib import Path
+
+        from classifier.files import keep_copy
+
+        keep_copy(run_dir, Path(args.keep) / run_dir.name)
+        print(f"kept: {Path(args.keep) / run_dir.name}")
     print(f"run {status['state']}: {run_dir}")
     sys.exit(0 if status["state"] in (layout.DONE, layout.CANCELLED) else 1)
 

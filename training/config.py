@@ -177,4 +177,7 @@ def parser():
     p.add_argument("--compact", help="also save the model in compact .npz form (as assets/model/default.npz)")
     p.add_argument("--compact-dtype", choices=("float32", "float16"), default="float32",
                    help="float16 halves the compact file (fine-tuned blocks); default: %(default)s")
+    p.add_argument("--keep", metavar="DIR", help="once done, copy the run folder to DIR/<run> as write-once files, "
+                   "a .complete file last (a bucket mounted as a folder: the run outlives the host; the app passes "
+                   "PERSIST_DIR/runs)")
     return p

@@ -115,12 +115,14 @@ class RunStore:
         return next((r for r in self.list_runs() if read_status(r)["state"] == layout.RUNNING), None)
 
     def start(self, data: str, backbone: str, epochs_head: int, epochs_finetune: int, unfreeze: int,
-              split: str = "", teachers: list[str] = (), none: str = "", labels: dict | None = None) -> Path:
+              split: str = "", teachers: list[str] = (), none: str = "", labels: dict | None = None,
+              head: str = "dense", size: int | None = None) -> Path:
         """Start a run in a new process (:meth:`plan` says what it runs); returns its folder."""
         going = self.active()
         if going:
             raise RunError("tr_err_going", name=going.name)
-        run, argv = self.plan(data, backbone, epochs_head, epochs_finetune, unfreeze, split, teachers, none, labels)
+        run, argv = self.plan(data, backbone, epochs_head, epochs_finetune, unfreeze, split, teachers, none, labels,
+                              head, size)
         with open(run / layout.PROCESS_LOG, "w") as log:
             proc = subprocess.Popen([sys.executable, "-m", "training", *argv], cwd=ROOT, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -129,11 +131,18 @@ class RunStore:
         return run
 
     def plan(self, data: str, backbone: str, epochs_head: int, epochs_finetune: int, unfreeze: int,
-             split: str = "", teachers: list[str] = (), none: str = "", labels: dict | None = None) -> tuple:
+             split: str = "", teachers: list[str] = (), none: str = "", labels: dict | None = None,
+             head: str = "dense", size: int | None = None) -> tuple:
         """A new run's folder and the ``python -m training`` flags it runs with (checked: a bad value is a
         :class:`RunError` in the tab's words). ``labels`` (``{key: label}``: the data set's reviewed labels,
         :func:`labeling.labelset.labels_of`) label the photos instead of the set's own file or folders; they are
-        written into the run folder (:data:`layout.LABELS`)."""
+        written into the run folder (:data:`layout.LABELS`). ``head="linear"`` is a probe of the frozen backbone at
+        input ``size`` (the epochs and blocks are not used; no teachers)."""
+        if head == "linear" and teachers:
+            raise RunError("tr_err_linear_teachers")
+        size = int(size) if size else None
+        if size is not None and not 96 <= size <= 640:
+            raise RunError("tr_err_size", value=size)
         for name, value in (("epochs_head", epochs_head), ("epochs_finetune", epochs_finetune),
                             ("unfreeze_blocks", unfreeze)):
             try:
@@ -147,6 +156,8 @@ class RunStore:
         extra = self.split_args(split) + self.teacher_args(teachers)
         if none:  # photos of none of the ten, learnt as outlier exposure
             extra += ["--none", str(self.settings.dataset_path(none))]
+        if self.settings.persist_dir:  # the finished run outlives the host (restored at the next start)
+            extra += ["--keep", str(self.settings.persist_dir / "runs")]
         run = base = self.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
         for n in range(2, 100):  # two runs planned within one second get two folders
             if not run.exists():
@@ -157,7 +168,7 @@ class RunStore:
             (run / layout.LABELS).write_text(json.dumps(labels, ensure_ascii=False))
         config = TrainConfig(data=[str(folder)], out=str(run), backbone=backbone,
                              epochs_head=int(epochs_head), epochs_finetune=int(epochs_finetune),
-                             unfreeze_blocks=int(unfreeze),
+                             unfreeze_blocks=int(unfreeze), head=head, size=size,
                              data_labels=str(run / layout.LABELS) if labels is not None else None)
         return run, [*config.check().to_argv(), *extra]
 
