@@ -1,10 +1,15 @@
 """The web app: compose the tabs, read settings, launch.  Run ``python app.py`` and open http://127.0.0.1:7860."""
 
+import importlib
 import os
 import sys
 import threading
 
-import gradio as gr
+# Gradio asks matplotlib for its backend around every event: left to choose, matplotlib imports pyplot to decide
+# (a quarter of a second on the first answer)
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware
 
 from classifier import ASSETS
@@ -92,8 +97,10 @@ def mount(server, blocks, path: str, settings, **kwargs):
     event loop: ``/dev/zero`` stops the server)."""
     # show_error=False: an unexpected exception's own text (which may name server paths) never reaches a user, only
     # the refusals the handlers raise as gr.Error with words of their own
+    # ssr_mode=False, explicitly: server-side rendering would start a Node server beside Python for nothing a
+    # 2-vCPU Space needs
     gr.mount_gradio_app(server, blocks, path=path, blocked_paths=[str(settings.data_dir.resolve())], show_error=False,
-                        **kwargs)
+                        ssr_mode=False, **kwargs)
     blocks.has_launched = True
 
 
@@ -127,6 +134,8 @@ def main():
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
     print(f"* Running on http://{host}:{port}/ (MCP tools: http://{host}:{port}/tools/gradio_api/mcp/)", flush=True)
+    # Gradio imports matplotlib at the first event: do it while the server starts, not while a user waits
+    threading.Thread(target=importlib.import_module, args=("matplotlib",), daemon=True).start()
     # a stop (SIGTERM) waits at most 3 s for open connections (a browser keeps its event stream open)
     uvicorn.run(server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
 
