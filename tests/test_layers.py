@@ -150,3 +150,17 @@ def test_a_tabs_handlers_are_plain_functions_a_test_can_call(tmp_path):
 
     with pytest.raises(gr.Error):  # no evaluation yet: a refusal in the viewer's words
         on.use(request, None, None, 0.42)
+
+
+def test_the_app_imports_at_start_only_what_the_first_answer_needs():
+    """A fresh start is mostly imports: TensorFlow, scikit-learn, SciPy, matplotlib and openai are imported by the
+    functions that use them (training, evaluation, figures, auto-label), not by ``import app``."""
+    import json
+    import subprocess
+    import sys
+
+    heavy = ("tensorflow", "keras", "sklearn", "scipy", "matplotlib", "openai")
+    code = f"import sys, json, app; print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.splitlines()[-1]) == []
