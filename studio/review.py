@@ -44,7 +44,7 @@ def build(settings, slot, guard, T=T):
     ui.upload = upload_box(T("rv_upload"), "rv-upload")  # in sight: bringing a data set is the first step
     admin_panel(ui, settings)
     filters_panel(ui, review)
-    review_panel(ui)
+    review_panel(ui, settings.sign_in)
     bulk_panel(ui)
     audit_panel(ui, settings)
     impact_panel(ui)
@@ -101,7 +101,7 @@ def filters_panel(ui, review):
     fill_at_load(lambda lang: gr.Button(visible=review.store_is_empty()), ui.demo_button)  # only while it is empty
 
 
-def review_panel(ui):
+def review_panel(ui, sign_in=False):
     """The photo, where the model looked, what is known of it, and the keys: one per class, none, accept, back,
     next, undo."""
     with gr.Row(elem_id="review-panel"):
@@ -110,7 +110,7 @@ def review_panel(ui):
             ui.heat = gr.Image(label=T("rv_heat"), type="pil", format="jpeg", interactive=False, height=460,
                                elem_id="rv-heat")
         with gr.Column(scale=2):
-            ui.details = gr.Markdown(T("rv_idle"))
+            ui.details = gr.Markdown(T("rv_idle_sign_in" if sign_in else "rv_idle"))
             ui.buttons, keys = [], dict(zip(CLASSES, class_keys(CLASSES)))  # derived: an 11th class gets "q"
             for row_classes in rows_of(CLASSES):
                 with gr.Row(elem_classes="rv-grid"):

@@ -126,17 +126,22 @@ def settings_panel(ui, settings, store):
     """What to train on and how long: the data, the backbone, the epochs and blocks (the tab's quicker preset of the
     training config, not a second set of numbers), the split, teachers, photos of none of the ten; an upload."""
     quick = QUICK
+    head, size = served_recipe(settings)
     with gr.Row():
         ui.data = dataset_dropdown(settings, T("tr_data"))
         ui.backbone = gr.Dropdown(list(BACKBONES), value=served_backbone(settings), label=T("tr_backbone"),
                                   info=T("tr_backbone_info"))
-        head, size = served_recipe(settings)
         ui.head = gr.Dropdown([(T("tr_head_linear"), "linear"), (T("tr_head_dense"), "dense")], value=head,
-                              label=T("tr_head"), info=T("tr_head_info"))
+                              label=T("tr_head"), info=T("tr_head_info"), scale=2)
+    with gr.Row():  # the input size for both recipes; the epochs and blocks for fine-tuning only
         ui.size = gr.Number(size, precision=0, label=T("tr_size"), info=T("tr_size_info"))
-        ui.epochs_head = gr.Number(quick.epochs_head, precision=0, label=T("tr_epochs_head"))
-        ui.epochs_finetune = gr.Number(quick.epochs_finetune, precision=0, label=T("tr_epochs_ft"))
-        ui.unfreeze = gr.Number(quick.unfreeze_blocks, precision=0, label=T("tr_blocks"))
+        tuning = head == "dense"  # the epochs and blocks are fine-tuning's: greyed out for a probe
+        ui.epochs_head = gr.Number(quick.epochs_head, precision=0, label=T("tr_epochs_head"), interactive=tuning)
+        ui.epochs_finetune = gr.Number(quick.epochs_finetune, precision=0, label=T("tr_epochs_ft"),
+                                       interactive=tuning)
+        ui.unfreeze = gr.Number(quick.unfreeze_blocks, precision=0, label=T("tr_blocks"), interactive=tuning)
+    ui.head.change(lambda h: [gr.Number(interactive=h == "dense")] * 3, ui.head,
+                   [ui.epochs_head, ui.epochs_finetune, ui.unfreeze], api_visibility="private", queue=False)
     with gr.Accordion(T("tr_split_acc"), open=False), gr.Row():
         ui.split = gr.Dropdown(split_choices(store), value="", label=T("tr_split"), info=T("tr_split_info"))
         ui.teachers = gr.Dropdown(store.finished(), value=[], multiselect=True, label=T("tr_teachers"),
@@ -173,7 +178,8 @@ def run_handlers(settings, guard, store):
     """Start a run and follow it, watch the latest, cancel, show a past one."""
     def show(run, lang):
         line, tail, c, m, t = snapshot(run, guard.scrub, lang)
-        return line, tail, c, m, t if t is not None else headed(TABLE_COLUMNS, lang)
+        curves = gr.Image(c, visible=c is not None)  # a linear probe has no epochs: no curves, no empty box
+        return line, tail, curves, m, t if t is not None else headed(TABLE_COLUMNS, lang)
 
     def follow(run, lang):
         """Stream the run's state until it ends (at least two updates while it runs)."""
