@@ -1,5 +1,6 @@
 """The web app: compose the tabs, read settings, launch.  Run ``python app.py`` and open http://127.0.0.1:7860."""
 
+import contextlib
 import importlib
 import os
 import sys
@@ -80,6 +81,22 @@ def build_app(settings=None):
     return demo
 
 
+@contextlib.contextmanager
+def served_apps_only():
+    """Gradio makes a Blocks' FastAPI app when the Blocks is made, when its ``with`` ends and at ``.queue()``, and
+    ``mount_gradio_app`` makes the one that is served; the first three are thrown away. Each costs about 0.1 s here
+    (80 routes analysed by FastAPI), which is a tenth of a fresh start to the first answer: while the apps are
+    built, none is made."""
+    from gradio.routes import App
+
+    made = App.__dict__["create_app"]
+    App.create_app = staticmethod(lambda *args, **kwargs: None)
+    try:
+        yield
+    finally:
+        App.create_app = made
+
+
 def restore_kept(settings):
     """After a restart with an empty ``DATA_DIR``: the runs and evaluations kept in ``PERSIST_DIR`` come back, in the
     background (the label store is restored before anything is served, by the Review tab)."""
@@ -112,11 +129,12 @@ def main():
 
     settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    demo = build_app(settings).queue(default_concurrency_limit=4, max_size=256)
+    with served_apps_only():
+        demo = build_app(settings).queue(default_concurrency_limit=4, max_size=256)
+        # its photos are bounded as the Classify tab's, and so is its own queue (no password: it only reads)
+        tools = build_tools(demo.slot, settings.low_confidence).queue(default_concurrency_limit=2, max_size=64)
     server = FastAPI(middleware=[Middleware(HttpDoor, min_free_mb=settings.min_free_mb), Middleware(LanguagePage)])
     # first: the studio, mounted at the root, would otherwise answer /tools too
-    # its photos are bounded as the Classify tab's, and so is its own queue (no password: it only reads)
-    tools = build_tools(demo.slot, settings.low_confidence).queue(default_concurrency_limit=2, max_size=64)
     mount(server, tools, "/tools", settings, mcp_server=True, footer_links=["api"],
           max_file_size=f"{settings.max_upload_mb}mb")
     mount(
@@ -127,10 +145,9 @@ def main():
         # Nothing under DATA_DIR is served by path (the label DB, logs, runs): users get copies of what they were
         # handed (pictures, exports made for their request), which Gradio serves from its own cache.
         allowed_paths=[str(classify_tab.EXAMPLES_DIR)])
-    # mount_gradio_app serves the studio from a new App but leaves demo.app on the one made when it was built,
-    # whose per-session state (a dropdown's new choices after an upload) the queue would then read: point it at
-    # the mounted one
-    demo.app = server.routes[-1].app
+    # mount_gradio_app serves each app from a new App and leaves blocks.app as it was: point it at the mounted
+    # one, whose per-session state (a dropdown's new choices after an upload) the queue reads
+    tools.app, demo.app = server.routes[-2].app, server.routes[-1].app
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
     print(f"* Running on http://{host}:{port}/ (MCP tools: http://{host}:{port}/tools/gradio_api/mcp/)", flush=True)

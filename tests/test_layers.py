@@ -164,3 +164,23 @@ def test_the_app_imports_at_start_only_what_the_first_answer_needs():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.splitlines()[-1]) == []
+
+
+def test_apps_are_built_without_the_fastapi_apps_gradio_throws_away():
+    """``app.served_apps_only``: while the studio is built no FastAPI app is made (mount_gradio_app makes the served
+    one), and Gradio's own is back afterwards, also after an error."""
+    import gradio as gr
+    import pytest
+
+    import app
+
+    with app.served_apps_only():
+        with gr.Blocks() as built:
+            gr.Textbox()
+        built.queue(max_size=3)
+    assert built.app is None and built._queue.max_size == 3
+    with pytest.raises(RuntimeError), app.served_apps_only():
+        raise RuntimeError("a failed build")
+    with gr.Blocks() as later:
+        gr.Textbox()
+    assert later.app is not None
