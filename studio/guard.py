@@ -101,6 +101,12 @@ class Guard:
             return user
         return self.check_name(name)
 
+    def same_reviewer(self, session: dict | None) -> None:
+        """With sign-in, a decision goes under the user signed in now: a queue started by someone else (a sign-out
+        and another sign-in in the same page) must be started again."""
+        if self.settings.sign_in and session and session.get("reviewer") != user_of(SIGNED_IN.get()):
+            raise Message("rv_err_start")
+
     def importer(self, name: str | None) -> str | None:
         """Who an upload is recorded under: the signed-in user with sign-in on, else the typed ``name`` if any."""
         if self.settings.sign_in:

@@ -212,6 +212,7 @@ def decision_handlers(review, guard):
         @shown
         def handler(sess, pw, *f):
             guard.require(pw, "do_labels", kind="label")
+            guard.same_reviewer(sess)
             return review.decide(sess, choice, f)
         return handler
 
@@ -228,6 +229,7 @@ def decision_handlers(review, guard):
     @shown
     def on_undo(sess, pw, *f, lang):
         guard.require(pw, "do_labels", kind="label")
+        guard.same_reviewer(sess)
         view, undone = review.undo(sess)
         if undone > 1:
             gr.Info(say(lang, "rv_undid_batch", n=undone), title=say(lang, "note_title"))
@@ -279,6 +281,7 @@ def wire_bulk(ui, review, guard):
     @shown
     def on_bulk(sess, pw, threshold, lang):
         guard.require(pw, "do_labels", kind="label")
+        guard.same_reviewer(sess)
         accepted = review.bulk_accept(sess, threshold)
         return say(lang, "rv_bulk_done", n=accepted), review.progress(lang)
 

@@ -54,6 +54,10 @@ def test_a_signed_in_reviewers_decisions_carry_their_hugging_face_name(signed):
     on.decide("dog")(request, alice, session, "", *FILTERS)
     rows = review.store.query("SELECT author, label FROM events WHERE source = 'human'")
     assert rows == [{"author": "alice", "label": "dog"}]
+    # alice signs out and carol (an admin) signs in on the same page: alice's queue is not carol's to decide in
+    with pytest.raises(gr.Error, match="press Start first"):
+        on.decide("cat")(request, profile("carol", "zoo-keepers"), session, "", *FILTERS)
+    assert len(review.store.query("SELECT 1 FROM events WHERE source = 'human'")) == 1
 
 
 @pytest.mark.parametrize("who", [None, profile("bob")], ids=["not signed in", "not a reviewer"])
