@@ -117,6 +117,9 @@ def test_train_tiny_run_and_serve_it(app, page):
     page.get_by_role("tab", name="Train").click()
     page.get_by_label("Training photos (class folders, or sources of them)").click()
     page.get_by_role("option", name="datasets/tiny").click()
+    assert page.get_by_label("Phase-1 epochs (head)").is_disabled()  # the default recipe, a probe, has no epochs
+    page.get_by_label("Recipe").click()  # fine-tuning, in the browser: its fields open
+    page.get_by_role("option", name="Fine-tune: dense head, then the backbone's last blocks").click()
     for label, value in (("Phase-1 epochs (head)", "2"), ("Phase-2 epochs (fine-tune)", "1"),
                          ("Blocks to fine-tune", "1")):
         page.get_by_label(label).fill(value)
@@ -301,9 +304,7 @@ def test_the_whole_app_in_chinese(page, tmp_path):
         page.get_by_role("tab", name="训练").click()
         page.get_by_label("训练照片（类别文件夹，或其来源文件夹）").click()
         page.get_by_role("option", name="datasets/tiny").click()
-        for label, value in (("第一阶段轮数（分类头）", "1"), ("第二阶段轮数（微调）", "0")):
-            page.get_by_label(label).fill(value)
-        page.get_by_role("button", name="开始训练").click()
+        page.get_by_role("button", name="开始训练").click()  # the default recipe: a probe at 384 px
         page.get_by_text("· 已完成 ·").first.wait_for(timeout=300_000)
         run = next((data / "runs").iterdir()).name
         shots["train"] = english_words(page, [run])
