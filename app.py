@@ -6,9 +6,10 @@ import os
 import sys
 import threading
 
-# Gradio asks matplotlib for its backend around every event: left to choose, matplotlib imports pyplot to decide
-# (a quarter of a second on the first answer)
-os.environ.setdefault("MPLBACKEND", "Agg")
+# Gradio sets matplotlib's backend to "agg" around every event (and back): left to choose, matplotlib imports pyplot
+# to decide (a quarter of a second on the first answer); and set under another spelling ("Agg"), each event switches
+# pyplot's backend, which fails while another thread is importing pyplot (a first evaluation)
+os.environ["MPLBACKEND"] = "agg"
 
 import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware

@@ -184,3 +184,20 @@ def test_apps_are_built_without_the_fastapi_apps_gradio_throws_away():
     with gr.Blocks() as later:
         gr.Textbox()
     assert later.app is not None
+
+
+def test_gradios_backend_switch_around_each_event_never_touches_pyplot():
+    """Gradio sets matplotlib's backend to "agg" around every event and back. The app's MPLBACKEND makes that no
+    switch at all: a switch calls pyplot, which fails while another thread is still importing it (a first
+    evaluation, beside a request joining the queue: seen once in 40 concurrent joins)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, app, matplotlib, gradio.utils\n"
+            "class Importing:  # pyplot half imported by another thread\n"
+            "    def __getattr__(self, name): raise AttributeError(f'partially initialized: {name}')\n"
+            "sys.modules['matplotlib.pyplot'] = Importing()\n"
+            "with gradio.utils.MatplotlibBackendMananger(): pass\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
