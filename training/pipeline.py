@@ -1,4 +1,5 @@
-"""One training run, start to end: data, phase 1 on cached features, phase 2 fine-tuning, evaluation, outputs.
+"""One training run, start to end: data, phase 1 on cached features, phase 2 fine-tuning, evaluation, outputs; or,
+with a linear head, the probe fitted on the cached features (:mod:`training.probe`) instead of both phases.
 
 Everything lands in the run folder: ``model.keras`` (+ ``model.json``), ``history.csv``, ``train_curves.png``,
 ``eval/val/`` and ``eval/test/`` (what ``python -m evaluation run`` writes), ``config.json``, ``split.csv``,
@@ -333,13 +334,13 @@ def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
     head.fit(x, targets, sample_weight=sample_weights,
              epochs=cfg.epochs_head, batch_size=cfg.batch_size, verbose=0, shuffle=True,
              callbacks=[monitor, *standard_callbacks(recorder.dir, 1, 8)])
-    return dropped, weights, None
+    return dropped, weights
 
 
 def fit_linear(model, parts, augmenter, cfg, recorder, size):
     """The linear head (:mod:`training.probe`): C by cross-validation on the cached features, the out-of-fold
     probabilities scored (per source, balanced accuracy first) and turned into the calibration, then one fit on every
-    training row folded into the head's Dense layer. Returns ``(dropped, None, calibration)``."""
+    training row folded into the head's Dense layer. Returns ``(dropped, calibration)``."""
     from evaluation.metrics import evaluate, per_source
 
     from . import probe
@@ -363,7 +364,7 @@ def fit_linear(model, parts, augmenter, cfg, recorder, size):
     recorder.log.info(f"out of fold: balanced accuracy {report['balanced_accuracy']:.4f}, accuracy "
                       f"{report['accuracy']:.4f} on {report['n_scored']} photos; "
                       + ", ".join(f"{s} {v['accuracy']:.3f}/{v['n_scored']}" for s, v in report["per_source"].items()))
-    return dropped, None, calibration
+    return dropped, calibration
 
 
 def teacher_probabilities(teacher, batches):
@@ -427,8 +428,8 @@ def _run(cfg, recorder):
     augmenter = Augmenter(cfg.policies, size, cfg.seed) if cfg.augment else None
     if cfg.head == "linear":  # a probe: nothing to distribute, no phase 2
         model = build_classifier(cfg.backbone, size=size, head="linear")
-        dropped, weights, calibration = fit_linear(model, parts, augmenter, cfg, recorder, size)
-        write_config(cfg, weights, facts, device, recorder.dir)
+        dropped, calibration = fit_linear(model, parts, augmenter, cfg, recorder, size)
+        write_config(cfg, None, facts, device, recorder.dir)
         return _finish_run(model, parts, cfg, recorder, dropped, calibration)
     strategy = make_strategy(cfg.strategy)
     with strategy.scope():
@@ -439,7 +440,7 @@ def _run(cfg, recorder):
             teacher = teacher_ensemble(cfg.teachers, size)
             recorder.log.info(f"distilling from {', '.join(map(str, cfg.teachers))} "
                               f"(alpha {cfg.distill_alpha})")
-        dropped, weights, _ = phase1(model, parts, augmenter, cfg, recorder, size, teacher)
+        dropped, weights = phase1(model, parts, augmenter, cfg, recorder, size, teacher)
         write_config(cfg, weights, facts, device, recorder.dir)
         if CANCEL["requested"]:
             raise Cancelled
