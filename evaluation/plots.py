@@ -9,7 +9,7 @@ import os
 
 import matplotlib
 
-matplotlib.use("Agg")  # no display on servers
+matplotlib.use("agg")  # no display on servers; spelled as Gradio spells it, so its switch around each event is none
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402

@@ -194,6 +194,7 @@ def test_gradios_backend_switch_around_each_event_never_touches_pyplot():
     import sys
 
     code = ("import sys, app, matplotlib, gradio.utils\n"
+            "import evaluation.plots  # what a first evaluation imports: it sets the backend too\n"
             "class Importing:  # pyplot half imported by another thread\n"
             "    def __getattr__(self, name): raise AttributeError(f'partially initialized: {name}')\n"
             "sys.modules['matplotlib.pyplot'] = Importing()\n"
