@@ -51,8 +51,9 @@ def subset(data, none, per_class, none_photos, out, seed=0):
 
     rng = random.Random(seed)
     shutil.rmtree(out, ignore_errors=True)
+    everything = discover([data])
     for c in CLASSES:
-        items = [it for it in discover([data]) if it["label"] == c]
+        items = [it for it in everything if it["label"] == c]
         for it in rng.sample(items, min(per_class, len(items))):
             link = Path(out) / "animals" / c / it["key"].replace("/", "_")
             link.parent.mkdir(parents=True, exist_ok=True)

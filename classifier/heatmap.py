@@ -18,13 +18,6 @@ from .classes import CLASSES, TOP_K
 from .images import decode, thumbnail
 
 
-def keras_softmax():
-    """Keras' softmax activation (a head's softmax layer carries it)."""
-    import keras
-
-    return keras.activations.softmax
-
-
 class Explainer:
     """Grad-CAM for a classifier built by :func:`classifier.model.build_classifier`.
 
@@ -33,6 +26,7 @@ class Explainer:
     """
 
     def __init__(self, model, classes=CLASSES, fused: bool = True):
+        import keras
         import tensorflow as tf
 
         from .model import backbone_of, inference_backbone
@@ -45,8 +39,8 @@ class Explainer:
         n = len(self.classes)
         # the head up to its softmax layer, then the class logits themselves (before the softmax); a linear head's
         # softmax layer has an 11th column, none of the ten, which the layer after it drops (so do the scores here)
-        at = max(i for i, layer in enumerate(self.head.layers) if getattr(layer, "activation", None) is
-                 keras_softmax())
+        at = max(i for i, layer in enumerate(self.head.layers)
+                 if getattr(layer, "activation", None) is keras.activations.softmax)
         dense, hidden = self.head.layers[at], self.head.layers[:at]
 
         def logits(pooled):

@@ -55,12 +55,13 @@ def trained_on(meta: dict) -> set[Path]:
     return {Path(p) for p in meta.get("trained_on", [])}
 
 
-def shipped_tflite(model_path: str | Path) -> Path:
+def shipped_tflite(model_path: str | Path, digest: str | None = None) -> Path:
     """Where a model file's own ``.tflite`` lies when it brings one: beside it, named by its content hash (so a
-    changed model never meets a stale conversion), in float16 (the default's stays under 10 MB, a Space's limit
-    without Git LFS). ``python -m training --compact`` writes it; serving it needs no TensorFlow."""
+    changed model never meets a stale conversion; pass ``digest`` when it is known), in float16 (the default's stays
+    under 10 MB, a Space's limit without Git LFS). ``python -m training --compact`` writes it; serving it needs no
+    TensorFlow."""
     path = Path(model_path)
-    return path.with_name(f"{path.stem}-{content_hash(path)}.float16.tflite")
+    return path.with_name(f"{path.stem}-{digest or content_hash(path)}.float16.tflite")
 
 
 def content_hash(path: str | Path) -> str:

@@ -49,9 +49,10 @@ def convert(model_path: str | Path | None, cache_dir: str | Path | None = None) 
     as the default does), else converted once and cached under ``cache_dir`` by the model file's content hash (a
     retrained run gets a new one). Converting imports TensorFlow; a brought or cached file does not."""
     model_path = Path(model_path or DEFAULT_MODEL)
-    if shipped_tflite(model_path).exists():
-        return shipped_tflite(model_path)
-    out = Path(cache_dir or default_cache()) / f"{model_path.stem}-{content_hash(model_path)}.tflite"
+    digest = content_hash(model_path)  # read once: a run's model.keras is tens of MB
+    if (shipped := shipped_tflite(model_path, digest)).exists():
+        return shipped
+    out = Path(cache_dir or default_cache()) / f"{model_path.stem}-{digest}.tflite"
     if out.exists():
         return out
     import tensorflow as tf

@@ -100,16 +100,12 @@ def build(settings, slot, guard, T=T):
     return {"served": wire_models(ui, settings, slot, guard, store)}
 
 
-def served_backbone(settings) -> str:
-    """The backbone of the model the app serves at start (a new run follows it), else the package's default."""
-    backbone = model_meta(settings.model_path).get("backbone")
-    return backbone if backbone in BACKBONES else DEFAULT_BACKBONE
-
-
-def served_recipe(settings) -> tuple[str, int | None]:
-    """The head and input size of the model the app serves at start: a new run follows its recipe."""
+def served_recipe(settings) -> tuple[str, str, int | None]:
+    """The backbone (else the package's default), head and input size of the model the app serves at start: a new
+    run follows its recipe."""
     meta = model_meta(settings.model_path)
-    return meta.get("head", "dense"), meta.get("size")
+    backbone = meta.get("backbone") if meta.get("backbone") in BACKBONES else DEFAULT_BACKBONE
+    return backbone, meta.get("head", "dense"), meta.get("size")
 
 
 def split_choices(store):
@@ -126,10 +122,10 @@ def settings_panel(ui, settings, store):
     """What to train on and how long: the data, the backbone, the epochs and blocks (the tab's quicker preset of the
     training config, not a second set of numbers), the split, teachers, photos of none of the ten; an upload."""
     quick = QUICK
-    head, size = served_recipe(settings)
+    backbone, head, size = served_recipe(settings)
     with gr.Row():
         ui.data = dataset_dropdown(settings, T("tr_data"))
-        ui.backbone = gr.Dropdown(list(BACKBONES), value=served_backbone(settings), label=T("tr_backbone"),
+        ui.backbone = gr.Dropdown(list(BACKBONES), value=backbone, label=T("tr_backbone"),
                                   info=T("tr_backbone_info"))
         ui.head = gr.Dropdown([(T("tr_head_linear"), "linear"), (T("tr_head_dense"), "dense")], value=head,
                               label=T("tr_head"), info=T("tr_head_info"), scale=2)

@@ -166,32 +166,27 @@ def test_ask_the_llm_only_where_unsure_then_read_its_scorecard(page, tmp_path):
     from playwright.sync_api import expect
 
     glm = FakeGLM()  # answers "dog" to every photo: wrong for the cat
-    proc, url, data = launch(tmp_path, ZHIPUAI_API_KEY="sk-journey", GLM_BASE_URL=glm.url)
     try:
-        page.goto(url)
-        page.get_by_role("tab", name="Review labels").click()
-        page.get_by_label("Your name (recorded with each decision)").fill("kim")
-        page.locator("#rv-demo").click()
-        page.get_by_text("suspicion rank").first.wait_for(timeout=60_000)
-        page.get_by_role("button", name="Import, auto-label, export").click()
-        page.locator("#rv-unsure input").check()
-        # the cat and the dog are always asked (weak classes); the sheep and the horse are sure: left to the model
-        page.get_by_text("2 of the 4 images without an LLM answer would be sent").first.wait_for(timeout=20_000)
-        page.get_by_role("button", name="Auto-label with the vision LLM").click()
-        page.get_by_text("Auto-labeled 2 of 2 (2 left to the classifier").first.wait_for(timeout=60_000)
-        assert len(glm.requests) == 2
-        page.get_by_label("Model predicts").click()  # open the cat the LLM called a dog: the one the model says cat
-        page.get_by_role("option", name=display_name("cat")).click()
-        page.get_by_text("1 images in this queue").first.wait_for(timeout=20_000)
-        page.locator("#rv-class-2").click()
-        page.get_by_text("Reviewed 1 / 4").first.wait_for(timeout=20_000)
-        page.get_by_role("button", name="Review impact: the model against the labels before and after review").click()
-        page.get_by_role("button", name="Compute").click()
-        expect(page.locator("#rv-scorecard")).to_contain_text("glm-4.6v-flash", timeout=30_000)
-        page.get_by_text("What the LLM said").first.wait_for(timeout=10_000)
+        queue = demo_queue(page, tmp_path, prepare=None, ZHIPUAI_API_KEY="sk-journey", GLM_BASE_URL=glm.url)
+        with queue:  # the four-photo demo set: a cat, a dog, a sheep and a horse
+            page.get_by_role("button", name="Import, auto-label, export").click()
+            page.locator("#rv-unsure input").check()
+            # the cat and the dog are always asked (weak classes); the sheep and the horse are sure: left to the model
+            page.get_by_text("2 of the 4 images without an LLM answer would be sent").first.wait_for(timeout=20_000)
+            page.get_by_role("button", name="Auto-label with the vision LLM").click()
+            page.get_by_text("Auto-labeled 2 of 2 (2 left to the classifier").first.wait_for(timeout=60_000)
+            assert len(glm.requests) == 2
+            page.get_by_label("Model predicts").click()  # open the cat the LLM called a dog: the one the model says cat
+            page.get_by_role("option", name=display_name("cat")).click()
+            page.get_by_text("1 images in this queue").first.wait_for(timeout=20_000)
+            page.locator("#rv-class-2").click()
+            page.get_by_text("Reviewed 1 / 4").first.wait_for(timeout=20_000)
+            impact = "Review impact: the model against the labels before and after review"
+            page.get_by_role("button", name=impact).click()
+            page.get_by_role("button", name="Compute").click()
+            expect(page.locator("#rv-scorecard")).to_contain_text("glm-4.6v-flash", timeout=30_000)
+            page.get_by_text("What the LLM said").first.wait_for(timeout=10_000)
     finally:
-        proc.terminate()
-        proc.wait(30)
         glm.stop()
 
 
@@ -420,11 +415,16 @@ def test_fix_the_demo_sets_wrong_labels_then_evaluate_on_the_reviewed_labels(pag
 KEYS = dict(zip(CLASSES, class_keys()))  # the Review tab's key of each class
 
 
+def shipped_demo(data):
+    shutil.rmtree(data / "datasets" / "demo")  # the app copies the shipped 100-photo demo set in at start
+
+
 @contextlib.contextmanager
-def demo_queue(page, tmp_path):
-    """An app on a fresh DATA_DIR with the shipped 100-photo demo set, loaded by kim in the Review tab: its queue
-    open, suspects first."""
-    proc, url, data = launch(tmp_path, prepare=lambda d: shutil.rmtree(d / "datasets" / "demo"))  # the real demo
+def demo_queue(page, tmp_path, prepare=shipped_demo, **env):
+    """An app on a fresh DATA_DIR (``env`` added to its environment) with a demo set (the shipped 100 photos, or
+    with ``prepare=None`` the four of :func:`launch`), loaded by kim in the Review tab: its queue open, suspects
+    first."""
+    proc, url, data = launch(tmp_path, prepare=prepare, **env)
     try:
         page.goto(url)
         page.get_by_role("tab", name="Review labels").click()

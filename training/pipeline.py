@@ -482,10 +482,9 @@ def finish(model, parts, cfg, recorder, dropped, calibration=None):
     if cfg.test:
         reports["test"] = evaluate_folder(cfg.test, layout.evaluation(recorder.dir, "test"),
                                           labels_path=cfg.labels, classifier=clf)
-    oof = recorder.dir / layout.OOF
-    best = reports.get("test") or reports.get("val") or json.loads(oof.read_text())
-    if best is not reports.get("test") and best is not reports.get("val"):
-        meta["report"] = layout.OOF  # beside the model file: where its card's figures come from
+    best = reports.get("test") or reports.get("val")
+    if best is None:  # a linear head fitted on every photo: its cross-validated report, kept beside the model file
+        best, meta["report"] = json.loads((recorder.dir / layout.OOF).read_text()), layout.OOF
     meta.update(accuracy=best["accuracy"], balanced_accuracy=best["balanced_accuracy"],
                 balanced_accuracy_ci95=best["balanced_accuracy_ci95"], test_images=best["n_scored"],
                 per_class_recall={c: m["recall"] for c, m in best["per_class"].items()},
