@@ -53,6 +53,36 @@ def features(paths, cache, backbone="efficientnet_lite0", size=None):
     return x, ok
 
 
+def view_features(paths, labels, cache, backbone, size, view, seed=0):
+    """Features of one transformed copy of each photo (cached like :func:`features`): ``view`` is "mirror" (the
+    photo mirrored left to right) or "augment" (the training recipe's default augmentation, its random draws seeded
+    by ``seed``). Every path must be readable (pass the ones :func:`features` kept)."""
+    if Path(cache).exists():
+        data = np.load(cache)
+        if list(data["paths"]) == list(paths):
+            return data["x"]
+    from classifier.images import decode
+    from classifier.model import build_classifier
+    from training.augment import Augmenter
+    from training.head import feature_model
+
+    model = build_classifier(backbone, weights="imagenet", size=size)
+    extractor = Classifier.from_keras(feature_model(model))
+    size = model.input.shape[1]
+    augment = Augmenter(size=size, seed=seed)
+    out = []
+    for start in range(0, len(paths), 32):
+        batch = [decode(p, size) for p in paths[start:start + 32]]
+        if view == "mirror":
+            batch = [b[:, ::-1] for b in batch]
+        else:
+            batch = [augment(b, label) for b, label in zip(batch, labels[start:start + 32])]
+        out.append(extractor.predict_pixels(np.ascontiguousarray(np.stack(batch))))
+    x = np.concatenate(out)
+    np.savez(cache, x=x, paths=np.array(paths))
+    return x
+
+
 def paired(y, pred_a, pred_b, n_boot=2000, seed=0):
     """Paired bootstrap over the same photos: the 95% interval of balanced accuracy(b) - balanced accuracy(a), and the
     share of resamples where b is better. A recipe counts as better than the probe only where the interval is above
@@ -80,12 +110,24 @@ def balanced(y, pred):
     return balanced_accuracy_score(y, pred)
 
 
-def nested_cv(x, y, own, folds, cs, seed=0):
+def nested_cv(x, y, own, folds, cs, views=(), tta=(), weight=None, seed=0):
     """Out-of-fold probabilities for the photos where ``own`` (Animals-10's), each predicted by a probe trained on
     every other photo, its C chosen by an inner 3-fold split of the training fold's own photos (balanced accuracy);
     returns ``(probabilities of the own photos over the ten, chosen C per fold)``. Rows of ``x`` whose ``y`` is 10
-    (none of the ten, with ``--none-class``) are always in training: an 11th class whose column is dropped."""
+    (none of the ten, with ``--none-class``) are always in training: an 11th class whose column is dropped.
+
+    ``views``: arrays aligned with ``x``, transformed copies of each photo added to training wherever the photo is
+    in training; ``tta``: arrays aligned with ``x`` whose probabilities are averaged with the photo's own at test;
+    ``weight``: a sample weight per row (its views share it)."""
     from sklearn.model_selection import StratifiedKFold
+
+    def fit(c, rows):
+        fit_kw = {} if weight is None else {"logisticregression__sample_weight": np.tile(weight[rows], len(views) + 1)}
+        return probe(c).fit(np.concatenate([x[rows], *(v[rows] for v in views)]),
+                            np.tile(y[rows], len(views) + 1), **fit_kw)
+
+    def predict(fitted, rows):
+        return ten(np.mean([fitted.predict_proba(a[rows]) for a in (x, *tta)], axis=0))
 
     idx_own, idx_other = np.flatnonzero(own), np.flatnonzero(~own)
     oof, chosen = np.zeros((len(idx_own), len(CLASSES))), []
@@ -97,12 +139,10 @@ def nested_cv(x, y, own, folds, cs, seed=0):
         for a, b in inner.split(fit_own, y[fit_own]):
             train = np.r_[idx_other, fit_own[a]]
             for c in cs:
-                fitted = probe(c).fit(x[train], y[train])
-                score[c].append(balanced(y[fit_own[b]], ten(fitted.predict_proba(x[fit_own[b]])).argmax(1)))
+                score[c].append(balanced(y[fit_own[b]], predict(fit(c, train), fit_own[b]).argmax(1)))
         c = max(cs, key=lambda c: np.mean(score[c]))
         chosen.append(c)
-        train = np.r_[idx_other, fit_own]
-        oof[test_at] = ten(probe(c).fit(x[train], y[train]).predict_proba(x[idx_own[test_at]]))
+        oof[test_at] = predict(fit(c, np.r_[idx_other, fit_own]), idx_own[test_at])
         print(f"  fold {len(chosen)}: C={c} (inner balanced accuracy "
               + ", ".join(f"{k}: {np.mean(v):.3f}" for k, v in score.items()) + ")", flush=True)
     return oof, chosen
@@ -123,17 +163,29 @@ def row(name, labels, probs, sources):
     return {"name": name, "all": report, "a10": own, "per_source": per_source(labels, preds, sources)}
 
 
-def cv_report(x, y, items, x_none, args, x_none_train=None):
-    """Print the nested cross-validation's figures on Animals-10's own photos (see the module's docstring); with
-    ``x_none_train``, those none photos are an 11th class in every training fold."""
+def cv_report(x, y, items, xn, none_test, none_sources, views, args):
+    """Print the nested cross-validation's figures on Animals-10's own photos (see the module's docstring) for the
+    recipe the options name, save its out-of-fold probabilities, and with ``--against`` compare them, paired, with
+    a saved run of the procedure. ``views``: name -> (rows aligned with ``x``, rows aligned with ``xn``)."""
     own = np.array([it["source"] == ANIMALS10 for it in items])
+    keep = np.array([it["source"] not in args.leave_out for it in items])
+    train_views = [v for k, v in views.items() if k.startswith("augment") or args.mirror in ("train", "both")]
+    tta = [views["mirror"]] if args.mirror in ("test", "both") else []
+    x, y, own = x[keep], y[keep], own[keep]
+    train_views, tta = ([(a[keep], b) for a, b in vs] for vs in (train_views, tta))
+    if args.none_class:  # the none photos not held out for the open-set figures: an 11th class in training
+        train = ~none_test & ~np.isin(none_sources, args.leave_out)
+        x, y = np.r_[x, xn[train]], np.r_[y, np.full(int(train.sum()), len(CLASSES))]
+        own = np.r_[own, np.zeros(int(train.sum()), bool)]
+        train_views, tta = ([(np.r_[a, b[train]], b) for a, b in vs] for vs in (train_views, tta))
+    weight = np.where(y == len(CLASSES), args.none_weight, 1.0) if args.none_weight != 1 else None
     print(f"nested {args.folds}-fold cross-validation, {args.backbone} at {args.size or 'its own'} px: "
           f"{int(own.sum())} Animals-10 photos, {int((~own).sum())} others always in training"
-          + (f", {len(x_none_train)} none photos as an 11th class" if x_none_train is not None else ""), flush=True)
-    if x_none_train is not None:
-        x, y = np.r_[x, x_none_train], np.r_[y, np.full(len(x_none_train), len(CLASSES))]
-        own = np.r_[own, np.zeros(len(x_none_train), bool)]
-    oof, chosen = nested_cv(x, y, own, args.folds, CS)
+          + (f" ({int((y == len(CLASSES)).sum())} of none as an 11th class, weight {args.none_weight})"
+             if args.none_class else "")
+          + (f"; left out: {', '.join(args.leave_out)}" if args.leave_out else "")
+          + f"; {len(train_views)} training views, {len(tta)} test-time views", flush=True)
+    oof, chosen = nested_cv(x, y, own, args.folds, CS, [a for a, _ in train_views], [a for a, _ in tta], weight)
     labels = [CLASSES[i] for i in y[own]]
     report = evaluate(labels, [CLASSES[i] for i in oof.argmax(1)], oof)
     pc = report["per_class"]
@@ -142,16 +194,26 @@ def cv_report(x, y, items, x_none, args, x_none_train=None):
     print("  recall: " + ", ".join(f"{c} {m['recall']:.3f} {fmt(m['recall_ci95'])}" for c, m in pc.items()))
     print(f"  precision: dog {pc['dog']['precision']:.3f} {fmt(pc['dog']['precision_ci95'])}, cow "
           f"{pc['cow']['precision']:.3f} {fmt(pc['cow']['precision_ci95'])}")
-    full = probe(float(np.median(chosen))).fit(x, y)  # the none photos' scores from a probe on every training photo
-    auroc, accepted, threshold = open_set(oof, ten(full.predict_proba(x_none)))
-    top = oof.max(1)
-    answered = top >= threshold
+    # The held-out none photos' scores, from a probe on every training photo (the folds' median C).
+    fit_kw = {} if weight is None else {"logisticregression__sample_weight": np.tile(weight, len(train_views) + 1)}
+    full = probe(float(np.median(chosen))).fit(np.concatenate([x, *(a for a, _ in train_views)]),
+                                               np.tile(y, len(train_views) + 1), **fit_kw)
+    p_none = ten(np.mean([full.predict_proba(b[none_test]) for b in (xn, *(b for _, b in tta))], axis=0))
+    auroc, accepted, threshold = open_set(oof, p_none)
+    answered = oof.max(1) >= threshold
     right = (oof.argmax(1) == y[own])[answered].mean()
     print(f"  open set: AUROC {auroc:.3f}; the threshold keeping 95% of them ({threshold:.3f}) accepts "
           f"{accepted:.1%} of the held-out none photos and is right on {right:.3f} of the animals it answers")
-    np.savez(f"{args.cache}-{args.backbone}-{args.size or 'own'}{'-none' if args.none_class else ''}-oof.npz",
-             oof=oof, y=y[own],
-             keys=np.array([it["key"] for it, o in zip(items, own) if o]))
+    keys = np.array([it["key"] for it, k in zip(items, keep) if k and it["source"] == ANIMALS10])
+    np.savez(args.save or f"{args.cache}-{args.backbone}-{args.size or 'own'}{'-none' if args.none_class else ''}"
+             "-oof.npz", oof=oof, y=y[own], keys=keys)
+    for other in args.against:
+        saved = np.load(other)
+        at = {k: i for i, k in enumerate(saved["keys"])}
+        base = saved["oof"][[at[k] for k in keys]].argmax(1)
+        (low, high), better = paired(y[own], base, oof.argmax(1))
+        print(f"  paired bootstrap against {Path(other).name} ({balanced(y[own], base):.3f}): balanced accuracy "
+              f"{low:+.3f} to {high:+.3f} (95%); better in {better:.0%} of resamples")
 
 
 def fmt(ci):
@@ -171,6 +233,18 @@ def main():
     ap.add_argument("--features-only", action="store_true", help="compute and cache the features, then stop")
     ap.add_argument("--none-class", action="store_true",
                     help="with --folds: the split's non-test none photos as an 11th class in training (folded away)")
+    ap.add_argument("--views", type=int, default=0,
+                    help="with --folds: this many augmented views of each training photo, kept in its photo's fold")
+    ap.add_argument("--mirror", choices=("train", "test", "both"),
+                    help="with --folds: a mirrored copy of each photo as a training view, as test-time "
+                         "augmentation (probabilities averaged), or both")
+    ap.add_argument("--none-weight", type=float, default=1.0,
+                    help="with --none-class: the none class's weight against one animal class's (default 1)")
+    ap.add_argument("--leave-out", action="append", default=[], metavar="SOURCE",
+                    help="with --folds: leave this source's photos out of training (repeatable)")
+    ap.add_argument("--save", help="with --folds: where to save the out-of-fold probabilities (.npz)")
+    ap.add_argument("--against", action="append", default=[], metavar="NPZ",
+                    help="with --folds: paired bootstrap against a saved run's out-of-fold probabilities")
     ap.add_argument("--model", action="append", default=[],
                     help="also a trained run's model on the same photos (repeatable), e.g. runs/a10-v2/model.keras")
     args = ap.parse_args()
@@ -181,6 +255,16 @@ def main():
     tag = f"{args.cache}-{args.backbone}-{args.size or 'own'}"
     x, ok = features([it["path"] for it in items], f"{tag}-animals.npz", args.backbone, args.size)
     xn, okn = features([str(p) for p in nones], f"{tag}-none.npz", args.backbone, args.size)
+    kept = [it for it, good in zip(items, ok) if good]
+    kept_none = [str(p) for p, good in zip(nones, okn) if good]
+    views = {}  # name -> (animal rows, none rows), aligned with x and xn
+    for name in (["mirror"] if args.mirror else []) + [f"augment{i}" for i in range(args.views)]:
+        kind, seed = ("mirror", 0) if name == "mirror" else ("augment", int(name[7:]))
+        views[name] = tuple(view_features(paths, labels, f"{tag}-{part}-{name}.npz", args.backbone, args.size,
+                                          kind, seed)
+                            for part, paths, labels in (("animals", [it["path"] for it in kept],
+                                                         [it["label"] for it in kept]),
+                                                        ("none", kept_none, ["none"] * len(kept_none))))
     if args.features_only:
         return
     items = [it for it, good in zip(items, ok) if good]
@@ -188,7 +272,8 @@ def main():
     part = np.array([split[it["key"]] for it in items])
     none_test = np.array([split.get(k) == "test" for k, good in zip(none_keys, okn) if good])
     if args.folds:
-        cv_report(x, y, items, xn[none_test], args, xn[~none_test] if args.none_class else None)
+        none_sources = np.array([k.split("/")[1] for k, good in zip(none_keys, okn) if good])
+        cv_report(x, y, items, xn, none_test, none_sources, views, args)
 
     best = None
     for c in CS:
