@@ -19,6 +19,7 @@ through ImageDataGenerator.flow_from_dataframe + model.predict, as its predict.p
 """
 
 import argparse
+import functools
 import os
 import random
 import socket
@@ -134,6 +135,23 @@ def print_fresh_start(imports, start):
           f"`import tensorflow, gradio` alone: {imports:.1f} s; ratio {start / imports:.2f}x (goal <= 0.5x)")
 
 
+def mirror_cost(photos, cache, rounds=3):
+    """One photo through LiteRT, decode included, with and without mirror test-time augmentation (the default
+    model's calibration turns it on), alternated in rounds: ``{name: (p50, p90) ms}``."""
+    clf = Classifier.load(None, "litert", cache)
+    times = {"plain": [], "with mirror": []}
+    for _ in range(rounds):
+        for name, tta in (("plain", False), ("with mirror", True)):
+            times[name].append(latency(functools.partial(clf.predict, tta=tta), photos[:60]))
+    return {name: tuple(np.median(t, axis=0)) for name, t in times.items()}
+
+
+def print_mirror_cost(costs):
+    (p50, p90), (m50, m90) = costs["plain"], costs["with mirror"]
+    print(f"one photo through LiteRT, decode included: plain {p50:.1f} / {p90:.1f} ms (p50 / p90), with mirror "
+          f"test-time augmentation {m50:.1f} / {m90:.1f} ms ({m50 / p50:.2f}x at p50)")
+
+
 def heatmap_cost(photos, cache):
     """p50/p90 ms of a plain prediction (LiteRT, served) and of a heatmap over the photo, on the same photos."""
     from classifier.heatmap import Explainer
@@ -184,10 +202,13 @@ def main():
     ap.add_argument("--heatmap", action="store_true", help="measure only the heatmap against a plain prediction")
     ap.add_argument("--exports", action="store_true", help="measure only the TFLite and ONNX downloads")
     ap.add_argument("--fresh-start", action="store_true", help="measure only a fresh start against the imports")
+    ap.add_argument("--mirror", action="store_true", help="measure only mirror test-time augmentation's cost")
     args = ap.parse_args()
     photos = sample_photos(args.data, args.n)
     if args.fresh_start:
         return print_fresh_start(*fresh_start(photos[0]))
+    if args.mirror:
+        return print_mirror_cost(mirror_cost(photos, tempfile.mkdtemp()))
     if args.heatmap:
         return print_heatmap_cost(heatmap_cost(photos, tempfile.mkdtemp()))
     if args.exports:
@@ -233,6 +254,7 @@ def main():
     print(f"\napp start to first answer: LiteRT {lite_s:.1f} s, Keras {keras_s:.1f} s ({lite_s / keras_s:.2f}x); "
           f"peak memory after it: LiteRT {lite_mb:.0f} MB, Keras {keras_mb:.0f} MB")
     print_fresh_start(*fresh_start(photos[0]))
+    print_mirror_cost(mirror_cost(photos, cache))
     print_heatmap_cost(heatmap_cost(photos, cache))
     print_export_speed(export_speed(photos, cache))
 

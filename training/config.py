@@ -43,6 +43,9 @@ class TrainConfig:
                                  "linear: a linear probe of the frozen backbone (logistic regression on cached "
                                  "features, C chosen by cross-validation, calibrated out of fold; --none photos are "
                                  "an 11th class; no phase 2) (default: %(default)s)", choices=("dense", "linear"))
+    mirror: bool = setting(True, "linear head: no mirrored copy of each training photo among its cached views (by "
+                                 "default one is: +0.006 balanced accuracy in nested cross-validation on Animals-10's "
+                                 "photos, nothing at serving time)", flag="--no-mirror", action="store_false")
     epochs_head: int = setting(40, "phase-1 epochs at most (default: %(default)s)")
     epochs_finetune: int = setting(6, "phase-2 epochs at most; 0 skips phase 2 (default: %(default)s)")
     unfreeze_blocks: int = setting(3, "backbone blocks fine-tuned in phase 2 (default: %(default)s)")

@@ -275,14 +275,17 @@ def require_train_and_val(parts, cfg):
 
 
 def cache_features(model, parts, augmenter, cfg, recorder, size, teacher=None):
-    """Backbone features computed once: the clean training photos, ``views`` augmented views of each, and the
-    validation photos. With a ``teacher``, its probabilities on each cached view are computed once too.
+    """Backbone features computed once: the clean training photos, ``views`` augmented views of each (for a linear
+    head also its mirror image, unless ``--no-mirror``), and the validation photos. With a ``teacher``, its
+    probabilities on each cached view are computed once too.
 
     Returns ``(x, y, photo, soft, (x_val, y_val), dropped)``: a row per view (clean rows first), its label index,
     its photo's index, the teacher's rows (or None) and the unreadable files left out."""
     extractor = feature_model(model)
     cached, dropped = {}, []
-    work = len(parts["train"]) * (cfg.views + 1) + len(parts.get("val", []))
+    # A linear head also learns each photo's mirror image (measured for it; served photos are not mirrored).
+    views = [(mirror, 0)] * (cfg.mirror and cfg.head == "linear") + [(augmenter, v) for v in range(cfg.views)]
+    work = len(parts["train"]) * (len(views) + 1) + len(parts.get("val", []))
     caching = CachingProgress(recorder, work, share=0.15)
     for name in ("train", "val"):
         with tqdm(total=len(parts.get(name, [])), desc=f"{name} features", unit="img",
@@ -300,8 +303,8 @@ def cache_features(model, parts, augmenter, cfg, recorder, size, teacher=None):
     paths = [it["path"] for it in parts["train"]]
     clean = (b for b, _ in image_dataset(paths, y, size, 32))
     soft = [] if teacher is None else [teacher_probabilities(teacher, clean)]
-    for view in range(cfg.views):
-        ds = image_dataset(paths, y, size, 32, augmenter, seed=cfg.seed + view)
+    for view_augmenter, view in views:
+        ds = image_dataset(paths, y, size, 32, view_augmenter, seed=cfg.seed + view)
         feats = []
         for b, _ in ds:  # the teacher sees exactly the augmented pixels the features come from
             feats.append(fast.predict_pixels(b.numpy()))
@@ -309,8 +312,13 @@ def cache_features(model, parts, augmenter, cfg, recorder, size, teacher=None):
             if teacher is not None:
                 soft.append(teacher_probabilities(teacher, [b]))
         x = np.concatenate([x, *feats])
-    photo = np.tile(np.arange(len(y)), cfg.views + 1)
-    return x, np.tile(y, cfg.views + 1), photo, (np.concatenate(soft) if soft else None), cached["val"], dropped
+    photo = np.tile(np.arange(len(y)), len(views) + 1)
+    return x, np.tile(y, len(views) + 1), photo, (np.concatenate(soft) if soft else None), cached["val"], dropped
+
+
+def mirror(pixels, label):
+    """A photo mirrored left to right: a cached view (:func:`cache_features`)."""
+    return np.ascontiguousarray(pixels[:, ::-1])
 
 
 def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
@@ -349,7 +357,8 @@ def fit_linear(model, parts, augmenter, cfg, recorder, size):
     clean = np.arange(len(y)) < len(parts["train"])
     recorder.update(stage="st_head", phase=1)
     recorder.log.info(f"linear head: {len(parts['train'])} photos, {len(y)} cached rows ({cfg.views} augmented "
-                      f"views each; {int((y[clean] < 0).sum())} photos of none of the ten as an 11th class)")
+                      f"views each{' and its mirror image' if cfg.mirror else ''}; {int((y[clean] < 0).sum())} "
+                      "photos of none of the ten as an 11th class)")
     c, oof = probe.cross_validate(x, y, photo, clean, seed=cfg.seed, log=recorder.log.info)
     calibration = probe.calibration(oof[clean], y[clean])
     fitted = probe.probe(c).fit(x, np.where(y < 0, len(CLASSES), y))
