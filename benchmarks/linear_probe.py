@@ -9,7 +9,11 @@ on the same photos.
 With ``--folds K``, also a figure no choice saw: nested cross-validation over Animals-10's own photos (K stratified
 outer folds; the other sources always in training; C chosen inside each outer fold by an inner 3-fold split of its
 Animals-10 photos), balanced accuracy first with its 95% bootstrap interval, every class's recall and the dog and cow
-precision, from the out-of-fold probabilities.
+precision, from the out-of-fold probabilities. The recipe can change in the nested procedure alone: ``--views K``
+(augmented views of each training photo, in its photo's fold), ``--mirror train|test|both`` (a mirrored copy as a
+training view, averaged in at test, or both), ``--none-weight W`` (the none class's weight), ``--leave-out SOURCE``
+(a source out of training); ``--save`` keeps the out-of-fold probabilities and ``--against`` compares them with a
+saved run's on the same photos (paired bootstrap of balanced accuracy).
 
 Trained on the split's train photos (the ten classes), its C chosen on the validation photos; reported on the test
 photos per source and, for Animals-10's own test half, per class with 95% bootstrap intervals; the open-set figures

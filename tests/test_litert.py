@@ -33,8 +33,8 @@ def engines_agree(path, cache, tolerance=1e-4):
 
 
 def test_default_model_litert_equals_keras(tmp_path):
-    """The default brings its .tflite in float16 (under 10 MB): within 3e-3 of Keras' float32, the same top-1."""
-    lite, _ = engines_agree(None, tmp_path, tolerance=3e-3)
+    """The default brings its .tflite in float16 (under 10 MB): within 5e-3 of Keras' float32, the same top-1."""
+    lite, _ = engines_agree(None, tmp_path, tolerance=5e-3)
     assert lite.predict(str(EXAMPLES / "cat.jpg")).argmax() == lite.classes.index("cat")
 
 

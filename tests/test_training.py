@@ -102,7 +102,7 @@ def test_a_linear_head_run_is_a_probe_calibrated_out_of_fold_that_folds_none_awa
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = (run / "train.log").read_text()
     assert "probe C by cross-validation" in log and "phase 2" not in log
-    assert "49 photos, 147 cached rows (1 augmented views each and its mirror image" in log  # 9 of them none
+    assert "49 photos, 147 cached rows (1 augmented views and the mirror image of each photo;" in log  # 9 of them none
     oof = json.loads((run / "out_of_fold.json").read_text())
     assert oof["n_scored"] == 40 and 0 <= oof["balanced_accuracy"] <= 1 and oof["probe_c"] > 0
     assert "broken.jpg" in log  # unreadable: left out, said

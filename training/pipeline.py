@@ -357,8 +357,8 @@ def fit_linear(model, parts, augmenter, cfg, recorder, size):
     clean = np.arange(len(y)) < len(parts["train"])
     recorder.update(stage="st_head", phase=1)
     recorder.log.info(f"linear head: {len(parts['train'])} photos, {len(y)} cached rows ({cfg.views} augmented "
-                      f"views each{' and its mirror image' if cfg.mirror else ''}; {int((y[clean] < 0).sum())} "
-                      "photos of none of the ten as an 11th class)")
+                      f"views{' and the mirror image' if cfg.mirror else ''} of each photo; "
+                      f"{int((y[clean] < 0).sum())} photos of none of the ten as an 11th class)")
     c, oof = probe.cross_validate(x, y, photo, clean, seed=cfg.seed, log=recorder.log.info)
     calibration = probe.calibration(oof[clean], y[clean])
     fitted = probe.probe(c).fit(x, np.where(y < 0, len(CLASSES), y))
