@@ -6,7 +6,8 @@
 ``--whole-run``: the default model's recipe from start to end (``python -m training``, evaluation included), before
 and after: the fine-tuned Lite2 at 260 px that was the default (head on cached features, then 6 blocks fine-tuned,
 outlier exposure) against the linear probe of the frozen Lite2 at 384 px that is the default now (features computed
-once, no phase 2), on the same photos (``--per-class`` a class across the sources, plus none photos), the same split;
+once, no phase 2), with and without its mirror view (each photo's mirror image: a second backbone pass), on the same
+photos (``--per-class`` a class across the sources, plus none photos), the same split;
 whole-run seconds and the validation photos' balanced accuracy with its interval, side by side.
 
 1. Phase 1 with cached backbone features (computed once, then the head trains on them) against running the frozen
@@ -39,7 +40,9 @@ RECIPES = {  # the default model's recipe, before and after (python -m training 
     "fine-tuned Lite2, 260 px (the default before)": [
         "--backbone", "efficientnet_lite2", "--unfreeze-blocks", "6", "--lr-finetune", "5e-5",
         "--epochs-finetune", "8"],
-    "linear probe, Lite2 at 384 px (the default now)": [
+    "linear probe, Lite2 at 384 px, without the mirror view": [
+        "--backbone", "efficientnet_lite2", "--size", "384", "--head", "linear", "--views", "0", "--no-mirror"],
+    "linear probe, Lite2 at 384 px, each photo also mirrored (the default now)": [
         "--backbone", "efficientnet_lite2", "--size", "384", "--head", "linear", "--views", "0"],
 }
 

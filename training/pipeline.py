@@ -283,15 +283,17 @@ def cache_features(model, parts, augmenter, cfg, recorder, size, teacher=None):
     its photo's index, the teacher's rows (or None) and the unreadable files left out."""
     extractor = feature_model(model)
     cached, dropped = {}, []
-    # A linear head also learns each photo's mirror image (measured for it; served photos are not mirrored).
-    views = [(mirror, 0)] * (cfg.mirror and cfg.head == "linear") + [(augmenter, v) for v in range(cfg.views)]
-    work = len(parts["train"]) * (len(views) + 1) + len(parts.get("val", []))
+    # A linear head also learns each photo's mirror image (measured for it; served photos are not mirrored), computed
+    # beside the photo's own features from the same decode.
+    mirrored = cfg.mirror and cfg.head == "linear"
+    work = len(parts["train"]) * (cfg.views + 1) + len(parts.get("val", []))
     caching = CachingProgress(recorder, work, share=0.15)
     for name in ("train", "val"):
         with tqdm(total=len(parts.get(name, [])), desc=f"{name} features", unit="img",
                   disable=not sys.stdout.isatty()) as bar:
             feats, ok, errors = extract_features(model, [it["path"] for it in parts.get(name, [])],
-                                                 progress=lambda i, n: (bar.update(1), caching.add(1)))
+                                                 progress=lambda i, n: (bar.update(1), caching.add(1)),
+                                                 mirror=mirrored and name == "train")
         for (path, message) in errors:
             recorder.log.info(f"unreadable, skipped: {path}: {message}")
         dropped += [p for p, _ in errors]
@@ -299,12 +301,14 @@ def cache_features(model, parts, augmenter, cfg, recorder, size, teacher=None):
         cached[name] = (feats, np.array([label_index(it["label"]) for it in parts[name]], int))
     require_train_and_val(parts, cfg)  # unreadable files may have emptied one
     x, y = cached["train"]
+    if mirrored:  # the mirror images' rows after the photos' own
+        x = np.concatenate(np.split(x, 2, axis=1))
     fast = Classifier.from_keras(extractor)
     paths = [it["path"] for it in parts["train"]]
     clean = (b for b, _ in image_dataset(paths, y, size, 32))
     soft = [] if teacher is None else [teacher_probabilities(teacher, clean)]
-    for view_augmenter, view in views:
-        ds = image_dataset(paths, y, size, 32, view_augmenter, seed=cfg.seed + view)
+    for view in range(cfg.views):
+        ds = image_dataset(paths, y, size, 32, augmenter, seed=cfg.seed + view)
         feats = []
         for b, _ in ds:  # the teacher sees exactly the augmented pixels the features come from
             feats.append(fast.predict_pixels(b.numpy()))
@@ -312,13 +316,9 @@ def cache_features(model, parts, augmenter, cfg, recorder, size, teacher=None):
             if teacher is not None:
                 soft.append(teacher_probabilities(teacher, [b]))
         x = np.concatenate([x, *feats])
-    photo = np.tile(np.arange(len(y)), len(views) + 1)
-    return x, np.tile(y, len(views) + 1), photo, (np.concatenate(soft) if soft else None), cached["val"], dropped
-
-
-def mirror(pixels, label):
-    """A photo mirrored left to right: a cached view (:func:`cache_features`)."""
-    return np.ascontiguousarray(pixels[:, ::-1])
+    copies = cfg.views + 1 + mirrored
+    photo = np.tile(np.arange(len(y)), copies)
+    return x, np.tile(y, copies), photo, (np.concatenate(soft) if soft else None), cached["val"], dropped
 
 
 def phase1(model, parts, augmenter, cfg, recorder, size, teacher=None):
