@@ -5,8 +5,8 @@ unfreezes the last K backbone blocks (BatchNorm frozen), recompiles and fine-tun
 augmented photos. A GPU is used when present (mixed float16, XLA). Everything goes into the run folder.
 
 With ``--head linear`` there is no phase 2: a linear probe of the frozen backbone, fitted on cached features, its C
-chosen and its calibration fitted out of fold. The default model in assets/ is one (17 minutes on 2 CPU cores beside
-three other jobs; computing the features of 5,351 photos and their mirror images is most of it):
+chosen and its calibration fitted out of fold. The default model in assets/ is one (six minutes on 2 CPU cores;
+computing the features of 5,351 photos and their mirror images is most of it):
 
     python -m training --data ../shared/data/animals --none ../shared/data/none \\
         --exclude assets/model/exclude.txt --out runs/a10-probe384-mirror --name a10-probe384-mirror \\
