@@ -212,6 +212,24 @@ def test_cat_dog_policy_touches_only_cats_and_dogs():
     assert DEFAULT_POLICIES["cat"]["crop_scale"][0] < DEFAULT_POLICIES["default"]["crop_scale"][0]
 
 
+def test_features_with_the_mirror_are_the_photo_s_and_its_mirror_image_s_side_by_side(tmp_path):
+    from classifier.images import decode
+    from classifier.model import build_classifier
+    from classifier.predictor import Classifier
+    from training.head import extract_features, feature_model
+
+    model = build_classifier(size=128)
+    photos = list(map(str, sorted(EXAMPLES.glob("*.jpg"))[:3]))
+    both, ok, errors = extract_features(model, [*photos, str(tmp_path / "broken.jpg")], mirror=True)
+    plain, _, _ = extract_features(model, photos)
+    mirrored = np.stack([decode(p, 128)[:, ::-1] for p in photos])  # each decoded photo, mirrored left to right
+    flipped = Classifier.from_keras(feature_model(model)).predict_pixels(np.ascontiguousarray(mirrored))
+    d = plain.shape[1]
+    assert both.shape == (3, 2 * d) and ok.tolist() == [True] * 3 + [False] and len(errors) == 1
+    assert np.abs(both[:, :d] - plain).max() < 1e-4 and np.abs(both[:, d:] - flipped).max() < 1e-4
+    assert np.abs(plain - flipped).max() > 0.1  # a mirror image is another input to the backbone
+
+
 def test_phase2_changes_only_the_unfrozen_blocks_and_never_batchnorm():
     from classifier.model import backbone_of, build_classifier
     from training.finetune import compile_for, unfreeze_last_blocks
