@@ -2,7 +2,9 @@
 linear head started from the probe's solution, trained on cached inputs to that layer, judged by the same outer
 folds over Animals-10's own photos as ``linear_probe.py --folds 5 --none-class`` and paired against it.
 
-    python benchmarks/top_finetune.py --against /tmp/exp/base-none-oof.npz [--epochs 4] [--lr 3e-5]
+    python benchmarks/linear_probe.py --backbone efficientnet_lite2 --size 384 --folds 5 --none-class \
+        --save /tmp/probe-oof.npz        # the probe it is judged against (and the cached features it starts from)
+    python benchmarks/top_finetune.py --against /tmp/probe-oof.npz [--epochs 4] [--lr 3e-5]
 
 Why the last layer only: everything before it is frozen, so its input (12x12x352 at 384 px for Lite2) is computed
 once per photo and view, and an epoch runs one 1x1 convolution per photo instead of the whole network; a CPU can
@@ -89,7 +91,7 @@ def main():
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--against", action="append", default=[], metavar="NPZ",
                     help="a saved linear_probe.py --folds run (--save) to compare with, paired")
-    ap.add_argument("--save", default="/tmp/exp/top-oof.npz")
+    ap.add_argument("--save", default="/tmp/top_finetune-oof.npz", help="where its out-of-fold probabilities go")
     args = ap.parse_args()
 
     import keras
