@@ -211,13 +211,27 @@ def cv_report(x, y, items, xn, none_test, none_sources, views, args):
     keys = np.array([it["key"] for it, k in zip(items, keep) if k and it["source"] == ANIMALS10])
     np.savez(args.save or f"{args.cache}-{args.backbone}-{args.size or 'own'}{'-none' if args.none_class else ''}"
              "-oof.npz", oof=oof, y=y[own], keys=keys)
-    for other in args.against:
+    against(args.against, keys, y[own], oof)
+
+
+def against(saved_runs, keys, y, probs):
+    """Print a paired bootstrap of balanced accuracy (:func:`paired`) of ``probs`` against each saved run of the
+    nested procedure (``--save``: out-of-fold probabilities by photo key), on the photos ``keys``."""
+    for other in saved_runs:
         saved = np.load(other)
         at = {k: i for i, k in enumerate(saved["keys"])}
         base = saved["oof"][[at[k] for k in keys]].argmax(1)
-        (low, high), better = paired(y[own], base, oof.argmax(1))
-        print(f"  paired bootstrap against {Path(other).name} ({balanced(y[own], base):.3f}): balanced accuracy "
+        (low, high), better = paired(y, base, probs.argmax(1))
+        print(f"  paired bootstrap against {Path(other).name} ({balanced(y, base):.3f}): balanced accuracy "
               f"{low:+.3f} to {high:+.3f} (95%); better in {better:.0%} of resamples")
+
+
+def data_arguments(ap):
+    """The photos a benchmark reads: the animals, the none photos, the pinned split and the exclusions."""
+    ap.add_argument("--animals", default=str(ROOT.parent / "shared" / "data" / "animals"))
+    ap.add_argument("--none", default=str(ROOT.parent / "shared" / "data" / "none"))
+    ap.add_argument("--split", default=str(ROOT / "assets" / "model" / "split-a10.csv"))
+    ap.add_argument("--exclude", default=str(ROOT / "assets" / "model" / "exclude.txt"))
 
 
 def fmt(ci):
@@ -226,10 +240,7 @@ def fmt(ci):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--animals", default=str(ROOT.parent / "shared" / "data" / "animals"))
-    ap.add_argument("--none", default=str(ROOT.parent / "shared" / "data" / "none"))
-    ap.add_argument("--split", default=str(ROOT / "assets" / "model" / "split-a10.csv"))
-    ap.add_argument("--exclude", default=str(ROOT / "assets" / "model" / "exclude.txt"))
+    data_arguments(ap)
     ap.add_argument("--cache", default="/tmp/linear_probe_features")
     ap.add_argument("--backbone", default="efficientnet_lite0", choices=("efficientnet_lite0", "efficientnet_lite2"))
     ap.add_argument("--size", type=int, default=None, help="input size in pixels (default: the backbone's own)")

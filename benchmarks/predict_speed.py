@@ -136,8 +136,8 @@ def print_fresh_start(imports, start):
 
 
 def mirror_cost(photos, cache, rounds=3):
-    """One photo through LiteRT, decode included, with and without mirror test-time augmentation (the default
-    model's calibration turns it on), alternated in rounds: ``{name: (p50, p90) ms}``."""
+    """One photo through LiteRT, decode included, with and without mirror test-time augmentation (off when the app
+    serves: it runs the network twice), alternated in rounds: ``{name: (p50, p90) ms}``."""
     clf = Classifier.load(None, "litert", cache)
     times = {"plain": [], "with mirror": []}
     for _ in range(rounds):

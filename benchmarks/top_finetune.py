@@ -21,14 +21,14 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import numpy as np  # noqa: E402
+from linear_probe import ANIMALS10, against, data_arguments, fmt  # noqa: E402
 
 from classifier.classes import CLASSES  # noqa: E402
 from training.data import discover, read_keys, read_split  # noqa: E402
 
-ANIMALS10 = "baidu140388_test_sample"
 BACKBONE, SIZE = "efficientnet_lite2", 384
 
 
@@ -79,10 +79,7 @@ def top_model(probe_kernel, probe_bias):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--animals", default=str(ROOT.parent / "shared" / "data" / "animals"))
-    ap.add_argument("--none", default=str(ROOT.parent / "shared" / "data" / "none"))
-    ap.add_argument("--split", default=str(ROOT / "assets" / "model" / "split-a10.csv"))
-    ap.add_argument("--exclude", default=str(ROOT / "assets" / "model" / "exclude.txt"))
+    data_arguments(ap)
     ap.add_argument("--cache", default="/tmp/top_finetune")
     ap.add_argument("--features", default="/tmp/linear_probe_features-efficientnet_lite2-384",
                     help="linear_probe.py's cached pooled features at 384 px (the probe the head starts from)")
@@ -95,7 +92,6 @@ def main():
     args = ap.parse_args()
 
     import keras
-    from linear_probe import fmt, paired
     from sklearn.model_selection import StratifiedKFold
 
     from evaluation.metrics import evaluate
@@ -146,15 +142,8 @@ def main():
               f"{fmt(report['balanced_accuracy_ci95'])}, accuracy {report['accuracy']:.3f}")
         print("  recall: " + ", ".join(f"{c} {m['recall']:.3f}" for c, m in pc.items()))
         print(f"  precision: dog {pc['dog']['precision']:.3f}, cow {pc['cow']['precision']:.3f}")
-        for other in args.against:
-            saved = np.load(other)
-            at = {k: i for i, k in enumerate(saved["keys"])}
-            base = saved["oof"][[at[k] for k in keys]].argmax(1)
-            (low, high), better = paired(y_own, base, probs.argmax(1))
-            print(f"  paired bootstrap against {Path(other).name}: balanced accuracy {low:+.3f} to {high:+.3f} "
-                  f"(95%); better in {better:.0%} of resamples")
+        against(args.against, keys, y_own, probs)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     main()
