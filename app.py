@@ -20,13 +20,16 @@ from i18n import LANGUAGES
 from settings import Settings
 from studio import classify as classify_tab
 from studio import evaluate as evaluate_tab
+from studio import given
 from studio import review as review_tab
 from studio import train as train_tab
-from studio.common import T, fill_at_load, shown
+from studio.common import T, fill_at_load, one_line_refusals, shown
+from studio.fair import FairShare
 from studio.guard import Guard
 from studio.http import HttpDoor, LanguagePage
 from studio.tools import build_tools
 
+WARM_AFTER = 2.0  # seconds after the start that Grad-CAM is loaded in the background if no one has asked anything
 SCRIPTS = "".join(f"<script>{(ASSETS / name).read_text()}</script>" for name in ("hotkeys.js", "language.js"))
 # Gradio's Markdown sets its own font size inside the wrapper, so the title rule targets the inner paragraph; the
 # review tab's class buttons sit in a fixed 5-column grid instead of wrapping one onto a row of its own.
@@ -42,7 +45,7 @@ def build_app(settings=None):
     settings = settings or Settings.from_env()
     settings.install_demo()  # something to try in every tab on first start
     threading.Thread(target=restore_kept, args=(settings,), daemon=True).start()  # runs, evaluations: listed once back
-    slot = ModelSlot(settings.model_path, settings.serving_engine, settings.model_cache)
+    slot = ModelSlot(settings.model_path, settings.serving_engine, settings.model_cache, settings.low_confidence)
     guard = Guard(settings)
     with gr.Blocks(title="Animals-10 studio", delete_cache=(3600, 3600)) as demo:  # uploads kept <= 2 h
         with gr.Row(equal_height=True):
@@ -54,9 +57,11 @@ def build_app(settings=None):
         fill_at_load(lambda lang: lang, switch)
         gr.Markdown(T("subtitle"))
         gr.Markdown(T(guard.notice()), elem_id="access-notice")
+        if settings.sign_in_test:  # started with SIGN_IN_LOCAL_TESTING=1 (settings.py): say it on every page
+            gr.Markdown(T("sign_in_local_test"), elem_id="sign-in-test")
         session_threshold = gr.State(None)  # a "none of the 10" threshold picked in Evaluate, for Classify
         with gr.Tabs() as tabs:
-            # each tab's build returns a dict of the parts wired across tabs
+            # each tab's build returns the parts wired across tabs (a small dataclass: studio.classify.ClassifyParts...)
             with gr.Tab(T("tab_classify"), id="classify"):
                 classify = classify_tab.build(settings, slot, guard, T, session_threshold)
             with gr.Tab(T("tab_review"), id="review"):
@@ -69,14 +74,14 @@ def build_app(settings=None):
             return classify_tab.model_line(slot.get(), lang)
 
         # After "Serve this model", the Classify tab names the new model (and on every page load).
-        train["served"].then(shown(serving), None, classify["model_line"], api_visibility="private")
-        fill_at_load(serving, classify["model_line"])
-        fill_at_load(review["review"].progress, review["progress"])
+        train.served.then(shown(serving), None, classify.model_line, api_visibility="private")
+        fill_at_load(serving, classify.model_line)
+        fill_at_load(review.review.progress, review.progress)
         # "Open these in the review queue": the Evaluate tab's selected cell becomes the Review tab's filters.
-        evaluate["open_review"].click(
+        evaluate.open_review.click(
             lambda c: (gr.Dropdown(value=c[0] if c else "all"), gr.Dropdown(value=c[1] if c else "all"),
                        gr.Dropdown(value="all"), gr.Tabs(selected="review")),
-            evaluate["cell"], [review["label"], review["predicted"], review["status"], tabs], api_visibility="private")
+            evaluate.cell, [review.label, review.predicted, review.status, tabs], api_visibility="private")
     demo.slot = slot
     guard.blocks = demo  # the door counts the costly requests waiting in this app's queue
     return demo
@@ -101,7 +106,7 @@ def served_apps_only():
 def restore_kept(settings):
     """After a restart with an empty ``DATA_DIR``: the runs and evaluations kept in ``PERSIST_DIR`` come back, in the
     background (the label store is restored before anything is served, by the Review tab)."""
-    restored = settings.restore_kept()
+    restored = settings.layout.restore_kept()
     if any(restored.values()):
         print("restored from PERSIST_DIR: " + "; ".join(f"{k} {', '.join(v)}" for k, v in restored.items() if v),
               file=sys.stderr, flush=True)
@@ -120,21 +125,34 @@ def mount(server, blocks, path: str, settings, **kwargs):
     gr.mount_gradio_app(server, blocks, path=path, blocked_paths=[str(settings.data_dir.resolve())], show_error=False,
                         ssr_mode=False, **kwargs)
     blocks.has_launched = True
+    given.install(blocks)  # its handlers open only the files its upload route stored (studio.given)
+    one_line_refusals(blocks)  # a refused request: one log line, a short reply with no server path
 
 
-def main():
-    """Serve the studio at ``/`` and the agents' read-only tools (MCP) at ``/tools``, in one server (one port, as a
-    Space has)."""
-    import uvicorn
+def make_server(settings, door: bool = True, warm: bool = False):
+    """The studio at ``/`` and the agents' read-only tools (MCP) at ``/tools``, in one FastAPI server (one port, as
+    a Space has). ``door=False`` leaves out the HTTP door, only so that the tests can show each handler's own file
+    rule holds without it (:mod:`studio.given`). ``warm``: once it serves, Grad-CAM is loaded in the background
+    (:meth:`classifier.serving.ModelSlot.warm`), so the first heatmap is as quick as the next."""
     from fastapi import FastAPI
 
-    settings = Settings.from_env()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with served_apps_only():
         demo = build_app(settings).queue(default_concurrency_limit=4, max_size=256)
         # its photos are bounded as the Classify tab's, and so is its own queue (no password: it only reads)
-        tools = build_tools(demo.slot, settings.low_confidence).queue(default_concurrency_limit=2, max_size=64)
-    server = FastAPI(middleware=[Middleware(HttpDoor, min_free_mb=settings.min_free_mb), Middleware(LanguagePage)])
+        tools = build_tools(demo.slot).queue(default_concurrency_limit=2, max_size=64)
+    # each new session keeps copies of the inputs it sent (about 0.3 MB in the studio): Gradio keeps 10,000, so a
+    # script making up sessions could hold 3 GB; the oldest beyond 1,000 are forgotten (their page starts again)
+    demo.state_session_capacity = tools.state_session_capacity = 1000
+    doors = [Middleware(HttpDoor, min_free_mb=settings.min_free_mb)] if door else []
+    @contextlib.asynccontextmanager
+    async def serving(_):
+        if warm:  # once it listens, after the first answer (or WARM_AFTER s): neither the start nor it is slowed
+            demo.slot.warm(WARM_AFTER)
+        yield
+
+    fair = Middleware(FairShare, apps={"/tools": tools, "": demo})
+    server = FastAPI(middleware=[fair, *doors, Middleware(LanguagePage)], lifespan=serving)
     # first: the studio, mounted at the root, would otherwise answer /tools too
     mount(server, tools, "/tools", settings, mcp_server=True, footer_links=["api"],
           max_file_size=f"{settings.max_upload_mb}mb")
@@ -149,6 +167,17 @@ def main():
     # mount_gradio_app serves each app from a new App and leaves blocks.app as it was: point it at the mounted
     # one, whose per-session state (a dropdown's new choices after an upload) the queue reads
     tools.app, demo.app = server.routes[-2].app, server.routes[-1].app
+    return server
+
+
+def main(door: bool = True):
+    """Serve :func:`make_server` on ``GRADIO_SERVER_NAME``:``PORT`` (127.0.0.1:7860 unless set)."""
+    import uvicorn
+
+    settings = Settings.from_env()
+    if why := settings.sign_in_refusal():  # a sign-in anyone could forge: not started, and why (settings.py)
+        raise SystemExit(str(why))
+    server = make_server(settings, door, warm=True)
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
     print(f"* Running on http://{host}:{port}/ (MCP tools: http://{host}:{port}/tools/gradio_api/mcp/)", flush=True)

@@ -4,7 +4,11 @@ DATA_DIR        where everything written at run time goes (label DB, runs, cache
 MODEL_PATH      the model the Classify tab serves at start; default assets/model/default.npz
 ADMIN_PASSWORD  when set, expensive or destructive actions need it (with sign-in on, it opens them all too)
 HF_SIGN_IN=1    "Sign in with Hugging Face"; on by itself on a Space with hf_oauth: true (it sets OAUTH_CLIENT_ID).
-                Then label decisions are recorded under the signed-in user's name and need a signed-in reviewer
+                Then label decisions are recorded under the signed-in user's name and need a signed-in reviewer.
+                Off a Space, or without OAUTH_CLIENT_SECRET (a Space with hf_oauth sets it), the app refuses to start:
+                Gradio's sign-in there is a local mock anyone could forge (see Settings.sign_in_refusal)
+SIGN_IN_LOCAL_TESTING=1  start all the same, to try sign-in on one's own machine (Gradio's mock signs everyone in
+                as this machine's Hugging Face user); every page then says in a banner that it is not safe in public
 REVIEWERS       with sign-in: the Hugging Face users who may decide labels; empty: any signed-in user
 ADMIN_USERS     with sign-in: the Hugging Face users or organisations whose members may import, auto-label, export,
                 evaluate, train and serve; empty: the password alone opens those (or nothing, as today, without one)
@@ -38,10 +42,89 @@ from pathlib import Path
 
 from classifier import ASSETS
 from classifier.modelfile import DEFAULT_MODEL
+from classifier.predictor import LOW_CONFIDENCE
 from i18n import Message
 from uploads import PENDING
 
 DEMO_DIR = ASSETS / "demo"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the app keeps what it writes at run time, named once: every module asks here (``settings.layout``).
+
+    Under ``DATA_DIR`` (:attr:`data_dir`)::
+
+        labels.db      the label store (labeling.store)
+        datasets/      uploaded data sets and the demo set; a data root unless DATA_ROOTS says otherwise
+        runs/          training runs, one folder each (its files: training.layout)
+        evaluations/   the Evaluate tab's evaluations, one folder each (its files: evaluation.run)
+        hub/           the snapshot pushed to HF_DATASET_REPO (labeling.hub)
+        tflite/        converted models, unless MODEL_CACHE says otherwise
+        .restoring/    runs and evaluations being copied back from PERSIST_DIR
+
+    Under ``PERSIST_DIR`` (:attr:`persist_dir`, when set): the kept folders (:attr:`KEPT`) under the same names,
+    beside the label store's journal (labeling.journal).
+    """
+
+    data_dir: Path
+    persist_dir: Path | None = None
+
+    KEPT = ("runs", "evaluations")  # besides the label store's journal: what PERSIST_DIR keeps of DATA_DIR
+
+    @property
+    def labels_db(self) -> Path:
+        return self.data_dir / "labels.db"
+
+    @property
+    def datasets(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def runs(self) -> Path:
+        return self.data_dir / self.KEPT[0]
+
+    @property
+    def evaluations(self) -> Path:
+        return self.data_dir / self.KEPT[1]
+
+    @property
+    def hub(self) -> Path:
+        return self.data_dir / "hub"
+
+    @property
+    def tflite(self) -> Path:
+        return self.data_dir / "tflite"
+
+    def kept(self, kind: str) -> Path | None:
+        """Where ``PERSIST_DIR`` keeps the ``kind`` of folder (one of :attr:`KEPT`); None without ``PERSIST_DIR``."""
+        if kind not in self.KEPT:
+            raise ValueError(f"{kind!r} is not kept: one of {', '.join(self.KEPT)}")
+        return self.persist_dir / kind if self.persist_dir else None
+
+    def keep(self, folder: Path, kind: str) -> None:
+        """Copy a finished run or evaluation (``kind``: one of :attr:`KEPT`) to ``PERSIST_DIR/<kind>/`` once, as
+        write-once files (:func:`classifier.files.keep_copy`); nothing without ``PERSIST_DIR``. A failure is one
+        log line: the folder stays on the local disk."""
+        if (into := self.kept(kind)) is None:
+            return
+        from classifier.files import keep_copy
+
+        try:
+            keep_copy(folder, into / Path(folder).name)
+        except OSError as e:
+            print(f"PERSIST_DIR: {kind} {Path(folder).name} not kept ({type(e).__name__}); it stays on the local "
+                  "disk only", file=sys.stderr, flush=True)
+
+    def restore_kept(self) -> dict:
+        """Copy back the runs and evaluations kept in ``PERSIST_DIR`` that ``DATA_DIR`` lacks (each listed once it is
+        whole); ``{kind: [names]}``. The label store is restored by the review, before it serves."""
+        from classifier.files import restore_copies
+
+        if not self.persist_dir:
+            return {}
+        staging = self.data_dir / ".restoring"
+        return {kind: restore_copies(self.kept(kind), self.data_dir / kind, staging / kind) for kind in self.KEPT}
 
 
 @dataclass(frozen=True)
@@ -55,7 +138,7 @@ class Settings:
     llm_model: str = "glm-4.6v-flash"
     llm_data_prefix: bool = True
     llm_cost_per_image: float = 0.01  # what one auto-label request costs, in the endpoint's currency (estimates)
-    low_confidence: float = 0.5
+    low_confidence: float = LOW_CONFIDENCE  # "none of the 10" under it, for a model with no calibrated cut
     max_upload_mb: int = 20
     max_dataset_mb: int = 500
     min_free_mb: int = 1024  # below this much free disk, uploads are refused (the label store keeps room to write)
@@ -65,6 +148,9 @@ class Settings:
     hub_push_minutes: float = 10
     data_roots: tuple = ()
     sign_in: bool = False  # "Sign in with Hugging Face" (a Space with hf_oauth: true sets OAUTH_CLIENT_ID)
+    # Gradio's real sign-in: on a Space (SYSTEM=spaces, SPACE_ID) with OAUTH_CLIENT_SECRET, which signs the cookie
+    sign_in_on_space: bool = False
+    sign_in_local_testing: bool = False  # SIGN_IN_LOCAL_TESTING=1: start with a sign-in anyone can forge, said so
     reviewers: tuple = ()  # Hugging Face user names who may decide labels once signed in; empty: any signed-in user
     admin_users: tuple = ()  # Hugging Face users or organisations whose members may do admin actions once signed in
     serving_engine: str = "litert"
@@ -82,32 +168,22 @@ class Settings:
 
         return Journal(self.persist_dir) if self.persist_dir else None
 
-    KEPT = ("runs", "evaluations")  # besides the label store's journal: what PERSIST_DIR keeps of DATA_DIR
+    @property
+    def layout(self) -> Layout:
+        """Where the app keeps what it writes (:class:`Layout`): ``DATA_DIR``'s folders and ``PERSIST_DIR``'s."""
+        return Layout(self.data_dir, self.persist_dir)
 
-    def keep(self, folder: Path, kind: str) -> None:
-        """Copy a finished run or evaluation (``kind``: one of :data:`KEPT`) to ``PERSIST_DIR/<kind>/`` once, as
-        write-once files (:func:`classifier.files.keep_copy`); nothing without ``PERSIST_DIR``. A failure is one
-        log line: the folder stays on the local disk."""
-        if not self.persist_dir:
-            return
-        from classifier.files import keep_copy
+    @property
+    def sign_in_test(self) -> bool:
+        """Sign-in is on but is Gradio's local mock, not Hugging Face's: off a Space Gradio signs everyone in as this
+        machine's own Hugging Face user (``/login/callback``), and without ``OAUTH_CLIENT_SECRET`` it signs the
+        session cookie with a public constant, so a forged cookie is anyone (gradio/oauth.py, ``attach_oauth``)."""
+        return self.sign_in and not self.sign_in_on_space
 
-        try:
-            keep_copy(folder, self.persist_dir / kind / Path(folder).name)
-        except OSError as e:
-            print(f"PERSIST_DIR: {kind} {Path(folder).name} not kept ({type(e).__name__}); it stays on the local "
-                  "disk only", file=sys.stderr, flush=True)
-
-    def restore_kept(self) -> dict:
-        """Copy back the runs and evaluations kept in ``PERSIST_DIR`` that ``DATA_DIR`` lacks (each listed once it is
-        whole); ``{kind: [names]}``. The label store is restored by the review, before it serves."""
-        from classifier.files import restore_copies
-
-        if not self.persist_dir:
-            return {}
-        staging = self.data_dir / ".restoring"
-        return {kind: restore_copies(self.persist_dir / kind, self.data_dir / kind, staging / kind)
-                for kind in self.KEPT}
+    def sign_in_refusal(self) -> Message | None:
+        """Why the app must not start (a :class:`i18n.Message`): a sign-in anyone could forge (:attr:`sign_in_test`)
+        without ``SIGN_IN_LOCAL_TESTING=1`` saying that this is wanted; else None."""
+        return Message("sign_in_unsafe") if self.sign_in_test and not self.sign_in_local_testing else None
 
     @property
     def llm_ready(self) -> bool:
@@ -148,19 +224,14 @@ class Settings:
                             if d.is_dir() and not d.name.startswith(".") and not (d / PENDING).exists()})
         return out
 
-    @property
-    def uploads_dir(self) -> Path:
-        """Where uploaded data sets (and the demo set) go: ``DATA_DIR/datasets``, listed among the data sets."""
-        return self.data_dir / "datasets"
-
     def install_demo(self) -> None:
         """At start: remove what killed uploads left, and copy the shipped demo set (assets/demo) to
         ``DATA_DIR/datasets/demo`` on first start, when the data roots include that folder and no ``demo`` is there
         yet."""
         from uploads import clean_staging
 
-        clean_staging(self.uploads_dir)  # what a killed upload left, before anything lists the data sets
-        target = self.uploads_dir / "demo"
+        clean_staging(self.layout.datasets)  # what a killed upload left, before anything lists the data sets
+        target = self.layout.datasets / "demo"
         if target.exists() or target.parent.resolve() not in [Path(r).resolve() for r in self.data_roots]:
             return
         import shutil
@@ -179,10 +250,14 @@ class Settings:
         roots = [Path(r) for r in (env.get("DATA_ROOTS") or "").split(os.pathsep) if r]
         return cls(
             data_dir=data_dir,
-            data_roots=tuple(roots or [data_dir / "datasets"]),
+            data_roots=tuple(roots or [Layout(data_dir).datasets]),
             model_path=Path(env.get("MODEL_PATH") or d.model_path),
             admin_password=env.get("ADMIN_PASSWORD", ""),
             sign_in=bool(env.get("OAUTH_CLIENT_ID")) or env.get("HF_SIGN_IN", "") == "1",
+            # as Gradio decides (gradio.utils.get_space, gradio.oauth): real routes on a Space, a secret to sign with
+            sign_in_on_space=env.get("SYSTEM") == "spaces" and bool(env.get("SPACE_ID"))
+            and bool(env.get("OAUTH_CLIENT_SECRET")),
+            sign_in_local_testing=env.get("SIGN_IN_LOCAL_TESTING", "") == "1",
             reviewers=_names(env.get("REVIEWERS")), admin_users=_names(env.get("ADMIN_USERS")),
             **_llm(env, d),
             low_confidence=float(env.get("LOW_CONFIDENCE") or d.low_confidence),
@@ -193,7 +268,7 @@ class Settings:
             hf_dataset_repo=env.get("HF_DATASET_REPO", ""), hf_token=env.get("HF_TOKEN", ""),
             hub_push_minutes=float(env.get("HUB_PUSH_MINUTES") or d.hub_push_minutes),
             serving_engine=env.get("SERVING_ENGINE") or d.serving_engine,
-            model_cache=Path(env.get("MODEL_CACHE") or data_dir / "tflite"),
+            model_cache=Path(env.get("MODEL_CACHE") or Layout(data_dir).tflite),
         )
 
 

@@ -108,12 +108,12 @@ def pending_imports(datasets_dir) -> list[tuple[Path, str]]:
 
 def folder_of(path, settings) -> Path:
     """For the command lines: ``path`` itself when it is a folder; an archive is unpacked as an upload would be,
-    into a new data set under ``settings.uploads_dir``, whose folder is returned (and named on stderr)."""
+    into a new data set under ``settings.layout.datasets``, whose folder is returned (and named on stderr)."""
     if not archive_kind(path) or Path(path).is_dir():
         return Path(path)
-    facts = add_dataset([path], settings.uploads_dir, settings.max_dataset_mb)
+    facts = add_dataset([path], settings.layout.datasets, settings.max_dataset_mb)
     print(f"unpacked {Path(path).name} into data set {facts['name']} ({facts['images']} photos, "
-          f"{len(facts['unreadable'])} unreadable) under {settings.uploads_dir}", file=sys.stderr)
+          f"{len(facts['unreadable'])} unreadable) under {settings.layout.datasets}", file=sys.stderr)
     return facts["path"]
 
 
@@ -134,6 +134,10 @@ class Budget:
         """Count ``n`` bytes written; refuse the moment a limit is passed (declared sizes can lie)."""
         self.written += n
         self._check(self.written, "up_unpacks")
+
+    def left(self) -> int:
+        """Bytes that may still be written."""
+        return max(0, min(self.max_bytes, self.free - 2**28) - self.written)
 
     def _check(self, size, key):
         if size > self.max_bytes:
@@ -228,6 +232,8 @@ def unpack(archive, dest, budget, progress=None):
 
 def copy_loose(files, dest, budget, progress=None):
     """Loose files: images and at most one results.json, side by side (two of one name are refused)."""
+    if any(not f.is_file() for f in files):  # a device, a pipe or a folder is never opened
+        raise UploadError("up_not_photo", name=next(f.name for f in files if not f.is_file()))
     budget.declare(len(files), sum(f.stat().st_size for f in files))
     for n, f in enumerate(files, 1):
         if archive_kind(f):
@@ -255,7 +261,7 @@ def write(src, path, budget):
         raise UploadError("up_file_and_folder", name=repr(path.name))
     try:
         with open(path, "xb") as out:
-            while chunk := src.read(CHUNK):
+            while chunk := src.read(min(CHUNK, budget.left() + 1)):  # never more than one byte past the limit
                 budget.add(len(chunk))
                 out.write(chunk)
     except FileExistsError:

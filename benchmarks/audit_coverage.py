@@ -77,7 +77,7 @@ def main():
     by_path, _ = clf.predict_paths([it["path"] for it in items])
     items = [it for it in items if it["path"] in by_path]
     probs = [by_path[it["path"]] for it in items]
-    threshold = clf.threshold or 0.5
+    threshold = clf.none_threshold
     print(f"{len(items)} held-out photos; {args.seeds} seeds; about {args.share:.0%} wrong; the queue's first "
           f"{args.reviewed} reviewed; audits of {args.audit} photos\n")
     print("| errors | audit | interval holds the true count | median width | median true count left |")

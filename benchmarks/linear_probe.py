@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 from classifier.classes import CLASSES  # noqa: E402
 from classifier.predictor import Classifier  # noqa: E402
-from evaluation.metrics import evaluate, open_set_scores, per_source  # noqa: E402
+from evaluation.metrics import KEEP, evaluate, open_set_scores, per_source  # noqa: E402
 from training.data import discover, read_keys, read_split  # noqa: E402
 from training.probe import CS, probe  # noqa: E402  (the recipe the shipped default is made with)
 
@@ -152,7 +152,7 @@ def nested_cv(x, y, own, folds, cs, views=(), tta=(), weight=None, seed=0):
     return oof, chosen
 
 
-def open_set(p_in, p_none, keep=0.95):
+def open_set(p_in, p_none, keep=KEEP):
     """AUROC of the top probability (in-set against none), the share of none accepted at ``keep`` coverage, and
     that threshold."""
     scores = open_set_scores(p_in.max(1), p_none.max(1), keep)

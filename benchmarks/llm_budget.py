@@ -36,7 +36,6 @@ from labeling.glm import GLMLabeler  # noqa: E402
 from labeling.llm import autolabel, encode_image  # noqa: E402
 from labeling.store import LabelStore  # noqa: E402
 from labeling.suspects import label_sure, model_key, predict_store, rank, sure  # noqa: E402
-from settings import Settings  # noqa: E402
 from training.data import discover, read_split  # noqa: E402
 
 
@@ -57,7 +56,7 @@ def run(items, answers, clf, mode, below, weak, folder):
     finally:
         server.stop()
     truth = {it["key"]: it["label"] for it in items}
-    rows = rank(store.state(), probs, clf.classes, clf.threshold or Settings().low_confidence)
+    rows = rank(store.state(), probs, clf.classes, clf.none_threshold)
     wrong = {r["key"] for r in rows if r["label"] != truth[r["key"]]}
     top = {r["key"] for r in rows[: int(1.5 * len(wrong))]}
     return summary["total"], len(wrong), len(wrong & top), sum(r["disagree"] for r in rows)

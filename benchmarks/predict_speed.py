@@ -14,6 +14,8 @@ through ImageDataGenerator.flow_from_dataframe + model.predict, as its predict.p
   ``python -c "import tensorflow, gradio"`` alone, in the same run (``--fresh-start`` alone; goal: at most 0.5x);
 - where the model looked: a Grad-CAM heatmap over the photo (decode, heatmap, overlay: what the Classify and Review
   tabs show) against a plain prediction through the served LiteRT path, p50 per photo (``--heatmap`` alone);
+- /classify over HTTP (gradio_client: upload, join, answer) through the studio against a bare Gradio app with the
+  same decode and model, alternating rounds (``--http`` alone; goal: at most 1.3x);
 - the downloads (classifier/export.py): the float16 TFLite file through LiteRT and the ONNX file through
   onnxruntime against Keras, one photo (decode + predict) p50/p90 (``--exports`` alone).
 """
@@ -118,6 +120,82 @@ def app_start_to_first_answer(photo, engine, cache):
         proc.wait()
 
 
+BARE_APP = """
+import sys
+sys.path.insert(0, {root!r})
+import gradio as gr
+from classifier.classes import display_name
+from classifier.predictor import Classifier
+
+clf = Classifier.load(None, "litert", {cache!r})
+
+def classify(path):
+    return {{display_name(c): float(p) for c, p in clf.top_k(clf.predict(path), 5)}}
+
+gr.Interface(classify, gr.Image(type="filepath"), gr.Label(num_top_classes=10), api_name="classify").queue().launch(
+    server_port={port})
+"""
+
+
+def serve(command, env=None):
+    """A server started by ``command`` (a list; ``{port}`` filled in) on a free port: ``(process, url)``, once it
+    answers."""
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([part.format(port=port) for part in command], cwd=ROOT, env={**os.environ,
+                            "PORT": str(port), **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{command} did not start")
+
+
+def http_cost(photo, cache, rounds=3, n=40):
+    """Median ms of one /classify over HTTP (gradio_client: upload, join, answer) through the studio (its door and
+    every check) and through a bare Gradio app with the same decode and LiteRT model, in alternating rounds so both
+    see the same machine. Returns ``{app: [p50 per round]}``."""
+    from gradio_client import Client, handle_file
+
+    apps = {"studio (app.py)": [sys.executable, "app.py"],
+            "bare Gradio app": [sys.executable, "-c", BARE_APP.format(root=str(ROOT), cache=cache, port="{port}")]}
+    env = {"DATA_DIR": tempfile.mkdtemp(), "MODEL_CACHE": cache}
+    servers = {name: serve(command, env) for name, command in apps.items()}
+    try:
+        clients = {name: Client(url, verbose=False) for name, (_, url) in servers.items()}
+        times = {name: [] for name in apps}
+        for _ in range(rounds):
+            for name, client in clients.items():
+                for _ in range(5):  # warm: the first calls pay for imports and caches
+                    client.predict(handle_file(photo), api_name="/classify")
+                one = []
+                for _ in range(n):
+                    t = time.perf_counter()
+                    client.predict(handle_file(photo), api_name="/classify")
+                    one.append(time.perf_counter() - t)
+                times[name].append(1000 * float(np.median(one)))
+        return times
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait()
+
+
+def print_http_cost(times):
+    studio, bare = times.values()
+    print("\n| /classify over HTTP (gradio_client) | p50 ms per round |\n|---|---|")
+    for name, p50s in times.items():
+        print(f"| {name} | {' / '.join(f'{t:.0f}' for t in p50s)} |")
+    ratios = [s / b for s, b in zip(studio, bare)]
+    print(f"studio against the bare app: {' / '.join(f'{r:.2f}x' for r in ratios)} (goal <= 1.3x)")
+
+
 def fresh_start(photo, repeats=3):
     """Median seconds of ``import tensorflow, gradio`` in a new process and of a fresh app start (empty ``DATA_DIR``
     and model cache) to its first answer, alternated so both see the same machine."""
@@ -203,8 +281,11 @@ def main():
     ap.add_argument("--exports", action="store_true", help="measure only the TFLite and ONNX downloads")
     ap.add_argument("--fresh-start", action="store_true", help="measure only a fresh start against the imports")
     ap.add_argument("--mirror", action="store_true", help="measure only mirror test-time augmentation's cost")
+    ap.add_argument("--http", action="store_true", help="measure only /classify over HTTP against a bare Gradio app")
     args = ap.parse_args()
     photos = sample_photos(args.data, args.n)
+    if args.http:
+        return print_http_cost(http_cost(photos[0], tempfile.mkdtemp()))
     if args.fresh_start:
         return print_fresh_start(*fresh_start(photos[0]))
     if args.mirror:

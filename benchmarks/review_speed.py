@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from classifier.classes import CLASSES  # noqa: E402
 from classifier.serving import ModelSlot  # noqa: E402
-from labeling.review import Review  # noqa: E402
+from labeling.review import WAIT, Review  # noqa: E402
 from labeling.store import LabelStore, _refresh  # noqa: E402
 from labeling.suspects import model_key, predict_store, rank  # noqa: E402
 from settings import Settings  # noqa: E402
@@ -72,8 +72,7 @@ class EveryPress(Review):
 
     def ranked(self):
         clf = self.slot.get()
-        return rank(self.store.state(), predict_store(self.store, clf), clf.classes,
-                    clf.threshold or self.settings.low_confidence)
+        return rank(self.store.state(), predict_store(self.store, clf), clf.classes, clf.none_threshold)
 
 
 def fill(store, n, reviewed=0, seed=0, model=None):
@@ -166,7 +165,7 @@ def fresh_import(slot, n):
         imported = time.perf_counter() - start
         session = {"reviewer": "bench", "holder": "bench:1", "history": [], "current": None}
         start = time.perf_counter()
-        review.predict_in_background(wait=3)  # as the tab's Start
+        review.predict_in_background(wait=WAIT)  # as the tab's Start
         image, queue = review.next_image(session, FILTERS)
         review.view(image, queue)
         opened = time.perf_counter() - start

@@ -34,7 +34,7 @@ TOP_K = 5  # classes shown by default (Classify tab, /classify)
 # The pair the original project confused (cat recall 0.64, dog precision 0.83, most of it LLM label noise): the
 # reports and the review's impact table watch the first one's recall and the second one's precision.
 WATCHED = ("cat", "dog")
-KEY_ROW = "1234567890qwertyuiop"  # review keys in class order; "n" is none, so it is never a class's key
+KEY_ROW = "1234567890qwertyuiop"  # review keys in class order; "n" is none and "x" leaves a photo out: never a class's
 
 
 def class_keys(classes=CLASSES) -> list[str]:

@@ -7,6 +7,7 @@ Every failure is an :class:`ImageError` whose message says what is wrong and wha
 
 import io
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -93,13 +94,7 @@ def _open_file(source):
         data = bytes(source)
     elif isinstance(source, (str, os.PathLike)):
         name = os.path.basename(os.fspath(source))
-        try:
-            if os.path.getsize(source) > MAX_BYTES:
-                raise ImageError("img_too_big", name=name, limit=MAX_BYTES // 2**20)
-            with open(source, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise ImageError("img_unreadable", name=name, reason=_reason(e)) from None
+        data = read_bounded(source, MAX_BYTES, name)
     elif hasattr(source, "read"):
         data = source.read(MAX_BYTES + 1)
     else:
@@ -118,6 +113,23 @@ def _open_file(source):
         raise ImageError("img_not_image", name=name) from None
     except Exception as e:  # a header that parses halfway: any decoder error is the file's fault
         raise ImageError("img_cannot_open", name=name, reason=_reason(e)) from None
+
+
+def read_bounded(path, limit: int, name: str | None = None) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``limit`` (:class:`ImageError` past it). A device, a FIFO
+    or a socket is refused before it is opened (``/dev/zero`` would never end; a FIFO would block), and at most
+    ``limit + 1`` bytes are read whatever the file's size says."""
+    name = name or os.path.basename(os.fspath(path))
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ImageError("img_not_file", name=name)
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise ImageError("img_unreadable", name=name, reason=_reason(e)) from None
+    if len(data) > limit:
+        raise ImageError("img_too_big", name=name, limit=limit // 2**20)
+    return data
 
 
 def _upright(img):

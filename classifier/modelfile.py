@@ -31,6 +31,26 @@ def read_calibration(model_path: str | Path | None) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def write_calibration(model_path: str | Path, calibration: dict) -> Path:
+    """Write a model's calibration where :func:`read_calibration` reads it; returns the file."""
+    path = calibration_path(model_path)
+    path.write_text(json.dumps(calibration, indent=2))
+    return path
+
+
+def meta_path(model_path: str | Path) -> Path:
+    """Where a ``.keras`` model's metadata lives: the ``.json`` of the same name beside it (a ``.npz`` keeps its own
+    inside, under :data:`META_KEY`)."""
+    return Path(model_path).with_suffix(".json")
+
+
+def write_meta(model_path: str | Path, meta: dict) -> Path:
+    """Write a ``.keras`` model's metadata where :func:`model_meta` reads it; returns the file."""
+    path = meta_path(model_path)
+    path.write_text(json.dumps(meta, indent=2))
+    return path
+
+
 def npz_meta(data) -> dict:
     """The metadata stored in an open compact ``.npz`` (``np.load``'s result)."""
     return json.loads(str(data[META_KEY]))
@@ -43,7 +63,7 @@ def model_meta(path: str | Path) -> dict:
         with np.load(path, allow_pickle=False) as data:
             meta = npz_meta(data)
     else:
-        sidecar = path.with_suffix(".json")
+        sidecar = meta_path(path)
         meta = json.loads(sidecar.read_text()) if sidecar.exists() else {}
     meta.setdefault("name", path.stem)
     return meta

@@ -27,6 +27,8 @@ from .images import ImageError, decode
 from .modelfile import DEFAULT_MODEL, content_hash, default_cache, model_meta, read_calibration, shipped_tflite
 
 ENGINES = ("litert", "keras")
+# the "none of the 10" cut of a model that brings no calibrated one (Settings.low_confidence's default, LOW_CONFIDENCE)
+LOW_CONFIDENCE = 0.5
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -42,6 +44,12 @@ def answer(probs: np.ndarray, classes, threshold: float | None) -> str:
     under ``threshold`` (None: never none)."""
     top = int(np.argmax(probs))
     return NONE if threshold is not None and probs[top] < threshold else classes[top]
+
+
+def none_threshold(calibrated: float | None, fallback: float = LOW_CONFIDENCE) -> float:
+    """A model's "none of the 10" cut: its ``calibrated`` threshold, else ``fallback`` (the app's LOW_CONFIDENCE).
+    :attr:`Classifier.none_threshold` is this rule for a loaded model."""
+    return fallback if calibrated is None else calibrated
 
 
 def convert(model_path: str | Path | None, cache_dir: str | Path | None = None) -> Path:
@@ -143,21 +151,23 @@ class Classifier:
     >>> clf.top_k(probs[0], 3)                       # [("cat", 0.97), ("dog", 0.02), ...]
     """
 
-    def __init__(self, engine, meta=None, path=None, calibration=None):
+    def __init__(self, engine, meta=None, path=None, calibration=None, fallback: float = LOW_CONFIDENCE):
         self.engine, self.meta, self.path = engine, dict(meta or {}), path
         self.calibration = calibration or {}
         self.temperature = float(self.calibration.get("temperature", 1.0))
         self.threshold = self.calibration.get("threshold")  # calibrated "none of the 10" cut, if any
+        self.fallback = fallback  # the cut where there is none (the app's LOW_CONFIDENCE)
         self.size = engine.size
         self.classes = tuple(self.meta.get("classes", CLASSES))
 
     @classmethod
     def load(cls, path: str | Path | None = None, engine: str | None = None,
-             cache_dir: str | Path | None = None) -> "Classifier":
+             cache_dir: str | Path | None = None, fallback: float = LOW_CONFIDENCE) -> "Classifier":
         """Load a ``.keras``/``.npz`` model with its calibration, converted to ``.tflite`` for LiteRT (cached).
 
         ``engine``: ``"litert"`` or ``"keras"``; default ``SERVING_ENGINE`` from the environment, else LiteRT.
-        Where LiteRT is not installed, Keras serves (and :attr:`engine_name` says so).
+        Where LiteRT is not installed, Keras serves (and :attr:`engine_name` says so). ``fallback``: the "none of
+        the 10" cut where the model brings no calibrated one (:attr:`none_threshold`).
         """
         path = Path(path or DEFAULT_MODEL)
         if not path.exists():
@@ -167,18 +177,25 @@ class Classifier:
             raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         calibration = read_calibration(path)
         if engine == "litert" and litert_available():
-            return cls(_lite_engine(path, cache_dir), model_meta(path), str(path), calibration)
+            return cls(_lite_engine(path, cache_dir), model_meta(path), str(path), calibration, fallback)
         if engine == "litert":
             print("LiteRT (ai-edge-litert) is not installed here: serving through Keras", file=sys.stderr)
         from .model import load_model
 
         model, meta = load_model(path)
-        return cls(KerasEngine(model), meta, str(path), calibration)
+        return cls(KerasEngine(model), meta, str(path), calibration, fallback)
 
     @classmethod
     def from_keras(cls, model, meta: dict | None = None, path: str | None = None) -> "Classifier":
         """A Keras model in memory (training, a feature extractor) through the Keras engine."""
         return cls(KerasEngine(model), meta, path)
+
+    @property
+    def none_threshold(self) -> float:
+        """The model's answer rule: its "none of the 10" cut, the calibrated one, else :attr:`fallback`. Every
+        answer the app gives goes by it (Classify, the tools, the review's ranking), unless a person picked
+        another for the session (the Evaluate tab's curve)."""
+        return none_threshold(self.threshold, self.fallback)
 
     @property
     def engine_name(self) -> str:

@@ -1,25 +1,30 @@
 """The model the app serves, swappable at run time without a restart."""
 
+import os
+import sys
 import threading
+import time
 
 import numpy as np
 
-from .predictor import Classifier
+from .predictor import LOW_CONFIDENCE, Classifier
 
 
 class ModelSlot:
     """Holds the serving :class:`Classifier`; :meth:`swap` loads a new one fully before switching to it.
 
-    ``engine`` and ``cache_dir`` are passed to :meth:`Classifier.load` (LiteRT by default, its converted models
-    cached there). Requests already running keep the model they started with, so a swap never serves a half-loaded
-    (or half-converted) model.
+    ``engine``, ``cache_dir`` and ``fallback`` are passed to :meth:`Classifier.load` (LiteRT by default, its
+    converted models cached there; ``fallback``, the app's ``LOW_CONFIDENCE``, is the "none of the 10" cut of a model
+    that brings none: :attr:`Classifier.none_threshold`). Requests already running keep the model they started with,
+    so a swap never serves a half-loaded (or half-converted) model.
     """
 
-    def __init__(self, path, engine=None, cache_dir=None):
+    def __init__(self, path, engine=None, cache_dir=None, fallback=LOW_CONFIDENCE):
         self._lock = threading.Lock()
-        self._options = {"engine": engine, "cache_dir": cache_dir}
+        self._options = {"engine": engine, "cache_dir": cache_dir, "fallback": fallback}
         self._classifier = _ready(Classifier.load(path, **self._options))
         self._explainer = (None, None)  # (model path, Explainer): loaded at the first heatmap asked for
+        self.answered = threading.Event()  # set at each answer given (Classify): a warm-up waits for the first
 
     def get(self) -> Classifier:
         return self._classifier
@@ -40,6 +45,29 @@ class ModelSlot:
 
                 self._explainer = (path, Explainer.load(path))
             return self._explainer[1]
+
+    def warm(self, wait: float = 0.0) -> threading.Thread:
+        """Load the Grad-CAM explainer of the model serving now in the background and run it once (its first
+        trace), so the first heatmap asked for takes what the next ones do, not the seconds TensorFlow's import
+        takes. It starts once the first answer has left (:attr:`answered`) or ``wait`` seconds have passed, whichever
+        is first, at the lowest CPU priority: the first answer after a start is not slowed by it (LiteRT needs no
+        TensorFlow). Returns the thread."""
+        def run():
+            if self.answered.wait(wait):
+                time.sleep(0.5)  # the answer's reply leaves first
+            try:  # this thread only (Linux: a thread's id is a process id here), and what it starts
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            except (AttributeError, OSError):
+                pass
+            try:
+                explainer = self.explainer()
+                explainer.heatmaps(np.zeros((1, explainer.size, explainer.size, 3), np.float32), [None])
+            except Exception as e:  # Keras missing, a model it cannot load: the first heatmap asked for says so
+                print(f"Grad-CAM not warmed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+
+        thread = threading.Thread(target=run, name="warm-explainer", daemon=True)
+        thread.start()
+        return thread
 
 
 def _ready(classifier):

@@ -14,6 +14,8 @@ import sys
 from tqdm import tqdm
 
 from classifier.classes import WATCHED
+from evaluation.metrics import KEEP
+from labeling.labelset import ALIASES, SOURCES
 
 
 def parse_args(argv=None):
@@ -46,7 +48,7 @@ def parse_args(argv=None):
     ru.add_argument("--original-vocabulary", action="store_true",
                     help="score only labels spelled as the original class list (ragno, not spider)")
     ru.add_argument("--db", help="take the labels from this label store (python -m labeling) instead")
-    ru.add_argument("--label-source", choices=("reviewed", "before", "reviewed_only", "current", "llm"),
+    ru.add_argument("--label-source", choices=(*SOURCES, *ALIASES),
                     default=None, help="with --db: reviewed where decided (the default once any photo was decided; "
                                        "also 'current'), before review as imported or the LLM said (also 'llm'), "
                                        "or reviewed photos only; the classifier's own labels never count")
@@ -67,7 +69,7 @@ def parse_args(argv=None):
     ca.add_argument("--images", required=True, help="class folders, or flat + --labels")
     ca.add_argument("--labels", help="results.json; default: the class folders")
     ca.add_argument("--out", help="where to write; default: calibration.json beside the model file")
-    ca.add_argument("--keep", type=float, default=0.95,
+    ca.add_argument("--keep", type=float, default=KEEP,
                     help="share of in-set photos the suggested threshold keeps (default: %(default)s)")
     return p.parse_args(argv)
 
@@ -102,22 +104,23 @@ def run(args):
     from uploads import folder_of
 
     args.images = folder_of(args.images, Settings.from_env())
-    labels = None
+    labels, chosen = None, None
     if args.db:
         from labeling.labelset import labels_of
         from labeling.store import LabelStore
 
-        source = {"current": "reviewed", "llm": "before"}.get(args.label_source, args.label_source)
+        source = ALIASES.get(args.label_source, args.label_source)
         chosen = labels_of(LabelStore(args.db), args.images, source)
         labels = chosen.labels
         print(f"labels: {chosen.source} ({chosen.reviewed} of {chosen.photos} photos reviewed, {chosen.changed} "
               f"changed; {chosen.unlabelled} unlabelled and {chosen.model_only} labelled only by the classifier left "
-              "out)", file=sys.stderr)
+              f"out; reviewers left out {len(chosen.left_out)}: {json.dumps(chosen.reasons())})", file=sys.stderr)
     bar, progress = _bar(len(list_images(args.images)), "evaluate")
     with bar:
         labels_path = args.labels or (None if labels else labels_file(args.images))
         report = evaluate_folder(args.images, args.out, args.model, labels_path, args.threshold, args.tta,
-                          aliases=not args.original_vocabulary, progress=progress, labels=labels)
+                          aliases=not args.original_vocabulary, progress=progress, labels=labels,
+                          label_source=chosen.summary() if chosen else None)  # with what reviewers left out
     for key, message in report["unreadable_files"].items():
         print(f"unreadable: {key}: {message}", file=sys.stderr)
     _summary(report, args.out)

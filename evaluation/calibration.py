@@ -7,7 +7,7 @@ from scipy.optimize import minimize_scalar
 
 from classifier.predictor import apply_temperature
 
-from .metrics import expected_calibration_error
+from .metrics import KEEP, expected_calibration_error
 
 
 def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> tuple[float, Callable[[float], float]]:
@@ -22,7 +22,7 @@ def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> tuple[float, Calla
     return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x)), nll
 
 
-def calibrate(probs: np.ndarray, y_true: np.ndarray, keep: float = 0.95) -> dict:
+def calibrate(probs: np.ndarray, y_true: np.ndarray, keep: float = KEEP) -> dict:
     """Fit a temperature, then suggest the threshold that keeps ``keep`` of these (in-set) photos.
 
     Returns the dict written to ``calibration.json``.

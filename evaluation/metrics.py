@@ -10,9 +10,12 @@ from collections import Counter
 import numpy as np
 
 from classifier.classes import CLASSES, NONE, OTHER
+from classifier.predictor import answer
 
 # scikit-learn is imported by the functions that use it: the app imports this module at start, and sklearn's import
 # takes a second that the first answer does not need
+
+KEEP = 0.95  # a calibrated "none of the 10" threshold keeps this share of the photos of the ten (calibration.json)
 
 
 def evaluate(labels: list[str], predictions: list[str | None], probs: np.ndarray | None = None,
@@ -31,8 +34,9 @@ def evaluate(labels: list[str], predictions: list[str | None], probs: np.ndarray
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
 
     labels, predictions = list(labels), list(predictions)
-    readable = np.array([p is not None for p in predictions])
-    real = np.array([lab in classes for lab in labels])
+    # bool, said so: no images at all (nothing predicted yet) must score nothing, not fail on an empty float array
+    readable = np.array([p is not None for p in predictions], bool)
+    real = np.array([lab in classes for lab in labels], bool)
     scored = real & readable
     y_true = np.array([classes.index(lab) for lab, s in zip(labels, scored) if s], int)
     y_pred = np.array([classes.index(p) for p, s in zip(predictions, scored) if s], int)
@@ -163,7 +167,7 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
     return float(np.sum(gaps))
 
 
-def open_set_scores(top_in, top_none, keep: float = 0.95) -> dict:
+def open_set_scores(top_in, top_none, keep: float = KEEP) -> dict:
     """How well the top probability tells photos of the ten (``top_in``) from photos of none of them
     (``top_none``): ``auroc``, and the share of none photos accepted (``none_accepted``) at the ``threshold`` that
     keeps ``keep`` of the in-set photos."""
@@ -212,7 +216,7 @@ def open_set(labels, predictions, probs, threshold, scored, y_true, y_pred, clas
     threshold, the confusion matrix with a none row (labelled none) and column (top probability under it)."""
     from sklearn.metrics import confusion_matrix
 
-    null = np.array([lab == NONE and p is not None for lab, p in zip(labels, predictions)])
+    null = np.array([lab == NONE and p is not None for lab, p in zip(labels, predictions)], bool)
     out = {"null_images": int(null.sum()),
            "null_predicted_as": dict(Counter(p for p, n in zip(predictions, null) if n))}
     if probs is None:
@@ -231,8 +235,9 @@ def open_set(labels, predictions, probs, threshold, scored, y_true, y_pred, clas
         "null_rejected_share": float((top[null] < threshold).mean()) if null.any() else None,
     })
     names = [*classes, NONE]
-    both = [(names.index(lab), len(classes) if t < threshold else classes.index(p))
-            for lab, p, t in zip(labels, predictions, top) if p is not None and lab in names]
+    # each photo where the Classify tab would put it: its answer, none under the threshold (the one rule)
+    both = [(names.index(lab), names.index(answer(row, classes, threshold)))
+            for lab, p, row in zip(labels, predictions, np.asarray(probs)) if p is not None and lab in names]
     if both:
         truth, shown = zip(*both)
         out["confusion_matrix"] = {"labels": names,
@@ -240,20 +245,29 @@ def open_set(labels, predictions, probs, threshold, scored, y_true, y_pred, clas
     return out
 
 
+def shown_matrix(report: dict) -> dict:
+    """The confusion matrix an evaluation shows, ``{"labels", "matrix"}``: the Evaluate tab's picture and its table
+    of counts both take it from here, so they never differ. With a threshold it is the open-set one (a row for the
+    photos labelled none, a column for those answered none: :func:`classifier.predictor.answer`), else the closed
+    one over the ten classes."""
+    return report["open_set"].get("confusion_matrix") or report["confusion_matrix"]
+
+
 def review_change(before: dict, after: dict, predicted: dict, probs: dict | None = None, classes=CLASSES,
-                  n_boot: int = 1000) -> dict:
+                  n_boot: int = 1000, threshold: float | None = None) -> dict:
     """The model against the labels before review and after it, on the same predictions: the one computation behind
     the Evaluate tab's "what the review changed" and the Review tab's impact table.
 
     ``before`` and ``after``: ``{key: label}``; ``predicted``: ``{key: top-1 class}`` (keys without one are left
     out); ``probs``: optional ``{key: probabilities}``. Returns ``{"before": report, "after": report, "changed":
     labels the review changed, "model_mistakes_before": photos whose label before review is a class the model did
-    not predict, "label_mistakes": of those, how many the review relabelled as the model said}``.
+    not predict, "label_mistakes": of those, how many the review relabelled as the model said}``. ``threshold``
+    (with ``probs``): the "none of the 10" one, for the open-set figures of both reports (:func:`evaluate`).
     """
     def report(labels):
         keys = [k for k in labels if k in predicted]
         rows = np.array([probs[k] for k in keys]) if probs is not None and keys else None
-        return evaluate([labels[k] for k in keys], [predicted[k] for k in keys], rows, classes=classes,
+        return evaluate([labels[k] for k in keys], [predicted[k] for k in keys], rows, threshold, classes=classes,
                         n_boot=n_boot)
 
     mistakes = [k for k, label in before.items() if k in predicted and label in classes and predicted[k] != label]

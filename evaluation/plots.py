@@ -103,6 +103,19 @@ def save_confusion_matrix(matrix, labels, title, path):
     save_figure(confusion_matrix_figure(matrix, labels, title), path, dpi=90)
 
 
+def save_report_matrix(report, head, path):
+    """Draw the confusion matrix an evaluation ``report`` shows (:func:`metrics.shown_matrix`, the one the Evaluate
+    tab's table holds too), titled ``head`` and what the picture counts, read from the same report: its scored
+    images, and the photos labelled none when it has a row for them."""
+    from .metrics import shown_matrix
+
+    shown = shown_matrix(report)
+    none = int(np.asarray(shown["matrix"])[-1].sum()) if shown["labels"][-1] not in CLASSES else 0
+    counted = both("fig_scored_none", n=report["n_scored"], none=none) if none else \
+        both("fig_scored", n=report["n_scored"])
+    save_confusion_matrix(shown["matrix"], shown["labels"], f"{head} · {counted}", path)
+
+
 def save_error_sheet(errors, path, columns=6, limit=24):
     """A contact sheet of mistakes: ``errors`` is a list of ``(image path, label, prediction, score)``."""
     errors = errors[:limit]

@@ -40,7 +40,7 @@ def evaluate_folder(images_dir: str | Path | None, out_dir: str | Path, model_pa
     """
     from classifier.predictor import Classifier
 
-    from .plots import both, save_confusion_matrix, save_error_sheet
+    from .plots import both, save_error_sheet, save_report_matrix
 
     clf = classifier or Classifier.load(model_path)
     items = items if items is not None else list_images(images_dir)
@@ -69,19 +69,20 @@ def evaluate_folder(images_dir: str | Path | None, out_dir: str | Path, model_pa
         "label_source": label_source,
     })
     if before is not None:
-        change = review_change({k: v for k, v in before.items() if k in paths}, labels, top1, probs, clf.classes)
+        change = review_change({k: v for k, v in before.items() if k in paths}, labels, top1, probs, clf.classes,
+                               threshold=threshold)  # the same rule in both pictures
         report["review"] = {k: v for k, v in change.items() if k != "after"}
     set_name = Path(images_dir).name if images_dir else Path(out_dir).name
-    title = f"{clf.name} · {set_name} · {both('fig_scored', n=report['n_scored'])}"
+    head = f"{clf.name} · {set_name}"
     out = _prepare(out_dir)
-    _write_common(out, report, [labels[k] for k in keys], [top1.get(k) for k in keys], title)
-    if "review" in report:  # the same predictions against the labels before review
-        matrix = report["review"]["before"]["confusion_matrix"]
-        save_confusion_matrix(matrix["matrix"], matrix["labels"], f"{title} · {both('fig_before_review')}",
-                              out / MATRIX_BEFORE)
+    _write_common(out, report, [labels[k] for k in keys], [top1.get(k) for k in keys], head)
+    if "review" in report:  # the same predictions against the labels before review, counted as they were scored
+        save_report_matrix(report["review"]["before"], f"{head} · {both('fig_before_review')}", out / MATRIX_BEFORE)
     write_predictions({k: clf.answer(probs[k], threshold) for k in top1}, out / "predictions.json")
     write_probabilities(probs, clf.classes, out / PROBABILITIES)
+    # answer: where the matrix (picture and table) counts it, under the threshold (a clicked cell opens these)
     rows = [{"key": k, "path": paths[k], "label": labels[k], "prediction": top1.get(k, ""),
+             "answer": clf.answer(probs[k], threshold) if k in probs else "",
              "score": f"{probs[k].max():.4f}" if k in probs else "",
              "p_label": f"{probs[k][clf.classes.index(labels[k])]:.4f}" if k in probs and labels[k] in clf.classes
              else ""} for k in keys]
@@ -95,8 +96,6 @@ def evaluate_folder(images_dir: str | Path | None, out_dir: str | Path, model_pa
 
 def compare(labels_path: str | Path, predictions_path: str | Path, out_dir: str | Path, aliases: bool = True) -> dict:
     """Score a label file against a prediction file (no images); writes the same reports as :func:`run`."""
-    from .plots import both
-
     labels = read_labels(labels_path, aliases)
     predicted = read_labels(predictions_path, aliases=True)
     keys = sorted(labels, key=natural_key)
@@ -105,8 +104,8 @@ def compare(labels_path: str | Path, predictions_path: str | Path, out_dir: str 
     report.update({"labels_file": str(labels_path), "predictions_file": str(predictions_path),
                    "aliases": aliases, "labels_without_prediction": sum(p is None for p in preds),
                    "predictions_without_label": len(set(predicted) - set(labels))})
-    title = f"{Path(predictions_path).name} · {Path(labels_path).name} · {both('fig_scored', n=report['n_scored'])}"
-    _write_common(_prepare(out_dir), report, [labels[k] for k in keys], preds, title)
+    head = f"{Path(predictions_path).name} · {Path(labels_path).name}"
+    _write_common(_prepare(out_dir), report, [labels[k] for k in keys], preds, head)
     return report
 
 
@@ -138,13 +137,12 @@ def compare_labels(a_path: str | Path, b_path: str | Path, out_dir: str | Path) 
     return report
 
 
-def _write_common(out, report, labels, predictions, title):
-    from .plots import save_confusion_matrix
+def _write_common(out, report, labels, predictions, head):
+    from .plots import save_report_matrix
 
     _write_json(out / REPORT, report)
     (out / "classification_report.txt").write_text(text_report(labels, predictions))
-    matrix = report["open_set"].get("confusion_matrix") or report["confusion_matrix"]  # with none, under a threshold
-    save_confusion_matrix(matrix["matrix"], matrix["labels"], title, out / MATRIX)
+    save_report_matrix(report, head, out / MATRIX)  # with none, under a threshold: as the tab's table
 
 
 def _write_json(path, data):

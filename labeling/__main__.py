@@ -1,8 +1,9 @@
-"""``python -m labeling {import,autolabel,suspects,export,stats}``: the label store from the command line.
+"""``python -m labeling {import,autolabel,suspects,leave-out,export,stats}``: the label store from the command line.
 
   import     add a folder of images (flat testdata/<n>.jpg or class folders) and an optional results.json
   autolabel  ask GLM-4V (or any OpenAI-compatible vision endpoint) for the images without an LLM label
   suspects   rank images by how likely their label is wrong (CSV)
+  leave-out  a reviewer's decision to leave a photo out of scoring, training and export, with a reason (JSON)
   export     current labels as results.json (original format), optionally the full history as CSV
   stats      review progress
 """
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from escaping import cell
 from labeling.providers import PROVIDERS
+from labeling.store import REASONS
 from settings import Settings
 
 
@@ -53,6 +55,14 @@ def parse_args(argv=None):
     su.add_argument("--model", help="model file; default: the app's default model")
     su.add_argument("--top", type=int, default=100, help="rows to write (default: %(default)s)")
     su.add_argument("--out", required=True, help="suspects.csv")
+    lo = sub.add_parser("leave-out", help="leave a photo out, with a reason (or --undo the author's latest decision)")
+    lo.add_argument("--db", required=True)
+    lo.add_argument("--key", help="the photo's key (its path without extension, as in results.json)")
+    lo.add_argument("--dataset", help="which imported folder; needed when the store holds more than one")
+    lo.add_argument("--reason", choices=REASONS, help="several: two or more of the classes; cannot_tell; "
+                                                      "not_animal: not a photo of an animal; copy: of another photo")
+    lo.add_argument("--author", required=True, help="the reviewer, recorded with the decision")
+    lo.add_argument("--undo", action="store_true", help="undo the author's latest decision instead (a review's undo)")
     ex = sub.add_parser("export", help="write current labels (and history)")
     ex.add_argument("--db", required=True)
     ex.add_argument("--out", required=True, help="results.json")
@@ -126,11 +136,11 @@ def do_suspects(store, args):
     from classifier.predictor import Classifier
     from labeling.suspects import predict_store, rank
 
-    clf = Classifier.load(args.model)
+    clf = Classifier.load(args.model, fallback=Settings.from_env().low_confidence)
     bar = tqdm(desc="predict", unit="img")
     probs = predict_store(store, clf, progress=lambda i, n: (setattr(bar, "total", n), bar.update(i - bar.n)))
     bar.close()
-    rows = rank(store.state(), probs, clf.classes, clf.threshold or Settings.from_env().low_confidence)[: args.top]
+    rows = rank(store.state(), probs, clf.classes, clf.none_threshold)[: args.top]
     fields = ["dataset", "key", "path", "current_label", "source", "predicted", "p_label", "p_predicted", "rank"]
     with open(args.out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -143,9 +153,28 @@ def do_suspects(store, args):
     print(f"{len(rows)} suspects written to {args.out}")
 
 
+def do_leave_out(store, args):
+    """Leave one photo out (or undo the author's latest decision); prints what was done, as JSON."""
+    if args.undo:
+        undone = store.undo(args.author)
+        print(json.dumps({"undone": [r["uid"] for r in store.state(undone)], "author": args.author},
+                         ensure_ascii=False))
+        return
+    if args.key is None or args.reason is None:
+        raise ValueError(f"--key and --reason are needed (a reason: one of {', '.join(REASONS)})")
+    name = store._one_dataset(args.dataset)
+    row = next((r for r in store.state(dataset=name) if r["key"] == args.key), None)
+    if row is None:
+        raise ValueError(f"no photo {args.key!r} in data set {name!r}")
+    event = store.leave_out(row["id"], args.reason, args.author)
+    print(json.dumps({"dataset": name, "key": args.key, "reason": args.reason, "author": args.author,
+                      "event": event}, ensure_ascii=False))
+
+
 def do_export(store, args):
     out = store.export_results(args.out, args.dataset)
-    print(f"{len(out)} labels written to {args.out}")
+    left = store.stats(store.state(dataset=store._one_dataset(args.dataset)))["left_out"]
+    print(f"{len(out)} labels written to {args.out}" + (f"; {left} photos left out by reviewers" if left else ""))
     if args.csv:
         print(f"{store.export_history(args.csv)} events written to {args.csv}")
 
@@ -163,8 +192,8 @@ def main(argv=None):
     from labeling.store import LabelStore
 
     args = parse_args(argv)
-    commands = {"import": do_import, "autolabel": do_autolabel, "suspects": do_suspects, "export": do_export,
-                "stats": do_stats}
+    commands = {"import": do_import, "autolabel": do_autolabel, "suspects": do_suspects, "leave-out": do_leave_out,
+                "export": do_export, "stats": do_stats}
     try:
         commands[args.command](LabelStore(args.db), args)
     except (FileNotFoundError, LabelFileError, ValueError) as e:

@@ -5,8 +5,9 @@ pushed, and ``huggingface_hub``'s ``CommitScheduler`` (the documented pattern fo
 ``HUB_PUSH_MINUTES``; "Push to the Hub now" rebuilds it and triggers an upload at once. What goes there
 (:func:`snapshot`): per data set, its labels as the review left them (``labels/<set>.json``: key -> label, "null"
 for none of the ten, the original format) and their provenance (``labels/<set>.csv``: label, label before review,
-who decided, when), the full history (``history.csv``; both spreadsheet-safe) and a short dataset card. No photos
-and no database: the labels and who made them.
+who decided, when, and why a reviewer left a photo out: such a photo is in the CSV only), the full history
+(``history.csv``; both spreadsheet-safe) and a short dataset card. No photos and no database: the labels and who
+made them.
 """
 
 import csv
@@ -35,12 +36,13 @@ def snapshot(store, folder) -> dict:
         (folder / "labels" / f"{d['name']}.json").write_text(json.dumps(results, ensure_ascii=False, indent=1))
         with open(folder / "labels" / f"{d['name']}.csv", "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["key", "label", "label_before_review", "decided_by", "decided_at"])
-            for key, label in sorted(labels.labels.items()):
+            writer.writerow(["key", "label", "label_before_review", "decided_by", "decided_at", "left_out"])
+            for key in sorted({*labels.labels, *labels.left_out}):
                 row = rows[key]
                 at = decided.get(row["id"]) if row["human_label"] is not None else None
-                writer.writerow([cell(v) for v in (key, label, labels.before.get(key, ""), row["reviewer"] or "",
-                                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)) if at else "")])
+                writer.writerow([cell(v) for v in (key, labels.labels.get(key, ""), labels.before.get(key, ""),
+                                 row["reviewer"] or "", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+                                 if at else "", labels.left_out.get(key, ""))])
         counts[d["name"]] = len(results)
     store.export_history(folder / "history.csv")
     (folder / "README.md").write_text(
@@ -56,7 +58,7 @@ class HubPush:
     dataset repository and a token; otherwise it does nothing and says so."""
 
     def __init__(self, settings, store):
-        self.store, self.folder = store, settings.data_dir / "hub"
+        self.store, self.folder = store, settings.layout.hub
         self.repo, self.scheduler = settings.hf_dataset_repo, None
         if self.repo and settings.hf_token:
             from huggingface_hub import CommitScheduler

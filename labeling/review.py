@@ -1,5 +1,6 @@
 """A reviewer's work on the label store, without any UI: the suspects-first queue, one-key decisions with leases,
-previous and undo, bulk accept, import, auto-label, export, and what is shown of an image.
+leaving a photo out with a reason, previous and undo, bulk accept, import, auto-label, export, and what is shown of
+an image.
 
 :class:`Review` is one per app (the store is shared by all sessions); a reviewer's session is a small dict
 (``reviewer``, lease ``holder``, ``history``, ``current``) that the tab keeps per browser. Requests the review cannot
@@ -36,12 +37,13 @@ from .labelset import labels_of
 from .llm import BatchStopped, autolabel
 from .providers import labeler_from
 from .scorecard import scorecard
-from .store import LabelStore
+from .store import LEFT_OUT, REASONS, LabelStore, left_out
 from .suspects import label_sure, model_key, predict_store, rank, sure
 
 EXPORTS = Path(tempfile.gettempdir()) / "animals10-exports"  # never under DATA_DIR, which is not served
-SMALL_BATCH = 128  # images without a prediction that Start waits for (about a second), rather than open unranked
-STATUSES = ["all", "unreviewed", "accepted", "corrected", "audit"]  # audit: the audit photos, labelled blind
+SMALL_BATCH = 128  # images without a prediction that Start waits for (a few seconds), rather than open unranked
+WAIT = 30  # at most this long (seconds): a busy CPU, or a model loading, must not leave a small queue unranked
+STATUSES = ["all", "unreviewed", "accepted", "corrected", "left_out", "audit"]  # audit: its photos, labelled blind
 SORTS = ["suspicion", "model confidence", "key"]
 IMPACT_COLUMNS = ("labels", "scored", "accuracy", "cat_recall", "dog_precision")  # keys of col_<name>
 
@@ -81,19 +83,31 @@ class Review:
         self._state, self._probs, self._ranked = (None, None), (None, None), (None, None)
         self._predict_lock, self._predicted_for, self.predicting = threading.Lock(), None, None
         self.finish_imports()
+        self.rebuild()
 
     def _open_store(self) -> LabelStore:
         """The label store; with a journal in PERSIST_DIR and no store on the local disk (a host restarted), the
         kept data sets are copied back and the store is rebuilt from the journal first, before anything is served."""
-        path = self.settings.data_dir / "labels.db"
+        path = self.settings.layout.labels_db
         fresh = not path.exists()
         if self.journal and fresh:
-            self.settings.uploads_dir.mkdir(parents=True, exist_ok=True)
-            restored = self.journal.restore_datasets(self.settings.uploads_dir)
+            self.settings.layout.datasets.mkdir(parents=True, exist_ok=True)
+            restored = self.journal.restore_datasets(self.settings.layout.datasets)
             events = LabelStore(path).restore(self.journal)
             print(f"restored from PERSIST_DIR: {events} label events, data sets {restored or 'none'}",
                   file=sys.stderr, flush=True)
         return LabelStore(path, self.journal)
+
+    def rebuild(self) -> None:
+        """At start: compute, in the background, the served model's predictions the store lacks. After a restore
+        they all are (the journal keeps labels, not this cache), and the ranking, the suspects and Review impact
+        are derived from them: by the time someone opens the queue, it ranks as it did before the restart."""
+        if self.slot is None:  # the store alone (a start's imports, in tests): no model, nothing to predict
+            return
+        key = model_key(self.slot.get())
+        _, images, predicted = self.store.version(key)
+        if predicted < images:
+            self.predict_in_background()
 
     def _hub(self):
         """The scheduled push to HF_DATASET_REPO, if set (a failure to reach the Hub is one log line, not a failed
@@ -121,7 +135,7 @@ class Review:
     def finish_imports(self) -> None:
         """Import the uploaded data sets whose import a killed process left unfinished (they are not listed until
         then); one log line each."""
-        for folder, author in pending_imports(self.settings.uploads_dir):
+        for folder, author in pending_imports(self.settings.layout.datasets):
             try:
                 self.store.import_folder(folder, labels_file(folder), author=author)
             except (ValueError, OSError) as e:
@@ -152,7 +166,7 @@ class Review:
         image is released."""
         holder = old["holder"] if old and old.get("reviewer") == name else f"{name}:{uuid.uuid4().hex[:8]}"
         session = {"reviewer": name, "holder": holder, "history": [], "current": None, "lang": lang}
-        self.predict_in_background(wait=3)  # a small import opens ranked; a large one opens at once, ranks as it goes
+        self.predict_in_background(wait=WAIT)  # a small set opens ranked; a large one opens at once, ranks as it goes
         return self.show_next(session, filters)
 
     def show_next(self, session: dict, filters) -> tuple:
@@ -180,6 +194,13 @@ class Review:
         with self._saving():
             self.store.decide(current, choice, session["reviewer"])
         return self.show_next(session, filters)
+
+    def leave_out(self, session: dict, reason: str, filters) -> tuple:
+        """Leave the open image out for ``reason`` (one of :data:`labeling.store.REASONS`): a decision like a class
+        key's (author, undo, journal), then open the next one."""
+        if reason not in REASONS:
+            raise ReviewError("rv_err_out_reason")
+        return self.decide(session, LEFT_OUT + reason, filters)
 
     def previous(self, session: dict) -> tuple:
         self.check(session)
@@ -255,6 +276,13 @@ class Review:
         while self._predict_lock.locked() and time.time() < deadline:
             time.sleep(0.05)
 
+    def predictions(self) -> tuple:
+        """The served classifier and its cached predictions ``{image id: probabilities}``, computed on demand: the
+        missing ones (after a restore, an import, a new model) first, waited for as Start waits for them."""
+        self.predict_in_background(wait=WAIT)
+        clf = self.slot.get()
+        return clf, self.store.cached_predictions(model_key(clf))
+
     # -- queue -------------------------------------------------------------------------------------------------
 
     def state(self) -> list[dict]:
@@ -286,7 +314,7 @@ class Review:
             self._probs = ((key, images, predicted), probs)
         (stamp, probs), (ranked_at, rows) = self._probs, self._ranked
         if ranked_at != (stamp, last_event):
-            rows = rank(self.state(), probs, clf.classes, clf.threshold or self.settings.low_confidence)
+            rows = rank(self.state(), probs, clf.classes, clf.none_threshold)
             self._ranked = ((stamp, last_event), rows)
         return rows
 
@@ -336,11 +364,9 @@ class Review:
         clf = self.slot.get()
         probs = self.store.cached_prediction(model_key(clf), image_id)  # one row, not the whole cache
         top3 = ", ".join(f"{display_name(c)} {p:.0%}" for c, p in clf.top_k(np.asarray(probs), 3)) if probs else "-"
-        label = row["label"]
-        shown = display_name(label) if label in (*CLASSES, NONE) else label or "—"
         uid = row["uid"].replace("`", "'")  # a code span shows anything but a backtick as text
         status = say(lang, f"status_{row['status']}")
-        lines = [f"### {plain(shown)}",
+        lines = [f"### {plain(label_words(row['label'], lang))}",
                  say(lang, "rv_line_label", uid=uid, dataset=plain(row["dataset"]),
                      source=say(lang, f"source_{row['source'] or 'nobody'}"), status=status)
                  + (say(lang, "rv_by", name=plain(row["reviewer"])) if row["reviewer"] else ""),
@@ -374,6 +400,7 @@ class Review:
     def audit_draw(self, folder, size: int) -> int:
         """Draw a new audit of ``size`` photos among the unreviewed ones of the data set at ``folder``."""
         name = self._dataset_name(folder)
+        self.predict_in_background(wait=WAIT)  # its strata are the model's: drawn on every prediction
         return Audit(self.store, name).draw(self.ranked(), int(size))
 
     def audit_state(self, folder) -> tuple[dict, int]:
@@ -406,17 +433,18 @@ class Review:
     def progress(self, lang: str = "en") -> str:
         """The store's review progress in ``lang``: counts, labels per class, and predictions still coming."""
         s = self.store.stats(self.state())
-        per = " · ".join(f"{display_name(c) if c in (*CLASSES, NONE) else c} {n}"
-                         for c, n in sorted(s["per_label"].items()))
+        per = " · ".join(f"{label_words(c, lang)} {n}" for c, n in sorted(s["per_label"].items()))
         busy = say(lang, "rv_predicting", done=self.predicting[0], n=self.predicting[1]) if self.predicting else ""
         return say(lang, "rv_progress", reviewed=s["reviewed"], total=s["total"], accepted=s["accepted"],
-                   corrected=s["corrected"], changed=s["changed_from_llm"], llm=s["llm_labelled"],
-                   busy=busy) + f"\n\n{plain(per)}"
+                   corrected=s["corrected"], left_out=s["left_out"], changed=s["changed_from_llm"],
+                   llm=s["llm_labelled"], busy=busy) + f"\n\n{plain(per)}"
 
     # -- bulk accept -------------------------------------------------------------------------------------------
 
     def bulk_candidates(self, min_confidence: float) -> list[dict]:
-        """Unreviewed images whose LLM/import label the model agrees with at ``min_confidence`` or more."""
+        """Unreviewed images whose LLM/import label the model agrees with at ``min_confidence`` or more (the
+        predictions still missing, after a restore or an import, waited for: an image without one is never taken)."""
+        self.predict_in_background(wait=WAIT)
         return [r for r in self.ranked() if r["status"] == "unreviewed" and r["label"] in CLASSES
                 and r["predicted"] == r["label"] and (r["p_predicted"] or 0) >= min_confidence]
 
@@ -424,14 +452,14 @@ class Review:
         """Accuracy, cat recall and dog precision of the serving model against the labels before and after review,
         headed in ``lang``: every data set's labels as :func:`labeling.labelset.labels_of` gives them, scored by
         :func:`evaluation.metrics.review_change`, the computation the Evaluate tab uses. Uses the cached
-        predictions, so it costs no image decoding."""
-        clf = self.slot.get()
-        probs = self.store.cached_predictions(model_key(clf))
+        predictions (the missing ones computed first: after a restart it answers as it did before)."""
+        clf, probs = self.predictions()
         predicted, before, after = {}, {}, {}
         ids = {(r["dataset"], r["key"]): r["id"] for r in self.state()}
         for d in self.store.datasets():
             labels = labels_of(self.store, d["name"], "reviewed")
-            for key, image in ((k, ids.get((d["name"], k))) for k in {*labels.labels, *labels.before}):
+            scored = {*labels.labels, *labels.before} - set(labels.left_out)  # left out: in neither, as in Evaluate
+            for key, image in ((k, ids.get((d["name"], k))) for k in scored):
                 if image in probs:
                     predicted[(d["name"], key)] = clf.classes[int(np.argmax(probs[image]))]
             before.update({(d["name"], k): v for k, v in labels.before.items()})
@@ -447,10 +475,10 @@ class Review:
     def llm_scorecard(self, lang: str = "en") -> tuple:
         """The LLM labeller against the reviewed labels (:func:`labeling.scorecard.scorecard`), per LLM model and
         prompt version, with the served classifier's answers (cached) for "both wrong"."""
-        clf = self.slot.get()
-        reviewed = {r["id"]: r["human_label"] for r in self.store.state() if r["human_label"] is not None}
-        predicted = {i: clf.answer(np.asarray(p, np.float32))
-                     for i, p in self.store.cached_predictions(model_key(clf)).items()}
+        clf, probs = self.predictions()
+        reviewed = {r["id"]: r["human_label"] for r in self.store.state()  # a photo left out has no label to match
+                    if r["human_label"] is not None and not left_out(r["human_label"])}
+        predicted = {i: clf.answer(np.asarray(p, np.float32)) for i, p in probs.items()}
         return scorecard(self.store.llm_answers(), reviewed, predicted, lang)
 
     # -- auto-label --------------------------------------------------------------------------------------------
@@ -459,8 +487,8 @@ class Review:
         """Images an "only where the classifier is unsure" auto-label leaves out (none when ``below`` is None)."""
         if below is None:
             return set()
-        clf = self.slot.get()
-        return sure(self.store.cached_predictions(model_key(clf)), clf.classes, below, weak)
+        clf, probs = self.predictions()  # an image without its prediction yet would be sent to the LLM: it costs
+        return sure(probs, clf.classes, below, weak)
 
     def autolabel_plan(self, below: float | None, weak=(), limit: int = 0) -> dict:
         """What an auto-label would ask before it starts: ``asked`` of ``without`` images still without an LLM
@@ -525,6 +553,13 @@ class Review:
         self.store.export_history(files[-2])
         self.store.backup(files[-1])
         return [str(f) for f in files]
+
+
+def label_words(label, lang: str = "en") -> str:
+    """A label as the review shows it: a class by its two names, none, a photo left out and why, else as written."""
+    if left_out(label):
+        return say(lang, "rv_left_out", reason=say(lang, f"rv_out_{left_out(label)}"))
+    return display_name(label) if label in (*CLASSES, NONE) else label or "—"
 
 
 def _pct(x):

@@ -10,7 +10,8 @@ both hold ``0.jpg`` never share labels; a store from before data sets is migrate
 
 An image's current label is its latest effective human event, else its latest LLM or import label. An event is
 effective unless an undo names it, so undoing an image's first decision returns it to unreviewed. Labels are class
-ids, ``"none"`` (none of the 10) or ``"other: <name>"`` (an unknown name, kept verbatim for review).
+ids, ``"none"`` (none of the 10) or ``"other: <name>"`` (an unknown name, kept verbatim for review); a reviewer may
+also leave a photo out, with a reason (``"out: <reason>"``, :data:`REASONS`).
 Every write is one transaction in WAL mode: a killed process loses at most the action in flight.
 """
 
@@ -30,6 +31,17 @@ from escaping import cell
 
 SOURCES = ("llm", "human", "model", "import")
 LEASE_SECONDS = 120
+# A photo a reviewer leaves out is a human label event like any other, labelled ``out: <reason>``: undo, authors,
+# the journal, a restart's replay and the history need nothing new, and no class or none ever starts with it.
+LEFT_OUT = "out: "
+REASONS = ("several", "cannot_tell", "not_animal", "copy")  # two or more of the classes; cannot tell; not a photo of
+# an animal; a copy of another photo
+
+
+def left_out(label) -> str | None:
+    """The reason ``label`` leaves its photo out (one of :data:`REASONS`), or None for a label that does not."""
+    return label[len(LEFT_OUT):] if isinstance(label, str) and label.startswith(LEFT_OUT) else None
+
 
 DATASETS_TABLE = """CREATE TABLE IF NOT EXISTS datasets (
     id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, root TEXT UNIQUE NOT NULL, added_at REAL NOT NULL)"""
@@ -211,12 +223,13 @@ class LabelStore:
     def export_results(self, path: str | Path, dataset: str | None = None) -> dict[str, str]:
         """Write one data set's current labels as a results.json in the original format ("null" for none), keyed
         as the original (the path without extension); returns the dict. ``dataset`` may be left out when the
-        store holds one."""
+        store holds one. A photo a reviewer left out has no label there (the format has no word for it; the
+        history says why)."""
         name = self._one_dataset(dataset)
         out = {}
         for row in sorted(self.state(dataset=name), key=lambda r: natural_key(r["key"])):
             label = row["label"]
-            if label is not None:
+            if label is not None and row["status"] != "left_out":
                 out[row["key"]] = "null" if label == NONE else label.removeprefix(OTHER)
         write_atomic(path, json.dumps(out, ensure_ascii=False, indent=1))
         return out
@@ -275,7 +288,7 @@ class LabelStore:
             human = r["human_label"] is not None
             r["label"] = r["human_label"] if human else r["machine_label"]
             r["source"] = "human" if human else r["machine_source"]
-            r["status"] = ("unreviewed" if not human else
+            r["status"] = ("unreviewed" if not human else "left_out" if left_out(r["human_label"]) else
                            "accepted" if r["human_label"] == r["machine_label"] else "corrected")
             r["file"] = str(Path(r["root"]) / r["path"])
             r["uid"] = f"{r['dataset']}/{r['path']}"
@@ -300,18 +313,22 @@ class LabelStore:
         return {r["key"]: r[column] for r in rows if r[column] is not None}
 
     def stats(self, rows: list[dict] | None = None) -> dict:
-        """Counts for the progress line: total, reviewed, accepted, corrected, per current label.
+        """Counts for the progress line: total, reviewed, accepted, corrected, left out (and why), per current
+        label.
 
         ``rows``: :meth:`state` already read, if the caller has it.
         """
         rows = self.state() if rows is None else rows
-        by_status = {s: sum(r["status"] == s for r in rows) for s in ("unreviewed", "accepted", "corrected")}
+        by_status = {s: sum(r["status"] == s for r in rows) for s in ("unreviewed", "accepted", "corrected",
+                                                                      "left_out")}
         per_label = {}
         for r in rows:
             per_label[r["label"] or "unlabelled"] = per_label.get(r["label"] or "unlabelled", 0) + 1
         changed_from_llm = sum(1 for r in rows if r["human_label"] is not None and r["llm_label"] is not None
-                               and r["human_label"] != r["llm_label"])
-        return {"total": len(rows), "reviewed": by_status["accepted"] + by_status["corrected"], **by_status,
+                               and r["human_label"] != r["llm_label"] and r["status"] != "left_out")
+        reasons = [left_out(r["label"]) for r in rows if r["status"] == "left_out"]
+        return {"total": len(rows), "reviewed": len(rows) - by_status["unreviewed"], **by_status,
+                "left_out_reasons": {why: reasons.count(why) for why in REASONS if why in reasons},
                 "per_label": per_label, "changed_from_llm": changed_from_llm,
                 "llm_labelled": sum(r["llm_status"] is not None for r in rows)}
 
@@ -334,13 +351,21 @@ class LabelStore:
                                   con=c)
 
     def decide(self, image_id: int, label: str, author: str) -> int:
-        """A reviewer's decision (a class id, ``"none"``, or the current label to accept it); releases the lease."""
-        if not (label in CLASSES or label == NONE or str(label).startswith(OTHER)):
+        """A reviewer's decision (a class id, ``"none"``, the current label to accept it, or ``"out: <reason>"``:
+        :meth:`leave_out`); releases the lease."""
+        if not (label in CLASSES or label == NONE or str(label).startswith(OTHER) or left_out(label) in REASONS):
             raise ValueError(f"not a label: {label!r}")
         with self.transaction() as con:
             event = self.add_event(image_id, label, "human", author=author, con=con)
             con.execute("DELETE FROM leases WHERE image_id = ?", (image_id,))
         return event
+
+    def leave_out(self, image_id: int, reason: str, author: str) -> int:
+        """A reviewer leaves the photo out (of scoring, training and the ImageFolder export) for ``reason``, one of
+        :data:`REASONS`: a decision like any other, undone by :meth:`undo`."""
+        if reason not in REASONS:
+            raise ValueError(f"not a reason to leave a photo out: {reason!r} (one of {', '.join(REASONS)})")
+        return self.decide(image_id, LEFT_OUT + reason, author)
 
     def accept_many(self, image_ids: list[int], author: str) -> str:
         """Accept the current labels of many images as one batch, which a single undo reverts; returns the batch."""

@@ -62,7 +62,7 @@ def rank(rows: list[dict], probs: dict, classes, none_threshold: float) -> list[
     """Sort store rows (from ``LabelStore.state``) most suspicious first; adds the scoring fields to each row.
 
     Added: ``predicted`` (the model's answer: top-1 class, or none when its top probability is under
-    ``none_threshold``: the model's calibrated one, else ``Settings.low_confidence``, as the Classify tab answers),
+    ``none_threshold``: the model's own rule, ``Classifier.none_threshold``, as the Classify tab answers),
     ``p_predicted`` (the top probability), ``p_label`` (the classifier's probability for the current label; for
     "none", one minus its top probability), ``disagree`` (a model "none" disagrees with a class label) and ``rank``
     (1 = most suspicious).
@@ -81,9 +81,10 @@ def rank(rows: list[dict], probs: dict, classes, none_threshold: float) -> list[
             elif label == NONE:
                 row.update(p_label=1 - float(p[top]), disagree=float(p[top]) >= none_threshold)
         out.append(row)
-    # No usable label first, then disagreements, then by self-confidence (lowest first).
-    out.sort(key=lambda r: (r["label"] in classes or r["label"] == NONE, not r["disagree"],
-                            r["p_label"] if r["p_label"] is not None else 1.0, r["id"]))
+    # No usable label first, then disagreements, then by self-confidence (lowest first); a photo a reviewer left out
+    # has no label to doubt: it comes last
+    out.sort(key=lambda r: (r["label"] in classes or r["label"] == NONE or r.get("status") == "left_out",
+                            not r["disagree"], r["p_label"] if r["p_label"] is not None else 1.0, r["id"]))
     for i, row in enumerate(out, 1):
         row["rank"] = i
     return out

@@ -9,12 +9,16 @@ import contextvars
 import functools
 import inspect
 import json
+import sys
 from pathlib import Path
 
 import gradio as gr
+from gradio.exceptions import InvalidPathError
 
 from escaping import plain
-from i18n import STRINGS, Message, column_names, language, say
+from i18n import LONGEST_TEXT, STRINGS, Message, column_names, language, public, say
+
+from .given import given_files
 
 T = gr.I18n(**STRINGS)  # static text, translated in the browser
 # the Hugging Face profile of the request a handler serves (None: not signed in), set by :func:`shown` for the one
@@ -22,9 +26,57 @@ T = gr.I18n(**STRINGS)  # static text, translated in the browser
 SIGNED_IN: contextvars.ContextVar = contextvars.ContextVar("signed_in", default=None)
 
 
-def refuse(message: str) -> gr.Error:
-    """The error a refused request gets: the message for the user, one line in the log (no traceback)."""
-    return gr.Error(message, print_exception=False)
+def refuse(message: str, logged: str | None = None) -> gr.Error:
+    """The error a refused request gets: ``message`` for the user, and for the log ``logged`` (English; default the
+    message), written as one line, never a traceback, as the request leaves (:func:`one_line_refusals`)."""
+    error = gr.Error(message, print_exception=False)
+    error.logged = logged or message
+    return error
+
+
+class _BadInput(Exception):
+    """A request's value that Gradio could not take in (raised by the preprocessing :func:`one_line_refusals`
+    wraps): the request's fault, not the app's."""
+
+
+def one_line_refusals(blocks) -> None:
+    """Every refused request of ``blocks`` (a mounted app) is one line in the log, never a traceback, and its reply
+    carries no server path and no long value:
+
+    - a refusal a handler raises (any ``gr.Error``: :func:`refuse`, the tools app's, a file input's) is written as
+      one line as it leaves (Gradio would print the traceback of one without ``print_exception=False``);
+    - a value Gradio cannot take in (a file input that is no ``FileData``, a dropdown value not among its choices,
+      a path Gradio will not move to its cache) is refused in the viewer's words with Gradio's reason as a value of
+      ``bad_input`` (:class:`i18n.Message`: cut, no path), where Gradio would print a traceback and, for a
+      dropdown, send the 100 KB value back whole.
+
+    An error of the app's own (any other exception in a handler) keeps its traceback: that is a bug to see."""
+    preprocess, process = blocks.preprocess_data, blocks.process_api
+
+    async def preprocess_data(*args, **kwargs):
+        try:
+            return await preprocess(*args, **kwargs)
+        except Exception as e:
+            raise _BadInput(e) from e
+
+    async def process_api(*args, **kwargs):
+        try:
+            return await process(*args, **kwargs)
+        except _BadInput as bad:
+            e = bad.args[0]
+            why = e.message if isinstance(e, gr.Error) else (str(e).strip().splitlines() or [type(e).__name__])[0]
+            # a path Gradio will not take is the file rule's one refusal (studio.given): same words for any path
+            message = Message("not_uploaded") if isinstance(e, InvalidPathError) else Message("bad_input", why=why)
+            refusal = refuse(message.said(language(kwargs.get("request"))), str(message))
+        except gr.Error as e:
+            refusal = e
+        refusal.print_exception = False
+        if getattr(kwargs.get("block_fn"), "_id", None) != -1:  # a validator's (-1): Gradio prints it in one line
+            line = " ".join(str(getattr(refusal, "logged", refusal.message)).split())
+            print(f"refused: {public(line, LONGEST_TEXT)}", file=sys.stderr, flush=True)
+        raise refusal from None
+
+    blocks.preprocess_data, blocks.process_api = preprocess_data, process_api
 
 
 def shown(fn):
@@ -48,8 +100,8 @@ def shown(fn):
         return fn(*args, **kwargs, **named)
 
     def refusal(request, e):
-        lang = language(request)
-        return refuse(e.said(lang) if isinstance(e, Message) else str(e))
+        e = e if isinstance(e, Message) else Message(str(e))  # a library's words: said as free text (no path, short)
+        return refuse(e.said(language(request)), str(e))
 
     if inspect.isgeneratorfunction(fn):  # a streaming handler: Gradio must still see a generator
         @functools.wraps(fn)
@@ -82,7 +134,10 @@ def fill_at_load(fn, outputs):
     Call it while building the app (inside its ``gr.Blocks``)."""
     def load(request: gr.Request):
         return fn(language(request))
-    gr.context.Context.root_block.load(load, None, outputs, api_visibility="private")
+    # cheap redraws, and a page load sends 11 at once: not through the queue (studio.fair); joined anyway, they share
+    # the small "view" group
+    gr.context.Context.root_block.load(load, None, outputs, api_visibility="private", queue=False,
+                                       concurrency_id="view", concurrency_limit=2)
 
 
 def headed(columns, lang: str):
@@ -113,8 +168,8 @@ def receive_upload(settings, files, progress: gr.Progress, lang: str = "en",
     pass through as ``ValueError`` for :func:`shown`."""
     from uploads import add_dataset
 
-    paths = [f.get("path") if isinstance(f, dict) else getattr(f, "name", f) for f in (files or [])]
-    facts = add_dataset(paths, settings.uploads_dir, settings.max_dataset_mb,
+    paths = given_files(files, lang)  # only files uploaded through the page, never a server path
+    facts = add_dataset(paths, settings.layout.datasets, settings.max_dataset_mb,
                         lambda done, total: progress(done / total if total else None,
                                                      desc=say(lang, "up_unpacking", n=done)), importer)
     if settings.persist_dir and importer is None:  # kept in PERSIST_DIR once (a Review upload: once imported)
@@ -139,7 +194,8 @@ def upload_event(upload, settings, guard, password, message, dropdown, api_name:
 
     inputs = [password, upload]
     upload.upload(on_upload, inputs, [message, dropdown, upload], api_name=api_name,
-                  concurrency_id="import", validator=guard.door(inputs, password, "do_upload", costly=True))
+                  concurrency_id="import",
+                  validator=guard.door(inputs, password, "do_upload", costly=True, files=upload))
 
 
 def dataset_choice(settings, facts) -> gr.Dropdown:
@@ -158,11 +214,11 @@ def progress_bar(progress: gr.Progress, lang: str, key: str):
 def store_labels(settings, folder, source="reviewed"):
     """The label store's labels of the data set at ``folder`` from ``source``, or None where the store does not know
     it (or ``source`` is ``"file"``)."""
-    from labeling.labelset import labels_of
+    from labeling.labelset import FILE, labels_of
     from labeling.store import LabelStore
 
-    db = settings.data_dir / "labels.db"
-    if source == "file" or not db.exists():
+    db = settings.layout.labels_db
+    if source == FILE or not db.exists():
         return None
     store = LabelStore(db)
     if not any(d["root"] == str(Path(folder).resolve()) for d in store.datasets()):
@@ -175,7 +231,7 @@ def evaluations_of(settings, folder) -> int:
     then train on them)."""
     target = str(Path(folder).resolve())
     count = 0
-    for report in (settings.data_dir / "evaluations").glob("*/report.json"):
+    for report in settings.layout.evaluations.glob("*/report.json"):
         try:
             count += json.loads(report.read_text()).get("images") == target
         except (OSError, ValueError):

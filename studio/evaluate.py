@@ -4,7 +4,9 @@ The tab only composes; the work is :func:`evaluation.run.evaluate_folder`.
 """
 
 import csv
+import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,15 +15,16 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from classifier.classes import CLASSES, NONE, WATCHED, display_name
+from classifier.classes import NONE, WATCHED, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
 from classifier.modelfile import model_meta, read_calibration, trained_on
+from classifier.predictor import none_threshold
 from escaping import plain
-from evaluation.metrics import at_threshold, risk_coverage
-from evaluation.run import MATRIX, MATRIX_BEFORE, PER_IMAGE, evaluate_folder
+from evaluation.metrics import at_threshold, risk_coverage, shown_matrix
+from evaluation.run import MATRIX, MATRIX_BEFORE, PER_IMAGE, REPORT, evaluate_folder
 from i18n import Message, column_names, language, say
-from labeling.labelset import SOURCES
+from labeling.labelset import FILE, LABEL_SOURCES
 
 from .common import (
     DEFAULT,
@@ -41,7 +44,7 @@ from .common import (
 
 def evaluation_dir(settings, name: str) -> Path:
     """Where the evaluation ``name`` is kept: ``DATA_DIR/evaluations/<name>`` (a name, never a path)."""
-    return settings.data_dir / "evaluations" / Path(name).name
+    return settings.layout.evaluations / Path(name).name
 
 
 def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=None, source="reviewed"):
@@ -59,7 +62,7 @@ def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=
     try:
         if labels is None:
             report = evaluate_folder(folder, out, model, labels_file(folder), threshold=threshold or None, tta=tta,
-                                     progress=progress, label_source={"source": "file"})
+                                     progress=progress, label_source={"source": FILE})
         else:
             report = evaluate_folder(folder, out, model, threshold=threshold or None, tta=tta, progress=progress,
                                      labels=labels.labels, before=labels.before if labels.reviewed else None,
@@ -70,7 +73,7 @@ def evaluate_set(settings, choice, dataset, threshold=None, tta=False, progress=
         raise e.scrubbed(lambda text: text.replace(str(folder), folder.name)) from None
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(str(e).replace(str(folder), folder.name)) from None
-    settings.keep(out, "evaluations")  # to PERSIST_DIR, if set: it outlives the host
+    settings.layout.keep(out, "evaluations")  # to PERSIST_DIR, if set: it outlives the host
     return report, out
 
 
@@ -88,11 +91,16 @@ def side_by_side(matrix, before) -> Image.Image:
 
 
 def label_line(report, lang: str = "en") -> str:
-    """Which labels the evaluation used, and how many were reviewed and changed."""
-    src = report.get("label_source") or {"source": "file"}
-    if src["source"] == "file":
+    """Which labels the evaluation used, how many were reviewed and changed, and how many photos reviewers left
+    out (not scored) and why."""
+    src = report.get("label_source") or {"source": FILE}
+    if src["source"] == FILE:
         return say(lang, "ev_source_file")
-    return say(lang, f"ev_source_{src['source']}", left=src["photos"] - src["reviewed"], **src)
+    line = say(lang, f"ev_source_{src['source']}", left=src["photos"] - src["reviewed"], **src)
+    if reasons := src.get("left_out_reasons"):  # an evaluation from before left-out photos has none
+        line += " " + say(lang, "ev_left_out", n=sum(reasons.values()), reasons=" · ".join(
+            f"{say(lang, f'rv_out_{why}')} {n}" for why, n in reasons.items()))
+    return line
 
 
 def review_line(report, lang: str = "en") -> str | None:
@@ -159,20 +167,33 @@ def per_class_table(report, lang: str = "en"):
 
 
 def counts_table(report, lang: str = "en"):
-    """The closed-set confusion counts, label per row and prediction per column (a cell click opens its images)."""
-    matrix = report["confusion_matrix"]["matrix"]
-    return pd.DataFrame([[f"{display_name(c)} →"] + r for c, r in zip(CLASSES, matrix)], columns=counts_columns(lang))
+    """The confusion counts the picture beside it draws (:func:`evaluation.metrics.shown_matrix`: with a threshold,
+    a none row and column), label per row and answer per column (a cell click opens its images)."""
+    shown = shown_matrix(report)
+    return pd.DataFrame([[f"{display_name(c)} →"] + r for c, r in zip(shown["labels"], shown["matrix"])],
+                        columns=counts_columns(lang, shown["labels"]))
 
 
-def counts_columns(lang: str = "en") -> list[str]:
-    return [say(lang, "col_label_predicted"), *map(display_name, CLASSES)]
+def counts_columns(lang: str, names) -> list[str]:
+    return [say(lang, "col_label_predicted"), *map(display_name, names)]
+
+
+def cell_at(out_dir, index) -> tuple | None:
+    """The ``(label, answer)`` of the counts table's cell at ``index`` (row, column), as :func:`counts_table` laid
+    out the evaluation in ``out_dir``; None for the label column."""
+    if not index or index[1] == 0:
+        return None
+    names = shown_matrix(json.loads((Path(out_dir) / REPORT).read_text()))["labels"]
+    return names[index[0]], names[index[1] - 1]
 
 
 def curve_of(out_dir):
-    """The risk-coverage curve of an evaluation (:func:`metrics.risk_coverage`), from its per_image.csv."""
+    """The risk-coverage curve of an evaluation (:func:`metrics.risk_coverage`), from its per_image.csv; the
+    photos of the evaluated model's classes against those of none."""
+    classes = json.loads((Path(out_dir) / REPORT).read_text())["confusion_matrix"]["labels"]
     with open(Path(out_dir) / PER_IMAGE, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["score"]]
-    animals = [r for r in rows if r["label"] in CLASSES]
+    animals = [r for r in rows if r["label"] in classes]
     return risk_coverage([float(r["score"]) for r in animals], [r["prediction"] == r["label"] for r in animals],
                          [float(r["score"]) for r in rows if r["label"] == NONE])
 
@@ -190,9 +211,10 @@ def risk_view(out_dir, calibrated, chosen, lang):
 
 
 def cell_images(out_dir, label, predicted, limit=48):
-    """Thumbnails and captions of the images labelled ``label`` and predicted ``predicted``, surest first."""
-    with open(Path(out_dir) / PER_IMAGE, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["label"] == label and r["prediction"] == predicted]
+    """Thumbnails and captions of the images labelled ``label`` and answered ``predicted`` (none under the
+    threshold, as the counts and the picture count them), surest first."""
+    with open(Path(out_dir) / PER_IMAGE, newline="") as f:  # no answer column: an evaluation from before it
+        rows = [r for r in csv.DictReader(f) if r["label"] == label and r.get("answer", r["prediction"]) == predicted]
     rows.sort(key=lambda r: -float(r["score"] or 0))
     out = []
     for r in rows[:limit]:
@@ -204,17 +226,24 @@ def cell_images(out_dir, label, predicted, limit=48):
     return out
 
 
-def build(settings, slot, guard, T=T, session_threshold=None):
+@dataclass(frozen=True)
+class EvaluateParts:
+    """What the Evaluate tab hands the app to wire across tabs."""
+
+    cell: gr.State  # the selected confusion cell: (label, answer)
+    open_review: gr.Button  # opens that cell in the Review tab's queue
+
+
+def build(settings, slot, guard, T=T, session_threshold=None) -> EvaluateParts:
     """Add the Evaluate tab's components and events to the current ``gr.Blocks``; ``session_threshold`` (a
     ``gr.State``) is where "use it in Classify" puts the threshold picked on the risk-coverage curve. Returns the
-    parts the app wires across tabs: ``{"cell"`` (the selected confusion cell, a ``gr.State``), ``"open_review"}``
-    (the button that opens it in the review queue)."""
+    parts the app wires across tabs (:class:`EvaluateParts`)."""
     ui = SimpleNamespace(session_threshold=session_threshold or gr.State(None))
     gr.Markdown(T("ev_intro"))
     choices_panel(ui, settings, guard)
-    results_panel(ui)
+    results_panel(ui, slot)
     wire(ui, settings, guard)
-    return {"cell": ui.cell, "open_review": ui.open_review}
+    return EvaluateParts(ui.cell, ui.open_review)
 
 
 def choices_panel(ui, settings, guard):
@@ -224,7 +253,7 @@ def choices_panel(ui, settings, guard):
         ui.dataset = dataset_dropdown(settings, T("ev_set"), allow_custom_value=False)
         ui.threshold = gr.Slider(0, 1, value=0, step=0.01, label=T("ev_threshold"))
         ui.tta = gr.Checkbox(label=T("ev_tta"), value=False)
-    ui.source = gr.Radio([(T(f"labels_{s}"), s) for s in (*SOURCES, "file")], value="reviewed", label=T("ev_labels"),
+    ui.source = gr.Radio([(T(f"labels_{s}"), s) for s in LABEL_SOURCES], value=LABEL_SOURCES[0], label=T("ev_labels"),
                          info=T("ev_labels_info"), elem_id="ev-labels")
     ui.upload = upload_box(T("ev_upload"), "ev-upload")
     with gr.Row():
@@ -233,7 +262,7 @@ def choices_panel(ui, settings, guard):
         ui.start = gr.Button(T("ev_run"), variant="primary")
 
 
-def results_panel(ui):
+def results_panel(ui, slot):
     """The summary, the confusion matrix, risk and coverage with a threshold to try, the counts whose cells open
     their photos, the per-class table."""
     ui.summary = gr.Markdown()
@@ -255,7 +284,7 @@ def results_panel(ui):
     ui.per_class = gr.Dataframe(label=T("per_class"), interactive=False)
     # empty until the first evaluation, headed in the viewer's words (a table without headers shows "1 2 3")
     fill_at_load(lambda lang: headed(PER_CLASS_COLUMNS, lang), ui.per_class)
-    fill_at_load(lambda lang: pd.DataFrame(columns=counts_columns(lang)), ui.counts)
+    fill_at_load(lambda lang: pd.DataFrame(columns=counts_columns(lang, slot.get().classes)), ui.counts)
     ui.out_state = gr.State(None)
     ui.calibrated_state = gr.State(None)
 
@@ -270,7 +299,7 @@ def handlers(settings, guard):
         # the picture itself, not its path: files under DATA_DIR are never served
         matrix = side_by_side(out / MATRIX, out / MATRIX_BEFORE)
         calibrated = (read_calibration(model_path(settings, choice)) or {}).get("threshold")
-        chosen = thr or calibrated or settings.low_confidence  # as the Classify tab falls back
+        chosen = thr or none_threshold(calibrated, settings.low_confidence)  # the model's rule, as Classify
         picture, line = risk_view(out, calibrated, chosen, lang)
         return (summary_markdown(report, lang), matrix, per_class_table(report, lang), counts_table(report, lang),
                 str(out.name), "", [], picture, chosen, line, calibrated)
@@ -288,9 +317,10 @@ def handlers(settings, guard):
         return float(chosen), say(lang, "ev_used", threshold=chosen)
 
     def on_select(name, evt: gr.SelectData, request: gr.Request):
-        if not name or not evt.index or evt.index[1] == 0:
+        cell = cell_at(evaluation_dir(settings, name), evt.index) if name else None
+        if cell is None:
             return "", [], None
-        label, predicted = CLASSES[evt.index[0]], CLASSES[evt.index[1] - 1]
+        label, predicted = cell
         images = cell_images(evaluation_dir(settings, name), label, predicted)
         return (say(language(request), "ev_cell", label=display_name(label), predicted=display_name(predicted),
                     n=len(images)), images, (label, predicted))
@@ -307,10 +337,13 @@ def wire(ui, settings, guard):
                    concurrency_limit=1, concurrency_id="evaluate", api_name="evaluate",
                    validator=guard.door(run_inputs, ui.password, "do_evaluate", costly=True))
     upload_event(ui.upload, settings, guard, ui.password, ui.summary, ui.dataset, "evaluate_upload")
-    ui.counts.select(on.select, ui.out_state, [ui.cell_title, ui.gallery, ui.cell], api_visibility="private")
+    ui.counts.select(on.select, ui.out_state, [ui.cell_title, ui.gallery, ui.cell], api_visibility="private",
+                     concurrency_id="view", concurrency_limit=2)
     ui.pick.input(on.pick, [ui.out_state, ui.calibrated_state, ui.pick], [ui.risk, ui.pick_line],
-                  api_visibility="private", trigger_mode="always_last")  # while dragging: the last value drawn
+                  api_visibility="private", trigger_mode="always_last",  # while dragging: the last value drawn
+                  concurrency_id="view", concurrency_limit=2)
     # for this browser session only: the Classify tab answers "none of the 10" under this threshold
-    ui.use.click(on.use, [ui.out_state, ui.pick], [ui.session_threshold, ui.used], api_visibility="private")
+    ui.use.click(on.use, [ui.out_state, ui.pick], [ui.session_threshold, ui.used], api_visibility="private",
+                 queue=False)  # a value and a line: nothing to wait for
     ui.refresh.click(lambda: gr.Dropdown(choices=model_choices(settings)), None, ui.model, api_visibility="private",
                      queue=False)

@@ -12,7 +12,8 @@ a Gradio validator) and again in the handler; classifying and read-only views st
 
 - Costly events also pass a bounded count at the door (:data:`MAX_COSTLY` waiting or running, all kinds together),
   so a flood of them is refused at once and never fills the queue that ``/classify`` shares.
-- Text shown to users passes :meth:`Guard.scrub` (no absolute server path); names people or an LLM wrote are shown
+- Text shown to users passes :meth:`Guard.scrub` (no absolute server path; every refusal does, by
+  :func:`i18n.public`, with its values cut to a few dozen characters); names people or an LLM wrote are shown
   through :func:`escaping.plain`.
 """
 
@@ -24,12 +25,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from i18n import Message, language
+from i18n import Message, language, name_places, unpathed
 
 from .common import SIGNED_IN, T
+from .given import given_files
 
 ROOT = Path(__file__).resolve().parent.parent
-COSTLY = ("evaluate", "import", "autolabel", "export", "train")  # their events' concurrency ids
 MAX_COSTLY = 4  # costly requests in at once (waiting or running), all kinds together; more are refused at once
 JOIN_WINDOW = 600.0  # seconds an admitted request that never started (its client left) counts as waiting
 MAX_NAME = 100  # characters of a reviewer's name
@@ -51,10 +52,8 @@ class Guard:
         self.settings = settings
         self.blocks = None  # the app, once built: its queue tells how many costly requests wait
         self._lock, self._admitted = threading.Lock(), collections.deque()
-        roots = [(Path(r).resolve(), Path(r).name) for r in settings.data_roots]
-        # longest first, so a root inside DATA_DIR is named as the root
-        self._names = sorted([(settings.data_dir.resolve(), "DATA_DIR"), *roots, (ROOT, ".")],
-                             key=lambda p: -len(str(p[0])))
+        # every reply names the app's folders so (i18n.unpathed): a data root by its name, DATA_DIR, the app's own
+        name_places({settings.data_dir: "DATA_DIR", **{r: Path(r).name for r in settings.data_roots}, ROOT: "."})
 
     @property
     def open(self) -> bool:
@@ -113,26 +112,39 @@ class Guard:
             return user_of(SIGNED_IN.get())
         return self.check_name(name) if (name or "").strip() else None
 
-    def door(self, inputs: list, password=None, what: str = "do_this", costly: bool = False, kind: str = "admin"):
+    def door(self, inputs: list, password=None, what: str = "do_this", costly: bool = False, kind: str = "admin",
+             files=None):
         """A validator for an event (``validator=guard.door(inputs, password, ...)``), run by Gradio when a request
         *joins* the queue, before it takes a place there: without the admin password (``password``, one of the
         event's ``inputs``; when one is set) the request is refused at once, so a flood of requests that need it
         never fills the queue ``/classify`` shares. A ``costly`` event is also refused while :data:`MAX_COSTLY`
-        costly requests wait or run (all kinds together; see :meth:`admit`)."""
+        costly requests wait or run (all kinds together; see :meth:`admit`). The ``files`` input (an upload box)
+        passes the file rule (:func:`studio.given.given_files`) here too, so a refused file is refused as it joins,
+        whatever path it names."""
         at = inputs.index(password) if password is not None else None
+        files_at = inputs.index(files) if files is not None else None
 
         def validate(request: gr.Request, profile: gr.OAuthProfile | None, *values):
             message = None
             if at is not None and not self.allowed(values[at], profile, kind):
                 message = self.refusal(what, kind)
-            elif costly and (waiting := self.admit()) is not None:
+            elif files_at is not None:
+                given_files(values[files_at], language(request))  # raises the rule's one refusal
+            if message is None and costly and (waiting := self.admit()) is not None:
                 message = Message("busy", n=waiting)
             if message:  # one line in the log
                 print(f"refused at the door: {message}", file=sys.stderr, flush=True)
             text = message.said(language(request)) if message else ""
             marks = [gr.validate(message is None or i != (at or 0), text) for i in range(len(values))]
             return marks[0] if len(marks) == 1 else marks  # Gradio takes one input's mark as a value, not a list
+        validate.costly = costly  # what costly_ids reads off the built app
         return validate
+
+    def costly_ids(self) -> set[str]:
+        """The concurrency ids of the costly events (evaluate, import, autolabel, export, train): those whose door
+        says ``costly``, read off the built app, so an event is counted by saying so at its door and nowhere else."""
+        fns = getattr(self.blocks, "fns", None) or {}
+        return {fn.concurrency_id for fn in fns.values() if getattr(fn.validator, "costly", False)}
 
     def admit(self) -> int | None:
         """Count one more costly request in, or return how many are in (refused). In = running (Gradio's count per
@@ -162,7 +174,7 @@ class Guard:
     def waiting(self) -> tuple[int, int]:
         """Costly requests in the queue now, not yet started, and those running."""
         queues = getattr(getattr(self.blocks, "_queue", None), "event_queue_per_concurrency_id", {})
-        mine = [queues[c] for c in COSTLY if c in queues]
+        mine = [queues[c] for c in self.costly_ids() if c in queues]
         return sum(len(q.queue) for q in mine), sum(q.current_concurrency for q in mine)
 
     def password_box(self) -> gr.Textbox:
@@ -176,11 +188,9 @@ class Guard:
         return "access_open" if self.open else "access_locked"
 
     def scrub(self, text) -> str:
-        """``text`` with every absolute server path of the app's folders replaced by a short name."""
-        text = str(text)
-        for path, name in self._names:
-            text = text.replace(str(path), name)
-        return text
+        """``text`` with no absolute server path (:func:`i18n.unpathed`): the app's folders by a short name, any other
+        path by its last part. Not cut: a training log's tail is long (refusals are cut as they are said)."""
+        return unpathed(text)
 
     def check_name(self, name: str | None) -> str:
         """A reviewer's name, trimmed; refused when empty or longer than ``MAX_NAME``."""

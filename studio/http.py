@@ -12,6 +12,8 @@ from starlette.requests import Request
 
 from i18n import COOKIE, language, say
 
+from . import given
+
 
 class LanguagePage:
     """ASGI middleware: the page itself (``GET /``), for a browser session that chose a language with the page's
@@ -54,16 +56,16 @@ class LanguagePage:
 class HttpDoor:
     """ASGI middleware, the door every request passes before Gradio, in every mounted app:
 
-    - A request that runs an event (``/queue/join``, ``/run/...``, ``/call/...``) may name as file inputs only files
-      that were uploaded through Gradio's upload route (its upload folder), or http(s) URLs (fetched by Gradio, which
-      refuses private addresses). A server path (``/etc/hostname``, a photo under ``DATA_DIR``, the label database,
-      ``/dev/zero``) is refused before the request joins a queue, with a clear message and one log line, and is never
-      opened. Gradio has the same check, but only for a launched app, and its refusal names the absolute path.
+    - A request that may run an event (every POST under ``/gradio_api/`` but the upload route: ``/queue/join``,
+      ``/run/``, ``/api/``, ``/call/``, ``/stream/``, MCP) may name as a file (any JSON object with a ``path``, with
+      or without Gradio's ``meta``) only a file this process stored from a user (:func:`studio.given.allowed`) or an
+      http(s) URL (fetched by Gradio, which refuses private addresses). Anything else is refused before the request
+      joins a queue, with one message and one log line, and is never opened. This is the first line only: every
+      handler takes its files through :func:`studio.given.given_file`, which holds the same rule by itself.
     - Gradio's upload route takes files from anyone: while the disk has less than ``min_free_mb`` free (plus the
       upload's size), uploads are refused, so they cannot fill the disk the label store writes to.
     """
 
-    ROUTES = ("/queue/join", "/run/", "/call/")
     MAX_BODY = 8 * 2**20  # an event's JSON is small: files travel through the upload route
 
     def __init__(self, app, min_free_mb: int = 1024):
@@ -82,8 +84,7 @@ class HttpDoor:
                 print("refused: an upload while the disk is nearly full", file=sys.stderr, flush=True)
                 return await _answer(send, 507, say(language(Request(scope)), "disk_low"))  # the viewer's words
             return await self.app(scope, receive, send)
-        if not any(r in path for r in self.ROUTES):
-            return await self.app(scope, receive, send)
+        # every other POST may carry an event's data (/queue/join, /run/, /api/, /call/, /stream/, MCP): checked
         body, more = b"", True
         while more:
             message = await receive()
@@ -91,7 +92,13 @@ class HttpDoor:
             more = message.get("more_body", False)
             if len(body) > self.MAX_BODY:
                 return await _answer(send, 413, "This request is too large; upload files through the page.")
-        if (bad := await anyio.to_thread.run_sync(self.foreign_file, body)) is not None:  # off the event loop
+        # a large body is parsed off the event loop; an event's usual few hundred bytes at once (a thread hop costs
+        # more than the parse, and waits behind the predictions the worker threads run)
+        if len(body) > 2**16:
+            bad = await anyio.to_thread.run_sync(self.foreign_file, body)
+        else:
+            bad = self.foreign_file(body)
+        if bad is not None:
             print(f"refused: a file input that was not uploaded ({len(bad)} characters)", file=sys.stderr, flush=True)
             return await _answer(send, 403, "A file input must be a file uploaded through this app (or an https "
                                             "URL); server paths are not read.")
@@ -107,7 +114,9 @@ class HttpDoor:
         await self.app(scope, replay, send)
 
     def foreign_file(self, body: bytes) -> str | None:
-        """The first file path in an event's JSON ``body`` that is neither in the upload folder nor a URL."""
+        """The first file path in an event's JSON ``body`` that is neither an http(s) URL nor a file this process
+        stored from a user (:func:`studio.given.allowed`): any object with a ``path`` key counts, whatever else it
+        holds or lacks (Gradio's ``meta`` marks a file, but a handler may read a path without it)."""
         try:
             data = json.loads(body or b"null")
         except ValueError:
@@ -118,22 +127,12 @@ class HttpDoor:
             if isinstance(node, list):
                 stack.extend(node)
             elif isinstance(node, dict):
-                meta = node.get("meta")
-                if isinstance(meta, dict) and meta.get("_type") == "gradio.FileData" and "path" in node:
-                    if not self.uploaded(str(node["path"])):
-                        return str(node["path"])
-                else:
-                    stack.extend(node.values())
+                path = node.get("path")
+                if path is not None and not (isinstance(path, str) and path.startswith(("https://", "http://"))
+                                             or given.allowed(path)):
+                    return str(path)
+                stack.extend(node.values())
         return None
-
-    def uploaded(self, path: str) -> bool:
-        if path.startswith(("https://", "http://")):
-            return True
-        try:
-            real = Path(path).resolve()
-        except (OSError, ValueError):
-            return False
-        return real.is_relative_to(self.folder) and real != self.folder
 
 
 async def _answer(send, status: int, detail: str):

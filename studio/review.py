@@ -3,7 +3,7 @@ wires them to :class:`labeling.review.Review`. Every change to labels is checked
 and ``ADMIN_PASSWORD`` when set), so direct API calls get no further than the buttons do.
 """
 
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from types import SimpleNamespace
 
 import gradio as gr
@@ -14,6 +14,7 @@ from i18n import Message, say
 from labeling.audit import verdict
 from labeling.review import IMPACT_COLUMNS, SORTS, STATUSES, Filters, Review
 from labeling.scorecard import COLUMNS as SCORECARD_COLUMNS
+from labeling.store import REASONS
 from uploads import imported
 
 from .common import T, dataset_choice, dataset_dropdown, fill_at_load, headed, receive_upload, shown, upload_box
@@ -26,9 +27,20 @@ def class_choices(*extra) -> list[tuple]:
             *((T(f"filter_{e}"), e) for e in extra)]
 
 
-def build(settings, slot, guard, T=T):
+@dataclass(frozen=True)
+class ReviewParts:
+    """What the Review tab hands the app to wire across tabs."""
+
+    review: Review  # the review itself (its progress line, filled at each page load)
+    label: gr.Dropdown  # the queue's filters, which the Evaluate tab's "open in review" sets
+    predicted: gr.Dropdown
+    status: gr.Dropdown
+    progress: gr.Markdown
+
+
+def build(settings, slot, guard, T=T) -> ReviewParts:
     """Add the Review tab's components and events to the current ``gr.Blocks``; returns the parts the app wires
-    across tabs: ``{"review"`` (the :class:`Review`), ``"label", "predicted", "status"`` (filters), ``"progress"}``."""
+    across tabs (:class:`ReviewParts`)."""
     review = Review(settings, slot, guard.scrub)
     ui = SimpleNamespace(session=gr.State(None))
     gr.Markdown(T("rv_kept_persist") if settings.persist_dir else T("rv_kept_local"))  # where labels are kept
@@ -55,8 +67,7 @@ def build(settings, slot, guard, T=T):
     wire_imports(ui, review, guard, settings)
     wire_autolabel(ui, review, guard, settings)
     wire_audit(ui, review, guard, settings)
-    return {"review": review, "label": ui.label, "predicted": ui.predicted, "status": ui.status,
-            "progress": ui.progress_md}
+    return ReviewParts(review, ui.label, ui.predicted, ui.status, ui.progress_md)
 
 
 def admin_panel(ui, settings):
@@ -102,8 +113,8 @@ def filters_panel(ui, review):
 
 
 def review_panel(ui, sign_in=False):
-    """The photo, where the model looked, what is known of it, and the keys: one per class, none, accept, back,
-    next, undo."""
+    """The photo, where the model looked, what is known of it, and the keys: one per class, none, accept, leave
+    out (with a reason), back, next, undo."""
     with gr.Row(elem_id="review-panel"):
         with gr.Column(scale=3), gr.Row():
             ui.photo = gr.Image(label=T("rv_photo"), type="pil", interactive=False, height=460)
@@ -120,6 +131,10 @@ def review_panel(ui, sign_in=False):
             with gr.Row():
                 ui.none_button = gr.Button(T("rv_none"), size="sm", elem_id="rv-none")
                 ui.accept_button = gr.Button(T("rv_accept"), variant="primary", size="sm", elem_id="rv-accept")
+                ui.out_button = gr.Button(T("rv_leave_out"), size="sm", elem_id="rv-leave-out")
+            # why the photo is left out: shown by x, and picking a reason (a click, or 1-4) is the decision
+            ui.out_reason = gr.Radio([(T(f"rv_out_{r}"), r) for r in REASONS], value=None, label=T("rv_out_reason"),
+                                     visible=False, elem_id="rv-out-reason")
             with gr.Row():
                 ui.prev_button = gr.Button(T("rv_prev"), size="sm", elem_id="rv-prev")
                 ui.next_button = gr.Button(T("rv_next"), size="sm", elem_id="rv-next")
@@ -184,7 +199,8 @@ def wire_audit(ui, review, guard, settings):
     inputs = [ui.password, ui.audit_set, ui.audit_size]
     ui.audit_draw.click(on_draw, inputs, ui.audit_md, api_name="audit_draw",
                         validator=guard.door(inputs, ui.password, "do_labels"))
-    ui.audit_estimate.click(on_estimate, [ui.audit_set, ui.audit_target], ui.audit_md, api_name="audit_estimate")
+    ui.audit_estimate.click(on_estimate, [ui.audit_set, ui.audit_target], ui.audit_md, api_name="audit_estimate",
+                            concurrency_id="view", concurrency_limit=2)
 
 
 def impact_panel(ui):
@@ -217,6 +233,12 @@ def decision_handlers(review, guard):
         return handler
 
     @shown
+    def on_leave_out(sess, pw, reason, *f):
+        guard.require(pw, "do_labels", kind="label")
+        guard.same_reviewer(sess)
+        return review.leave_out(sess, reason, f)
+
+    @shown
     def on_next(sess, pw, *f):
         guard.require(pw, "do_labels", kind="label")
         return review.show_next(sess, f)
@@ -241,15 +263,16 @@ def decision_handlers(review, guard):
             return gr.skip(), gr.skip(), gr.skip(), sess
         return review.show_next(sess, f)
 
-    return SimpleNamespace(start=on_start, decide=on_decide, next=on_next, prev=on_prev, undo=on_undo,
-                           filters=on_filters)
+    return SimpleNamespace(start=on_start, decide=on_decide, leave_out=on_leave_out, next=on_next, prev=on_prev,
+                           undo=on_undo, filters=on_filters)
 
 
 def wire_decisions(ui, review, guard):
     on = decision_handlers(review, guard)
     inputs, outputs = [ui.session, ui.password, *ui.filters], ui.view_outputs
     # where the model looked, beside each photo as it opens (after it: a key press never waits for the heatmap)
-    ui.photo.change(review.heatmap, ui.session, ui.heat, api_visibility="private", trigger_mode="always_last")
+    ui.photo.change(review.heatmap, ui.session, ui.heat, api_visibility="private", trigger_mode="always_last",
+                    concurrency_id="heatmap", concurrency_limit=2)
     door = guard.door(inputs, ui.password, "do_labels", kind="label")  # refused as they join, not in the queue
     for c, button in ui.buttons:
         button.click(on.decide(c), inputs, outputs, api_name=f"label_{c}", validator=door)
@@ -258,11 +281,27 @@ def wire_decisions(ui, review, guard):
     ui.next_button.click(on.next, inputs, outputs, api_visibility="private", validator=door)
     ui.prev_button.click(on.prev, inputs, outputs, api_visibility="private", validator=door)
     ui.undo_button.click(on.undo, inputs, outputs, api_name="undo", validator=door)
+    wire_leave_out(ui, on, guard)
     start_inputs = [ui.reviewer, ui.password, *ui.filters, ui.session]
     ui.start.click(on.start, start_inputs, outputs, api_name="review_start",
                    validator=guard.door(start_inputs, ui.password, "do_labels", kind="label"))
     for f in ui.filters:
-        f.change(on.filters, inputs, outputs, api_visibility="private")
+        f.change(on.filters, inputs, outputs, api_visibility="private", concurrency_id="view", concurrency_limit=2)
+
+
+def wire_leave_out(ui, on, guard):
+    """x shows the reasons a photo may be left out; picking one leaves the open photo out (the API's
+    ``leave_out``, guarded as every label decision), and the reasons hide again, as they do when the photo changes."""
+    def hidden():
+        return gr.Radio(value=None, visible=False)
+
+    ui.out_button.click(lambda: gr.Radio(value=None, visible=True), None, ui.out_reason, api_visibility="private",
+                        queue=False)  # nothing to wait for: the choice shows at once
+    inputs = [ui.session, ui.password, ui.out_reason, *ui.filters]
+    ui.out_reason.input(on.leave_out, inputs, ui.view_outputs, api_name="leave_out",
+                        validator=guard.door(inputs, ui.password, "do_labels", kind="label")
+                        ).then(hidden, None, ui.out_reason, api_visibility="private", queue=False)
+    ui.photo.change(hidden, None, ui.out_reason, api_visibility="private", queue=False)
 
 
 def wire_bulk(ui, review, guard):
@@ -285,7 +324,8 @@ def wire_bulk(ui, review, guard):
         accepted = review.bulk_accept(sess, threshold)
         return say(lang, "rv_bulk_done", n=accepted), review.progress(lang)
 
-    ui.preview_button.click(on_preview, ui.min_conf, [ui.bulk_md, ui.bulk_gallery], api_visibility="private")
+    ui.preview_button.click(on_preview, ui.min_conf, [ui.bulk_md, ui.bulk_gallery], api_visibility="private",
+                            concurrency_id="view", concurrency_limit=2)
     inputs = [ui.session, ui.password, ui.min_conf]
     ui.bulk_button.click(on_bulk, inputs, [ui.bulk_md, ui.progress_md], api_name="bulk_accept",
                          validator=guard.door(inputs, ui.password, "do_labels", kind="label"))
@@ -297,7 +337,7 @@ def wire_bulk(ui, review, guard):
         return review.impact(lang), table, title, confusion
 
     ui.impact_button.click(on_impact, None, [ui.impact_table, ui.llm_table, ui.llm_title, ui.llm_confusion],
-                           api_name="review_impact")
+                           api_name="review_impact", concurrency_id="view", concurrency_limit=2)
 
 
 def import_handlers(review, guard, settings):
@@ -316,7 +356,7 @@ def import_handlers(review, guard, settings):
         guard.start(pw, "do_labels")
         name = guard.importer(name)
         if demo:
-            folder, line = settings.uploads_dir / "demo", ""
+            folder, line = settings.layout.datasets / "demo", ""
             if not folder.is_dir():
                 raise Message("rv_err_no_demo")
             facts = {"path": folder}
@@ -351,7 +391,7 @@ def wire_imports(ui, review, guard, settings):
     outputs = [ui.admin_status, ui.dataset, ui.upload, ui.demo_button, *ui.view_outputs]
     upload_inputs = [ui.upload, ui.reviewer, ui.password, ui.session, *ui.filters]
     ui.upload.upload(on.upload, upload_inputs, outputs, api_name="review_upload", concurrency_id="import",
-                     validator=guard.door(upload_inputs, ui.password, "do_upload", costly=True))
+                     validator=guard.door(upload_inputs, ui.password, "do_upload", costly=True, files=ui.upload))
     demo_inputs = [ui.reviewer, ui.password, ui.session, *ui.filters]
     ui.demo_button.click(on.demo, demo_inputs, outputs, api_name="review_demo", concurrency_id="import",
                          validator=guard.door(demo_inputs, ui.password, "do_demo", costly=True))
@@ -417,7 +457,8 @@ def wire_autolabel(ui, review, guard, settings):
     on = autolabel_handlers(review, guard, settings)
     plan_inputs = [ui.unsure_only, ui.unsure_below, ui.weak, ui.autolabel_limit]
     for control in plan_inputs:  # the count and the cost, before anything is spent
-        control.change(shown(on.plan), plan_inputs, ui.plan_md, api_visibility="private", trigger_mode="always_last")
+        control.change(shown(on.plan), plan_inputs, ui.plan_md, api_visibility="private", trigger_mode="always_last",
+                       concurrency_id="view", concurrency_limit=2)
     fill_at_load(lambda lang: on.plan(False, 0.9, [], 0, lang), ui.plan_md)
     inputs = [ui.session, ui.password, ui.autolabel_limit, *plan_inputs[:3]]
     ui.autolabel_button.click(on.run, inputs, [ui.admin_status, ui.progress_md],

@@ -14,10 +14,12 @@ import numpy as np
 from classifier.classes import CHINESE, NONE, TOP_K, display_name
 from classifier.images import ImageError
 
+from .given import given_file
 
-def build_tools(slot, low_confidence: float) -> gr.Blocks:
+
+def build_tools(slot) -> gr.Blocks:
     """The read-only tools app for the model in ``slot`` (a :class:`~classifier.serving.ModelSlot`); "none" under
-    the model's calibrated threshold, else ``low_confidence`` (``Settings.low_confidence``, as the Classify tab)."""
+    the model's answer rule, as the Classify tab (:attr:`~classifier.predictor.Classifier.none_threshold`)."""
 
     def classify(image: str) -> str:
         """Classify a photo of an animal into the ten Animals-10 classes (butterfly, cat, chicken, cow, dog,
@@ -31,7 +33,7 @@ def build_tools(slot, low_confidence: float) -> gr.Blocks:
             and the five most likely classes with their probabilities.
         """
         clf, probs, top = scores(slot, image, TOP_K)
-        threshold = clf.threshold or low_confidence
+        threshold = clf.none_threshold
         said = clf.answer(probs, threshold)
         return _json({"answer": said, "name": display_name(said), "threshold": threshold, "top": top})
 
@@ -51,7 +53,7 @@ def build_tools(slot, low_confidence: float) -> gr.Blocks:
         return _json({"name": clf.name, "engine": clf.engine_name, "input_size": clf.size,
                       "classes": {c: CHINESE[c] for c in clf.classes}, "none": display_name(NONE),
                       "accuracy": clf.meta.get("accuracy"), "held_out_photos": clf.meta.get("test_images"),
-                      "none_threshold": clf.threshold or low_confidence, "temperature": clf.temperature})
+                      "none_threshold": clf.none_threshold, "temperature": clf.temperature})
 
     with gr.Blocks(title="Animals-10 tools") as tools:
         gr.Markdown("Read-only tools of the Animals-10 classifier, for agents (MCP). The studio is at `/`.")
@@ -69,10 +71,10 @@ def scores(slot, image, k):
     """The model answering, its probabilities for a photo, and its top ``k`` classes as an agent reads them; a
     refusal in plain words for no photo, a ``k`` that is not a number, or a file that is not a photo."""
     clf = slot.get()
-    path = image.get("path") if isinstance(image, dict) else image
-    if not path:
+    if not image:
         raise gr.Error("Give a photo: an https URL or a data URL (data:image/jpeg;base64,...).",
                        print_exception=False)
+    path = given_file(image)  # only what this process stored from the request: never a server path
     try:
         k = int(float(TOP_K if k is None else k))
     except (TypeError, ValueError, OverflowError):

@@ -3,6 +3,7 @@
 """
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -84,9 +85,15 @@ def data_hint(settings, lang: str = "en"):
     return say(lang, "tr_hint", roots=roots) + ("" if settings.datasets() else say(lang, "tr_hint_empty"))
 
 
-def build(settings, slot, guard, T=T):
-    """Add the Train tab; returns the parts the app wires across tabs: ``{"served"}`` (the "serve" event, after
-    which the Classify tab names the new model)."""
+@dataclass(frozen=True)
+class TrainParts:
+    """What the Train tab hands the app to wire across tabs."""
+
+    served: gr.events.Dependency  # the "serve" event, after which the Classify tab names the new model
+
+
+def build(settings, slot, guard, T=T) -> TrainParts:
+    """Add the Train tab; returns the parts the app wires across tabs (:class:`TrainParts`)."""
     store = RunStore(settings)
     ui = SimpleNamespace(hint=gr.Markdown())  # in the viewer's words, at load
     settings_panel(ui, settings, store)
@@ -97,7 +104,7 @@ def build(settings, slot, guard, T=T):
         ui.cancel = gr.Button(T("tr_cancel"), variant="stop")
     results_panel(ui, settings, store)
     wire_runs(ui, settings, guard, store)
-    return {"served": wire_models(ui, settings, slot, guard, store)}
+    return TrainParts(wire_models(ui, settings, slot, guard, store))
 
 
 def served_recipe(settings) -> tuple[str, str, int | None]:
@@ -197,7 +204,7 @@ def run_handlers(settings, guard, store):
         labels = store_labels(settings, path)  # a data set the label store knows trains on its reviewed labels
         if labels is not None:
             gr.Info(say(lang, "tr_reviewed_labels", n=len(labels.labels), reviewed=labels.reviewed,
-                        changed=labels.changed, left=labels.unlabelled + labels.model_only),
+                        changed=labels.changed, left=labels.unlabelled + labels.model_only + len(labels.left_out)),
                     title=say(lang, "note_title"))
         if used := evaluations_of(settings, path):
             gr.Warning(say(lang, "tr_leak", n=used), title=say(lang, "leak_title"))
@@ -233,7 +240,8 @@ def wire_runs(ui, settings, guard, store):
     ui.watch.click(on.watch, None, [*ui.outputs, ui.runs], api_name="train_watch")
     ui.cancel.click(on.cancel, ui.password, ui.served, api_name="train_cancel",
                     validator=guard.door([ui.password], ui.password, "do_cancel_run"))
-    ui.show_button.click(on.show, ui.runs, ui.outputs, api_visibility="private")
+    ui.show_button.click(on.show, ui.runs, ui.outputs, api_visibility="private", concurrency_id="view",
+                         concurrency_limit=2)
     fill_at_load(lambda lang: data_hint(settings, lang), ui.hint)
     fill_at_load(lambda lang: headed(TABLE_COLUMNS, lang), ui.table)
     ui.data.focus(shown(lambda lang: data_hint(settings, lang)), None, ui.hint, api_visibility="private", queue=False)

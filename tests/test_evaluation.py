@@ -96,7 +96,7 @@ def test_bad_label_files_name_the_place(tmp_path, text, words):
     path.write_text(text)
     with pytest.raises(LabelFileError, match=words) as e:
         read_labels(path)
-    assert str(path) in str(e.value)
+    assert path.name in str(e.value) and str(tmp_path) not in str(e.value)  # the file, not where it lies (i18n.public)
 
 
 def run_cli(*args):
@@ -242,3 +242,57 @@ def test_risk_coverage_follows_the_threshold_down_the_scores():
     assert at_threshold(curve, 0.75) == {"threshold": 0.75, "coverage": 0.5, "selective_accuracy": 1.0,
                                          "none_accepted": 0.5}
     assert at_threshold(curve, 0.0)["coverage"] == 1.0 and at_threshold(curve, 0.99)["coverage"] == 0.0
+
+
+def test_scoring_no_photo_is_an_empty_report_not_an_error():
+    """After a restart, before the predictions are back, Review impact scores labels against no prediction at all:
+    nothing is scored, nothing fails."""
+    from evaluation.metrics import review_change
+
+    assert evaluate([], [])["n_scored"] == 0
+    change = review_change({"0": "dog", "1": NONE}, {"0": "cat", "1": NONE}, {}, n_boot=10)
+    assert (change["before"]["n_scored"], change["after"]["n_scored"]) == (0, 0)
+    assert change["before"]["accuracy"] is None and change["changed"] == 1
+
+
+def test_the_confusion_picture_and_its_table_count_by_one_rule_and_titles_count_what_was_scored(
+        tmp_path, default_classifier, monkeypatch):
+    """A gray square labelled cat (its top probability about 0.26, under the default's calibrated threshold) is
+    answered none: in the picture, in the table of counts beside it, in the photos its cell opens, and in the
+    picture against the labels before review too. Each picture's title counts its own report's scored photos."""
+    from PIL import Image
+
+    from classifier.classes import CLASSES, display_name
+    from evaluation import plots
+    from evaluation.run import evaluate_folder
+    from studio.evaluate import counts_table
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    animals = ("cat", "dog", "elephant", "horse", "sheep")
+    for c in animals:
+        shutil.copy(EXAMPLES / f"{c}.jpg", folder / f"{c}.jpg")
+    Image.fromarray(np.full((300, 300, 3), 128, np.uint8)).save(folder / "gray.png")
+    after = {**{c: c for c in animals}, "gray": "cat"}
+    before = {**after, "cat": "dog", "horse": NONE}  # the review fixed a label and named the horse
+    drawn = []
+    real = plots.confusion_matrix_figure
+    monkeypatch.setattr(plots, "confusion_matrix_figure",
+                        lambda matrix, labels, title: drawn.append((np.asarray(matrix), labels, title))
+                        or real(matrix, labels, title))
+    out = tmp_path / "eval"
+    report = evaluate_folder(folder, out, classifier=default_classifier, labels=after, before=before)
+    assert report["open_set"]["threshold"] == pytest.approx(default_classifier.threshold)
+    (picture, names, title), (old_picture, old_names, old_title) = drawn
+    cat, none = CLASSES.index("cat"), len(CLASSES)
+    assert names == old_names == [*CLASSES, NONE] and picture[cat, none] == 1  # the gray square: none of the 10
+    table = counts_table(report)
+    assert list(table.columns)[-1] == display_name(NONE)
+    assert (table.iloc[:, 1:].to_numpy() == picture).all()  # the table holds what the picture draws
+    assert "6 scored images" in title and picture[:none].sum() == 6 and picture[none].sum() == 0
+    assert old_picture[cat, none] == 1 and old_picture[none].sum() == 1  # the same rule before review
+    assert "5 scored images and 1 labelled none" in old_title and old_picture.sum() == 6
+    from studio.evaluate import cell_at, cell_images
+
+    assert cell_at(out, [cat, none + 1]) == ("cat", NONE)  # a click on the cell opens the photos it counts
+    assert len(cell_images(out, "cat", NONE)) == 1 and cell_images(out, "cat", "cat")[0][1].startswith("cat ·")

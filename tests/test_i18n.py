@@ -37,7 +37,7 @@ def test_every_key_used_is_defined_in_both_languages_and_every_key_is_used():
 def test_every_member_of_a_key_family_is_defined():
     from classifier.classes import CLASSES
     from labeling.review import IMPACT_COLUMNS, SORTS, STATUSES
-    from labeling.store import SOURCES
+    from labeling.store import REASONS, SOURCES
     from studio.evaluate import PER_CLASS_COLUMNS
     from training.limits import LIMITS
 
@@ -47,6 +47,7 @@ def test_every_member_of_a_key_family_is_defined():
     wanted += [f"source_{s}" for s in (*SOURCES, "nobody")] + [f"field_{n}" for n in LIMITS if n != "views"]
     wanted += [f"state_{s}" for s in ("starting", "running", "done", "failed", "cancelled")]
     wanted += [f"filter_{s}" for s in ("none", "other")] + [f"tr_on_{s}" for s in ("test", "val", "held_out")]
+    wanted += [f"rv_out_{r}" for r in REASONS]  # why a photo was left out
     assert CLASSES and not [k for k in wanted if k not in strings]
 
 

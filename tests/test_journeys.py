@@ -363,6 +363,24 @@ def test_an_example_clicked_is_classified_at_once(app, page):
     assert "cow 牛" in page.locator(".output-class").first.inner_text()  # the fourth example is the cow
 
 
+def test_a_text_file_named_jpg_is_said_once_and_clears_the_answer(app, page, tmp_path):
+    """A file that is no photo, after an answer: one message where the answer goes, no toast, no broken picture in
+    the photo box, and the previous answer gone."""
+    bad = tmp_path / "notes.jpg"
+    bad.write_bytes(b"this is text with an image name")
+    page.goto(app[0])
+    page.set_input_files("input[type=file]", str(EXAMPLES / "elephant.jpg"))
+    page.locator("text=/\\(\\d+%\\) in \\d+ ms/").first.wait_for(timeout=30_000)
+    page.set_input_files("input[type=file]", str(bad))
+    said = page.get_by_text("notes.jpg is not an image this app can read")
+    said.first.wait_for(timeout=30_000)
+    time.sleep(2)  # a second refusal, a toast, would be here by now
+    panel = page.locator("[role=tabpanel]:visible").first
+    assert said.count() == 1 and page.locator(".toast-body").count() == 0
+    assert "elephant" not in panel.inner_text()  # neither the scores nor the line of the photo before
+    assert page.locator("[data-testid=image] img").count() == 0  # the photo box is empty, not a broken picture
+
+
 def test_fix_the_demo_sets_wrong_labels_then_evaluate_on_the_reviewed_labels(page, tmp_path, default_classifier):
     """The heart of the product: a reviewer fixes the LLM's wrong labels of the demo set, and the Evaluate tab
     scores the model against those corrected labels, beside the figures before review, which differ exactly as
@@ -458,3 +476,27 @@ def test_draw_a_blind_audit_label_it_and_read_what_is_left(page, tmp_path):
         page.locator("#rv-audit-estimate").click()
         expect(page.locator("#rv-audit-line")).to_contain_text("2 of 10 photos labelled blind", timeout=30_000)
         expect(page.locator("#rv-audit-line")).to_contain_text("Wrong labels left")
+
+
+def test_leave_a_photo_out_with_its_key_and_a_reason_then_see_it_counted_in_evaluate(page, tmp_path):
+    """x shows the reasons; while they show, 4 picks the fourth (a copy), not the class key 4 (cow): the photo is
+    left out under the reviewer's name, the reasons hide again, and Evaluate says it left the photo out, and why."""
+    from playwright.sync_api import expect
+
+    with demo_queue(page, tmp_path, prepare=None) as (url, data):  # the four photos of launch()
+        page.locator("body").click(position={"x": 3, "y": 3})
+        page.keyboard.press("x")
+        expect(page.locator("#rv-out-reason")).to_be_visible(timeout=10_000)
+        expect(page.locator("#rv-out-reason")).to_contain_text("a copy of another photo")
+        page.keyboard.press("4")
+        _wait(lambda: [e for e in human_events(data) if e["author"] == "kim"])
+        assert [e["label"] for e in human_events(data)] == ["out: copy"]  # a reason, not the cow
+        page.get_by_text("1 left out").first.wait_for(timeout=30_000)
+        expect(page.locator("#rv-out-reason")).to_be_hidden(timeout=10_000)
+        page.get_by_role("tab", name="Evaluate").click()
+        page.get_by_label("Test set").click()
+        page.get_by_role("option", name="datasets/demo").click()
+        page.get_by_role("button", name="Evaluate", exact=True).click()
+        page.get_by_text("Left out by reviewers:").first.wait_for(timeout=180_000)
+        summary = page.locator("[role=tabpanel]:visible").first.inner_text()
+        assert "Left out by reviewers: 1 photos, not scored — a copy of another photo 1." in summary, summary

@@ -767,3 +767,170 @@ def test_what_is_pushed_to_the_hub_is_the_reviewed_labels_and_their_history(stor
         ["README.md", "history.csv", "set.csv", "set.json"]  # labels only: no photos, no database
     with pytest.raises(ValueError, match="HF_DATASET_REPO"):
         HubPush(Settings(data_dir=tmp_path), store).push_now()  # not configured: said plainly
+
+
+def test_a_photo_left_out_is_a_decision_with_a_reason_an_author_an_undo_and_a_journal(tmp_path):
+    """Leaving a photo out is a reviewer's label event (``out: <reason>``): only the four reasons, its author kept,
+    undone like any decision, in the history, and back with its reason when a restart replays the journal."""
+    from labeling.journal import Journal
+    from labeling.labelset import labels_of
+    from labeling.store import REASONS
+
+    journal = Journal(tmp_path / "persist")
+    store = LabelStore(tmp_path / "a" / "labels.db", journal)
+    images = make_images(tmp_path / "set", ["0", "1", "2", "3"])
+    (tmp_path / "set" / "results.json").write_text(json.dumps({"0": "dog", "1": "dog", "2": "cat", "3": "null"}))
+    store.import_folder(images, tmp_path / "set" / "results.json")
+    ids = {r["key"]: r["id"] for r in store.state()}
+    assert REASONS == ("several", "cannot_tell", "not_animal", "copy")
+    with pytest.raises(ValueError, match="not a reason"):
+        store.leave_out(ids["0"], "blurry", "ann")
+    with pytest.raises(ValueError, match="not a label"):
+        store.decide(ids["0"], "out: blurry", "ann")  # only the four reasons, whichever way it comes
+    store.leave_out(ids["0"], "several", "ann")  # a dog herding sheep
+    store.leave_out(ids["1"], "copy", "bob")
+    store.leave_out(ids["3"], "not_animal", "bob")
+    rows = {r["key"]: r for r in store.state()}
+    assert (rows["0"]["status"], rows["0"]["reviewer"], rows["0"]["label"]) == ("left_out", "ann", "out: several")
+    stats = store.stats()
+    assert (stats["reviewed"], stats["left_out"], stats["accepted"], stats["corrected"]) == (3, 3, 0, 0)
+    assert stats["left_out_reasons"] == {"several": 1, "not_animal": 1, "copy": 1}
+    assert store.undo("bob") == [ids["3"]]  # bob's latest: the photo is back, unreviewed, with its label
+    assert ({r["key"]: r["status"] for r in store.state()}["3"], store.labels(dataset="set")["3"]) == \
+        ("unreviewed", "none")
+    store.export_history(tmp_path / "history.csv")
+    history = [(h["key"], h["label"], h["author"], bool(h["undoes"])) for h in csv.DictReader(open(tmp_path /
+                                                                                                  "history.csv"))]
+    assert history[-4:] == [("0", "out: several", "ann", False), ("1", "out: copy", "bob", False),
+                            ("3", "out: not_animal", "bob", False), ("3", "none", "bob", True)]
+    restored = LabelStore(tmp_path / "b" / "labels.db")  # a restart on an empty disk: replayed from the journal
+    assert restored.restore(journal) == len(store.query("SELECT id FROM events"))
+    fields = "SELECT id, image_id, label, source, author, undoes, created_at FROM events ORDER BY id"
+    assert restored.query(fields) == store.query(fields)
+    assert labels_of(restored, "set").left_out == labels_of(store, "set").left_out == {"0": "several", "1": "copy"}
+    assert restored.stats()["left_out_reasons"] == {"several": 1, "copy": 1}
+
+
+def test_a_photo_left_out_is_neither_scored_nor_trained_on_nor_exported_as_a_class(store, tmp_path):
+    """The labels every reader takes (labeling.labelset) leave it out, with its reason; the ImageFolder zip and
+    results.json have no place for it, the ``datasets`` metadata and the Hub's CSV say why; Train's photos (what
+    the Train tab passes: the labels' ``labels``) lack it; the queue ranks it last, a decided photo."""
+    import zipfile
+
+    import numpy as np
+    from datasets import load_dataset
+
+    from labeling.formats import hf_folder, imagefolder_zip
+    from labeling.hub import snapshot
+    from labeling.labelset import labels_of
+    from labeling.suspects import rank
+    from training.data import discover
+
+    images = make_images(tmp_path / "set", ["a", "b", "c", "d"])
+    (images / "results.json").write_text(json.dumps({"a": "dog", "b": "cat", "c": "cat", "d": "horse"}))
+    store.import_folder(images, images / "results.json")
+    ids = {r["key"]: r["id"] for r in store.state()}
+    store.decide(ids["b"], "dog", "ann")
+    store.leave_out(ids["a"], "several", "ann")
+    store.leave_out(ids["c"], "copy", "ann")
+    reviewed = labels_of(store, "set")
+    assert reviewed.labels == {"b": "dog", "d": "horse"} and reviewed.left_out == {"a": "several", "c": "copy"}
+    assert (reviewed.reviewed, reviewed.changed, reviewed.unlabelled) == (3, 1, 0)  # left out: not a relabelling
+    assert reviewed.summary()["left_out_reasons"] == {"several": 1, "copy": 1}
+    assert labels_of(store, "set", "reviewed_only").labels == {"b": "dog"}
+    before = labels_of(store, "set", "before")  # as if no one had reviewed: nothing left out
+    assert before.labels == {"a": "dog", "b": "cat", "c": "cat", "d": "horse"} and before.left_out == {}
+    assert sorted(i["key"] for i in discover([images], reviewed.labels)) == ["b.png", "d.png"]  # Train
+    assert store.export_results(tmp_path / "r.json") == {"b": "dog", "d": "horse"}
+    imagefolder_zip(store, "set", tmp_path / "if.zip")
+    assert sorted(zipfile.ZipFile(tmp_path / "if.zip").namelist()) == ["dog/b.png", "horse/d.png"]
+    hf_folder(store, "set", tmp_path / "hf")
+    loaded = load_dataset("imagefolder", data_dir=str(tmp_path / "hf"), split="train")
+    assert sorted(zip(loaded["key"], loaded["label"], loaded["left_out"])) == \
+        [("a", None, "several"), ("b", "dog", None), ("c", None, "copy"), ("d", "horse", None)]
+    snapshot(store, tmp_path / "hub")
+    assert json.loads((tmp_path / "hub" / "labels" / "set.json").read_text()) == {"b": "dog", "d": "horse"}
+    hub = {r["key"]: (r["label"], r["left_out"]) for r in csv.DictReader(open(tmp_path / "hub" / "labels" / "set.csv"))}
+    assert hub == {"a": ("", "several"), "b": ("dog", ""), "c": ("", "copy"), "d": ("horse", "")}
+    probs = {i: np.eye(len(CLASSES), dtype=np.float32)[CLASSES.index("cow")] for i in ids.values()}  # all doubted
+    assert [r["key"] for r in rank(store.state(), probs, CLASSES, 0.5)][-2:] == ["a", "c"]
+
+
+def test_evaluate_scores_without_the_photos_left_out_and_says_how_many_and_why(tmp_path):
+    """The Evaluate tab's path (store labels -> evaluate_folder -> its headline): the photos reviewers left out are
+    not scored (neither against the reviewed labels nor, beside them, against those before review), and the
+    headline says how many and why, in both languages."""
+    import shutil
+
+    from conftest import EXAMPLES
+
+    from settings import Settings
+    from studio.evaluate import evaluate_set, summary_markdown
+
+    data = tmp_path / "data"
+    folder = data / "datasets" / "four"
+    folder.mkdir(parents=True)
+    for i, c in enumerate(("cat", "dog", "sheep", "horse")):
+        shutil.copy(EXAMPLES / f"{c}.jpg", folder / f"{i}.jpg")
+    (folder / "results.json").write_text(json.dumps({"0": "dog", "1": "dog", "2": "sheep", "3": "horse"}))
+    store = LabelStore(data / "labels.db")
+    store.import_folder(folder, folder / "results.json")
+    ids = {r["key"]: r["id"] for r in store.state()}
+    store.leave_out(ids["0"], "several", "ann")  # the cat the LLM called a dog: left out, not relabelled
+    store.leave_out(ids["2"], "copy", "ann")
+    report, out = evaluate_set(Settings(data_dir=data, data_roots=(data / "datasets",)), "default", "datasets/four")
+    assert (report["n_images"], report["n_scored"], report["accuracy"]) == (2, 2, 1.0)
+    assert report["label_source"]["left_out_reasons"] == {"several": 1, "copy": 1}
+    assert report["review"]["before"]["n_scored"] == 2  # beside them, the labels before review on the same photos
+    with open(out / "per_image.csv") as f:
+        assert sorted(r["key"] for r in csv.DictReader(f)) == ["1", "3"]
+    text = summary_markdown(report)
+    assert "**Left out by reviewers:** 2 photos, not scored — two or more of the classes 1 · a copy of another " \
+        "photo 1." in text, text
+    chinese = summary_markdown(report, "zh")
+    assert "**审核者排除：** 2 张照片，不计分 — 有两种或更多类别 1 · 是另一张照片的副本 1。" in chinese, chinese
+
+
+def test_leave_a_photo_out_in_a_review_session_and_from_the_command_line(tmp_path):
+    """labeling.review: a reason is needed, the photo shows as left out and why, the progress counts it, the queue
+    has a status for it, undo brings it back; ``python -m labeling leave-out`` does the same, in JSON."""
+    from classifier.serving import ModelSlot
+    from labeling.review import Review, ReviewError, label_words
+    from settings import Settings
+
+    filters = ("unreviewed", "all", "all", False, "key")
+    images = make_images(tmp_path / "flat", ["0", "1", "2"])
+    (images / "results.json").write_text(json.dumps({"0": "cat", "1": "dog", "2": "null"}))
+    review = Review(Settings(data_dir=tmp_path / "data"), ModelSlot(None))
+    review.import_folder(None, images, author="import")
+    _, details, _, session = review.start("ann", filters)
+    with pytest.raises(ReviewError, match="Say why the photo is left out"):
+        review.leave_out(session, None, filters)
+    _, details, progress, session = review.leave_out(session, "cannot_tell", filters)
+    assert "`flat/1.png`" in details and "Reviewed 1 / 3" in progress and "1 left out" in progress
+    assert "left out: cannot tell 1" in progress  # per label, in words
+    assert [r["key"] for r in review.queue(("left_out", "all", "all", False, "key"))] == ["0"]
+    _, details, _, session = review.previous(session)
+    assert "### left out: cannot tell" in details and "by ann" in details
+    (_, details, progress, session), _ = review.undo(session)
+    assert "`flat/0.png`" in details and "Reviewed 0 / 3" in progress and "### cat" in details
+    assert label_words("out: not_animal", "zh") == "已排除：不是动物照片"
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "labeling", *args, "--db", str(tmp_path / "data" / "labels.db")],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        return r.returncode, r.stdout, r.stderr
+
+    code, out, err = cli("leave-out", "--key", "2", "--reason", "not_animal", "--author", "cy")
+    assert code == 0, err
+    assert {k: v for k, v in json.loads(out).items() if k != "event"} == \
+        {"dataset": "flat", "key": "2", "reason": "not_animal", "author": "cy"}
+    code, out, _ = cli("stats")
+    assert json.loads(out)["left_out_reasons"] == {"not_animal": 1}
+    code, _, err = cli("leave-out", "--key", "1", "--reason", "blurry", "--author", "cy")
+    assert code == 2 and "invalid choice: 'blurry'" in err
+    code, _, err = cli("leave-out", "--key", "nope", "--reason", "copy", "--author", "cy")
+    assert code == 1 and "no photo 'nope'" in err
+    code, out, _ = cli("leave-out", "--undo", "--author", "cy")
+    assert json.loads(out) == {"undone": ["flat/2.png"], "author": "cy"}
+    assert review.store.stats()["left_out"] == 0

@@ -160,3 +160,33 @@ def test_the_model_line_shows_balanced_accuracy_read_off_the_models_card(default
             "per_class_recall": {c: 0.8 + 0.02 * i for i, c in enumerate(CLASSES)}}
     line = model_line(Classifier(default_classifier.engine, card))
     assert "balanced accuracy 89.0% (accuracy 90.0%) on 40 held-out photos" in line
+
+
+def test_the_model_files_form_is_written_where_it_is_read(tmp_path):
+    """A run's metadata and calibration are written by ``classifier.modelfile``, beside the model file, as it reads
+    them; no other module names those files."""
+    from conftest import ROOT
+
+    from classifier.modelfile import write_calibration, write_meta
+
+    model = tmp_path / "model.keras"
+    write_meta(model, {"name": "r1", "classes": list(CLASSES)})
+    write_calibration(model, {"temperature": 1.2, "threshold": 0.6})
+    assert model_meta(model)["name"] == "r1" and read_calibration(model) == {"temperature": 1.2, "threshold": 0.6}
+    named = [str(p.relative_to(ROOT)) for pkg in ("training", "evaluation", "labeling", "studio")
+             for p in (ROOT / pkg).rglob("*.py") if '"calibration.json"' in p.read_text() or
+             '"model.json"' in p.read_text()]
+    assert named == []
+
+
+def test_the_model_carries_its_answer_rule():
+    """The "none of the 10" cut is the model's: its calibrated threshold, else the app's fallback, given once."""
+    from classifier.predictor import LOW_CONFIDENCE, Classifier, none_threshold
+    from settings import Settings
+
+    assert Settings().low_confidence == LOW_CONFIDENCE and none_threshold(None) == LOW_CONFIDENCE
+    calibrated = Classifier.load(fallback=0.3)
+    assert calibrated.none_threshold == read_calibration(DEFAULT_MODEL)["threshold"] != 0.3
+    plain = Classifier(calibrated.engine, calibrated.meta, fallback=0.3)  # no calibration
+    assert plain.none_threshold == 0.3 and none_threshold(0.0, 0.3) == 0.0  # a cut of 0 is a cut, not "none"
+    assert plain.answer(np.full(10, 0.1), plain.none_threshold) == "none"

@@ -308,3 +308,37 @@ def test_every_acknowledged_decision_survives_a_kill_and_an_empty_disk(tmp_path)
     store, back, _ = restart(tmp_path / "c")
     assert len(set(acknowledged) & set(back)) >= len(acknowledged) - 1  # only the cut decision is missing
     assert store.query("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
+
+
+def test_leave_a_photo_out_through_the_api_then_evaluate_without_it(tmp_path):
+    """``/leave_out`` with a reason: guarded as every label decision (ADMIN_PASSWORD), a reason needed, recorded
+    under the reviewer, undone by ``/undo``; then ``/evaluate`` scores without the photo and says why, and Review
+    impact leaves it out as Evaluate does."""
+    by_key = ("unreviewed", "all", "all", False, "key")  # demo/0.jpg first: the cat the LLM called a dog
+    proc, url, data = launch(tmp_path, ADMIN_PASSWORD="s3cret-pw")
+    try:
+        client = Client(url, verbose=False)
+        client.predict("ann", "s3cret-pw", *by_key, api_name="/review_start")
+        client.predict("s3cret-pw", "datasets/demo", api_name="/import")
+        _, details, _ = client.predict("ann", "s3cret-pw", *by_key, api_name="/review_start")
+        assert "`demo/0.jpg`" in details
+        with pytest.raises(Exception, match="admin password"):
+            client.predict("wrong", "several", *by_key, api_name="/leave_out")
+        with pytest.raises(Exception, match="Say why the photo is left out"):
+            client.predict("s3cret-pw", None, *by_key, api_name="/leave_out")
+        assert human_events(data) == []
+        _, details, progress = client.predict("s3cret-pw", "several", *by_key, api_name="/leave_out")
+        assert "`demo/1.jpg`" in details and "Reviewed 1 / 4" in progress and "1 left out" in progress
+        assert human_events(data) == [{"key": "0", "label": "out: several", "author": "ann", "undoes": None}]
+        _, details, progress = client.predict("s3cret-pw", *by_key, api_name="/undo")
+        assert "`demo/0.jpg`" in details and "Reviewed 0 / 4" in progress and human_events(data)[-1]["undoes"]
+        client.predict("s3cret-pw", "several", *by_key, api_name="/leave_out")
+        summary = client.predict("s3cret-pw", "default", "datasets/demo", 0, False, api_name="/evaluate")[0]
+        assert "on 2 of 3 images" in summary  # photo 0 is not scored (photo 2, labelled none, is not either)
+        assert "**Left out by reviewers:** 1 photos, not scored — two or more of the classes 1." in summary
+        impact, *_ = client.predict(api_name="/review_impact")  # Review impact leaves it out of both, as Evaluate
+        assert [row[:3] for row in impact["data"]] == [["before review (LLM / imported)", 2, "100.0%"],
+                                                       ["after review (current)", 2, "100.0%"]]
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -57,7 +57,7 @@ def test_finished_runs_and_evaluations_outlive_the_host(tmp_path):
     evaluation = settings.data_dir / "evaluations" / "20261206-pets"
     evaluation.mkdir(parents=True)
     (evaluation / "report.json").write_text('{"accuracy": 1}')
-    settings.keep(evaluation, "evaluations")
+    settings.layout.keep(evaluation, "evaluations")
     half = tmp_path / "bucket" / "runs" / "20261207-cut"  # a copy a kill interrupted: no .complete
     half.mkdir()
     (half / "status.json").write_text('{"state": "done"}')
@@ -65,9 +65,9 @@ def test_finished_runs_and_evaluations_outlive_the_host(tmp_path):
     assert (tmp_path / "bucket" / "evaluations" / evaluation.name / COMPLETE).exists()
 
     shutil.rmtree(settings.data_dir)  # the host restarts with an empty disk
-    assert settings.restore_kept() == {"runs": [run.name], "evaluations": [evaluation.name]}
+    assert settings.layout.restore_kept() == {"runs": [run.name], "evaluations": [evaluation.name]}
     assert RunStore(settings).finished() == [run.name]
     assert (run / "model.keras").read_bytes() == b"weights" and (run / "eval" / "val" / "report.json").exists()
     assert not (run / COMPLETE).exists() and (evaluation / "report.json").read_text() == '{"accuracy": 1}'
-    assert settings.restore_kept() == {"runs": [], "evaluations": []}  # nothing twice
+    assert settings.layout.restore_kept() == {"runs": [], "evaluations": []}  # nothing twice
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "bucket").rglob("*") if p.is_file()} == kept

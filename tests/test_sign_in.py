@@ -3,11 +3,18 @@
 The handlers are called as Gradio calls them (a request, then the signed-in profile or None); a decision made by a
 signed-in reviewer is recorded in the real label store under the Hugging Face user name."""
 
+import json
+import os
 import shutil
+import subprocess
+import sys
+import time
+import urllib.request
 
 import gradio as gr
 import pytest
-from conftest import EXAMPLES
+from conftest import EXAMPLES, ROOT
+from test_app import free_port
 
 from labeling.review import Review
 from settings import Settings
@@ -122,3 +129,64 @@ def test_the_review_tab_offers_hugging_face_sign_in_instead_of_a_name(signed, mo
     assert demo.expects_oauth and "/login/huggingface" in {getattr(r, "path", None) for r in demo.app.routes}
     names = [b for b in demo.blocks.values() if isinstance(b, gr.Textbox) and b.max_length]
     assert names and not any(b.visible for b in names)  # the name box is hidden
+
+
+SPACE = {"SYSTEM": "spaces", "SPACE_ID": "owner/animals-studio", "OAUTH_CLIENT_ID": "id"}  # a Space with hf_oauth
+
+
+@pytest.mark.parametrize("env,refused,banner", [
+    ({"HF_SIGN_IN": "1"}, True, True),  # Gradio's local mock: anyone is this machine's user, the cookie forgeable
+    ({"OAUTH_CLIENT_ID": "id", "OAUTH_CLIENT_SECRET": "s"}, True, True),  # off a Space the mock all the same
+    ({**SPACE}, True, True),  # a Space without the secret: the cookie signed with a public constant
+    ({"HF_SIGN_IN": "1", "SIGN_IN_LOCAL_TESTING": "1"}, False, True),  # wanted, and said on every page
+    ({**SPACE, "OAUTH_CLIENT_SECRET": "s"}, False, False),  # Hugging Face's own sign-in
+    ({"SIGN_IN_LOCAL_TESTING": "1"}, False, False),  # no sign-in: nothing to say
+], ids=["HF_SIGN_IN", "secret off a Space", "Space without secret", "local testing", "Space", "no sign-in"])
+def test_a_sign_in_anyone_could_forge_needs_the_local_testing_setting(env, refused, banner):
+    settings = Settings.from_env(env)
+    why = settings.sign_in_refusal()
+    assert bool(why) == refused and settings.sign_in_test == banner
+    if refused:
+        assert "OAUTH_CLIENT_SECRET" in str(why) and "SIGN_IN_LOCAL_TESTING=1" in str(why)
+
+
+def start(tmp_path, code: str, **env):
+    """Start the app (``code``, run by Python in the repository) with ``env`` and none of a Space's variables."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OAUTH_") and k not in ("SYSTEM", "SPACE_ID")}
+    log = open(tmp_path / "app.log", "w")  # what it says, stdout and stderr
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**clean, "PORT": str(port), "DATA_DIR": str(tmp_path / "data"), **env})
+    return proc, f"http://127.0.0.1:{port}/"
+
+
+APP = "import runpy; runpy.run_path('app.py', run_name='__main__')"
+
+
+def test_the_app_refuses_to_start_with_a_sign_in_anyone_could_forge(tmp_path):
+    proc, _ = start(tmp_path, APP, HF_SIGN_IN="1")
+    proc.wait(300)
+    err = (tmp_path / "app.log").read_text()
+    assert proc.returncode != 0 and "Not started" in err and "SIGN_IN_LOCAL_TESTING=1" in err, err[-2000:]
+    assert "Traceback" not in err and not (tmp_path / "data").exists()  # said why, and did nothing
+
+
+def test_with_local_testing_on_every_page_says_sign_in_is_not_safe_in_public(tmp_path):
+    # Gradio's local mock asks huggingface.co who this machine's token belongs to: here, a fixed user (no network)
+    code = ("import gradio.oauth as o; o._get_mocked_oauth_info = lambda: {'access_token': 'mock', 'userinfo': "
+            "{'preferred_username': 'local-tester', 'name': 'Local', 'profile': '', 'picture': ''}}; " + APP)
+    proc, url = start(tmp_path, code, HF_SIGN_IN="1", SIGN_IN_LOCAL_TESTING="1")
+    try:
+        for _ in range(240):
+            try:
+                config = json.loads(urllib.request.urlopen(url + "config", timeout=2).read())
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "app.log").read_text()[-3000:]
+                time.sleep(0.5)
+        banner = [c for c in config["components"] if c.get("props", {}).get("elem_id") == "sign-in-test"]
+        assert banner and "sign_in_local_test" in json.dumps(banner[0]["props"]["value"])
+        assert banner[0]["props"].get("visible", True) is not False
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -584,7 +584,7 @@ def test_a_reviewed_data_set_trains_on_its_corrected_labels(tmp_path):
     from training.runs import RunStore
 
     settings = Settings(data_dir=tmp_path / "data", data_roots=(tmp_path / "data" / "datasets",))
-    folder = settings.uploads_dir / "flipped"
+    folder = settings.layout.datasets / "flipped"
     folder.mkdir(parents=True)
     truth = {}
     for i in range(12):

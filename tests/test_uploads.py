@@ -114,7 +114,7 @@ def test_an_upload_whose_import_a_kill_interrupted_is_not_listed_and_finishes_at
 
     settings = Settings(data_dir=tmp_path / "data", data_roots=(tmp_path / "data" / "datasets",))
     archive = make_zip(tmp_path / "set.zip", flat(3))
-    facts = add_dataset([archive], settings.uploads_dir, importer="kim")  # ... and the process is killed here
+    facts = add_dataset([archive], settings.layout.datasets, importer="kim")  # ... and the process is killed here
     assert facts["path"].is_dir() and settings.datasets() == []  # complete on disk, not listed
     review = Review(settings, slot=None)  # the next start
     assert settings.datasets() == [f"datasets/{facts['name']}"]
@@ -227,23 +227,23 @@ def test_the_demo_set_installs_on_first_start_and_its_wrong_labels_come_first(tm
     settings = Settings(data_dir=tmp_path / "data", data_roots=(tmp_path / "data" / "datasets",))
     settings.install_demo()
     assert "datasets/demo" in settings.datasets()
-    assert not (settings.uploads_dir / "demo" / "sources.csv").exists()  # the true classes stay out of the app
+    assert not (settings.layout.datasets / "demo" / "sources.csv").exists()  # the true classes stay out of the app
     truth = {r["file"].removesuffix(".jpg"): r for r in csv.DictReader((DEMO_DIR / "sources.csv").open())}
     wrong = {k for k, r in truth.items() if r["llm_label"] not in (r["class"], "ragno")}
     assert len(wrong) == 10
     review = Review(settings, ModelSlot(None))
     assert review.store_is_empty()
     session = {"reviewer": "ann", "holder": "ann:1", "history": [], "current": None}
-    assert "Imported 100 images" in review.import_folder(session, settings.uploads_dir / "demo")
+    assert "Imported 100 images" in review.import_folder(session, settings.layout.datasets / "demo")
     review.predict_in_background(wait=300)
     first = [r["key"] for r in review.ranked()[:15]]
     found = wrong & set(first)
     print(f"wrong labels among the first 15 of the queue: {len(found)} of {len(wrong)}")
     assert len(found) >= 9
-    shutil.rmtree(settings.uploads_dir / "demo")
-    (settings.uploads_dir / "demo").mkdir()
+    shutil.rmtree(settings.layout.datasets / "demo")
+    (settings.layout.datasets / "demo").mkdir()
     settings.install_demo()  # a folder named demo already there is left alone
-    assert not any((settings.uploads_dir / "demo").iterdir()) and (ROOT / "assets" / "demo" / "0.jpg").exists()
+    assert not any((settings.layout.datasets / "demo").iterdir()) and (ROOT / "assets" / "demo" / "0.jpg").exists()
 
 
 def test_the_command_lines_take_archives_as_folders(tmp_path):

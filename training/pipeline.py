@@ -28,6 +28,7 @@ from classifier.backbones import input_size
 from classifier.classes import CLASSES, NONE
 from classifier.files import write_atomic
 from classifier.model import build_classifier
+from classifier.modelfile import write_calibration, write_meta
 from classifier.predictor import Classifier
 
 from . import layout
@@ -480,7 +481,7 @@ def finish(model, parts, cfg, recorder, dropped, calibration=None):
     if calibration is None:
         clf = calibrated(Classifier.from_keras(model, meta), parts["val"], recorder)
     else:
-        (recorder.dir / "calibration.json").write_text(json.dumps(calibration, indent=2))
+        write_calibration(recorder.dir / layout.MODEL, calibration)
         clf = Classifier(Classifier.from_keras(model, meta).engine, meta, calibration=calibration)
     reports = {}
     for name in ("val", "test"):
@@ -499,13 +500,13 @@ def finish(model, parts, cfg, recorder, dropped, calibration=None):
                 per_class_recall={c: m["recall"] for c, m in best["per_class"].items()},
                 measured_on="test" if "test" in reports else "val" if "val" in reports else "out-of-fold")
     model.save(recorder.dir / layout.MODEL)
-    (recorder.dir / "model.json").write_text(json.dumps(meta, indent=2))
+    write_meta(recorder.dir / layout.MODEL, meta)
     return meta
 
 
 def calibrated(clf, val_items, recorder):
     """``clf`` with a temperature and a "none of the 10" threshold fitted on the validation photos of the ten (the
-    threshold keeps 95% of them), written to the run's calibration.json beside model.keras."""
+    threshold keeps :data:`evaluation.metrics.KEEP` of them), written beside model.keras (``modelfile``'s form)."""
     from classifier.predictor import apply_temperature
     from evaluation.calibration import calibrate
     from evaluation.metrics import open_set_scores
@@ -518,9 +519,10 @@ def calibrated(clf, val_items, recorder):
     if (y < 0).any():
         top = apply_temperature(p, result["temperature"]).max(1)
         result["validation_open_set"] = open_set_scores(top[y >= 0], top[y < 0])
-    (recorder.dir / "calibration.json").write_text(json.dumps(result, indent=2))
+    write_calibration(recorder.dir / layout.MODEL, result)
     recorder.log.info(f"calibrated on {int((y >= 0).sum())} validation photos: temperature "
-                      f"{result['temperature']:.3f}, threshold {result['threshold']:.3f} keeps 95% of them"
+                      f"{result['temperature']:.3f}, threshold {result['threshold']:.3f} keeps "
+                      f"{result['threshold_keeps']:.0%} of them"
                       + (f"; it accepts {result['validation_open_set']['none_accepted']:.1%} of the validation none "
                          "photos" if (y < 0).any() else ""))
     return Classifier(clf.engine, clf.meta, calibration=result)

@@ -14,6 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from classifier.classes import CLASSES
+from evaluation.metrics import KEEP
 
 CS = (0.1, 0.3, 1.0, 3.0, 10.0)  # with none as an 11th class, 1.0 won at 384 px over 0.03-0.3
 ABSENT = -50.0  # the bias of a class with no training photos: never predicted
@@ -66,7 +67,7 @@ def head_weights(model, temperature=1.0, feature_dim=None) -> tuple[np.ndarray, 
     return kernel, full
 
 
-def calibration(oof: np.ndarray, y: np.ndarray, keep: float = 0.95) -> dict:
+def calibration(oof: np.ndarray, y: np.ndarray, keep: float = KEEP) -> dict:
     """The calibration of a linear head from out-of-fold ``(n, 11)`` probabilities of clean photos (``y``: 0-9, -1
     for none): the temperature (folded into the head's weights, so ``temperature`` is 1 and ``folded_temperature``
     says what was folded), the threshold on the top of the ten that keeps ``keep`` of the animal photos, and what

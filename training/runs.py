@@ -72,7 +72,7 @@ class RunStore:
 
     def __init__(self, settings):
         self.settings = settings
-        self.runs = settings.data_dir / "runs"
+        self.runs = settings.layout.runs
 
     def list_runs(self) -> list[Path]:
         return sorted((p.parent for p in self.runs.glob("*/status.json")), key=lambda p: p.name, reverse=True)
@@ -157,7 +157,7 @@ class RunStore:
         if none:  # photos of none of the ten, learnt as outlier exposure
             extra += ["--none", str(self.settings.dataset_path(none))]
         if self.settings.persist_dir:  # the finished run outlives the host (restored at the next start)
-            extra += ["--keep", str(self.settings.persist_dir / "runs")]
+            extra += ["--keep", str(self.settings.layout.kept("runs"))]
         run = base = self.runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{folder.name}"
         for n in range(2, 100):  # two runs planned within one second get two folders
             if not run.exists():

@@ -1,0 +1,143 @@
+"""Copies and leaks (evaluation/copies.py), label quality from several views (labeling/quality.py) and out-of-fold
+probabilities of a training set (training/out_of_fold.py), on the default model's features of real photos: the
+Classify examples, the chelsea fixture, and copies of two of them made here."""
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+from conftest import EXAMPLES, FIXTURES
+from PIL import Image, ImageOps
+
+from classifier.classes import CLASSES
+from classifier.modelfile import DEFAULT_MODEL
+from evaluation import copies
+from labeling.quality import label_quality_scores, neighbour_label_probabilities, suspects_first, with_none
+from training.out_of_fold import out_of_fold
+
+
+def _crop(img):  # 10% off the width and the height, more on the left and top
+    w, h = img.size
+    return img.crop((int(w * 0.07), int(h * 0.06), w - int(w * 0.03), h - int(h * 0.04)))
+
+
+def _jpeg(img, quality=40):
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+TRANSFORMS = {
+    "resize": lambda im: im.resize((im.width // 2, im.height // 2), Image.BICUBIC),
+    "crop": _crop,
+    "jpeg": _jpeg,
+    "mirror": ImageOps.mirror,
+    "all": lambda im: _jpeg(ImageOps.mirror(_crop(im)).resize((im.width * 3 // 4, im.height * 3 // 4)), 60),
+}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """The 10 examples and chelsea (distinct photos), then the five copies of cat.jpg and of dog.jpg; their
+    embeddings and features, the default model's (TensorFlow) and its probabilities of each."""
+    from classifier.model import load_model
+
+    folder = tmp_path_factory.mktemp("copies")
+    distinct = sorted(EXAMPLES.glob("*.jpg")) + [FIXTURES / "chelsea.png"]
+    planted = []
+    for name in ("cat", "dog"):
+        img = Image.open(EXAMPLES / f"{name}.jpg").convert("RGB")
+        for kind, make in TRANSFORMS.items():
+            planted.append(folder / f"{name}-{kind}.png")
+            make(img).save(planted[-1])
+    model, _ = load_model()
+    cache = folder / "features.npz"
+    rows, paths, errors = copies.features(distinct + planted, model, cache=cache)
+    assert not errors and len(paths) == len(distinct) + len(planted) and cache.exists()
+    emb = copies.embed(distinct + planted, cache=cache)  # from the cache: no model needed
+    d = rows.shape[1] // 2
+    head = model.get_layer("head")
+    probs = [with_none(np.asarray(head(rows[:, s:s + d]))) for s in (0, d)]
+    return {"emb": emb, "rows": rows, "n": len(distinct), "paths": [str(p) for p in distinct + planted],
+            "probs": probs[0], "mirror_probs": probs[1]}
+
+
+def _row(photos, name):
+    return next(i for i, p in enumerate(photos["paths"]) if p.endswith(f"/{name}"))
+
+
+def test_copies_found_under_each_transform_and_distinct_photos_not_paired(photos):
+    emb = photos["emb"]
+    pairs = {(i, j): d for i, j, d in copies.copy_pairs(emb.own, emb.mirror)}
+    for name in ("cat", "dog"):
+        original = _row(photos, f"{name}.jpg")
+        for kind in TRANSFORMS:
+            copy = _row(photos, f"{name}-{kind}.png")
+            assert (original, copy) in pairs, (name, kind)
+    n = photos["n"]
+    assert not [p for p in pairs if p[1] < n], "distinct photos paired"
+    groups = copies.copy_groups(emb.own, emb.mirror)
+    assert sorted(map(sorted, groups)) == sorted(
+        [sorted([_row(photos, f"{name}.jpg")] + [_row(photos, f"{name}-{k}.png") for k in TRANSFORMS])
+         for name in ("cat", "dog")])
+
+
+def test_leaks_against_a_models_training_index_and_unavailable_without_one(photos, tmp_path):
+    emb = photos["emb"]
+    model = tmp_path / "model.npz"
+    shutil.copy(DEFAULT_MODEL, model)
+    with pytest.raises(copies.LeakCheckUnavailable, match="unavailable"):
+        copies.check_leaks(emb.own, emb.mirror, model)
+    assert copies.load_index(model) is None
+    # trained on cat.jpg and chelsea: the copies of cat.jpg leak, the dog's and the other examples do not
+    trained = [_row(photos, "cat.jpg"), _row(photos, "chelsea.png")]
+    index = copies.build_index(emb.own[trained], ["cat/a.jpg", "cat/chelsea.png"], ["s", "s"], ["cat", "cat"], model)
+    path = copies.save_index(index, copies.index_path(model))
+    assert path.name == "model.training-index.npz" and path.stat().st_size < 20_000
+    found = copies.check_leaks(emb.own, emb.mirror, model)
+    leaked = {photos["paths"][f["row"]].rsplit("/", 1)[1] for f in found}
+    assert leaked == {"cat.jpg", "chelsea.png"} | {f"cat-{k}.png" for k in TRANSFORMS}
+    assert all(f["label"] == "cat" and f["distance"] <= copies.THRESHOLD for f in found)
+    # the model changed since the index was made (retrained): its training photos may differ, so unavailable
+    model.write_bytes(model.read_bytes() + b"\0")
+    assert copies.load_index(model) is None
+    with pytest.raises(copies.LeakCheckUnavailable):
+        copies.check_leaks(emb.own, emb.mirror, model)
+
+
+def test_the_default_model_carries_its_training_index():
+    index = copies.load_index()
+    assert index is not None and len(index) == 3485 + 1866  # its card's photos (out_of_fold.json, calibration)
+    assert index.embeddings.shape == (len(index), 1280)
+    np.testing.assert_allclose(np.linalg.norm(index.embeddings, axis=1), 1, atol=1e-5)
+    assert copies.index_path().stat().st_size < 10e6 and index.meta["model"] == "a10-probe384-mirror"
+
+
+def test_a_planted_flip_ranks_first(photos):
+    emb, probs, mirror_probs = photos["emb"], photos["probs"], photos["mirror_probs"]
+    labels = np.array([CLASSES.index(p.rsplit("/", 1)[1].split("-")[0].split(".")[0])
+                       if "chelsea" not in p else CLASSES.index("cat") for p in photos["paths"]])
+    flipped = _row(photos, "cat-crop.png")
+    labels[flipped] = CLASSES.index("dog")  # the GLM's mistake
+    near = neighbour_label_probabilities(emb.own, labels, probs.shape[1], k=5)
+    assert near.shape == probs.shape and np.allclose(near.sum(1), 1)
+    assert near[flipped, CLASSES.index("cat")] > 0.5  # its copies say cat
+    scores = label_quality_scores(labels, probs, mirror_probs, near)
+    assert suspects_first(scores)[0] == flipped and scores.min() >= 0 and scores.max() <= 1
+    # an LLM that answered dog for it too lifts its score, one that answered cat lowers it
+    llm = np.full(len(labels), -1)
+    llm[flipped] = CLASSES.index("cat")
+    assert label_quality_scores(labels, probs, mirror_probs, near, llm)[flipped] < scores[flipped]
+
+
+def test_out_of_fold_probabilities_of_a_training_set(photos):
+    rows = photos["rows"]
+    d = rows.shape[1] // 2
+    labels = np.array([CLASSES.index("cat") if "cat" in p or "chelsea" in p else CLASSES.index("dog")
+                       if "dog" in p else -1 for p in photos["paths"]])  # the other examples as "none"
+    c, probs, mirror_probs = out_of_fold(rows[:, :d], labels, rows[:, d:], cs=(1.0,), folds=3)
+    assert c == 1.0 and probs.shape == mirror_probs.shape == (len(labels), len(CLASSES) + 1)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-6)
+    scores = label_quality_scores(np.where(labels < 0, len(CLASSES), labels), probs, mirror_probs)
+    assert scores.shape == (len(labels),)

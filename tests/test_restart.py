@@ -1,0 +1,126 @@
+"""A restart is a non-event: a reviewer decides, the server is killed (kill -9) and its ``DATA_DIR`` emptied (a
+Space restarting), the app starts again on the same ``PERSIST_DIR``. What the app derives from the labels (the
+cached predictions, so the ranking, the suspects and Review impact) is rebuilt at once: before anyone presses Start,
+Review impact answers with the figures it gave before; after Start, the queue opens on the same photo, ranked; no
+tab shows an error (in headless Chromium, driven by Playwright)."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import time
+
+import pytest
+from conftest import EXAMPLES
+from test_journeys import page  # noqa: F401 - the journeys' browser page, its screenshots kept the same way
+from test_review_app import launch
+
+chromium = pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (.ci/run installs it)")
+
+IMPACT = "Review impact: the model against the labels before and after review"
+# Gradio's error toast and the red "Error" badge its status tracker puts on the outputs of a failed event
+ERRORS = "[data-testid=toast-body].error:visible, [data-testid=status-tracker] .error:visible"
+TABS = ("Classify", "Review labels", "Evaluate", "Train")
+
+
+def impact_rows(view):
+    """Open Review impact, press Compute and read its two rows (before review, after review)."""
+    from playwright.sync_api import expect
+
+    if view.get_by_role("button", name="Compute").is_hidden():
+        view.get_by_role("button", name=IMPACT).click()
+    view.get_by_role("button", name="Compute").click()
+    table = view.locator(".table-wrap").filter(has_text="after review (current)").first
+    expect(table).to_contain_text("%", timeout=60_000)
+    return table.inner_text()
+
+
+def photo(view):
+    """The photo open in the review panel, and what the panel says of it."""
+    details = view.locator("#review-panel").inner_text()
+    return re.search(r"demo/\d+\.jpg", details).group(0), details
+
+
+def errors_on_every_tab(view) -> list[str]:
+    """The tabs that show an error toast or an Error badge, each opened in turn."""
+    shown = []
+    for name in TABS:
+        view.get_by_role("tab", name=name).click()
+        view.wait_for_timeout(300)  # what the tab fills as it opens
+        if view.locator(ERRORS).count():
+            shown.append(name)
+    return shown
+
+
+def test_a_restored_store_rebuilds_its_predictions_before_anyone_asks(tmp_path):
+    """The journal keeps labels, not the predictions cache: a Review on a store rebuilt from it computes the served
+    model's predictions at once, in the background, no Start pressed; then it ranks as before the restart."""
+    from classifier.serving import ModelSlot
+    from labeling.review import Filters, Review
+    from labeling.suspects import model_key
+    from settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", persist_dir=tmp_path / "bucket")
+    folder = settings.layout.datasets / "demo"
+
+    def demo():  # as the app installs its demo set at every start
+        folder.mkdir(parents=True)
+        for i, c in enumerate(("cat", "dog", "sheep", "horse")):
+            shutil.copy(EXAMPLES / f"{c}.jpg", folder / f"{i}.jpg")
+        (folder / "results.json").write_text(json.dumps({"0": "dog", "1": "dog", "2": "null", "3": "horse"}))
+
+    demo()
+    slot = ModelSlot(None)
+    review = Review(settings, slot)
+    review.import_folder(None, folder, author="import")
+    review.predict_in_background(wait=120)
+    review.store.decide(review.ranked()[0]["id"], "cat", "kim")
+    ranked, head = [r["key"] for r in review.ranked()], review.queue(Filters("unreviewed"))[0]["key"]
+    shutil.rmtree(settings.data_dir)  # the host restarted: the local disk is empty, PERSIST_DIR is not
+    demo()
+    again = Review(settings, slot)
+    key, deadline = model_key(slot.get()), time.time() + 60
+    while again.store.version(key)[2] < 4 and time.time() < deadline:  # nothing asked of it: the rebuild is its own
+        time.sleep(0.1)
+    assert again.store.version(key)[1:] == (4, 4)
+    assert [r["key"] for r in again.ranked()] == ranked and again.queue(Filters("unreviewed"))[0]["key"] == head
+
+
+@chromium
+def test_a_kill_and_an_empty_disk_change_nothing_a_reviewer_sees(page, tmp_path):  # noqa: F811
+    persist = str(tmp_path / "bucket")
+    proc, url, data = launch(tmp_path, PERSIST_DIR=persist)  # the four-photo demo set, LLM-style labels
+    try:
+        page.goto(url)
+        page.get_by_role("tab", name="Review labels").click()
+        page.get_by_label("Your name (recorded with each decision)").fill("kim")
+        page.locator("#rv-demo").click()
+        page.get_by_text("suspicion rank").first.wait_for(timeout=90_000)
+        page.locator("#rv-class-2").click()  # a decision (cat), and the queue's next suspect opens: its head
+        page.get_by_text("Reviewed 1 / 4").first.wait_for(timeout=30_000)
+        head, _ = photo(page)
+        impact = impact_rows(page)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # no goodbye: what was acknowledged is all there is
+        proc.wait(30)
+    shutil.rmtree(data)  # the host restarted: the local disk is empty
+
+    proc, url, data = launch(tmp_path, PERSIST_DIR=persist)
+    try:
+        page.goto(url)
+        page.get_by_role("tab", name="Review labels").click()
+        page.get_by_text("Reviewed 1 / 4").first.wait_for(timeout=30_000)
+        assert impact_rows(page) == impact  # before Start: the predictions are back, the same figures
+        assert errors_on_every_tab(page) == []
+        page.get_by_role("tab", name="Review labels").click()
+        page.get_by_label("Your name (recorded with each decision)").fill("kim")
+        page.get_by_role("button", name="Start reviewing").click()
+        page.get_by_text("suspicion rank").first.wait_for(timeout=60_000)  # the idle text until Start answers
+        again, details = photo(page)
+        assert again == head, details  # the queue opens where it did, ranked as it was
+        assert "Model: -" not in details and "Model:" in details
+        assert errors_on_every_tab(page) == []
+    finally:
+        proc.terminate()
+        proc.wait(30)
