@@ -2,6 +2,7 @@
 
 import contextlib
 import importlib
+import json
 import os
 import sys
 import threading
@@ -16,7 +17,7 @@ from starlette.middleware import Middleware
 
 from classifier import ASSETS
 from classifier.serving import ModelSlot
-from i18n import LANGUAGES
+from i18n import LANGUAGES, STRINGS
 from settings import Settings
 from studio import classify as classify_tab
 from studio import evaluate as evaluate_tab
@@ -30,7 +31,11 @@ from studio.http import HttpDoor, LanguagePage
 from studio.tools import build_tools
 
 WARM_AFTER = 2.0  # seconds after the start that Grad-CAM is loaded in the background if no one has asked anything
-SCRIPTS = "".join(f"<script>{(ASSETS / name).read_text()}</script>" for name in ("hotkeys.js", "language.js"))
+# Gradio's own words it has no catalog key for, in each language (assets/language.js puts them in the page's)
+GRADIO_WORDS = {lang: {"processing": STRINGS[lang]["gradio_processing"], "queue": STRINGS[lang]["gradio_queue"]}
+                for lang in LANGUAGES}
+SCRIPTS = f"<script>window.studioGradioWords = {json.dumps(GRADIO_WORDS, ensure_ascii=False)};</script>" + "".join(
+    f"<script>{(ASSETS / name).read_text()}</script>" for name in ("hotkeys.js", "language.js"))
 # Gradio's Markdown sets its own font size inside the wrapper, so the title rule targets the inner paragraph; the
 # review tab's class buttons sit in a fixed 5-column grid instead of wrapping one onto a row of its own.
 CSS = """
@@ -167,6 +172,7 @@ def make_server(settings, door: bool = True, warm: bool = False):
     # mount_gradio_app serves each app from a new App and leaves blocks.app as it was: point it at the mounted
     # one, whose per-session state (a dropdown's new choices after an upload) the queue reads
     tools.app, demo.app = server.routes[-2].app, server.routes[-1].app
+    server.state.tools = tools
     return server
 
 
@@ -177,9 +183,12 @@ def main(door: bool = True):
     settings = Settings.from_env()
     if why := settings.sign_in_refusal():  # a sign-in anyone could forge: not started, and why (settings.py)
         raise SystemExit(str(why))
-    server = make_server(settings, door, warm=True)
+    server = make_server(settings, door, warm=settings.warm_grad_cam)
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860)
+    # the MCP tools call their app back here, on loopback: left unset, Gradio takes the address from the first
+    # MCP request's headers (x-gradio-server, X-Forwarded-Host), which anyone can write
+    server.state.tools.mcp_server_obj._local_url = f"http://127.0.0.1:{port}/tools/"
     print(f"* Running on http://{host}:{port}/ (MCP tools: http://{host}:{port}/tools/gradio_api/mcp/)", flush=True)
     # Gradio imports matplotlib at the first event: do it while the server starts, not while a user waits
     threading.Thread(target=importlib.import_module, args=("matplotlib",), daemon=True).start()

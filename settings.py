@@ -27,6 +27,8 @@ MAX_DATASET_MB  size limit of an uploaded data set, unpacked (also Gradio's limi
                 default 500
 SERVING_ENGINE  litert (default: the model converted once to .tflite) or keras
 MODEL_CACHE     where converted .tflite models are kept; default DATA_DIR/tflite
+GRAD_CAM_WARM=0 Grad-CAM (TensorFlow and the model in Keras) loaded when first asked for, not in the background once
+                the app has answered once or has run WARM_AFTER seconds (app.py): less memory, a slow first heatmap
 PERSIST_DIR     where what must outlive the host is kept (a Storage Bucket mounted as a folder): every label write
                 journaled as a new small file, uploaded data sets copied once; a start without a label store
                 rebuilds it from there (labeling/journal.py)
@@ -154,6 +156,7 @@ class Settings:
     reviewers: tuple = ()  # Hugging Face user names who may decide labels once signed in; empty: any signed-in user
     admin_users: tuple = ()  # Hugging Face users or organisations whose members may do admin actions once signed in
     serving_engine: str = "litert"
+    warm_grad_cam: bool = True  # GRAD_CAM_WARM: Grad-CAM loaded in the background after the start (ModelSlot.warm)
     model_cache: Path = None
 
     @property
@@ -253,10 +256,10 @@ class Settings:
             data_roots=tuple(roots or [Layout(data_dir).datasets]),
             model_path=Path(env.get("MODEL_PATH") or d.model_path),
             admin_password=env.get("ADMIN_PASSWORD", ""),
-            sign_in=bool(env.get("OAUTH_CLIENT_ID")) or env.get("HF_SIGN_IN", "") == "1",
+            sign_in=bool(env.get("OAUTH_CLIENT_ID")) or _yes(env.get("HF_SIGN_IN")),
             # as Gradio decides (gradio.utils.get_space, gradio.oauth): real routes on a Space, a secret to sign with
             sign_in_on_space=env.get("SYSTEM") == "spaces" and bool(env.get("SPACE_ID"))
-            and bool(env.get("OAUTH_CLIENT_SECRET")),
+            and bool((env.get("OAUTH_CLIENT_SECRET") or "").strip()),
             sign_in_local_testing=env.get("SIGN_IN_LOCAL_TESTING", "") == "1",
             reviewers=_names(env.get("REVIEWERS")), admin_users=_names(env.get("ADMIN_USERS")),
             **_llm(env, d),
@@ -268,6 +271,7 @@ class Settings:
             hf_dataset_repo=env.get("HF_DATASET_REPO", ""), hf_token=env.get("HF_TOKEN", ""),
             hub_push_minutes=float(env.get("HUB_PUSH_MINUTES") or d.hub_push_minutes),
             serving_engine=env.get("SERVING_ENGINE") or d.serving_engine,
+            warm_grad_cam=env.get("GRAD_CAM_WARM", "1") not in ("0", "false", "no"),
             model_cache=Path(env.get("MODEL_CACHE") or Layout(data_dir).tflite),
         )
 
@@ -305,3 +309,8 @@ def confine(path: str | Path, roots) -> Path:
     if not any(resolved == r or r in resolved.parents for r in roots):
         raise PathNotAllowed("not_a_dataset", name=Path(path).name or str(path))
     return resolved
+
+
+def _yes(value) -> bool:
+    """A switch set on: ``1``, ``true``, ``yes`` or ``on`` (a ``true`` must not quietly leave sign-in off)."""
+    return str(value or "").strip().lower() in ("1", "true", "yes", "on")

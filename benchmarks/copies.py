@@ -14,14 +14,25 @@ upload would.
 
 Prints, for thresholds around :data:`evaluation.copies.THRESHOLD`: the share of planted copies paired with their
 original (recall; goal >= 95%), per kind; the pairs flagged between different photos, as a share of all such pairs
-(goal <= 1%) and as the share of distinct photos given a wrong partner; the same figures for scikit-learn-free
-cleanlab Datalab's near_duplicate check on the same embeddings (its own threshold, and one matched to our recall).
+(goal <= 1%) and as the share of distinct photos given a wrong partner; the same figures for
+cleanlab Datalab's near_duplicate check on the same embeddings (its own threshold, and ours).
 Then the leak check: planted copies against the training index of assets/model (found: the original is the nearest
-flagged training photo), the same copies against the index without their originals (false leaks), and the 45
-photos shipped in assets/ (held out of training) against it.
+flagged training photo), the same copies against the index without their originals (false leaks), and the 110
+photos shipped in assets/ against it (exclude.txt keeps 45 of them out of training; the rest are Animals-10 test-half
+photos, which the default, trained with ``--val-split 0`` on every photo, learnt from).
 
 Features are cached under --cache (computing them takes about 10 minutes on 2 busy cores; the copies 5 more).
 cleanlab (``pip install cleanlab``, AGPL) is a benchmark-only dependency; without it that row is skipped.
+
+Measured (5,407 photos, 2,400 copies of 300 originals): at 0.10, 97.7% of the copies found (resize 99.7%, crop
+100%, JPEG 98.3%, mirror 100%, two transforms 95.3-99.3%, all four 91.7%); 377 pairs of different photos flagged,
+0.0012% of all such pairs; 4.6% of the photos given a partner that is not their copy (an upper bound: a third of
+those pairs are real copies by eye), 1.2% of Animals-10's own photos (by eye, 3 false pairs of 5) but 31% of
+sheep_breeds' studio photos and 9% of wild_and_farm's (zebras; darkened copies). Without mirror views: 97.1% and
+4.2%. Datalab near_duplicate at its default (0.13 x the median nearest-neighbour distance, 0.021 here): 33.6%
+found; at our threshold: 97.1%, 4.2%. Leak check: 97.1% of the copies of training photos found in the index, 2.9%
+of them paired with a training photo they do not copy once their original is removed; 68 of the 110 shipped photos
+are near-copies of training photos.
 """
 
 import argparse
@@ -260,8 +271,8 @@ def leak_check(emb, copies, planted, originals, row_of, args, out):
                      if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     ship = embed(shipped, cache=Path(args.cache) / "shipped-features.npz")
     flagged = leaks(ship.own, ship.mirror, index, THRESHOLD)
-    print(f"the {len(ship.paths)} photos shipped in assets/ (held out of training): {len(flagged)} near-copies of "
-          "training photos")
+    print(f"the {len(ship.paths)} photos shipped in assets/ (exclude.txt keeps 45 of them out of training): "
+          f"{len(flagged)} near-copies of training photos")
     for f in flagged:
         print(f"  {f['distance']:.3f} {Path(ship.paths[f['row']]).relative_to(ROOT)} ~ {f['key']}")
 

@@ -1,6 +1,5 @@
 """The model the app serves, swappable at run time without a restart."""
 
-import os
 import sys
 import threading
 import time
@@ -50,15 +49,12 @@ class ModelSlot:
         """Load the Grad-CAM explainer of the model serving now in the background and run it once (its first
         trace), so the first heatmap asked for takes what the next ones do, not the seconds TensorFlow's import
         takes. It starts once the first answer has left (:attr:`answered`) or ``wait`` seconds have passed, whichever
-        is first, at the lowest CPU priority: the first answer after a start is not slowed by it (LiteRT needs no
-        TensorFlow). Returns the thread."""
+        is first, so the first answer after a start is not slowed by it (LiteRT needs no TensorFlow). Not at a lower
+        CPU priority: the threads TensorFlow starts would keep it, and every later heatmap with them. Returns the
+        thread."""
         def run():
             if self.answered.wait(wait):
                 time.sleep(0.5)  # the answer's reply leaves first
-            try:  # this thread only (Linux: a thread's id is a process id here), and what it starts
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-            except (AttributeError, OSError):
-                pass
             try:
                 explainer = self.explainer()
                 explainer.heatmaps(np.zeros((1, explainer.size, explainer.size, 3), np.float32), [None])

@@ -29,7 +29,7 @@ def evaluate(labels: list[str], predictions: list[str | None], probs: np.ndarray
             accuracy, calibration error and the ``threshold``.
         threshold: optional; a top-1 probability under it counts as "none of the 10" in the open-set figures.
 
-    Returns the report dict (see README, "Evaluation").
+    Returns the report dict (see docs/guide.md, "Evaluate").
     """
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, top_k_accuracy_score
 

@@ -4,7 +4,7 @@
   autolabel  ask GLM-4V (or any OpenAI-compatible vision endpoint) for the images without an LLM label
   suspects   rank images by how likely their label is wrong (CSV)
   leave-out  a reviewer's decision to leave a photo out of scoring, training and export, with a reason (JSON)
-  export     current labels as results.json (original format), optionally the full history as CSV
+  export     current labels as results.json (the original's shape, English class ids), optionally the history as CSV
   stats      review progress
 """
 

@@ -1,31 +1,36 @@
-"""Label quality from more than the model's probability of the label: also the photo's mirror image, its neighbours
-in embedding space and, where there is one, the LLM's answer.
+"""Label quality from more than the model's probability of the label: also the photo's mirror image, a probe of the
+set's own labels, the photo's neighbours in embedding space and, where there is one, the LLM's answer.
 
 cleanlab's self-confidence (the model's probability of the given label, lowest first) is what
-:func:`labeling.suspects.rank` orders by. It misses a wrong label where the model errs the same way, and it ranks a
-photo the model is merely unsure of before a clear mistake. Three more views of each photo, each a probability of
-its label, are averaged with it (:func:`label_quality_scores`):
+:func:`labeling.suspects.rank` orders by. It ranks a photo the model gets confidently wrong (an elephant in
+silhouette, a drawing) as high as a wrong label. More views of each photo, each a probability of its label, are
+averaged with the model's (:func:`label_quality_scores`):
 
-- **mirror**: the model's probabilities for the photo's mirror image (from the same decode; a second look that
-  steadies an unsure answer), averaged with its own;
-- **neighbours**: the labels of its ``k`` nearest photos of the same set in embedding space, weighted by
-  similarity (:func:`neighbour_label_probabilities`): a photo labelled dog among photos labelled cat is suspect
-  whatever the model says;
+- **mirror**: the model's probabilities for the photo's mirror image (from the same decode), averaged with its own;
+- **the set's own probe**: out-of-fold probabilities of a probe fitted on the set's own labels with the recipe
+  (:func:`training.out_of_fold.out_of_fold`): it learns what this set calls each class, so the photos the served
+  model misses but the set labels consistently (silhouettes, art) score well, while a flipped label, against the
+  bulk of its class, still scores low. For a training set this probe *is* the model;
+- **neighbours**: the labels of the ``k`` nearest photos of the set in embedding space, weighted by similarity
+  (:func:`neighbour_label_probabilities`);
 - **LLM**: 1 when the LLM answered the label, 0 when it answered another one, left out where it did not answer.
 
-Labels are integer indices into the probability columns; with the served model's ten probabilities, add the
-"none of the ten" column with :func:`with_none`. ``benchmarks/suspects_flips.py`` measures the ranking against
-cleanlab's on planted flips.
+:func:`review_scores` does it all from a set's features, in two passes: the photos scoring under ``refit_below``
+are left out of the set's probe and it is fitted again, so wrong labels do not teach it. ``benchmarks/
+suspects_flips.py`` measures it against cleanlab on planted flips.
 
->>> scores = label_quality_scores(labels, probs, mirror_probs=mirror, neighbours=neighbour_label_probabilities(
-...     emb.own, labels, probs.shape[1]))
->>> order = np.argsort(scores, kind="stable")   # most suspicious first
+Labels are integer indices into the probability columns; with the served model's ten probabilities, add the
+"none of the ten" column with :func:`with_none` (label 10).
+
+>>> scores = review_scores(features, mirror, labels, with_none(served), with_none(served_mirror), llm)
+>>> order = suspects_first(scores)   # most suspect first
 """
 
 import numpy as np
 
-WEIGHTS = {"model": 1.0, "neighbours": 1.0, "llm": 0.5}  # chosen on one seed of benchmarks/suspects_flips.py
+WEIGHTS = {"model": 1.0, "set": 1.0, "neighbours": 1.0, "llm": 0.5}  # benchmarks/suspects_flips.py: robust to 2x
 NEIGHBOURS = 10
+REFIT_BELOW = 0.5  # the second pass leaves out photos whose views give their label less than even odds
 
 
 def with_none(probs: np.ndarray) -> np.ndarray:
@@ -48,21 +53,23 @@ def neighbour_label_probabilities(embeddings: np.ndarray, labels, n_classes: int
     k = min(k, n - 1)
     if k < 1:
         return out / out.sum(1, keepdims=True)
+    # kneighbors() without X leaves each photo out of its own list
     distances, neighbours = NearestNeighbors(n_neighbors=k, metric="cosine").fit(embeddings).kneighbors()
-    weights = np.clip(1 - distances, 0, None)  # kneighbors() without X leaves each photo out of its own list
-    np.add.at(out, (np.repeat(np.arange(n), k), labels[neighbours].ravel()), weights.ravel())
+    np.add.at(out, (np.repeat(np.arange(n), k), labels[neighbours].ravel()), np.clip(1 - distances, 0, None).ravel())
     return out / out.sum(1, keepdims=True)
 
 
 def label_quality_scores(labels, probs: np.ndarray, mirror_probs: np.ndarray | None = None,
-                         neighbours: np.ndarray | None = None, llm=None, weights: dict | None = None) -> np.ndarray:
+                         set_probs: np.ndarray | None = None, neighbours: np.ndarray | None = None, llm=None,
+                         weights: dict | None = None) -> np.ndarray:
     """``(n,)`` scores in 0-1 of how likely each label is right (lowest: most suspect), as cleanlab's
     ``get_label_quality_scores``: the weighted mean of the probabilities of the label given by the model (its own
-    view and, if given, its mirror image's, averaged), by the ``neighbours`` (:func:`neighbour_label_probabilities`)
-    and by the ``llm`` (an answer index per photo, -1 where it gave none), each where available.
+    view and, if given, its mirror image's, averaged), by the set's own probe (``set_probs``, its two views already
+    averaged), by the ``neighbours`` (:func:`neighbour_label_probabilities`) and by the ``llm`` (an answer index per
+    photo, -1 where it gave none), each where given.
 
-    ``labels``: indices into the columns of ``probs`` (``(n, k)``). ``weights``: ``{"model", "neighbours", "llm"}``,
-    default :data:`WEIGHTS`."""
+    ``labels``: indices into the columns of ``probs`` (``(n, k)``). ``weights``: any of ``{"model", "set",
+    "neighbours", "llm"}``, default :data:`WEIGHTS`."""
     weights = {**WEIGHTS, **(weights or {})}
     labels = np.asarray(labels)
     rows = np.arange(len(labels))
@@ -71,15 +78,45 @@ def label_quality_scores(labels, probs: np.ndarray, mirror_probs: np.ndarray | N
         model = (model + np.asarray(mirror_probs, np.float64)) / 2
     total = weights["model"] * model[rows, labels]
     weight = np.full(len(labels), weights["model"])
-    if neighbours is not None:
-        total += weights["neighbours"] * np.asarray(neighbours)[rows, labels]
-        weight += weights["neighbours"]
+    for name, view in (("set", set_probs), ("neighbours", neighbours)):
+        if view is not None:
+            total += weights[name] * np.asarray(view)[rows, labels]
+            weight += weights[name]
     if llm is not None:
         llm = np.asarray(llm)
         answered = llm >= 0
         total += weights["llm"] * (answered & (llm == labels))
         weight += weights["llm"] * answered
     return total / weight
+
+
+def review_scores(features: np.ndarray, mirror: np.ndarray, labels, probs: np.ndarray | None = None,
+                  mirror_probs: np.ndarray | None = None, llm=None, cs=None, refit_below: float | None = REFIT_BELOW,
+                  weights: dict | None = None) -> np.ndarray:
+    """:func:`label_quality_scores` of a whole set from its photos' pooled backbone features (``features`` and
+    their ``mirror`` images', as :func:`evaluation.copies.features` gives them) and ``labels`` (0-9, 10 for none).
+
+    A test set brings the served model's ``probs`` (and ``mirror_probs``; :func:`with_none` adds the none column);
+    a training set brings none: its model is its own probe, out of fold. The set's probe is the recipe's
+    (``cs``: its strengths to choose among, default the recipe's); with ``refit_below``, a second pass fits it again
+    without the photos scoring under it (None: one pass)."""
+    from evaluation.copies import embedding
+    from training import probe
+    from training.out_of_fold import out_of_fold
+
+    labels = np.asarray(labels)
+    none = 10
+    near = neighbour_label_probabilities(embedding(features), labels, none + 1)
+    leave_out = None
+    for _ in range(2 if refit_below is not None else 1):
+        _, own, own_mirror = out_of_fold(features, np.where(labels == none, -1, labels), mirror,
+                                         cs or probe.CS, leave_out=leave_out)
+        if probs is None:
+            scores = label_quality_scores(labels, own, own_mirror, None, near, llm, weights)
+        else:
+            scores = label_quality_scores(labels, probs, mirror_probs, (own + own_mirror) / 2, near, llm, weights)
+        leave_out = scores < (refit_below or 0)
+    return scores
 
 
 def suspects_first(scores: np.ndarray) -> np.ndarray:

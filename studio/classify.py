@@ -27,6 +27,11 @@ EXAMPLES_DIR = ASSETS / "examples"
 ANSWERS = Path(tempfile.gettempdir()) / "animals10-answers"
 
 
+class Unusable(gr.Error):
+    """A file a user gave (it passed the file rule, :func:`studio.given.given_file`) that is no usable photo: text
+    named ``.jpg``, a truncated file... Its words are the decode's."""
+
+
 def headline_value(headline: str, scores: dict) -> str:
     """A ``gr.Label`` value whose headline differs from its top score ("none of the 10 animals" above the ten
     scores). Gradio 6's Label reads that form only from a .json file (its dict form is taken as class -> score),
@@ -57,7 +62,7 @@ def classify_image(slot, image, lang: str = "en", top_k: int = TOP_K, max_mb: fl
     try:
         pixels, info = decode_with_info(path, clf.size)
     except ImageError as e:
-        raise gr.Error(e.said(lang), title=say(lang, "unusable_title"), print_exception=False) from None
+        raise Unusable(e.said(lang), title=say(lang, "unusable_title"), print_exception=False) from None
     probs = clf.predict_pixels(pixels[None])[0]
     slot.answered.set()  # Grad-CAM's warm-up, if it waits, may start (ModelSlot.warm)
     cut = threshold or clf.none_threshold  # chosen for the session, else the model's own
@@ -76,14 +81,15 @@ def classify_image(slot, image, lang: str = "en", top_k: int = TOP_K, max_mb: fl
 
 def answer_on_change(classify, image) -> tuple:
     """What a photo put in the box answers, as ``(scores, status, the photo)`` (``classify()`` gives the first
-    two). A file that is no usable photo (text named ``.jpg``, too large, expired) is said once, in the status, with
-    no toast; the previous answer and the photo (a broken picture) are cleared. The box emptied, as that clears it
-    (nothing to say: ``image.clear`` empties the answer when a person does it)."""
+    two). A file that is no usable photo (:class:`Unusable`: text named ``.jpg``...) is said once, in the status,
+    with no toast; the previous answer and the photo (a broken picture) are cleared. Any other refusal (a file
+    that is not one this page uploaded, too large) is the request's refusal, as for every file input. The box
+    emptied, as that clears it: nothing to say (``image.clear`` empties the answer when a person does it)."""
     if not image:
         return gr.skip(), gr.skip(), gr.skip()
     try:
         scores, line = classify()
-    except gr.Error as e:
+    except Unusable as e:
         return None, f"⚠️ {plain(e.message)}", None
     return scores, line, gr.skip()
 

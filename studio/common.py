@@ -243,11 +243,12 @@ DEFAULT = "default"  # the served default model, among the model choices
 
 
 def model_choices(settings):
-    """``[(label, value)]``: the default model, then every finished training run (newest first). Values are names,
-    never server paths; :func:`model_path` finds the file."""
+    """``[(label, value)]``: the default model (by the name its card gives it), then every finished training run
+    (newest first). Values are names, never server paths; :func:`model_path` finds the file."""
+    from classifier.modelfile import model_meta
     from training.runs import RunStore
 
-    return [(f"★ {Path(settings.model_path).name}", DEFAULT)] + \
+    return [(f"★ {model_meta(settings.model_path)['name']}", DEFAULT)] + \
         [(f"▶ {name}", f"run: {name}") for name in RunStore(settings).finished()]
 
 

@@ -23,7 +23,7 @@ from classifier.predictor import none_threshold
 from escaping import plain
 from evaluation.metrics import at_threshold, risk_coverage, shown_matrix
 from evaluation.run import MATRIX, MATRIX_BEFORE, PER_IMAGE, REPORT, evaluate_folder
-from i18n import Message, column_names, language, say
+from i18n import Message, column_names, say
 from labeling.labelset import FILE, LABEL_SOURCES
 
 from .common import (
@@ -316,14 +316,16 @@ def handlers(settings, guard):
             raise Message("ev_err_run_first")
         return float(chosen), say(lang, "ev_used", threshold=chosen)
 
-    def on_select(name, evt: gr.SelectData, request: gr.Request):
+    @shown
+    def on_select(name, pw, evt: gr.SelectData, lang):
+        guard.require(pw, "do_see_photos")  # a data set's photos and their keys: for who may evaluate
         cell = cell_at(evaluation_dir(settings, name), evt.index) if name else None
         if cell is None:
             return "", [], None
         label, predicted = cell
         images = cell_images(evaluation_dir(settings, name), label, predicted)
-        return (say(language(request), "ev_cell", label=display_name(label), predicted=display_name(predicted),
-                    n=len(images)), images, (label, predicted))
+        return (say(lang, "ev_cell", label=display_name(label), predicted=display_name(predicted), n=len(images)),
+                images, (label, predicted))
 
     return SimpleNamespace(run=on_run, pick=on_pick, use=on_use, select=on_select)
 
@@ -337,8 +339,10 @@ def wire(ui, settings, guard):
                    concurrency_limit=1, concurrency_id="evaluate", api_name="evaluate",
                    validator=guard.door(run_inputs, ui.password, "do_evaluate", costly=True))
     upload_event(ui.upload, settings, guard, ui.password, ui.summary, ui.dataset, "evaluate_upload")
-    ui.counts.select(on.select, ui.out_state, [ui.cell_title, ui.gallery, ui.cell], api_visibility="private",
-                     concurrency_id="view", concurrency_limit=2)
+    select_inputs = [ui.out_state, ui.password]
+    ui.counts.select(on.select, select_inputs, [ui.cell_title, ui.gallery, ui.cell], api_visibility="private",
+                     concurrency_id="view", concurrency_limit=2,
+                     validator=guard.door(select_inputs, ui.password, "do_see_photos"))
     ui.pick.input(on.pick, [ui.out_state, ui.calibrated_state, ui.pick], [ui.risk, ui.pick_line],
                   api_visibility="private", trigger_mode="always_last",  # while dragging: the last value drawn
                   concurrency_id="view", concurrency_limit=2)

@@ -60,7 +60,7 @@ def session_of(body: bytes) -> str | None:
     """The ``session_hash`` of an event's JSON body, or None (none given, or not JSON: Gradio answers that)."""
     try:
         data = json.loads(body or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past any use: Gradio answers it
         return None
     session = data.get("session_hash") if isinstance(data, dict) else None
     return session if isinstance(session, str) and 0 < len(session) <= 256 else None
@@ -121,7 +121,7 @@ class FairShare:
         session = session_of(body) if len(body) < 2**16 else await anyio.to_thread.run_sync(session_of, body)
         client = client_of(scope, session, self.trust_forwarded)
         if route == "run":
-            return await self.run(client, scope, receive, send)
+            return await self.run(client, scope, body, receive, send)
         if self.crowded(scope, body):
             return await self.refuse("the queue", RESERVE, scope, send)
         return await self.join(client, session, scope, receive, send)
@@ -131,19 +131,20 @@ class FairShare:
         the event is not one of :data:`RESERVED`."""
         app = next((a for path, a in self.mounts if scope["path"].startswith(path + "/gradio_api/")), None)
         queue = getattr(app, "_queue", None)
-        if queue is None or queue.max_size is None or len(queue) < queue.max_size - RESERVE:
+        if queue is None or queue.max_size is None or len(queue) < queue.max_size - min(RESERVE, queue.max_size // 4):
             return False
-        name = scope["path"].split("/call/", 1)[1].strip("/") if "/call/" in scope["path"] else None
-        if name is None:
-            try:
-                fn = app.fns.get(json.loads(body).get("fn_index"))
-            except (ValueError, AttributeError, TypeError):
-                fn = None
-            name = getattr(fn, "api_name", None)
-        return name not in RESERVED
+        return getattr(event_of(app, scope["path"], body), "api_name", None) not in RESERVED
 
-    async def run(self, client, scope, receive, send):
-        """A direct request: in if its client has fewer than :data:`MAX_RUNNING` in flight."""
+    async def run(self, client, scope, body, receive, send):
+        """A direct request: in if its event is not one of the queue's (those run only through the queue, within
+        their concurrency limits) and its client has fewer than :data:`MAX_RUNNING` in flight."""
+        app = next((a for path, a in self.mounts if scope["path"].startswith(path + "/gradio_api/")), None)
+        if getattr(event_of(app, scope["path"], body), "queue", False):
+            detail = json.dumps({"detail": "This event runs through the queue (/gradio_api/queue/join, or "
+                                           "/gradio_api/call/<name> then its result)."}).encode()
+            await send({"type": "http.response.start", "status": 405, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(detail)).encode())]})
+            return await send({"type": "http.response.body", "body": detail})
         if self.running[client] >= MAX_RUNNING:
             return await self.refuse(client, self.running[client], scope, send)
         self.running[client] += 1
@@ -247,3 +248,19 @@ class FairShare:
                                 (b"retry-after", b"5")]})
         await send({"type": "http.response.body", "body": body})
 
+
+def event_of(blocks, path: str, body: bytes):
+    """The event (Gradio's ``BlockFunction``) a request to ``blocks`` names: by its API name in the route
+    (``/run/<name>``, ``/api/<name>``, ``/call/<name>``, ``/call/v2/<name>``), else by the body's ``fn_index``;
+    None when it names none."""
+    if blocks is None:
+        return None
+    route = path.split("/gradio_api/", 1)[-1].strip("/").split("/")
+    if route[0] in ("run", "api", "call") and len(route) > 1 and route[1:] != ["predict"]:
+        name = route[2] if route[1] == "v2" and len(route) > 2 else route[1]
+        return next((fn for fn in blocks.fns.values() if fn.api_name == name), None)
+    try:
+        index = json.loads(body or b"null").get("fn_index")
+    except (ValueError, RecursionError, AttributeError):
+        return None
+    return blocks.fns.get(index) if isinstance(index, int) else None

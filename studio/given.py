@@ -5,8 +5,8 @@ The rule is an allow-list checked where the file is used, whatever JSON surround
 opens only a regular file that this process stored from what a user sent, and nothing else.
 
 - *Uploads*: the files Gradio's upload route stored (each Blocks keeps them in ``upload_file_set``);
-- *fetched*: the files Gradio stored from an http(s) URL or a data URL a user sent (an API client's URL, an MCP
-  agent's ``data:image/...``), recorded by :func:`install` as Gradio writes them;
+- *decoded*: the files Gradio stored from a data URL a user sent (an MCP agent's ``data:image/...``), recorded by
+  :func:`install` as Gradio writes them (a URL is not fetched: its size and its host would be the sender's);
 - *examples*: the cached copies of the app's own example photos (:func:`allow`).
 
 Anything else, a server path, a link, a device, a file that expired from the cache, gets one refusal in the same
@@ -22,8 +22,9 @@ import threading
 import gradio as gr
 from gradio import processing_utils
 
-from i18n import say
+from i18n import Message, say
 
+MAX_PATH = 4096  # characters of a path to resolve (Linux's own limit)
 _lock = threading.Lock()
 _blocks: list = []  # the apps served, whose upload route's files are allowed
 _stored: set[str] = set()  # the real paths of the files allowed: uploads, fetched for a user, examples' copies
@@ -37,9 +38,9 @@ def install(blocks) -> None:
             _blocks.append(blocks)
         if getattr(processing_utils, "_given_recorded", False):
             return
-        for name in ("ssrf_protected_download", "save_url_to_cache", "async_ssrf_protected_download",
-                     "save_base64_to_cache"):
-            setattr(processing_utils, name, _recording(getattr(processing_utils, name)))
+        processing_utils.save_base64_to_cache = _recording(processing_utils.save_base64_to_cache)
+        for name in ("ssrf_protected_download", "save_url_to_cache", "async_ssrf_protected_download"):
+            setattr(processing_utils, name, _not_fetched(getattr(processing_utils, name)))
         processing_utils._given_recorded = True
 
 
@@ -62,6 +63,21 @@ def _recording(fn):
     return wrapper
 
 
+def _not_fetched(fn):
+    """``fn`` (a Gradio function that downloads a URL a user sent into its cache), refusing instead: Gradio reads
+    the whole answer, whatever its size, from whatever host the sender names. An agent sends a photo as a data URL
+    (bounded by the request's size), a browser or client uploads it."""
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def refused(*args, **kwargs):
+            raise gr.Error(str(Message("url_not_fetched")), print_exception=False)
+    else:
+        @functools.wraps(fn)
+        def refused(*args, **kwargs):
+            raise gr.Error(str(Message("url_not_fetched")), print_exception=False)
+    return refused
+
+
 def _record(path):
     if isinstance(path, str | os.PathLike):
         with _lock:
@@ -72,9 +88,12 @@ def _record(path):
 def allowed(path) -> bool:
     """Whether ``path`` (as a request named it) is a file this process stored from what a user sent: its real path
     is an upload's, a fetched file's or an example's. Only set lookups: nothing is opened."""
-    if not isinstance(path, str) or not path or "\x00" in path:
+    if not isinstance(path, str) or not path or len(path) > MAX_PATH or "\x00" in path:
+        return False  # resolving a long path costs its length squared: past any real one, refused unresolved
+    try:
+        real = os.path.realpath(path)
+    except (ValueError, OSError):  # a lone surrogate, a loop of links: not a file anyone uploaded
         return False
-    real = os.path.realpath(path)
     with _lock:
         for blocks in _blocks:  # the uploads since the last look, resolved once
             for p in set(blocks.upload_file_set) - _seen:

@@ -1,13 +1,16 @@
 """The one guard of the studio: who may do what, how much at once, and what text leaves the server.
 
 Who may do what (:meth:`Guard.allowed`), checked on the server when a request *joins* the queue (:meth:`Guard.door`,
-a Gradio validator) and again in the handler; classifying and read-only views stay open:
+a Gradio validator) and again in the handler; classifying and views of aggregate figures stay open:
 
 - *label decisions* (start reviewing, decide, undo, bulk accept): with sign-in on (a Space with ``hf_oauth``), a
   signed-in Hugging Face user on ``REVIEWERS`` (empty: any signed-in user) or an admin, recorded under that user's
   name; without sign-in, anyone (a typed name) unless ``ADMIN_PASSWORD`` is set;
 - *admin actions* (import, auto-label, audit draws, export, push, evaluate, train, serve): a signed-in user or
   organisation member named in ``ADMIN_USERS``; without one of those set, anyone unless ``ADMIN_PASSWORD`` is set;
+- *views of a data set's photos or names* need one of those: the queue's photo (filters changed, where the model
+  looked), the bulk-accept sample and the audit's disputed keys as label decisions; an evaluation's cell photos and
+  a training run (its log names photos) as admin actions;
 - the admin password, where set, opens both.
 
 - Costly events also pass a bounded count at the door (:data:`MAX_COSTLY` waiting or running, all kinds together),

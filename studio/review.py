@@ -190,7 +190,8 @@ def wire_audit(ui, review, guard, settings):
         return say(lang, "rv_audit_drawn", n=review.audit_draw(settings.dataset_path(folder), size))
 
     @shown
-    def on_estimate(folder, target, lang):
+    def on_estimate(pw, folder, target, lang):  # it names the photos reviewers disputed: for who may see the queue
+        guard.require(pw, "do_see_photos", kind="label")
         if not folder:
             raise Message("rv_err_pick_folder")
         state, photos = review.audit_state(settings.dataset_path(folder))
@@ -199,8 +200,10 @@ def wire_audit(ui, review, guard, settings):
     inputs = [ui.password, ui.audit_set, ui.audit_size]
     ui.audit_draw.click(on_draw, inputs, ui.audit_md, api_name="audit_draw",
                         validator=guard.door(inputs, ui.password, "do_labels"))
-    ui.audit_estimate.click(on_estimate, [ui.audit_set, ui.audit_target], ui.audit_md, api_name="audit_estimate",
-                            concurrency_id="view", concurrency_limit=2)
+    estimate_inputs = [ui.password, ui.audit_set, ui.audit_target]
+    ui.audit_estimate.click(on_estimate, estimate_inputs, ui.audit_md, api_name="audit_estimate",
+                            concurrency_id="view", concurrency_limit=2,
+                            validator=guard.door(estimate_inputs, ui.password, "do_see_photos", kind="label"))
 
 
 def impact_panel(ui):
@@ -261,6 +264,7 @@ def decision_handlers(review, guard):
     def on_filters(sess, pw, *f):
         if not (sess and sess.get("reviewer")):
             return gr.skip(), gr.skip(), gr.skip(), sess
+        guard.require(pw, "do_see_photos", kind="label")  # a queue is open: its next photo, for who may see it
         return review.show_next(sess, f)
 
     return SimpleNamespace(start=on_start, decide=on_decide, leave_out=on_leave_out, next=on_next, prev=on_prev,
@@ -271,8 +275,15 @@ def wire_decisions(ui, review, guard):
     on = decision_handlers(review, guard)
     inputs, outputs = [ui.session, ui.password, *ui.filters], ui.view_outputs
     # where the model looked, beside each photo as it opens (after it: a key press never waits for the heatmap)
-    ui.photo.change(review.heatmap, ui.session, ui.heat, api_visibility="private", trigger_mode="always_last",
-                    concurrency_id="heatmap", concurrency_limit=2)
+    @shown
+    def on_heat(sess, pw):  # the open photo again: for who may see the queue
+        guard.require(pw, "do_see_photos", kind="label")
+        return review.heatmap(sess)
+
+    heat_inputs = [ui.session, ui.password]
+    ui.photo.change(on_heat, heat_inputs, ui.heat, api_visibility="private", trigger_mode="always_last",
+                    concurrency_id="heatmap", concurrency_limit=2,
+                    validator=guard.door(heat_inputs, ui.password, "do_see_photos", kind="label"))
     door = guard.door(inputs, ui.password, "do_labels", kind="label")  # refused as they join, not in the queue
     for c, button in ui.buttons:
         button.click(on.decide(c), inputs, outputs, api_name=f"label_{c}", validator=door)
@@ -285,8 +296,20 @@ def wire_decisions(ui, review, guard):
     start_inputs = [ui.reviewer, ui.password, *ui.filters, ui.session]
     ui.start.click(on.start, start_inputs, outputs, api_name="review_start",
                    validator=guard.door(start_inputs, ui.password, "do_labels", kind="label"))
+    see = while_open(guard.door(inputs, ui.password, "do_see_photos", kind="label"))
     for f in ui.filters:
-        f.change(on.filters, inputs, outputs, api_visibility="private", concurrency_id="view", concurrency_limit=2)
+        f.change(on.filters, inputs, outputs, api_visibility="private", concurrency_id="view", concurrency_limit=2,
+                 validator=see)
+
+
+def while_open(door):
+    """``door`` (:meth:`studio.guard.Guard.door`, for an event whose first input is the session) asked only while a
+    queue is open: filters changed before a start show nothing, and are never refused."""
+    def validate(request: gr.Request, profile: gr.OAuthProfile | None, sess, *values):
+        if sess and sess.get("reviewer"):
+            return door(request, profile, sess, *values)
+        return [gr.validate(True, "") for _ in (sess, *values)]
+    return validate
 
 
 def wire_leave_out(ui, on, guard):
@@ -307,7 +330,8 @@ def wire_leave_out(ui, on, guard):
 def wire_bulk(ui, review, guard):
     """Accept at once every unreviewed label the model agrees with above a confidence, after a sample to look at."""
     @shown
-    def on_preview(threshold, lang):
+    def on_preview(pw, threshold, lang):  # photos of the queue: for who may see it
+        guard.require(pw, "do_see_photos", kind="label")
         rows = review.bulk_candidates(threshold)
         sample = []
         for r in rows[:: max(1, len(rows) // 16)][:16]:
@@ -324,8 +348,10 @@ def wire_bulk(ui, review, guard):
         accepted = review.bulk_accept(sess, threshold)
         return say(lang, "rv_bulk_done", n=accepted), review.progress(lang)
 
-    ui.preview_button.click(on_preview, ui.min_conf, [ui.bulk_md, ui.bulk_gallery], api_visibility="private",
-                            concurrency_id="view", concurrency_limit=2)
+    preview_inputs = [ui.password, ui.min_conf]
+    ui.preview_button.click(on_preview, preview_inputs, [ui.bulk_md, ui.bulk_gallery], api_visibility="private",
+                            concurrency_id="view", concurrency_limit=2,
+                            validator=guard.door(preview_inputs, ui.password, "do_see_photos", kind="label"))
     inputs = [ui.session, ui.password, ui.min_conf]
     ui.bulk_button.click(on_bulk, inputs, [ui.bulk_md, ui.progress_md], api_name="bulk_accept",
                          validator=guard.door(inputs, ui.password, "do_labels", kind="label"))

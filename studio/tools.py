@@ -26,7 +26,7 @@ def build_tools(slot) -> gr.Blocks:
         elephant, horse, sheep, spider, squirrel), or "none" when it is none of them.
 
         Args:
-            image: the photo (JPEG, PNG, WebP...): an https URL, or a data URL (data:image/jpeg;base64,...).
+            image: the photo (JPEG, PNG, WebP...) as a data URL (data:image/jpeg;base64,...); URLs are not fetched.
 
         Returns:
             answer (a class id, or "none" under the model's calibrated threshold), its English and Chinese name,
@@ -41,7 +41,7 @@ def build_tools(slot) -> gr.Blocks:
         """The k most likely of the ten classes for a photo, best first, with their probabilities.
 
         Args:
-            image: the photo: an https URL, or a data URL (data:image/jpeg;base64,...).
+            image: the photo as a data URL (data:image/jpeg;base64,...).
             k: how many classes, 1 to 10.
         """
         return _json(scores(slot, image, k)[2])
@@ -72,7 +72,7 @@ def scores(slot, image, k):
     refusal in plain words for no photo, a ``k`` that is not a number, or a file that is not a photo."""
     clf = slot.get()
     if not image:
-        raise gr.Error("Give a photo: an https URL or a data URL (data:image/jpeg;base64,...).",
+        raise gr.Error("Give a photo as a data URL (data:image/jpeg;base64,...).",
                        print_exception=False)
     path = given_file(image)  # only what this process stored from the request: never a server path
     try:

@@ -11,15 +11,14 @@ import gradio as gr
 import pandas as pd
 from PIL import Image
 
-from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
+from classifier.backbones import BACKBONES, NAMES
 from classifier.classes import display_name
 from classifier.export import bundle
-from classifier.modelfile import model_meta
 from escaping import plain
 from evaluation.run import MATRIX, REPORT
 from i18n import STRINGS, Message, column_names, say
 from training import layout
-from training.config import QUICK
+from training.config import recipe_of
 from training.runs import RunStore, read_json, read_status
 
 from .common import (
@@ -68,13 +67,18 @@ def snapshot(run, scrub=str, lang: str = "en"):
     log = run / layout.LOG
     tail = scrub("\n".join(log.read_text(errors="replace").splitlines()[-14:])) if log.exists() else ""
     matrix, table = None, None
-    for folder in (layout.evaluation(run, "test"), layout.evaluation(run, "val")):
-        report = read_json(folder / REPORT)
-        if report and (folder / MATRIX).exists():
-            matrix = _picture(folder / MATRIX)
+    # its test photos, else its validation photos, else (a probe fitted on every photo) its cross-validation's
+    for report_file, matrix_file, part in ((layout.evaluation(run, "test") / REPORT,
+                                            layout.evaluation(run, "test") / MATRIX, "test"),
+                                           (layout.evaluation(run, "val") / REPORT,
+                                            layout.evaluation(run, "val") / MATRIX, "val"),
+                                           (run / layout.OOF, run / layout.OOF_MATRIX, "out_of_fold")):
+        report = read_json(report_file)
+        if report and matrix_file.exists():
+            matrix = _picture(matrix_file)
             table = pd.DataFrame([[display_name(c), m["support"], round(m["precision"], 3), round(m["recall"], 3)]
                                   for c, m in report["per_class"].items()],
-                                 columns=column_names((f"class_{folder.name}", *TABLE_COLUMNS[1:]), lang))
+                                 columns=column_names((f"class_{part}", *TABLE_COLUMNS[1:]), lang))
             break
     return line, tail, _picture(run / layout.CURVES), matrix, table
 
@@ -107,14 +111,6 @@ def build(settings, slot, guard, T=T) -> TrainParts:
     return TrainParts(wire_models(ui, settings, slot, guard, store))
 
 
-def served_recipe(settings) -> tuple[str, str, int | None]:
-    """The backbone (else the package's default), head and input size of the model the app serves at start: a new
-    run follows its recipe."""
-    meta = model_meta(settings.model_path)
-    backbone = meta.get("backbone") if meta.get("backbone") in BACKBONES else DEFAULT_BACKBONE
-    return backbone, meta.get("head", "dense"), meta.get("size")
-
-
 def split_choices(store):
     return store.split_choices(T("split_new"), T("split_default"))
 
@@ -126,23 +122,25 @@ def export_choices(settings, store):
 
 
 def settings_panel(ui, settings, store):
-    """What to train on and how long: the data, the backbone, the epochs and blocks (the tab's quicker preset of the
-    training config, not a second set of numbers), the split, teachers, photos of none of the ten; an upload."""
-    quick = QUICK
-    backbone, head, size = served_recipe(settings)
+    """What to train on and how long: the data, the backbone (by its name), the epochs and blocks, the split,
+    teachers, photos of none of the ten; an upload. A new run starts on the recipe of the model the app serves at
+    start (:func:`training.config.recipe_of`: these fields, and the validation share and views the run plan takes
+    from it), not on a second set of numbers."""
+    recipe = recipe_of(settings.model_path)
+    head = recipe.head
     with gr.Row():
         ui.data = dataset_dropdown(settings, T("tr_data"))
-        ui.backbone = gr.Dropdown(list(BACKBONES), value=backbone, label=T("tr_backbone"),
+        ui.backbone = gr.Dropdown([(NAMES[b], b) for b in BACKBONES], value=recipe.backbone, label=T("tr_backbone"),
                                   info=T("tr_backbone_info"))
         ui.head = gr.Dropdown([(T("tr_head_linear"), "linear"), (T("tr_head_dense"), "dense")], value=head,
                               label=T("tr_head"), info=T("tr_head_info"), scale=2)
     with gr.Row():  # the input size for both recipes; the epochs and blocks for fine-tuning only
-        ui.size = gr.Number(size, precision=0, label=T("tr_size"), info=T("tr_size_info"))
+        ui.size = gr.Number(recipe.size, precision=0, label=T("tr_size"), info=T("tr_size_info"))
         tuning = head == "dense"  # the epochs and blocks are fine-tuning's: greyed out for a probe
-        ui.epochs_head = gr.Number(quick.epochs_head, precision=0, label=T("tr_epochs_head"), interactive=tuning)
-        ui.epochs_finetune = gr.Number(quick.epochs_finetune, precision=0, label=T("tr_epochs_ft"),
+        ui.epochs_head = gr.Number(recipe.epochs_head, precision=0, label=T("tr_epochs_head"), interactive=tuning)
+        ui.epochs_finetune = gr.Number(recipe.epochs_finetune, precision=0, label=T("tr_epochs_ft"),
                                        interactive=tuning)
-        ui.unfreeze = gr.Number(quick.unfreeze_blocks, precision=0, label=T("tr_blocks"), interactive=tuning)
+        ui.unfreeze = gr.Number(recipe.unfreeze_blocks, precision=0, label=T("tr_blocks"), interactive=tuning)
     ui.head.change(lambda h: [gr.Number(interactive=h == "dense")] * 3, ui.head,
                    [ui.epochs_head, ui.epochs_finetune, ui.unfreeze], api_visibility="private", queue=False)
     with gr.Accordion(T("tr_split_acc"), open=False), gr.Row():
@@ -213,7 +211,8 @@ def run_handlers(settings, guard, store):
         yield from follow(run, lang)
 
     @shown
-    def on_watch(lang):
+    def on_watch(pw, lang):  # a run's log names its photos: for the admins
+        guard.require(pw, "do_see_runs")
         run = store.active() or next(iter(store.list_runs()), None)
         if run is None:
             raise Message("tr_no_run")
@@ -225,7 +224,8 @@ def run_handlers(settings, guard, store):
         return say(lang, "tr_cancelling", name=store.cancel().name)
 
     @shown
-    def on_show(name, lang):
+    def on_show(pw, name, lang):
+        guard.require(pw, "do_see_runs")
         return show(store.runs / Path(name).name if name else None, lang)
 
     return SimpleNamespace(start=on_start, watch=on_watch, cancel=on_cancel, show=on_show)
@@ -237,11 +237,12 @@ def wire_runs(ui, settings, guard, store):
                     ui.teachers, ui.none, ui.head, ui.size]
     ui.start.click(on.start, start_inputs, [*ui.outputs, ui.runs], api_name="train_start", concurrency_limit=1,
                    concurrency_id="train", validator=guard.door(start_inputs, ui.password, "do_train", costly=True))
-    ui.watch.click(on.watch, None, [*ui.outputs, ui.runs], api_name="train_watch")
+    ui.watch.click(on.watch, ui.password, [*ui.outputs, ui.runs], api_name="train_watch",
+                   validator=guard.door([ui.password], ui.password, "do_see_runs"))
     ui.cancel.click(on.cancel, ui.password, ui.served, api_name="train_cancel",
                     validator=guard.door([ui.password], ui.password, "do_cancel_run"))
-    ui.show_button.click(on.show, ui.runs, ui.outputs, api_visibility="private", concurrency_id="view",
-                         concurrency_limit=2)
+    ui.show_button.click(on.show, [ui.password, ui.runs], ui.outputs, api_visibility="private", concurrency_id="view",
+                         concurrency_limit=2, validator=guard.door([ui.password, ui.runs], ui.password, "do_see_runs"))
     fill_at_load(lambda lang: data_hint(settings, lang), ui.hint)
     fill_at_load(lambda lang: headed(TABLE_COLUMNS, lang), ui.table)
     ui.data.focus(shown(lambda lang: data_hint(settings, lang)), None, ui.hint, api_visibility="private", queue=False)

@@ -9,6 +9,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # One cache of converted (.tflite) models for the whole run, the launched apps and CLIs included: each model file is
 # converted once, not once per test's DATA_DIR.
 os.environ.setdefault("MODEL_CACHE", tempfile.mkdtemp(prefix="tflite-cache-"))
+# The launched apps load Grad-CAM when first asked, as a test expects: not in the background at a moment a test cannot
+# tell (TensorFlow's import writes to the log and takes memory); tests/test_heatmap.py tries the warm-up itself
+os.environ.setdefault("GRAD_CAM_WARM", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -13,7 +13,13 @@ from PIL import Image, ImageOps
 from classifier.classes import CLASSES
 from classifier.modelfile import DEFAULT_MODEL
 from evaluation import copies
-from labeling.quality import label_quality_scores, neighbour_label_probabilities, suspects_first, with_none
+from labeling.quality import (
+    label_quality_scores,
+    neighbour_label_probabilities,
+    review_scores,
+    suspects_first,
+    with_none,
+)
 from training.out_of_fold import out_of_fold
 
 
@@ -114,30 +120,51 @@ def test_the_default_model_carries_its_training_index():
     assert copies.index_path().stat().st_size < 10e6 and index.meta["model"] == "a10-probe384-mirror"
 
 
+def _labels(photos):
+    """Each photo's class from its file name (chelsea is a cat)."""
+    return np.array([CLASSES.index("cat") if "chelsea" in p else CLASSES.index(p.rsplit("/", 1)[1].split("-")[0]
+                                                                                .split(".")[0])
+                     for p in photos["paths"]])
+
+
 def test_a_planted_flip_ranks_first(photos):
     emb, probs, mirror_probs = photos["emb"], photos["probs"], photos["mirror_probs"]
-    labels = np.array([CLASSES.index(p.rsplit("/", 1)[1].split("-")[0].split(".")[0])
-                       if "chelsea" not in p else CLASSES.index("cat") for p in photos["paths"]])
+    labels = _labels(photos)
     flipped = _row(photos, "cat-crop.png")
     labels[flipped] = CLASSES.index("dog")  # the GLM's mistake
     near = neighbour_label_probabilities(emb.own, labels, probs.shape[1], k=5)
     assert near.shape == probs.shape and np.allclose(near.sum(1), 1)
     assert near[flipped, CLASSES.index("cat")] > 0.5  # its copies say cat
-    scores = label_quality_scores(labels, probs, mirror_probs, near)
+    scores = label_quality_scores(labels, probs, mirror_probs, neighbours=near)
     assert suspects_first(scores)[0] == flipped and scores.min() >= 0 and scores.max() <= 1
-    # an LLM that answered dog for it too lifts its score, one that answered cat lowers it
+    # an LLM that answered cat for it lowers its score; one that answered dog would lift it
     llm = np.full(len(labels), -1)
     llm[flipped] = CLASSES.index("cat")
-    assert label_quality_scores(labels, probs, mirror_probs, near, llm)[flipped] < scores[flipped]
+    assert label_quality_scores(labels, probs, mirror_probs, neighbours=near, llm=llm)[flipped] < scores[flipped]
+    llm[flipped] = CLASSES.index("dog")
+    assert label_quality_scores(labels, probs, mirror_probs, neighbours=near, llm=llm)[flipped] > scores[flipped]
+    # the whole review from features: the served model's probabilities, the set's own probe, two passes
+    rows = photos["rows"]
+    d = rows.shape[1] // 2
+    scores = review_scores(rows[:, :d], rows[:, d:], labels, probs, mirror_probs, cs=(1.0,))
+    assert suspects_first(scores)[0] == flipped
 
 
 def test_out_of_fold_probabilities_of_a_training_set(photos):
     rows = photos["rows"]
     d = rows.shape[1] // 2
-    labels = np.array([CLASSES.index("cat") if "cat" in p or "chelsea" in p else CLASSES.index("dog")
-                       if "dog" in p else -1 for p in photos["paths"]])  # the other examples as "none"
+    labels = np.where(np.isin(_labels(photos), [CLASSES.index("cat"), CLASSES.index("dog")]), _labels(photos), -1)
+    flipped = _row(photos, "dog-jpeg.png")
+    labels[flipped] = CLASSES.index("cat")
     c, probs, mirror_probs = out_of_fold(rows[:, :d], labels, rows[:, d:], cs=(1.0,), folds=3)
     assert c == 1.0 and probs.shape == mirror_probs.shape == (len(labels), len(CLASSES) + 1)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-6)
-    scores = label_quality_scores(np.where(labels < 0, len(CLASSES), labels), probs, mirror_probs)
-    assert scores.shape == (len(labels),)
+    # its copies, labelled dog in other folds, outvote its own label
+    assert probs[flipped, CLASSES.index("dog")] > probs[flipped, CLASSES.index("cat")]
+    # left out of the fits, it is scored by a probe fitted on all the others, which never saw it
+    leave_out = np.zeros(len(labels), bool)
+    leave_out[flipped] = True
+    _, again, _ = out_of_fold(rows[:, :d], labels, rows[:, d:], cs=(1.0,), folds=3, leave_out=leave_out)
+    assert again[flipped, CLASSES.index("dog")] > 0.5
+    scores = review_scores(rows[:, :d], rows[:, d:], np.where(labels < 0, len(CLASSES), labels), cs=(1.0,))
+    assert suspects_first(scores)[0] == flipped

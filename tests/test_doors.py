@@ -34,6 +34,7 @@ def prepare(data):
     (data / "datasets" / "deep" / "results.json").write_text("[" * 200_000 + "]" * 200_000)
     (data / "runs" / "r1").mkdir(parents=True)
     (data / "runs" / "r1" / "train.log").write_text("secret log")
+    (data / "runs" / "r1" / "status.json").write_text('{"state": "failed", "progress": 1.0}')  # listed, ended
     (data / "exports").mkdir()
     (data / "exports" / "results.json").write_text("{}")
 
@@ -79,8 +80,9 @@ def test_no_file_under_data_dir_is_served_and_no_server_path_is_given_away(guard
     assert str(data.resolve()) not in config and str(data) not in config
     assert "datasets/flat" in config  # the data sets are listed by name
     assert "served by LiteRT" in config  # the Classify tab's model line names the engine
-    # the page says what is open, in both languages (the password is set here: only looking is open)
-    assert "Classifying and looking are open to all" in config and "分类和浏览对所有人开放" in config
+    # the page says what is open, in both languages (the password is set here: only classifying is open)
+    assert "Classifying is open to all; seeing a data set's photos" in config
+    assert "分类对所有人开放；查看数据集的照片" in config
 
 
 def test_export_evaluate_import_and_training_need_the_password_and_write_nothing(guarded):
@@ -317,3 +319,89 @@ def test_a_data_sets_reviewed_labels_export_needs_the_password_and_holds_only_it
     assert sorted(zipfile.ZipFile(folder_zip).namelist()) == ["cat/0.jpg", "cat/1.jpg", "cat/2.jpg"]
     hf = zipfile.ZipFile(next(f for f in files if f.endswith("-datasets.zip"))).namelist()
     assert sorted(n.split("/", 1)[1] for n in hf if not n.endswith("/")) == ["0.jpg", "1.jpg", "2.jpg", "metadata.csv"]
+
+
+def raw_join(url, event, data, session, event_data=None):
+    """What the page sends for ``event`` (an api_name of the config, whatever the event's API visibility), by its
+    fn_index, in ``session``: ``(status, text)``, the join's refusal, or, once in, every message its stream sent."""
+    config = json.loads(get(url + "config")[1])
+    fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == event)
+    body = json.dumps({"data": data, "fn_index": fn_index, "session_hash": session, "event_data": event_data})
+    request = urllib.request.Request(url + "gradio_api/queue/join", body.encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            event_id = json.loads(r.read())["event_id"]
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    said = []
+    with urllib.request.urlopen(f"{url}gradio_api/queue/data?session_hash={session}", timeout=600) as stream:
+        for line in stream:
+            if line.startswith(b"data:") and (message := json.loads(line[5:])).get("event_id") == event_id:
+                said.append(json.dumps(message, ensure_ascii=False))
+                if message.get("msg") == "process_completed":
+                    break
+    return 200, "\n".join(said)
+
+
+FILE_URL = "gradio_api/file="  # how an answer hands out a picture or a download
+SEE = "Seeing a data set's photos and their names needs the admin password"
+
+
+def refused_at_door(answer, why=SEE):
+    status, text = answer
+    return status == 422 and why in text and FILE_URL not in text
+
+
+def answered(answer):
+    status, text = answer
+    return status == 200 and '"success": true' in text
+
+
+def test_views_of_a_data_sets_photos_and_names_need_the_password_even_by_fn_index(guarded):
+    """Each event that shows a data set's photos, their keys or a run's log, joined by fn_index as the page does
+    (an event's private API visibility does not stop that), is refused at the door without the password, with no
+    file to fetch, and answers with it."""
+    url, data, _ = guarded
+    client = Client(url, verbose=False)
+    client.predict("ann", PW, *FILTERS, api_name="/review_start")
+    for folder in ("datasets/flat", "datasets/demo"):  # photos the model agrees with: the bulk sample holds some
+        client.predict(PW, folder, api_name="/import")
+    # the bulk-accept sample: 16 thumbnails of the queue
+    assert refused_at_door(raw_join(url, "on_preview", ["", 0.5], "nopw00001"))
+    assert refused_at_door(raw_join(url, "on_preview", ["wrong", 0.5], "nopw00002"))
+    status, text = raw_join(url, "on_preview", [PW, 0.5], "withpw0001")
+    assert answered((status, text)) and FILE_URL in text, text[:300]
+    # the audit's estimate names the photos reviewers disagreed on
+    assert refused_at_door(raw_join(url, "audit_estimate", ["", "datasets/flat", 1.0], "nopw00003"))
+    status, text = raw_join(url, "audit_estimate", [PW, "datasets/flat", 1.0], "withpw0002")
+    assert answered((status, text)) and "No audit drawn for this data set yet." in text, text[:300]
+    # the open queue's photo: on a change of filters, and where the model looked in it
+    queue = "queue00001"
+    status, text = raw_join(url, "review_start", ["eve", PW, "all", "all", "all", False, "suspicion", None], queue)
+    assert answered((status, text)) and FILE_URL in text, text[:300]
+    assert refused_at_door(raw_join(url, "on_filters", [None, "", "all", "all", "all", False, "key"], queue))
+    status, text = raw_join(url, "on_filters", [None, PW, "all", "all", "all", False, "key"], queue)
+    assert answered((status, text)) and FILE_URL in text, text[:300]
+    assert refused_at_door(raw_join(url, "on_heat", [None, ""], queue))
+    status, text = raw_join(url, "on_heat", [None, PW], queue)
+    assert answered((status, text)) and FILE_URL in text, text[:300]
+    # no queue open: changing the filters shows nothing, and is not refused
+    status, text = raw_join(url, "on_filters", [None, "", "all", "all", "all", False, "key"], "noqueue001")
+    assert answered((status, text)) and FILE_URL not in text, text[:300]
+    # a confusion cell's photos, with their keys, in the Evaluate tab
+    evaluated = "evaluated1"
+    status, text = raw_join(url, "evaluate", [PW, "default", "datasets/flat", 0, False, "file"], evaluated)
+    assert answered((status, text)), text[:300]
+    counts = json.loads(text.splitlines()[-1])["output"]["data"][3]["data"]
+    cat = next(i for i, row in enumerate(counts) if row[0].startswith("cat"))
+    cell = {"index": [cat, cat + 1], "value": counts[cat][cat + 1]}
+    assert refused_at_door(raw_join(url, "on_select", [None, ""], evaluated, cell))
+    status, text = raw_join(url, "on_select", [None, PW], evaluated, cell)
+    assert answered((status, text)) and FILE_URL in text and " · cat " in text, text[:300]
+    # a training run's log (it names the photos it could not read), the latest and one picked
+    runs = "Seeing a training run needs the admin password"
+    for event, values in (("train_watch", []), ("on_show", ["r1"])):
+        status, text = raw_join(url, event, ["", *values], "nopw00004")
+        assert refused_at_door((status, text), runs) and "secret log" not in text, (event, text[:300])
+        status, text = raw_join(url, event, [PW, *values], "withpw0003")
+        assert answered((status, text)) and "secret log" in text, (event, text[:300])

@@ -23,12 +23,15 @@ def app(tmp_path_factory):
     proc.wait(30)
 
 
+ESTIMATE = [None, None, 0]  # /audit_estimate's values: a password (none is set here), no data set, a target
+
+
 async def burst(url: str, fn_index: int, n: int) -> list[httpx.Response]:
     """``n`` joins of one event under one session, all sent at once."""
     async with httpx.AsyncClient(timeout=60) as client:
         return await asyncio.gather(*(
             client.post(url + "gradio_api/queue/join",
-                        json={"data": [None, 0], "fn_index": fn_index, "session_hash": "flood12345"})
+                        json={"data": ESTIMATE, "fn_index": fn_index, "session_hash": "flood12345"})
             for _ in range(n)))
 
 
@@ -41,15 +44,15 @@ def test_one_session_beyond_its_share_gets_429_while_another_session_classifies(
     refused = next(r for r in answers if r.status_code == 429)
     assert "Too many requests" in refused.json()["detail"] and refused.headers["retry-after"]
     chinese = httpx.post(url + "gradio_api/queue/join", headers={"Accept-Language": "zh-CN"},
-                         json={"data": [None, 0], "fn_index": estimate, "session_hash": "flood12345"})
+                         json={"data": ESTIMATE, "fn_index": estimate, "session_hash": "flood12345"})
     assert chinese.status_code == 429 and "请求太多" in chinese.json()["detail"]
     # the REST route (/call/) is the same share: the same session, the same refusal
-    call = httpx.post(url + "gradio_api/call/audit_estimate", json={"data": [None, 0], "session_hash": "flood12345"})
+    call = httpx.post(url + "gradio_api/call/audit_estimate", json={"data": ESTIMATE, "session_hash": "flood12345"})
     assert call.status_code == 429
     # and REST calls with no session at all are one client (their address): Gradio files each under its own id
     async def rest_burst():
         async with httpx.AsyncClient(timeout=60) as client:
-            return await asyncio.gather(*(client.post(url + "gradio_api/call/audit_estimate", json={"data": [None, 0]})
+            return await asyncio.gather(*(client.post(url + "gradio_api/call/audit_estimate", json={"data": ESTIMATE})
                                           for _ in range(MAX_PENDING + 4)))
     assert sorted(r.status_code for r in asyncio.run(rest_burst())) == [200] * MAX_PENDING + [429] * 4
     # another session is not held back

@@ -114,7 +114,7 @@ class Events:
         api = self.url + "gradio_api/"
         if route == "join":
             session = self.session or os.urandom(6).hex()
-            r = self.http.post(api + "queue/join", json={**body, "fn_index": fn_index, "session_hash": session})
+            r = self.post(api + "queue/join", {**body, "fn_index": fn_index, "session_hash": session})
             if r.status_code != 200:
                 return f"{r.status_code} {r.text}"
             with self.http.stream("GET", api + "queue/data", params={"session_hash": session}) as s:
@@ -124,12 +124,16 @@ class Events:
                         return f"done {out.get('success')} {json.dumps(out.get('output'))}"
             return "no reply"
         if route == "call":
-            r = self.http.post(api + f"call/{api_name}", json=body)
+            r = self.post(api + f"call/{api_name}", body)
             if r.status_code != 200:
                 return f"{r.status_code} {r.text}"
             return self.http.get(api + f"call/{api_name}/{r.json()['event_id']}").text
-        r = self.http.post(api + f"{route}/{api_name}", json=body)
+        r = self.post(api + f"{route}/{api_name}", body)
         return f"{r.status_code} {r.text}"
+
+    def post(self, url, body):
+        """POST ``body`` as JSON, escaped as JSON allows (a lone surrogate is a valid ``\\ud800`` there)."""
+        return self.http.post(url, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
 
 
 def normal(reply: str, path: str) -> str:
@@ -152,7 +156,7 @@ def served(request, tmp_path_factory):
     (cache / "fifo0").mkdir()
     os.mkfifo(cache / "fifo0" / "0.jpg")
     with httpx.Client(timeout=30) as http:
-        yield proc, url, data, cache, http
+        yield proc, url, data, cache, http, tmp / "app.log", request.param
     proc.terminate()
     proc.wait(30)
 
@@ -180,7 +184,7 @@ def cases(data, cache):
 
 
 def test_no_shape_reads_a_server_file_or_tells_whether_one_exists(served):
-    proc, url, data, cache, http = served
+    proc, url, data, cache, http, *_ = served
     for app in ("", "tools/"):
         events = Events(http, url + app)
         assert len(events.events) >= (2 if app else 5), events.events  # classify, heatmap, uploads; tools' two
@@ -198,7 +202,7 @@ def test_no_shape_reads_a_server_file_or_tells_whether_one_exists(served):
 
 
 def test_dev_zero_in_every_shape_leaves_memory_alone(served):
-    proc, url, _, _, http = served
+    proc, url, _, _, http, *_ = served
 
     def every_shape(path):
         for app in ("", "tools/"):
@@ -218,7 +222,7 @@ def test_dev_zero_in_every_shape_leaves_memory_alone(served):
 
 def test_a_real_upload_is_taken_in_any_shape(served):
     """The refusals come from the rule, not from a broken input: the same shapes around an uploaded file work."""
-    _, url, _, _, http = served
+    _, url, _, _, http, *_ = served
     for app in ("", "tools/"):
         with open(EXAMPLES / "cat.jpg", "rb") as f:
             path = http.post(url + app + "gradio_api/upload", files={"files": ("cat.jpg", f, "image/jpeg")}).json()[0]
@@ -227,3 +231,37 @@ def test_a_real_upload_is_taken_in_any_shape(served):
         for name in ("full", "without meta", "only path", "type space", "meta {}"):
             said = events.call(classify, dict(shapes(path))[name], "join")
             assert "cat" in said and "done True" in said, (app, name, said[:300])
+
+
+def test_hostile_requests_get_short_refusals_in_one_log_line(served):
+    """What the attack on the file rule tried besides shapes: a URL to fetch, a path too long to resolve cheaply, a
+    lone surrogate, JSON nested past any use, a value echoed back whole; and with the door, a chunked upload that
+    would pass the disk check unsized, Gradio's monitoring routes and a queued event run around its queue."""
+    proc, url, _, _, http, log, door = served
+    events = Events(http, url)
+    classify = next(e for e in events.events if e[1] == "classify")
+    lines = len(log.read_text().splitlines())
+    for path in ("https://example.com/cat.jpg", "a/" * 30_000 + "x.jpg", "\ud800.jpg"):
+        start = time.perf_counter()
+        said = events.call(classify, {**BASE, "path": path}, "join")
+        assert "confidences" not in said and time.perf_counter() - start < 5, (path[:40], said[:200])
+    nested = b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b', "fn_index": 1, "session_hash": "deep"}'
+    r = http.post(url + "gradio_api/queue/join", content=nested, headers={"content-type": "application/json"})
+    assert r.status_code >= 400 and len(r.content) < 2000
+    r = http.post(url + "gradio_api/queue/join", json={"data": [], "fn_index": "A" * 100_000, "session_hash": "x"})
+    assert r.status_code >= 400 and len(r.content) < (2000 if door else 200_000)
+    time.sleep(0.5)
+    written = log.read_text().splitlines()[lines:]
+    assert not any("Traceback" in line for line in written), written[:20]
+    if door:  # the door's own rules
+        assert len(written) <= 8, written
+        chunks = (part for part in [b"--x\r\n", b"x" * 1000, b"\r\n--x--\r\n"])
+        r = http.post(url + "gradio_api/upload", content=chunks,
+                      headers={"content-type": "multipart/form-data; boundary=x"})
+        assert r.status_code == 411
+        assert http.get(url + "monitoring/summary").status_code == 404
+        with open(EXAMPLES / "cat.jpg", "rb") as f:
+            path = http.post(url + "gradio_api/upload", files={"files": ("cat.jpg", f, "image/jpeg")}).json()[0]
+        r = http.post(url + "gradio_api/run/classify", json={"data": [{**BASE, "path": path}, 3, None]})
+        assert r.status_code == 405 and "queue" in r.text  # a queued event runs within its queue's limits only
+    assert proc.poll() is None and http.get(url + "config").status_code == 200

@@ -65,3 +65,38 @@ def test_explain_lays_the_top_class_heat_over_the_photo_in_its_own_shape(explain
     assert abs(picture.size[0] / picture.size[1] - photo.size[0] / photo.size[1]) < 0.02
     flat = overlay(np.full((10, 10, 3), 100.0), np.zeros((3, 3)))  # no heat: the photo is left as it is
     assert np.asarray(flat).max() == 100
+
+
+def test_grad_cam_is_warmed_in_the_background_after_the_first_answer(tmp_path, monkeypatch):
+    """The served app loads Grad-CAM as it starts (``app.make_server(warm=True)``, what ``python app.py`` runs), but
+    only once the first answer has left or after a wait: the first heatmap asked for is then as quick as the next,
+    and the first answer is not slowed by TensorFlow's import."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    import app
+    from classifier.serving import ModelSlot
+    from settings import Settings
+    from studio.classify import classify_image
+
+    slot = ModelSlot(None)
+    warming = slot.warm(wait=60)
+    time.sleep(0.5)
+    assert warming.is_alive() and slot._explainer == (None, None)  # waits for the first answer
+    monkeypatch.setattr("studio.classify.upload_path", lambda image, lang, mb: image)  # a photo of the app's own
+    classify_image(slot, str(EXAMPLES / "cat.jpg"))
+    warming.join(120)
+    path, explainer = slot._explainer
+    assert path == slot.get().path and explainer._explain.experimental_get_tracing_count() == 1  # loaded, traced
+    assert slot.explainer() is explainer and slot.explainer().explain(EXAMPLES / "cat.jpg")[1] == "cat"
+
+    asked = []
+    monkeypatch.setattr(ModelSlot, "warm", lambda self, wait=0: asked.append(wait))
+    settings = Settings(data_dir=tmp_path, data_roots=(tmp_path / "datasets",))
+    with TestClient(app.make_server(settings, warm=True)):
+        pass
+    with TestClient(app.make_server(settings)):  # what the tests build: no TensorFlow in the background
+        pass
+    assert asked == [app.WARM_AFTER]
+    assert Settings.from_env({}).warm_grad_cam and not Settings.from_env({"GRAD_CAM_WARM": "0"}).warm_grad_cam

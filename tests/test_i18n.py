@@ -26,7 +26,8 @@ def test_every_key_used_is_defined_in_both_languages_and_every_key_is_used():
     # and so does a key of a family the code builds (f"status_{s}"), whose members are checked below
     named = set(re.findall(r'"([a-z0-9_]+)"', code))
     families = tuple(set(re.findall(r'f"([a-z0-9_]+_)\{', code)))
-    assert not {k for k in set(strings["en"]) - named if not k.startswith(families)}, \
+    gradios = {k for k in strings["en"] if "." in k}  # Gradio's own words, which its page asks the catalog for
+    assert not {k for k in set(strings["en"]) - named - gradios if not k.startswith(families)}, \
         sorted(set(strings["en"]) - named)
     # the Chinese side is Chinese: at least one CJK character in each string that has words
     english_only = [k for k, v in strings["zh"].items() if re.search("[A-Za-z]{3}", v)
@@ -43,7 +44,8 @@ def test_every_member_of_a_key_family_is_defined():
 
     strings = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))["en"]
     wanted = [f"status_{s}" for s in STATUSES] + [f"sort_{s.replace(' ', '_')}" for s in SORTS]
-    wanted += [f"col_{c}" for c in (*IMPACT_COLUMNS, *PER_CLASS_COLUMNS, "class_test", "class_val")]
+    wanted += [f"col_{c}" for c in (*IMPACT_COLUMNS, *PER_CLASS_COLUMNS, "class_test", "class_val",
+                                    "class_out_of_fold")]
     wanted += [f"source_{s}" for s in (*SOURCES, "nobody")] + [f"field_{n}" for n in LIMITS if n != "views"]
     wanted += [f"state_{s}" for s in ("starting", "running", "done", "failed", "cancelled")]
     wanted += [f"filter_{s}" for s in ("none", "other")] + [f"tr_on_{s}" for s in ("test", "val", "held_out")]
@@ -65,3 +67,22 @@ def test_figures_draw_chinese_with_a_real_font_not_boxes(tmp_path):
     missing = [str(w.message) for w in caught if "missing from" in str(w.message)]
     assert (tmp_path / "m.png").stat().st_size > 10_000 and not missing, \
         f"no CJK font: install fonts-noto-cjk ({missing[:1]})"
+
+
+def test_gradios_own_words_have_the_pages_language():
+    """Gradio's page asks its catalog for keys its Chinese catalog lacks (``common.complete``, said once an event
+    is done; ``status.queue_position``...): the app's catalog has them, each a key Gradio's page does ask for; the
+    few words Gradio writes with no key (``processing |``) are put in the page's words by assets/language.js."""
+    from pathlib import Path
+
+    import gradio
+
+    strings = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))
+    frontend = "\n".join(p.read_text(errors="replace") for p in
+                         (Path(gradio.__file__).parent / "templates" / "frontend" / "assets").glob("*.js"))
+    gradios = {k for k in strings["en"] if "." in k}
+    assert {"common.complete", "status.queue_position"} <= gradios
+    assert all(f"i18n(`{k}`" in frontend for k in gradios), [k for k in gradios if f"i18n(`{k}`" not in frontend]
+    assert "`processing |`" in frontend and "queue: ${" in frontend  # the words language.js translates
+    script = (ROOT / "assets" / "language.js").read_text()
+    assert "processing \\|" in script and "queue: " in script and "studioGradioWords" in script

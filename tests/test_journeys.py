@@ -311,6 +311,31 @@ def test_the_whole_app_in_chinese(page, tmp_path):
         proc.wait(30)
 
 
+# what a page shows of Gradio's own status words, read every 20 ms (a status word lasts a second or less)
+SEEN = """window.studioSeen = new Set();
+setInterval(() => { for (const m of (document.body?.innerText || "").matchAll(
+    /processing[^\\n]{0,8}|queue: [^\\n]{0,8}|In queue[^\\n]{0,8}|\\b(?:common|status)\\.[a-z_]+/g))
+    window.studioSeen.add(m[0]); }, 20);"""
+
+
+@pytest.mark.parametrize("page", ["zh-CN"], indirect=True)
+def test_gradios_own_words_are_the_pages_language(app, page):
+    """On a Chinese page, what Gradio itself says while an event runs and once it is done is Chinese: no English
+    "processing |" and no raw catalog key (``common.complete``); the Train tab, before any run, shows no English
+    word (its backbone by name: EfficientNet-Lite2)."""
+    page.add_init_script(SEEN)
+    page.goto(app[0])
+    page.set_input_files("input[type=file]", str(EXAMPLES / "elephant.jpg"))
+    page.get_by_text("毫秒").first.wait_for(timeout=30_000)
+    page.locator("#cl-explain input").check()  # a longer event: where the model looked
+    page.locator("#cl-heat img").first.wait_for(timeout=60_000)
+    time.sleep(1.5)  # "done" is said once the events are over
+    assert page.evaluate("[...window.studioSeen]") == []
+    page.get_by_role("tab", name="训练").click()
+    page.get_by_text("EfficientNet-Lite2 是当前默认模型的骨干网络").first.wait_for(timeout=10_000)
+    assert english_words(page) == []
+
+
 def test_the_language_switch_reloads_the_page_in_chinese_and_the_server_answers_in_it(app, page):
     page.goto(app[0])  # an English browser
     page.get_by_role("tab", name="Classify").wait_for(timeout=30_000)

@@ -128,6 +128,10 @@ def test_a_linear_head_run_is_a_probe_calibrated_out_of_fold_that_folds_none_awa
     # --keep: the finished run copied whole to a bucket, and the compact model brings its report and .tflite
     assert (tmp_path / "kept" / "run" / ".complete").exists() and (tmp_path / "kept" / "run" / "model.keras").exists()
     assert (tmp_path / "out_of_fold.json").exists() and list(tmp_path.glob("model-*.float16.tflite"))
+    from training.config import recipe_of  # and its recipe: a run from it trains as this one did
+
+    assert (recipe_of(tmp_path / "model.npz").views, recipe_of(tmp_path / "model.npz").size) == (1, 160)
+    assert (run / "out_of_fold_matrix.png").stat().st_size > 10_000  # what the Train tab shows of it
 
 
 def test_the_linear_head_is_the_fitted_pipeline_with_its_temperature_folded_in():
@@ -305,7 +309,8 @@ def test_train_tab_streams_progress_then_serves_the_model(tiny_data, tiny_none, 
         final = job.outputs()[-1]
         assert "· done ·" in final[0] and final[3] and final[3].endswith(".png")  # confusion matrix at the end
         assert str(data.resolve()) not in final[3]  # a copy in Gradio's cache, not the run's file
-        assert "Accuracy on the validation photos" in final[0]
+        # the tab's default, the served model's recipe: a probe of every photo, measured by its cross-validation
+        assert "Accuracy on the held-out photos" in final[0] and "class (cross-validated)" in final[4]["headers"]
         run_name = next((data / "runs").iterdir()).name
         assert run_name in final[0]
         with pytest.raises(Exception, match="A run is going|No run is going"):
@@ -457,22 +462,47 @@ def test_the_cli_and_the_tab_take_their_defaults_from_one_config():
     assert config_from(parse_args(started.to_argv())) == dataclasses.replace(started, policies=cfg.policies)
 
 
-def test_the_train_tab_shows_the_quick_preset_of_the_one_config(tmp_path):
+def test_the_train_tab_starts_on_exactly_the_served_models_recipe(tmp_path):
+    """The tab's fields and the run it starts are the served model's recipe: the config.json its run wrote beside it
+    (the default's: a probe at 384 px, no validation share, no augmented views, as its card says), not the config's
+    defaults (a 15% validation share and 2 views); the backbone is shown by its name."""
+    import dataclasses
+    import re
+    import shlex
+
     import gradio as gr
 
+    from classifier.modelfile import DEFAULT_MODEL, model_meta
     from settings import Settings
     from studio.train import settings_panel
-    from training.config import QUICK
+    from training.__main__ import parse_args
+    from training.config import GIVEN, QUICK, TrainConfig, config_from, recipe_of
     from training.runs import RunStore
 
-    settings = Settings(data_dir=tmp_path)
+    recipe = recipe_of(DEFAULT_MODEL)
+    card = re.search(r"\(python -m training ([^)]*)\)", model_meta(DEFAULT_MODEL)["recipe"]).group(1)
+    said = config_from(parse_args(["--data", "d", "--out", "o", *shlex.split(card)]))
+    assert (recipe.head, recipe.size, recipe.val_split, recipe.views) == (said.head, said.size, said.val_split,
+                                                                           said.views) == ("linear", 384, 0, 0)
+    settings = Settings(data_dir=tmp_path, data_roots=(tmp_path / "datasets",))
+    (tmp_path / "datasets" / "pets" / "cat").mkdir(parents=True)
     ui = __import__("types").SimpleNamespace()
+    store = RunStore(settings)
     with gr.Blocks():
-        settings_panel(ui, settings, RunStore(settings))
-    assert (ui.epochs_head.value, ui.epochs_finetune.value, ui.unfreeze.value) == \
-        (QUICK.epochs_head, QUICK.epochs_finetune, QUICK.unfreeze_blocks)
-    assert ui.backbone.value == "efficientnet_lite2"  # the served default's backbone, with why in its info line
-    assert (ui.head.value, ui.size.value) == ("linear", 384)  # and its recipe: a probe at 384 px
+        settings_panel(ui, settings, store)
+    assert ("EfficientNet-Lite2", "efficientnet_lite2") in ui.backbone.choices
+    shown = (ui.backbone.value, ui.head.value, ui.size.value, ui.epochs_head.value, ui.epochs_finetune.value,
+             ui.unfreeze.value)
+    assert shown == (recipe.backbone, recipe.head, recipe.size, recipe.epochs_head, recipe.epochs_finetune,
+                     recipe.unfreeze_blocks)
+    _, argv = store.plan("datasets/pets", *shown[:1], *shown[3:], head=shown[1], size=shown[2])
+    started = config_from(parse_args(argv))
+    kept = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in GIVEN]
+    assert {k: getattr(started, k) for k in kept} == {k: getattr(recipe, k) for k in kept}
+    # a model with no recipe beside it: the quick preset, on its card's backbone, head and size
+    brought = tmp_path / "brought.npz"
+    brought.write_bytes(DEFAULT_MODEL.read_bytes())
+    assert recipe_of(brought) == dataclasses.replace(QUICK, backbone="efficientnet_lite2", head="linear", size=384)
 
 
 def test_split_file_that_is_not_one_is_refused(tmp_path):

@@ -3,7 +3,7 @@
     python tools/make_training_index.py [--model assets/model/default.npz] [--data ../shared/data/animals]
         [--none ../shared/data/none] [--exclude assets/model/exclude.txt] [--split FILE] [--cache FILE]
 
-The photos are those the model was trained on, as its card says: for the shipped default (README, "Model card"),
+The photos are those the model was trained on, as its card says: for the shipped default (docs/model-card.md),
 every photo of ``shared/data/animals`` but ``exclude.txt`` (3,485) and every photo of ``shared/data/none``
 (1,866), the recipe's ``--val-split 0``. With ``--split``, only the photos that file puts in ``train`` (and
 ``val``: a run calibrates on them too). The count is checked against the card's (``out_of_fold.json``'s

@@ -13,7 +13,7 @@ model's own out-of-fold report (``assets/model/out_of_fold.json``) without the a
 
 NAME is one of :data:`SHOTS`' keys (a tab's name makes both languages). Partial runs update their entries in
 ``figures.json`` and keep the others; ``tests/test_docs.py`` fails once the served default's hash differs from any
-entry's, so a new default model means running this again (about 10 minutes on two busy cores).
+entry's, so a new default model means running this again (3 minutes on two busy cores).
 """
 
 import argparse
@@ -174,15 +174,18 @@ def settle(page, seconds=1.0):
 def shoot(page, path, top=None, bottom=None, pad=12):
     """A picture of the page from ``top``'s top (else the page's) to ``bottom``'s bottom (else the viewport's)."""
     settle(page)
+    # no toasts ("Imported 100 images" and the like) over the page
+    page.add_style_tag(content=".toast-body, .toast-messages {display: none !important}")
     page.mouse.move(1, 1)  # no hover highlight
 
-    def find(where):  # a selector, or a locator
-        return page.locator(where).first if isinstance(where, str) else where
+    def box(where):  # a selector, or a locator: its box on the page (bounding_box is the viewport's)
+        found = (page.locator(where).first if isinstance(where, str) else where).bounding_box()
+        return {**found, "y": found["y"] + page.evaluate("window.scrollY")}
 
-    y0 = max(0, find(top).bounding_box()["y"] - pad) if top else 0
+    y0 = max(0, box(top)["y"] - pad) if top else 0
     if bottom:
-        box = find(bottom).bounding_box()
-        y1 = box["y"] + box["height"] + pad
+        end = box(bottom)
+        y1 = end["y"] + end["height"] + pad
     else:
         y1 = y0 + page.viewport_size["height"]
     height = page.evaluate("document.documentElement.scrollHeight")
@@ -256,19 +259,27 @@ def audit(page, lang, out):
     page.locator("#rv-audit-draw").click()
     page.get_by_text(fixed(lang, "rv_audit_drawn")).first.wait_for()
     pick(page, say(lang, "rv_status"), say(lang, "status_audit"))
-    page.get_by_text(fixed(lang, "rv_audit_blind")).first.wait_for()
-    for _ in range(12):
-        if fixed(lang, "rv_audit_blind") not in page.locator("#review-panel").inner_text():
-            break
-        photo = page.locator("#review-panel img").first.get_attribute("src")
-        key = blind_key(page, photo, true)
-        page.locator(f"#rv-class-{KEYS[true[key]]}").click()
-        page.wait_for_function("(s) => { const i = document.querySelector('#review-panel img'); "
-                               "return !i || i.getAttribute('src') !== s; }", arg=photo)
+    # a fresh session: the queue skips the photos this session has shown, and one of them may be in the audit
+    page.get_by_role("button", name=say(lang, "rv_start")).click()
+    time.sleep(1)
+    label_blind(page, lang, true)
+    pick(page, say(lang, "rv_status"), say(lang, "status_unreviewed"))
     page.locator("#rv-audit-estimate").click()
     page.get_by_text(fixed(lang, "rv_audit_line")).first.wait_for()
-    pick(page, say(lang, "rv_status"), say(lang, "status_unreviewed"))
-    shoot(page, out, top="#rv-audit-draw", bottom="#rv-audit-line", pad=150)
+    shoot(page, out, top=page.get_by_role("button", name=say(lang, "rv_audit")), bottom="#rv-audit-line")
+
+
+def label_blind(page, lang, true):
+    """Label the audit photos the queue offers by their true class, until none is left for this reviewer."""
+    for _ in range(24):
+        text = page.locator("#review-panel").inner_text()
+        if fixed(lang, "rv_audit_blind") not in text:
+            break
+        key = blind_key(page, page.locator("#review-panel img").first.get_attribute("src"), true)
+        page.locator(f"#rv-class-{KEYS[true[key]]}").click()
+        # the panel changes: "N audit photos left for you" counts down, or the queue is done
+        page.wait_for_function("(t) => document.querySelector('#review-panel').innerText !== t", arg=text)
+        settle(page, 0.3)
 
 
 _PIXELS = {}
@@ -378,8 +389,9 @@ def llm_journey(page, url, unsure_out, scorecard_out):
     page.get_by_role("button", name=say(lang, "rv_compute")).click()
     page.wait_for_function("() => (document.querySelector('#rv-scorecard') || {}).innerText?.includes('glm-')")
     page.get_by_text(fixed(lang, "rv_llm_confusion")).first.wait_for()
-    shoot(page, scorecard_out, top=page.get_by_role("button", name=say(lang, "rv_compute")),
-          bottom=page.locator("[role=tabpanel]:visible table").last)
+    shoot(page, scorecard_out, top=page.get_by_role("button", name=say(lang, "rv_impact")),
+          bottom=page.locator("[role=tabpanel]:visible table").last.locator(
+              "xpath=ancestor::div[contains(concat(' ', @class, ' '), ' block ')][1]"), pad=16)
 
 
 # -- the model card's figure (no app) ----------------------------------------------------------------------------
@@ -422,9 +434,8 @@ def main(argv=None):
 
     def file(name, lang="en"):
         path = out / SHOTS[name][0].format(lang=lang)
-        command = COMMAND + (f" --only {name}" if name in LLM + EN_ONLY + ("model-card",) else "")
-        made[rel(path)] = (SHOTS[name][1] + ("" if name not in TABS else f" ({lang})"),
-                                             command)
+        command = f"{COMMAND} --only {name}" + (f" --lang {lang}" if name in TABS else "")
+        made[rel(path)] = (SHOTS[name][1] + (f" ({lang})" if name in TABS else ""), command)
         return path
 
     if "model-card" in wanted:

@@ -47,6 +47,7 @@ def main(argv=None):
         model, meta = load_model(run_dir / layout.MODEL)
         stored = save_compact(model, args.compact, meta, dtype=args.compact_dtype)
         shutil.copy(calibration_path(run_dir / layout.MODEL), calibration_path(args.compact))  # its threshold too
+        shutil.copy(run_dir / layout.CONFIG, calibration_path(args.compact).with_name(layout.CONFIG))  # its recipe
         if meta.get("report"):  # the report its card's figures come from
             shutil.copy(run_dir / meta["report"], calibration_path(args.compact).with_name(meta["report"]))
         served = bring_tflite(args.compact)

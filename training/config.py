@@ -9,11 +9,15 @@ pipeline takes the config itself; the Train tab's runs start ``python -m trainin
 
 import argparse
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from classifier.backbones import BACKBONES, DEFAULT_BACKBONE
 from classifier.classes import CLASSES, to_class_id
+from classifier.modelfile import model_meta
 
+from . import layout
 from .limits import check_counts
 
 
@@ -38,7 +42,7 @@ class TrainConfig:
     out: str = setting("", "run folder (created)", required=True)
     backbone: str = setting(DEFAULT_BACKBONE, "default: %(default)s", choices=BACKBONES)
     size: int = setting(None, "input size in pixels (EfficientNet-Lite; default: the backbone's own, 224 for Lite0, "
-                              "260 for Lite2); a Lite2 probe gains 3 points of balanced accuracy from 260 to 384")
+                              "260 for Lite2); a Lite2 probe gains 1.7 points of balanced accuracy from 260 to 384")
     head: str = setting("dense", "dense: the original head, trained, then fine-tuned with the backbone's last blocks; "
                                  "linear: a linear probe of the frozen backbone (logistic regression on cached "
                                  "features, C chosen by cross-validation, calibrated out of fold; --none photos are "
@@ -123,7 +127,29 @@ class TrainConfig:
         return argv
 
 
-QUICK = dataclasses.replace(TrainConfig(), epochs_head=20, epochs_finetune=3)  # the Train tab's preset
+QUICK = dataclasses.replace(TrainConfig(), epochs_head=20, epochs_finetune=3)  # for a model with no recipe known
+# what a run is given rather than how it trains: not part of a recipe (the class multipliers and policies are not
+# flags a run started from the app sets: TrainConfig.to_argv)
+GIVEN = ("data", "none", "out", "val", "split", "exclude", "test", "labels", "data_labels", "teachers", "name",
+         "class_multipliers", "policies")
+
+
+def recipe_of(model_path) -> TrainConfig:
+    """How the model at ``model_path`` was trained, to start a new run on: the settings in the ``config.json`` its
+    run wrote beside it (:data:`layout.CONFIG`; ``python -m training --compact`` copies it beside a compact model, as
+    beside the default), less what a run is given (:data:`GIVEN`: its photos, folders, teachers, name). A model with
+    none (a file brought from elsewhere) gets :data:`QUICK` with the backbone, head and input size its card names."""
+    path = Path(model_path)
+    try:
+        written = json.loads(path.with_name(layout.CONFIG).read_text())
+    except (OSError, ValueError):
+        written = None
+    if isinstance(written, dict):
+        names = {f.name for f in dataclasses.fields(TrainConfig)} - set(GIVEN)
+        return dataclasses.replace(TrainConfig(), **{k: v for k, v in written.items() if k in names})
+    meta = model_meta(path) if path.exists() else {}
+    backbone = meta.get("backbone") if meta.get("backbone") in BACKBONES else DEFAULT_BACKBONE
+    return dataclasses.replace(QUICK, backbone=backbone, head=meta.get("head", "dense"), size=meta.get("size"))
 
 
 def add_flags(parser):

@@ -13,6 +13,7 @@ LOG = "train.log"  # the pipeline's log
 PROCESS_LOG = "process.log"  # the process's own output (what a crash printed)
 EVAL = "eval"  # eval/val/ and eval/test/: what ``python -m evaluation run`` writes, for each part
 OOF = "out_of_fold.json"  # a linear head's cross-validated report: balanced accuracy, per class, per source
+OOF_MATRIX = "out_of_fold_matrix.png"  # its confusion matrix (what the Train tab shows of a run with no held-out set)
 LABELS = "labels.json"  # the data set's reviewed labels the run trained on, when the label store knew the set
 
 STARTING, RUNNING, DONE, FAILED, CANCELLED = "starting", "running", "done", "failed", "cancelled"

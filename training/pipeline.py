@@ -351,6 +351,7 @@ def fit_linear(model, parts, augmenter, cfg, recorder, size):
     probabilities scored (per source, balanced accuracy first) and turned into the calibration, then one fit on every
     training row folded into the head's Dense layer. Returns ``(dropped, calibration)``."""
     from evaluation.metrics import evaluate, per_source
+    from evaluation.plots import both, save_report_matrix
 
     from . import probe
 
@@ -371,6 +372,8 @@ def fit_linear(model, parts, augmenter, cfg, recorder, size):
     report = {**evaluate(labels, predictions, ten / ten.sum(1, keepdims=True), n_boot=300), "probe_c": c,
               "per_source": per_source(labels, predictions, [it.get("source") for it in inset])}
     (recorder.dir / layout.OOF).write_text(json.dumps(report, indent=2, default=float))
+    save_report_matrix(report, f"{cfg.name or recorder.dir.name} · {both('fig_out_of_fold')}",
+                       recorder.dir / layout.OOF_MATRIX)
     recorder.log.info(f"out of fold: balanced accuracy {report['balanced_accuracy']:.4f}, accuracy "
                       f"{report['accuracy']:.4f} on {report['n_scored']} photos; "
                       + ", ".join(f"{s} {v['accuracy']:.3f}/{v['n_scored']}" for s, v in report["per_source"].items()))

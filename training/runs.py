@@ -4,6 +4,7 @@ the process, so a crash of either side never corrupts the other. No Gradio here:
 :class:`RunError`.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ from classifier import ASSETS
 from i18n import Message, say
 
 from . import layout
-from .config import TrainConfig
+from .config import TrainConfig, recipe_of
 from .limits import LIMITS, check_counts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +138,9 @@ class RunStore:
         :class:`RunError` in the tab's words). ``labels`` (``{key: label}``: the data set's reviewed labels,
         :func:`labeling.labelset.labels_of`) label the photos instead of the set's own file or folders; they are
         written into the run folder (:data:`layout.LABELS`). ``head="linear"`` is a probe of the frozen backbone at
-        input ``size`` (the epochs and blocks are not used; no teachers)."""
+        input ``size`` (the epochs and blocks are not used; no teachers). Every other setting is the served model's
+        recipe (:func:`training.config.recipe_of`: its validation share, augmented views...), as the tab shows it,
+        when the head is the recipe's; the config's defaults for the other head."""
         if head == "linear" and teachers:
             raise RunError("tr_err_linear_teachers")
         size = int(size) if size else None
@@ -166,10 +169,11 @@ class RunStore:
         run.mkdir(parents=True)
         if labels is not None:
             (run / layout.LABELS).write_text(json.dumps(labels, ensure_ascii=False))
-        config = TrainConfig(data=[str(folder)], out=str(run), backbone=backbone,
-                             epochs_head=int(epochs_head), epochs_finetune=int(epochs_finetune),
-                             unfreeze_blocks=int(unfreeze), head=head, size=size,
-                             data_labels=str(run / layout.LABELS) if labels is not None else None)
+        recipe = recipe_of(self.settings.model_path)
+        config = dataclasses.replace(recipe if recipe.head == head else TrainConfig(), data=[str(folder)],
+                                     out=str(run), backbone=backbone, epochs_head=int(epochs_head),
+                                     epochs_finetune=int(epochs_finetune), unfreeze_blocks=int(unfreeze), head=head,
+                                     size=size, data_labels=str(run / layout.LABELS) if labels is not None else None)
         return run, [*config.check().to_argv(), *extra]
 
     def cancel(self) -> Path:

@@ -9,6 +9,8 @@ import os
 
 # Keras is imported by the functions that build, not here: the app lists backbones without loading TensorFlow.
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "efficientnetv2b0")
+NAMES = {"efficientnet_lite0": "EfficientNet-Lite0", "efficientnet_lite2": "EfficientNet-Lite2",
+         "efficientnetv2b0": "EfficientNetV2-B0"}  # as people write them: what the app shows
 DEFAULT_BACKBONE = "efficientnet_lite0"
 V2B0_WEIGHTS_FILE = "efficientnetv2-b0_notop.h5"
 
