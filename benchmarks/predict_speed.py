@@ -145,7 +145,7 @@ def serve(command, env=None):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([part.format(port=port) for part in command], cwd=ROOT, env={**os.environ,
+    proc = subprocess.Popen([part.replace("{port}", str(port)) for part in command], cwd=ROOT, env={**os.environ,
                             "PORT": str(port), **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     for _ in range(600):

@@ -6,7 +6,7 @@ features are non-negative and a few strong ones otherwise dominate the cosine; a
 the square root gave a third as many distinct photos a wrong partner). Two photos are near-copies when the cosine
 distance between their embeddings, or between one's and the other's mirror image's, is at most :data:`THRESHOLD`.
 Pooled features hardly change in a mirror, so mirrored copies are found without the mirror views too; with them
-(from the same decode: :func:`training.head.extract_features` with ``mirror=True``), copies that were also cropped,
+(from the same decode: :func:`classifier.features.extract_features`, ``mirror=True``), copies also cropped,
 resized and re-encoded are found a little more often (97.7% of all planted copies against 97.1%). Search is
 scikit-learn's :class:`~sklearn.neighbors.NearestNeighbors` (cosine, within a radius), groups are connected
 components (SciPy).
@@ -64,11 +64,11 @@ def embedding(features: np.ndarray) -> np.ndarray:
 def features(paths, model=None, progress=None, batch_size: int = 32, cache: str | os.PathLike | None = None) \
         -> tuple[np.ndarray, list, list]:
     """``(features (n, 2d), readable paths, [(path, message)] of the unreadable)``: the pooled backbone features of
-    each readable photo of ``paths`` followed by its mirror image's (:func:`training.head.extract_features`), from
+    each readable photo of ``paths`` followed by its mirror image's (:func:`classifier.features.extract_features`), from
     ``model`` (a Keras classifier, a model file, or None for the default). ``cache``: an ``.npz`` file of features
     computed before (by path, size and modification time), read and extended, so a set is computed once per model
     (name the cache after the model: features differ between backbones)."""
-    from training.head import extract_features
+    from classifier.features import extract_features
 
     paths = [str(p) for p in paths]
     known = _read_cache(cache)

@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import sys
+import traceback
 from pathlib import Path
 
 import gradio as gr
@@ -70,6 +71,13 @@ def one_line_refusals(blocks) -> None:
             refusal = refuse(message.said(language(kwargs.get("request"))), str(message))
         except gr.Error as e:
             refusal = e
+        except Exception as e:
+            if not _gradios_own(e):
+                raise  # an error of the app's own code keeps its traceback: a bug to see
+            # raised inside Gradio while it took the request's values in (a select with no event data, an example
+            # with no index): the request's fault, refused as a value Gradio cannot take
+            message = Message("bad_input", why=(str(e).strip().splitlines() or [type(e).__name__])[0])
+            refusal = refuse(message.said(language(kwargs.get("request"))), str(message))
         refusal.print_exception = False
         if getattr(kwargs.get("block_fn"), "_id", None) != -1:  # a validator's (-1): Gradio prints it in one line
             line = " ".join(str(getattr(refusal, "logged", refusal.message)).split())
@@ -77,6 +85,17 @@ def one_line_refusals(blocks) -> None:
         raise refusal from None
 
     blocks.preprocess_data, blocks.process_api = preprocess_data, process_api
+
+
+def _gradios_own(error) -> bool:
+    """Whether ``error`` was raised by Gradio's own code, not the app's: no frame of its traceback is the
+    project's."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and not any(f.filename.startswith(_PROJECT) and "/site-packages/" not in f.filename
+                                    for f in frames[1:])
+
+
+_PROJECT = str(Path(__file__).resolve().parent.parent) + "/"
 
 
 def shown(fn):

@@ -10,8 +10,10 @@ PACKAGES = ("classifier", "labeling", "training", "evaluation", "studio")
 # metrics (one scoring for the review's impact and the Evaluate tab), by design; a package's command line
 # (``__main__``) is a front door like the studio and may use its siblings (``python -m evaluation run --db`` reads the
 # label store)
+# labeling sits above training: a training set's labels are reviewed with the recipe's own out-of-fold
+# probabilities (training.out_of_fold), and training never reads the label store's modules
 ALLOWED = {"classifier": set(), "evaluation": {"classifier"}, "training": {"classifier", "evaluation"},
-           "labeling": {"classifier", "evaluation"}, "studio": set(PACKAGES)}
+           "labeling": {"classifier", "evaluation", "training"}, "studio": set(PACKAGES)}
 
 
 def modules():

@@ -134,3 +134,24 @@ def test_a_refused_request_is_one_line_in_the_log(app):
         assert len(lines) == 1 and lines[0].startswith("refused: ") and len(lines[0]) < 400, lines[:5]
         assert str(data) not in lines[0]
     assert "Traceback" not in log.read_text()
+
+
+def test_a_request_gradio_itself_cannot_take_is_one_line_not_a_traceback(app):
+    """Joins whose values only fail inside Gradio's own code (a select with no event data, an example with no
+    index) are the request's fault: one line each, and the app keeps answering."""
+    url, _, log = app
+    with urllib.request.urlopen(url + "config", timeout=10) as r:
+        config = json.loads(r.read())
+    comps = {c["id"]: c for c in config["components"]}
+    events = [d for d in config["dependencies"] if any(t[1] in ("select", "click") and
+                                                        comps.get(t[0], {}).get("type") in ("dataset", "image",
+                                                                                            "gallery", "dataframe")
+                                                        for t in d.get("targets", []))]
+    assert events, "no select or example event found"
+    since = log.stat().st_size
+    for dep in events:
+        data = [comps[i].get("props", {}).get("value") for i in dep["inputs"]]
+        post(url + "gradio_api/queue/join", {"data": data, "fn_index": dep["id"], "session_hash": "nodata"})
+    time.sleep(3)  # their results, whatever they are
+    lines = [line for line in new_lines(log, since) if line.strip() and not line.startswith(TF_START)]
+    assert "Traceback" not in "\n".join(lines) and len(lines) <= len(events), lines[:20]

@@ -4,40 +4,11 @@ The backbone is frozen in this phase, so its pooled features of a photo never ch
 training the head on the cache is exact and much faster than running the backbone every epoch.
 """
 
-import keras
 import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 from classifier.classes import CLASSES
-from classifier.predictor import Classifier
-
-
-def feature_model(classifier_model):
-    """The part of a classifier from pixels to pooled backbone features."""
-    return keras.Model(classifier_model.input, classifier_model.get_layer("avg_pool").output)
-
-
-class _WithMirror:
-    """An engine that returns a photo's features and its mirror image's side by side (one decode for both)."""
-
-    def __init__(self, engine):
-        self.engine, self.size = engine, engine.size
-
-    def __call__(self, pixels):
-        return np.concatenate([self.engine(pixels), self.engine(np.ascontiguousarray(pixels[:, :, ::-1]))], axis=1)
-
-
-def extract_features(classifier_model, paths, batch_size=32, progress=None, mirror=False):
-    """Pooled features for ``paths``; returns ``(features, ok_mask, errors)``, skipping unreadable files. With
-    ``mirror``, each row is the photo's features followed by its mirror image's (twice as wide)."""
-    extractor = Classifier.from_keras(feature_model(classifier_model))
-    if mirror:
-        extractor.engine = _WithMirror(extractor.engine)
-    features, errors = extractor.predict_paths(paths, progress, batch_size)
-    dim = classifier_model.get_layer("avg_pool").output.shape[-1] * (2 if mirror else 1)
-    ok = np.array([p in features for p in paths], bool)
-    rows = [features[p] for p in paths if p in features]
-    return np.array(rows, np.float32).reshape(-1, dim), ok, list(errors.items())
+from classifier.features import extract_features, feature_model  # noqa: F401 - phase 1's, kept here by name
 
 
 def class_weights(labels, multipliers=None):
