@@ -87,9 +87,22 @@ def build_app(settings=None):
             lambda c: (gr.Dropdown(value=c[0] if c else "all"), gr.Dropdown(value=c[1] if c else "all"),
                        gr.Dropdown(value="all"), gr.Tabs(selected="review")),
             evaluate.cell, [review.label, review.predicted, review.status, tabs], api_visibility="private")
+        # A band selected on the Evaluate tab's map: its photos become the Review tab's queue, which opens.
+        evaluate.map.select(open_map_band, evaluate.points,
+                            [review.photos, review.label, review.predicted, review.status, tabs],
+                            api_visibility="private", queue=False)
     demo.slot = slot
     guard.blocks = demo  # the door counts the costly requests waiting in this app's queue
     return demo
+
+
+def open_map_band(points, evt: gr.SelectData):
+    """The photos of a band selected on the map (:func:`studio.evaluate.keys_in`) as Review's queue, every other
+    filter at all; nothing where the label store does not know the set (the map's line says to import it)."""
+    uids = evaluate_tab.uids_in(points, evaluate_tab.keys_in(points, evt.index))
+    if not uids:
+        return (gr.skip(),) * 5
+    return ("\n".join(uids), *(gr.Dropdown(value="all"),) * 3, gr.Tabs(selected="review"))
 
 
 @contextlib.contextmanager
@@ -145,7 +158,7 @@ def make_server(settings, door: bool = True, warm: bool = False):
     with served_apps_only():
         demo = build_app(settings).queue(default_concurrency_limit=4, max_size=256)
         # its photos are bounded as the Classify tab's, and so is its own queue (no password: it only reads)
-        tools = build_tools(demo.slot).queue(default_concurrency_limit=2, max_size=64)
+        tools = build_tools(demo.slot, settings).queue(default_concurrency_limit=2, max_size=64)
     # each new session keeps copies of the inputs it sent (about 0.3 MB in the studio): Gradio keeps 10,000, so a
     # script making up sessions could hold 3 GB; the oldest beyond 1,000 are forgotten (their page starts again)
     demo.state_session_capacity = tools.state_session_capacity = 1000

@@ -63,6 +63,8 @@ class Layout:
         evaluations/   the Evaluate tab's evaluations, one folder each (its files: evaluation.run)
         hub/           the snapshot pushed to HF_DATASET_REPO (labeling.hub)
         tflite/        converted models, unless MODEL_CACHE says otherwise
+        features/      backbone features per model and data set, and what is made of them: copies, leaks, the map
+                       (``features/<model hash>/<set>.*``: evaluation.curation)
         .restoring/    runs and evaluations being copied back from PERSIST_DIR
 
     Under ``PERSIST_DIR`` (:attr:`persist_dir`, when set): the kept folders (:attr:`KEPT`) under the same names,
@@ -97,6 +99,10 @@ class Layout:
     @property
     def tflite(self) -> Path:
         return self.data_dir / "tflite"
+
+    @property
+    def features(self) -> Path:
+        return self.data_dir / "features"
 
     def kept(self, kind: str) -> Path | None:
         """Where ``PERSIST_DIR`` keeps the ``kind`` of folder (one of :attr:`KEPT`); None without ``PERSIST_DIR``."""

@@ -5,6 +5,8 @@
              probabilities.csv, per_image.csv, confusion_matrix.png, errors.png
   compare    score a label file against a prediction file, or two label files against each other (--labels2)
   calibrate  fit temperature scaling and a "none of the 10" threshold on a labelled folder
+  curate     near-copies within a data set and across the others computed, leaks against the model's training
+             photos, and the figures without them (--json: the report as the tools app's curation_report gives it)
 """
 
 import argparse
@@ -71,6 +73,18 @@ def parse_args(argv=None):
     ca.add_argument("--out", help="where to write; default: calibration.json beside the model file")
     ca.add_argument("--keep", type=float, default=KEEP,
                     help="share of in-set photos the suggested threshold keeps (default: %(default)s)")
+
+    cu = sub.add_parser("curate", help="copies within a data set, leaks against the model's training photos",
+                        description="Near-copies within a data set (and in the other data sets whose features are "
+                                    "cached for this model), the photos that are near-copies of the model's "
+                                    "training photos (\"unavailable\" for a model that carries no index of them), "
+                                    "and the figures without those. Features are cached under DATA_DIR/features.")
+    cu.add_argument("dataset", help="a data set folder, or its name as the app lists it (datasets/demo, or demo)")
+    cu.add_argument("--model", help=model_help)
+    cu.add_argument("--label-source", choices=(*SOURCES, *ALIASES, "file"), default=None,
+                    help="the label store's labels where it knows the set (reviewed where decided by default), "
+                         "else the set's own results.json or class folders ('file')")
+    cu.add_argument("--json", action="store_true", help="print the report as JSON")
     return p.parse_args(argv)
 
 
@@ -172,6 +186,97 @@ def calibrate(args):
           f"{result['threshold']:.3f} keeps {args.keep:.0%} of {result['n_images']} photos; written to {out}")
 
 
+def curate(args):
+    from evaluation.curation import curate as make_report
+    from settings import Settings
+
+    settings = Settings.from_env()
+    folder, name = dataset_folder(args.dataset, settings)
+    labels, left_out, source = set_labels(settings.layout.labels_db, folder,
+                                          ALIASES.get(args.label_source, args.label_source))
+    others = {n: settings.dataset_path(n) for n in settings.datasets()}
+    quiet = args.json or not sys.stderr.isatty()
+    bar = tqdm(total=None, desc="features", unit="img", disable=quiet)
+    with bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        report = make_report(folder, args.model or settings.model_path, settings.layout, name, labels or None, left_out,
+                             source, others, progress)
+    if args.json:
+        print(json.dumps(report, indent=1, ensure_ascii=False))
+        return
+    for line in curation_lines(report):
+        print(line)
+
+
+def set_labels(db, folder, source=None):
+    """``(labels, left out {key: reason}, source)`` of the set at ``folder``: the label store's at ``db`` (from
+    ``source``; default reviewed once any photo was decided) where it knows the set, else the set's own results.json
+    or class folders (``"file"``)."""
+    from pathlib import Path
+
+    from evaluation.curation import file_labels
+    from labeling.labelset import FILE, labels_of
+    from labeling.store import LabelStore
+
+    if source != FILE and Path(db).exists():
+        store = LabelStore(db)
+        if any(d["root"] == str(Path(folder).resolve()) for d in store.datasets()):
+            chosen = labels_of(store, folder, source)
+            return chosen.labels, chosen.left_out, chosen.source
+    labels = file_labels(folder)
+    return labels, {}, FILE if labels else None
+
+
+def dataset_folder(choice, settings):
+    """``(folder, name)`` of a data set given as a folder, or by its name among the app's (``datasets/demo``), or by
+    its folder's name alone when one data set has it (``demo``)."""
+    from pathlib import Path
+
+    names = settings.datasets()
+    if choice in names:
+        return settings.dataset_path(choice), choice
+    matches = [n for n in names if n.rsplit("/", 1)[-1] == choice]
+    if len(matches) == 1:
+        return settings.dataset_path(matches[0]), matches[0]
+    if Path(choice).is_dir():
+        folder = Path(choice).resolve()
+        return folder, next((n for n in names if settings.dataset_path(n) == folder), folder.name)
+    raise FileNotFoundError(f"no data set {choice!r}: give a folder, or one of {', '.join(names) or 'none yet'}")
+
+
+def curation_lines(report) -> list[str]:
+    """The report in a few lines of English."""
+    counts, leaks = report["counts"], report["leaks"]
+    lines = [f"{report['dataset']}: {counts['photos']} photos ({counts['unreadable']} unreadable), model "
+             f"{report['model']}, threshold {report['threshold']}",
+             f"{counts['copy_groups']} groups of copies within the set ({counts['photos_in_copy_groups']} photos)"]
+    lines += [f"  {' = '.join(group)}" for group in report["groups"][:20]]
+    if leaks["status"] == "unavailable":
+        lines.append(f"leak check unavailable: {leaks['reason']}")
+    else:
+        lines.append(f"{counts['leaks']} photos are near-copies of the model's training photos")
+        lines += [f"  {key} ~ {hit['training_key']} (distance {hit['distance']:.3f})"
+                  for key, hit in list(leaks["by_key"].items())[:20]]
+    if report["across"]:
+        lines.append(f"{counts['copies_in_other_sets']} photos have copies in other data sets")
+        lines += [f"  {a['key']} ~ {a['dataset']}: {a['other_key']}" for a in report["across"][:20]]
+    if counts["left_out"]:
+        lines.append(f"{counts['left_out']} photos left out by reviewers")
+    if figures := report["figures"]:
+        def said(f):
+            if f["accuracy"] is None:
+                return "nothing scored"
+            return (f"balanced accuracy {f['balanced_accuracy']:.3f}, accuracy {f['accuracy']:.3f} on "
+                    f"{f['n_scored']} photos")
+        lines.append(f"figures ({figures['labels']} labels): {said(figures['all'])}")
+        if leaks["status"] == "checked":
+            lines.append(f"without the leaked photos: {said(figures['without_leaks'])}")
+    return lines
+
+
 def _summary(report, out):
     acc = report["accuracy"]
     lo, hi = report["accuracy_ci95"] or (None, None)
@@ -199,7 +304,8 @@ def main(argv=None):
 
     args = parse_args(argv)
     try:
-        {"predict": predict, "run": run, "compare": compare, "calibrate": calibrate}[args.command](args)
+        {"predict": predict, "run": run, "compare": compare, "calibrate": calibrate,
+         "curate": curate}[args.command](args)
     except (FileNotFoundError, LabelFileError, ValueError) as e:
         sys.exit(f"error: {e}")
 

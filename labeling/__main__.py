@@ -2,7 +2,7 @@
 
   import     add a folder of images (flat testdata/<n>.jpg or class folders) and an optional results.json
   autolabel  ask GLM-4V (or any OpenAI-compatible vision endpoint) for the images without an LLM label
-  suspects   rank images by how likely their label is wrong (CSV)
+  suspects   rank images by how likely their label is wrong (CSV, or JSON with scores)
   leave-out  a reviewer's decision to leave a photo out of scoring, training and export, with a reason (JSON)
   export     current labels as results.json (the original's shape, English class ids), optionally the history as CSV
   stats      review progress
@@ -54,7 +54,14 @@ def parse_args(argv=None):
     su.add_argument("--db", required=True)
     su.add_argument("--model", help="model file; default: the app's default model")
     su.add_argument("--top", type=int, default=100, help="rows to write (default: %(default)s)")
-    su.add_argument("--out", required=True, help="suspects.csv")
+    su.add_argument("--out", help="suspects.csv (needed without --json)")
+    su.add_argument("--json", action="store_true", help="print the ranked keys with their scores as JSON")
+    su.add_argument("--dataset", help="rank only this imported folder (its name or path)")
+    su.add_argument("--out-of-fold", action="store_true",
+                    help="rank as a training set: by a probe of the set's labels that never saw the photo, not by "
+                         "the model (automatic for a data set the model was trained on)")
+    su.add_argument("--self-confidence", action="store_true",
+                    help="rank by the model's probability of the label alone (no features: quicker)")
     lo = sub.add_parser("leave-out", help="leave a photo out, with a reason (or --undo the author's latest decision)")
     lo.add_argument("--db", required=True)
     lo.add_argument("--key", help="the photo's key (its path without extension, as in results.json)")
@@ -136,11 +143,26 @@ def do_suspects(store, args):
     from classifier.predictor import Classifier
     from labeling.suspects import predict_store, rank
 
+    if not args.out and not args.json:
+        raise ValueError("say where the suspects go: --out suspects.csv, or --json")
+    name = store.dataset(args.dataset)["name"] if args.dataset else None
     clf = Classifier.load(args.model, fallback=Settings.from_env().low_confidence)
     bar = tqdm(desc="predict", unit="img")
     probs = predict_store(store, clf, progress=lambda i, n: (setattr(bar, "total", n), bar.update(i - bar.n)))
     bar.close()
-    rows = rank(store.state(), probs, clf.classes, clf.none_threshold)[: args.top]
+    state = store.state(dataset=name)
+    rows = rank(state, probs, clf.classes, clf.none_threshold)
+    if not args.self_confidence:
+        rows = _finer_ranking(store, args, clf, state, rows)
+    if args.json:
+        from labeling.curation import listing
+
+        uids = {r["id"]: r["uid"] for r in state}
+        print(json.dumps({"dataset": name, "model": clf.name, "photos": len(rows),
+                          "suspects": listing(rows[: args.top], uids)}, ensure_ascii=False, indent=1))
+        if not args.out:
+            return
+    rows = rows[: args.top]
     fields = ["dataset", "key", "path", "current_label", "source", "predicted", "p_label", "p_predicted", "rank"]
     with open(args.out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -150,7 +172,30 @@ def do_suspects(store, args):
                 "dataset": r["dataset"], "key": r["key"], "path": r["path"], "current_label": r["label"],
                 "source": r["source"], "predicted": r["predicted"], "p_label": _fmt(r["p_label"]),
                 "p_predicted": _fmt(r["p_predicted"]), "rank": r["rank"]}.items()})  # opened in spreadsheets
-    print(f"{len(rows)} suspects written to {args.out}")
+    print(f"{len(rows)} suspects written to {args.out}", file=sys.stderr if args.json else sys.stdout)
+
+
+def _finer_ranking(store, args, clf, state, rows):
+    """``rows`` ranked again by :func:`labeling.quality.review_scores` (out of fold where asked, or for a data set
+    the model was trained on), from the photos' features (cached beside the store), with their copies."""
+    from pathlib import Path
+
+    from classifier.modelfile import trained_on
+    from labeling.curation import features_cache, find_copies, rerank, score_set, store_features
+    from labeling.suspects import model_key
+
+    bar = tqdm(desc="features", unit="img")
+    feats = store_features(state, clf.path, features_cache(store.path, model_key(clf)),
+                           lambda i, n: (setattr(bar, "total", n), bar.update(i - bar.n)))
+    bar.close()
+    learnt = trained_on(clf.meta)
+    scored = {}
+    for name in dict.fromkeys(r["dataset"] for r in state):
+        set_rows = [r for r in state if r["dataset"] == name]
+        scored[name] = score_set(set_rows, feats, args.out_of_fold or Path(set_rows[0]["root"]) in learnt)
+        if scored[name].why:
+            print(f"{name}: ranked by the model's probability of the label ({scored[name].why})", file=sys.stderr)
+    return rerank(rows, scored, find_copies(feats, clf.path))
 
 
 def do_leave_out(store, args):

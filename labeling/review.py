@@ -31,6 +31,7 @@ from i18n import Message, column_names, say
 from uploads import imported, pending_imports
 
 from .audit import Audit
+from .curation import MIN_PHOTOS, MORE, Curation, listing, rerank
 from .hub import HubPush
 from .journal import JournalError
 from .labelset import labels_of
@@ -61,6 +62,9 @@ class Filters:
     predicted: str = "all"  # what the model answers: a class, none or all
     llm_only: bool = False  # only where the LLM said none or gave no usable answer
     sort: str = "suspicion"  # one of SORTS
+    copies: str = "all"  # only near-copies (labeling.curation.COPIES): in the store, of the model's training photos
+    out_of_fold: bool = False  # rank every data set out of fold, as a training set (labeling.curation)
+    photos: str = ""  # only these photos: their uids, one a line (a band selected on the Evaluate tab's map)
 
     @classmethod
     def of(cls, values) -> "Filters":
@@ -82,6 +86,8 @@ class Review:
         # (store version, result) of the last reading of each: read again only when the version moved
         self._state, self._probs, self._ranked = (None, None), (None, None), (None, None)
         self._predict_lock, self._predicted_for, self.predicting = threading.Lock(), None, None
+        # features, copies and the finer ranking (labeling.curation), after the predictions
+        self.curation, self._reranked = Curation(self.store, busy=self._predict_lock.locked), (None, None)
         self.finish_imports()
         self.rebuild()
 
@@ -108,6 +114,8 @@ class Review:
         _, images, predicted = self.store.version(key)
         if predicted < images:
             self.predict_in_background()
+        if images:  # and the features, copies and scores of the finer ranking (after the predictions)
+            self.ranked()
 
     def _hub(self):
         """The scheduled push to HF_DATASET_REPO, if set (a failure to reach the Hub is one log line, not a failed
@@ -164,7 +172,11 @@ class Review:
         """Open a session for ``name`` (already checked) and its first image: ``(photo, details, progress,
         session)``, its text in ``lang``. Starting again (new filters) keeps the browser's lease holder, so its open
         image is released."""
-        holder = old["holder"] if old and old.get("reviewer") == name else f"{name}:{uuid.uuid4().hex[:8]}"
+        if old and old.get("reviewer") == name:
+            holder = old["holder"]
+        else:  # a new page: the same reviewer's earlier pages (a reload) hold nothing of theirs any more
+            self.store.release_pages_of(name)
+            holder = f"{name}:{uuid.uuid4().hex[:8]}"
         session = {"reviewer": name, "holder": holder, "history": [], "current": None, "lang": lang}
         self.predict_in_background(wait=WAIT)  # a small set opens ranked; a large one opens at once, ranks as it goes
         return self.show_next(session, filters)
@@ -176,7 +188,7 @@ class Review:
             session["history"].append(image)
         session["current"] = image
         session["blind"] = Filters.of(filters).status == "audit"  # an audit photo shows no label, no one's answer
-        return (*self.view(image, queue, session.get("lang", "en"), session["blind"]), session)
+        return (*self.view(image, queue, session.get("lang", "en"), session["blind"], filters), session)
 
     def decide(self, session: dict, choice: str, filters) -> tuple:
         """Record ``choice`` (a class, ``"none"``, or ``"accept"`` the current label) for the open image, then open
@@ -221,6 +233,12 @@ class Review:
         if not images:
             raise ReviewError("rv_err_undo")
         self.store.claim(images[0], session["holder"])
+        shown = session.get("current")
+        if shown is not None and shown not in images and shown in session["history"]:
+            # the photo the undo leaves undecided was only shown: the next key must not skip it as seen
+            session["history"].reverse()
+            session["history"].remove(shown)
+            session["history"].reverse()
         session["current"] = images[0]
         session["history"].append(images[0])
         return (*self.view(images[0], lang=session.get("lang", "en")), session), len(images)
@@ -300,10 +318,15 @@ class Review:
         self._state = (now, rows)  # read after the version: at worst newer than it, then patched once more
         return rows
 
-    def ranked(self) -> list[dict]:
+    def ranked(self, out_of_fold: bool = False) -> list[dict]:
         """The whole store ranked, most suspicious first; ranked again only when labels, images, the served model
         or its cached predictions changed, so browsing costs no ranking and a decision one. Images still without a
-        prediction (being computed in the background) rank after those with one."""
+        prediction (being computed in the background) rank after those with one.
+
+        Once a data set's features are computed (:class:`labeling.curation.Curation`, in the background), its
+        photos are ranked by :func:`labeling.quality.review_scores` instead, out of fold for a data set the served
+        model was trained on (or every one, with ``out_of_fold``); each row says how (``ranking``, ``score``) and
+        which photos it copies (``copies``, ``leak``)."""
         clf = self.slot.get()
         key = model_key(clf)
         last_event, images, predicted = self.store.version(key)
@@ -316,13 +339,27 @@ class Review:
         if ranked_at != (stamp, last_event):
             rows = rank(self.state(), probs, clf.classes, clf.none_threshold)
             self._ranked = ((stamp, last_event), rows)
-        return rows
+        state = self.state()
+        oof = self.out_of_fold_sets(state, out_of_fold)
+        self.curation.kick(clf, key, state, oof)
+        if not self.curation.ready(key, images):
+            return rows
+        at = ((stamp, last_event), self.curation.version, oof)
+        if self._reranked[0] != at:
+            self._reranked = (at, rerank(rows, self.curation.scores_for(state, oof), self.curation.copies))
+        return self._reranked[1]
+
+    def out_of_fold_sets(self, state: list[dict], every: bool = False) -> frozenset:
+        """The data sets ranked out of fold: those the served model was trained on (it learnt their labels), or
+        ``every`` one."""
+        learnt = trained_on(self.slot.get().meta)
+        return frozenset(r["dataset"] for r in state if every or Path(r["root"]) in learnt)
 
     def queue(self, filters: "Filters | tuple" = (), reviewer: str | None = None) -> list[dict]:
         """The images the ``filters`` let through, in their order (:class:`Filters`; a tuple of their values in
         field order, as the tab's dropdowns give them, works too)."""
-        status, label, predicted, llm_only, sort = astuple(Filters.of(filters))
-        rows = list(self.ranked())  # a copy: sorting it must not reorder the cached ranking
+        status, label, predicted, llm_only, sort, copies, out_of_fold, photos = astuple(Filters.of(filters))
+        rows = list(self.ranked(out_of_fold))  # a copy: sorting it must not reorder the cached ranking
         if status == "audit":  # the audit photos this reviewer has not labelled yet, in random order (blind)
             todo = self.audit_todo(reviewer)
             rows = sorted((r for r in rows if r["id"] in todo), key=lambda r: todo[r["id"]])
@@ -336,29 +373,51 @@ class Review:
         if llm_only:
             rows = [r for r in rows if r["llm_label"] == NONE or r["llm_status"] in
                     ("unparseable", "content_filter", "sensitive")]
+        if copies != "all":  # unknown until the features are computed: none yet (the view says why)
+            found = self.curation.copies if rows and "copies" in rows[0] else None
+            rows = [r for r in rows if found is not None and found.has(r["id"], copies)]
+        if wanted := {p.strip() for p in (photos or "").splitlines() if p.strip()}:
+            rows = [r for r in rows if r["uid"] in wanted]
         if sort == "model confidence":
             rows.sort(key=lambda r: r["p_predicted"] if r["p_predicted"] is not None else 0)
         elif sort == "key":
             rows.sort(key=lambda r: r["key"])
         return rows
 
+    def suspects(self, filters=(), top: int = 100) -> dict:
+        """The first ``top`` photos of the queue by ``filters`` as a list (the API's ``review_suspects``): how many
+        the queue holds, whether the copies are known (``copies``: ``pending`` until the features are computed) and
+        the leak check (``unavailable`` for a model without an index of its training photos), and each photo
+        (:func:`labeling.curation.listing`)."""
+        filters = Filters.of(filters)
+        rows = self.queue(filters)
+        ready = self.curation.ready(model_key(self.slot.get()), self.store.version()[1])
+        uids = {r["id"]: r["uid"] for r in self.state()}
+        return {"photos": len(rows), "copies": "ready" if ready else "pending",
+                "leak_check": "pending" if not ready else "unavailable" if self.curation.copies.unavailable else
+                "ready", "suspects": listing(rows[:top], uids)}
+
     def next_image(self, session: dict, filters) -> tuple[int | None, list[dict]]:
         since = self.store.version()[0]  # the last event before the queue is read
         rows = self.queue(filters, session["reviewer"])
         seen = set(session["history"])
+        if Filters.of(filters).photos and all(r["id"] in seen for r in rows):
+            seen = set()  # photos picked on the Evaluate tab's map open even when seen before in this session
         image = self.store.claim_next([r["id"] for r in rows if r["id"] not in seen], session["holder"], since)
         return image, rows
 
     # -- views -------------------------------------------------------------------------------------------------
 
     def view(self, image_id: int | None, queue: list[dict] | None = None, lang: str = "en",
-             blind: bool = False) -> tuple:
+             blind: bool = False, filters=None) -> tuple:
         """(photo, details markdown, progress markdown) for one image, in ``lang``; ``queue`` is the ranked queue it
-        came from (passed on, so a key press ranks the store once, not twice). ``blind``: an audit photo, shown with
-        nothing that says what it is."""
+        came from (passed on, so a key press ranks the store once, not twice), by ``filters``. ``blind``: an audit
+        photo, shown with nothing that says what it is."""
+        filters = Filters.of(filters) if filters is not None else Filters()
         if image_id is None:
-            return None, say(lang, "rv_empty_queue"), self.progress(lang)
-        row = next(r for r in (queue if queue is not None else self.ranked()) if r["id"] == image_id)
+            return None, "\n\n".join([say(lang, "rv_empty_queue"), *self.copies_notes(filters, lang)]), \
+                self.progress(lang)
+        row = next(r for r in (queue if queue is not None else self.ranked(filters.out_of_fold)) if r["id"] == image_id)
         if blind:
             return thumbnail(row["file"], 900), say(lang, "rv_audit_blind", n=len(queue or [])), self.progress(lang)
         clf = self.slot.get()
@@ -374,13 +433,68 @@ class Review:
                  say(lang, "rv_line_llm", said=_llm_line(row, lang))]
         if queue is not None:
             lines.append(say(lang, "rv_line_rank", n=len(queue), rank=row["rank"]))
-        if Path(row["root"]) in trained_on(self.slot.get().meta):  # it learnt these labels: it cannot doubt them
-            lines.append(say(lang, "rv_blind"))
+            lines.append(self.ranking_line(row, filters, lang))
+        if row.get("ranking") != "out_of_fold" and Path(row["root"]) in trained_on(self.slot.get().meta):
+            lines.append(say(lang, "rv_blind"))  # it learnt these labels: it cannot doubt them
+        lines += self.copy_lines(row, lang) + (self.copies_notes(filters, lang) if filters.copies != "all" else [])
         try:
             picture = thumbnail(row["file"], 900)
         except ImageError as e:
             picture, lines = None, lines + [f"⚠️ {plain(self.scrub(e.said(lang)))}"]
         return picture, "\n\n".join(lines), self.progress(lang)
+
+    def ranking_line(self, row: dict, filters: Filters, lang: str = "en") -> str:
+        """How the queue ranked ``row``: by label quality from several views, out of fold, or (until its data set's
+        features and scores are computed, or for a set too small for a probe of its own) by the served model's
+        probability of the label, and why."""
+        if row.get("ranking") == "review":
+            return say(lang, "rv_ranked_review", score=row["score"])
+        if row.get("ranking") == "out_of_fold":
+            asked = filters.out_of_fold and Path(row["root"]) not in trained_on(self.slot.get().meta)
+            return say(lang, "rv_ranked_oof", score=row["score"], why=say(lang, "rv_oof_asked" if asked else
+                                                                           "rv_oof_learnt"))
+        key = model_key(self.slot.get())
+        why = ""
+        if self.curation.progress:
+            why = say(lang, "rv_ranked_wait", done=self.curation.progress[0], n=self.curation.progress[1])
+        elif self.curation.error and self.curation.error[0] == key:
+            why = say(lang, "rv_ranked_failed")
+        elif "ranking" in row and row["id"] in self.curation.feats.at:
+            oof = filters.out_of_fold or Path(row["root"]) in trained_on(self.slot.get().meta)
+            scored = self.curation.scored.get((row["dataset"], oof))
+            why = say(lang, "rv_ranked_few", n=MIN_PHOTOS) if scored and scored.why == "too_few" else \
+                say(lang, "rv_ranked_failed") if scored and scored.why else say(lang, "rv_ranked_soon")
+        elif "ranking" not in row:
+            why = say(lang, "rv_ranked_soon")
+        return say(lang, "rv_ranked_model", why=why)
+
+    def copy_lines(self, row: dict, lang: str = "en") -> list[str]:
+        """What ``row`` is a near-copy of: other photos of the store, a training photo of the served model."""
+        lines = []
+        if row.get("copies"):
+            uid = {r["id"]: r["uid"] for r in self.state()}
+            names = [f"`{uid[i].replace('`', chr(39))}`" for i in row["copies"][:MORE] if i in uid]
+            more = len(row["copies"]) - len(names)
+            lines.append(say(lang, "rv_line_copies", names=", ".join(names))
+                         + (say(lang, "rv_and_more", n=more) if more > 0 else ""))
+        if row.get("leak"):
+            leak = row["leak"]
+            lines.append(say(lang, "rv_line_leak", key=plain(str(leak["key"])).replace("`", "'"),
+                             label=plain(str(leak["label"] or "-")), distance=leak["distance"]))
+        return lines
+
+    def copies_notes(self, filters: Filters, lang: str = "en") -> list[str]:
+        """Why a copies filter holds fewer photos than it may: the features are still being computed, or the
+        served model carries no index of its training photos (the leak check is unavailable, never "no leaks")."""
+        if filters.copies == "all":
+            return []
+        clf = self.slot.get()
+        if not self.curation.ready(model_key(clf), self.store.version()[1]):
+            done, n = self.curation.progress or (0, self.store.version()[1])
+            return [say(lang, "rv_copies_wait", done=done, n=n)]
+        if filters.copies != "groups" and self.curation.copies.unavailable:
+            return [say(lang, "rv_leaks_unavailable", model=plain(clf.name))]
+        return []
 
     # -- how many wrong labels are left (labeling.audit) --------------------------------------------------------
 
@@ -435,6 +549,8 @@ class Review:
         s = self.store.stats(self.state())
         per = " · ".join(f"{label_words(c, lang)} {n}" for c, n in sorted(s["per_label"].items()))
         busy = say(lang, "rv_predicting", done=self.predicting[0], n=self.predicting[1]) if self.predicting else ""
+        if self.curation.progress:  # the features of the finer ranking and the copies
+            busy += say(lang, "rv_featuring", done=self.curation.progress[0], n=self.curation.progress[1])
         return say(lang, "rv_progress", reviewed=s["reviewed"], total=s["total"], accepted=s["accepted"],
                    corrected=s["corrected"], left_out=s["left_out"], changed=s["changed_from_llm"],
                    llm=s["llm_labelled"], busy=busy) + f"\n\n{plain(per)}"

@@ -437,6 +437,14 @@ class LabelStore:
                         (image_id, holder, now + ttl))
             return True
 
+    def release_pages_of(self, reviewer: str) -> None:
+        """Release the leases of ``reviewer``'s earlier pages (holders ``<reviewer>:<8 hex>``): a reloaded page is
+        the same person, whose own top suspects must not wait for an abandoned tab's lease to expire."""
+        prefix = f"{reviewer}:"
+        with self.transaction() as con:
+            con.execute("DELETE FROM leases WHERE substr(holder, 1, ?) = ? AND length(holder) = ?",
+                        (len(prefix), prefix, len(prefix) + 8))
+
     # -- model predictions, cached per model -------------------------------------------------------------------
 
     def cached_prediction(self, model_key: str, image_id: int) -> list[float] | None:

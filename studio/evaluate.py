@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from classifier.classes import NONE, WATCHED, display_name
+from classifier.classes import CLASSES, NONE, WATCHED, display_name
 from classifier.images import ImageError, thumbnail
 from classifier.labels import labels_file
 from classifier.modelfile import model_meta, read_calibration, trained_on
 from classifier.predictor import none_threshold
 from escaping import plain
+from evaluation.curation import MapTooLarge, curate, file_labels, map_coordinates
 from evaluation.metrics import at_threshold, risk_coverage, shown_matrix
 from evaluation.run import MATRIX, MATRIX_BEFORE, PER_IMAGE, REPORT, evaluate_folder
 from i18n import Message, column_names, say
@@ -226,12 +227,123 @@ def cell_images(out_dir, label, predicted, limit=48):
     return out
 
 
+# -- copies and leaks, and the map (evaluation.curation) ------------------------------------------------------------
+
+MARKS = ("leak", "copy", "across", "left_out", "disagree", "none")  # a point's mark on the map, the first that holds
+MARK_COLOURS = ("#d62728", "#ff7f0e", "#9467bd", "#7f7f7f", "#1f77b4", "#c7c7c7")
+LABEL_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
+                 "#393b79", "#7f7f7f", "#c7c7c7", "#000000")  # the ten classes, none, no label, other
+MAP_PICK = 50  # photos a band selected on the map opens in Review at most (nearest its middle first)
+COLUMNS = {"label": "labelled", "mark": "note"}  # the map's columns to colour by (Gradio's page translates "label")
+
+
+def curation_markdown(report, lang: str = "en") -> str:
+    """What :func:`evaluation.curation.curate` found, in a few lines in ``lang``: leaks (with the figures without
+    them) or why the check is unavailable, groups of copies, copies in other sets, left-out photos."""
+    counts, leaks, figures = report["counts"], report["leaks"], report["figures"]
+    lines = [say(lang, "cu_counts", photos=counts["photos"], model=plain(report["model"]),
+                 threshold=report["threshold"])]
+    if leaks["status"] == "unavailable":
+        lines.append(say(lang, "cu_unavailable"))
+    elif not counts["leaks"]:
+        lines.append(say(lang, "cu_no_leaks"))
+    elif figures and figures["all"]["accuracy"] is not None:
+        f, a = figures["without_leaks"], figures["all"]
+        if f["accuracy"] is None:
+            lines.append(say(lang, "cu_leaks_only", n=counts["leaks"], bal_all=a["balanced_accuracy"],
+                             scored_all=a["n_scored"]))
+        else:
+            ci = f["balanced_accuracy_ci95"] or (f["balanced_accuracy"],) * 2
+            lines.append(say(lang, "cu_leaks", n=counts["leaks"], bal=f["balanced_accuracy"], blo=ci[0], bhi=ci[1],
+                             acc=f["accuracy"], scored=f["n_scored"], bal_all=a["balanced_accuracy"],
+                             acc_all=a["accuracy"], scored_all=a["n_scored"]))
+    else:
+        lines.append(say(lang, "cu_leaks_count", n=counts["leaks"]))
+    lines.append(say(lang, "cu_groups", m=counts["copy_groups"], n=counts["photos_in_copy_groups"]))
+    if report["across"]:
+        sets = sorted({a["dataset"] for a in report["across"]})
+        lines.append(say(lang, "cu_across", n=counts["copies_in_other_sets"], sets=plain(", ".join(sets))))
+    if counts["left_out"]:
+        lines.append(say(lang, "cu_left_out", n=counts["left_out"]))
+    if counts["unreadable"]:
+        lines.append(say(lang, "cu_unreadable", n=counts["unreadable"]))
+    return "\n\n".join(lines)
+
+
+def map_frame(report, coords, labels: dict, lang: str = "en", uids: dict | None = None) -> pd.DataFrame:
+    """The map's points: ``x``, ``y``, the photo's ``key``, its label (as shown) and its mark (the first of
+    :data:`MARKS` that holds, in ``lang``), named by :data:`COLUMNS`, and ``uid`` (the label store's name of the
+    photo, where it knows the set: what Review's queue is filtered by)."""
+    leaked = set(report["leaks"].get("by_key", ()))
+    copies = {k for g in report["groups"] for k in g}
+    across = {a["key"] for a in report["across"]}
+    left_out = set(report["left_out"])
+    rows = []
+    for key, (x, y), probs in zip(coords["keys"], coords["xy"], coords["probs"]):
+        label = labels.get(key)
+        answer = CLASSES[int(np.argmax(probs))] if len(probs) else None
+        holds = (key in leaked, key in copies, key in across, key in left_out,
+                 label in CLASSES and answer is not None and answer != label, True)
+        mark = MARKS[holds.index(True)]
+        shown_label = ("other" if label.startswith("other") else display_name(label)) if label else \
+            say(lang, "cu_unlabelled")
+        rows.append((float(x), float(y), key, shown_label, say(lang, f"cu_mark_{mark}"), (uids or {}).get(key)))
+    return pd.DataFrame(rows, columns=["x", "y", "key", COLUMNS["label"], COLUMNS["mark"], "uid"])
+
+
+def map_plot(frame, colour: str, lang: str = "en") -> gr.ScatterPlot:
+    """The map coloured by ``colour`` (``"label"`` or ``"mark"``), each value always in the same colour."""
+    if colour == "mark":
+        names = [say(lang, f"cu_mark_{m}") for m in MARKS]
+        colours = dict(zip(names, MARK_COLOURS))
+    else:
+        names = [*map(display_name, [*CLASSES, NONE]), say(lang, "cu_unlabelled"), "other"]
+        colours = dict(zip(names, LABEL_COLOURS))
+    present = set(frame[COLUMNS[colour]]) if frame is not None and len(frame) else set()
+    return gr.ScatterPlot(value=frame, color=COLUMNS[colour],
+                          color_map={k: v for k, v in colours.items() if k in present})
+
+
+def keys_in(frame, band) -> list[str]:
+    """The photos of the map's ``frame`` whose ``x`` lies in ``band`` (``[x0, x1]``, what a selection on the map
+    gives), nearest its middle first, at most :data:`MAP_PICK`."""
+    if frame is None or not len(frame) or not band or len(band) < 2:
+        return []
+    lo, hi = sorted(float(b) for b in band[:2])
+    inside = frame[(frame["x"] >= lo) & (frame["x"] <= hi)]
+    order = (inside["x"] - (lo + hi) / 2).abs().sort_values(kind="stable").index
+    return inside.loc[order, "key"].head(MAP_PICK).tolist()
+
+
+def uids_in(frame, keys) -> list[str]:
+    """The label store's names (``uid``) of those photos of the map, where it knows them."""
+    if frame is None or not len(frame):
+        return []
+    by_key = dict(zip(frame["key"], frame["uid"]))
+    return [by_key[k] for k in keys if by_key.get(k)]
+
+
+def store_uids(settings, folder) -> dict:
+    """``{key: uid}`` of the photos of the data set at ``folder`` as the label store names them (its data set's
+    name and the photo's path), empty where the store does not know the set."""
+    from labeling.store import LabelStore
+
+    db = settings.layout.labels_db
+    if not db.exists():
+        return {}
+    store = LabelStore(db)
+    found = [d for d in store.datasets() if d["root"] == str(Path(folder).resolve())]
+    return {r["key"]: r["uid"] for r in store.state(dataset=found[0]["name"])} if found else {}
+
+
 @dataclass(frozen=True)
 class EvaluateParts:
     """What the Evaluate tab hands the app to wire across tabs."""
 
     cell: gr.State  # the selected confusion cell: (label, answer)
     open_review: gr.Button  # opens that cell in the Review tab's queue
+    map: gr.ScatterPlot  # the map of a data set's photos: a band selected on it opens its photos in Review
+    points: gr.State  # the map's points (map_frame), which the selection is read against
 
 
 def build(settings, slot, guard, T=T, session_threshold=None) -> EvaluateParts:
@@ -242,8 +354,10 @@ def build(settings, slot, guard, T=T, session_threshold=None) -> EvaluateParts:
     gr.Markdown(T("ev_intro"))
     choices_panel(ui, settings, guard)
     results_panel(ui, slot)
+    curation_panel(ui)
     wire(ui, settings, guard)
-    return EvaluateParts(ui.cell, ui.open_review)
+    wire_curation(ui, settings, guard)
+    return EvaluateParts(ui.cell, ui.open_review, ui.map, ui.points)
 
 
 def choices_panel(ui, settings, guard):
@@ -287,6 +401,68 @@ def results_panel(ui, slot):
     fill_at_load(lambda lang: pd.DataFrame(columns=counts_columns(lang, slot.get().classes)), ui.counts)
     ui.out_state = gr.State(None)
     ui.calibrated_state = gr.State(None)
+
+
+def curation_panel(ui):
+    """Copies and leaks of the chosen data set, for the chosen model, and the map of its photos."""
+    with gr.Accordion(T("cu_title"), open=True, elem_id="cu-panel"):
+        gr.Markdown(T("cu_intro"))
+        with gr.Row():
+            ui.cu_sample = gr.Checkbox(label=T("cu_sample"), value=False, elem_id="cu-sample")
+            ui.cu_colour = gr.Radio([(T("cu_by_label"), "label"), (T("cu_by_mark"), "mark")], value="label",
+                                    label=T("cu_colour"), elem_id="cu-colour")
+            ui.cu_run = gr.Button(T("cu_run"), variant="primary", elem_id="cu-run")
+        ui.cu_summary = gr.Markdown(elem_id="cu-summary")
+        gr.Markdown(T("cu_map_hint"))
+        ui.map = gr.ScatterPlot(x="x", y="y", color=COLUMNS["label"], tooltip=["key", *COLUMNS.values()], x_title=" ",
+                                y_title=" ", label=T("cu_map"), height=520, elem_id="cu-map")
+        ui.points = gr.State(None)
+
+
+def curation_handlers(settings, guard):
+    """Copies and leaks (then the map), and the map coloured again."""
+    @shown
+    def on_curate(pw, choice, data, source, sample, colour, lang, progress=gr.Progress()):
+        guard.start(pw, "do_evaluate")
+        if not data:
+            raise Message("ev_err_pick_set")
+        folder = settings.dataset_path(data)
+        model = model_path(settings, choice)
+        chosen = store_labels(settings, folder, source)  # the label store's, else the set's own
+        labels, left_out, used = (chosen.labels, chosen.left_out, chosen.source) if chosen else \
+            (file_labels(folder), {}, FILE)
+        others = {n: settings.dataset_path(n) for n in settings.datasets()}
+        report = curate(folder, model, settings.layout, data, labels or None, left_out, used, others,
+                        progress_bar(progress, lang, "cu_computing"))
+        text = curation_markdown(report, lang)
+        progress(1.0, desc=say(lang, "cu_drawing"))
+        try:
+            coords = map_coordinates(folder, model, settings.layout, bool(sample))
+        except MapTooLarge as e:
+            return text + "\n\n" + e.said(lang), gr.ScatterPlot(value=None), None
+        uids = store_uids(settings, folder)
+        frame = map_frame(report, coords, {**labels, **{k: None for k in left_out}}, lang, uids)
+        key = "cu_map_sampled" if coords["sampled"] else "cu_map_line"
+        text += "\n\n" + say(lang, key, n=len(frame), total=coords["photos"], method=coords["method"])
+        if not uids:  # Review opens only the photos of the label store
+            text += " " + say(lang, "cu_not_in_store")
+        return text, map_plot(frame, colour, lang), frame
+
+    @shown
+    def on_colour(frame, colour, lang):
+        return map_plot(frame, colour, lang)
+
+    return SimpleNamespace(curate=on_curate, colour=on_colour)
+
+
+def wire_curation(ui, settings, guard):
+    on = curation_handlers(settings, guard)
+    inputs = [ui.password, ui.model, ui.dataset, ui.source, ui.cu_sample, ui.cu_colour]
+    ui.cu_run.click(on.curate, inputs, [ui.cu_summary, ui.map, ui.points], concurrency_limit=1,
+                    concurrency_id="curate", api_name="curate",
+                    validator=guard.door(inputs, ui.password, "do_evaluate", costly=True))
+    ui.cu_colour.input(on.colour, [ui.points, ui.cu_colour], ui.map, api_visibility="private",
+                       concurrency_id="view", concurrency_limit=2)
 
 
 def handlers(settings, guard):

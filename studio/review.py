@@ -12,6 +12,7 @@ from classifier.classes import CLASSES, NONE, WATCHED, class_keys, display_name,
 from classifier.images import ImageError, thumbnail
 from i18n import Message, say
 from labeling.audit import verdict
+from labeling.curation import COPIES
 from labeling.review import IMPACT_COLUMNS, SORTS, STATUSES, Filters, Review
 from labeling.scorecard import COLUMNS as SCORECARD_COLUMNS
 from labeling.store import REASONS
@@ -36,6 +37,7 @@ class ReviewParts:
     predicted: gr.Dropdown
     status: gr.Dropdown
     progress: gr.Markdown
+    photos: gr.Textbox  # only these photos: the Evaluate tab's map sets it
 
 
 def build(settings, slot, guard, T=T) -> ReviewParts:
@@ -63,11 +65,12 @@ def build(settings, slot, guard, T=T) -> ReviewParts:
     ui.filters = [getattr(ui, f.name) for f in fields(Filters)]  # in the order Filters takes them
     ui.view_outputs = [ui.photo, ui.details, ui.progress_md, ui.session]
     wire_decisions(ui, review, guard)
+    wire_suspects(ui, review, guard)
     wire_bulk(ui, review, guard)
     wire_imports(ui, review, guard, settings)
     wire_autolabel(ui, review, guard, settings)
     wire_audit(ui, review, guard, settings)
-    return ReviewParts(review, ui.label, ui.predicted, ui.status, ui.progress_md)
+    return ReviewParts(review, ui.label, ui.predicted, ui.status, ui.progress_md, ui.photos)
 
 
 def admin_panel(ui, settings):
@@ -107,6 +110,14 @@ def filters_panel(ui, review):
         ui.llm_only = gr.Checkbox(label=T("rv_llm_none"), value=False)
         ui.sort = gr.Dropdown([(T(f"sort_{s.replace(' ', '_')}"), s) for s in SORTS], value="suspicion",
                               label=T("rv_sort"))
+    with gr.Row():  # the copies to review (and leave out), and the ranking of a training set
+        ui.copies = gr.Dropdown([(T(f"copies_{c}"), c) for c in COPIES], value="all", label=T("rv_copies"),
+                                elem_id="rv-copies")
+        ui.out_of_fold = gr.Checkbox(label=T("rv_oof"), info=T("rv_oof_info"), value=False, elem_id="rv-oof")
+        ui.photos = gr.Textbox("", label=T("rv_photos"), max_lines=3, elem_id="rv-photos")  # set by the Evaluate map
+    with gr.Accordion(T("rv_suspects"), open=False):  # the queue as a list: ranks, scores, copies (the API's too)
+        ui.suspects_button = gr.Button(T("rv_suspects_list"), size="sm", elem_id="rv-suspects")
+        ui.suspects = gr.JSON(label=T("rv_suspects"), elem_id="rv-suspects-list")
     ui.progress_md = gr.Markdown(review.progress())
     ui.demo_button = gr.Button(T("rv_demo"), variant="primary", visible=review.store_is_empty(), elem_id="rv-demo")
     fill_at_load(lambda lang: gr.Button(visible=review.store_is_empty()), ui.demo_button)  # only while it is empty
@@ -300,6 +311,20 @@ def wire_decisions(ui, review, guard):
     for f in ui.filters:
         f.change(on.filters, inputs, outputs, api_visibility="private", concurrency_id="view", concurrency_limit=2,
                  validator=see)
+
+
+def wire_suspects(ui, review, guard):
+    """The queue as a list (the API's ``review_suspects``): the first photos of the filters' queue with their rank,
+    label, score, how they were ranked, and their copies; read-only, for who may see the queue."""
+    @shown
+    def on_suspects(pw, *f):
+        guard.require(pw, "do_see_photos", kind="label")
+        return review.suspects(f)
+
+    inputs = [ui.password, *ui.filters]
+    ui.suspects_button.click(on_suspects, inputs, ui.suspects, api_name="review_suspects", concurrency_id="view",
+                             concurrency_limit=2,
+                             validator=guard.door(inputs, ui.password, "do_see_photos", kind="label"))
 
 
 def while_open(door):

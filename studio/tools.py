@@ -2,7 +2,8 @@
 
 Gradio makes every public endpoint of an app an MCP tool, and the main app's endpoints include the ones that change
 labels, import, train and serve. So the tools live in their own app, mounted at ``/tools`` (``app.py``), whose only
-endpoints read: classify a photo, its top-k classes, and what model answers. An agent connects to
+endpoints read: classify a photo, its top-k classes, what model answers, and a data set's copies and leaks as last
+computed (never computed here). An agent connects to
 ``/tools/gradio_api/mcp/`` (streamable HTTP).
 """
 
@@ -17,9 +18,10 @@ from classifier.images import ImageError
 from .given import given_file
 
 
-def build_tools(slot) -> gr.Blocks:
+def build_tools(slot, settings=None) -> gr.Blocks:
     """The read-only tools app for the model in ``slot`` (a :class:`~classifier.serving.ModelSlot`); "none" under
-    the model's answer rule, as the Classify tab (:attr:`~classifier.predictor.Classifier.none_threshold`)."""
+    the model's answer rule, as the Classify tab (:attr:`~classifier.predictor.Classifier.none_threshold`).
+    ``settings`` (the app's): where the data sets and their cached curation reports are."""
 
     def classify(image: str) -> str:
         """Classify a photo of an animal into the ten Animals-10 classes (butterfly, cat, chicken, cow, dog,
@@ -60,8 +62,10 @@ def build_tools(slot) -> gr.Blocks:
         image = gr.Image(type="filepath", label="photo")
         k = gr.Number(value=3, precision=0, label="k")
         out = gr.Code(language="json", label="answer")  # JSON text: what an agent reads
+        dataset = gr.Textbox(label="dataset", visible=settings is not None)
         with gr.Row():
-            for fn, inputs in ((classify, [image]), (top_k, [image, k]), (model_info, [])):
+            for fn, inputs in ((classify, [image]), (top_k, [image, k]), (model_info, []),
+                               *(((curation_tool(settings, slot), [dataset]),) if settings else ())):
                 gr.Button(fn.__name__).click(fn, inputs, out, api_name=fn.__name__, concurrency_limit=2,
                                              preprocess=False)
     return tools
@@ -85,6 +89,44 @@ def scores(slot, image, k):
         raise gr.Error(str(e), print_exception=False) from None
     return clf, probs, [{"class": c, "name": display_name(c), "probability": round(p, 4)}
                         for c, p in clf.top_k(np.asarray(probs), max(1, min(k, len(clf.classes))))]
+
+
+def curation_tool(settings, slot):
+    """The tools app's ``curation_report`` for the data sets of ``settings`` and the model in ``slot``."""
+    def curation_report(dataset: str) -> str:
+        """Copies and leaks of a data set, as last computed (in the studio's Evaluate tab or with
+        ``python -m evaluation curate``): groups of near-copies within it by photo key, its photos that are
+        near-copies of the served model's training photos (leaks; "unavailable" when the model carries no index of
+        them), copies in other data sets, and the figures with and without the leaked photos. Read-only: nothing is
+        computed here.
+
+        Args:
+            dataset: a data set's name as the studio lists it (for example "datasets/demo").
+
+        Returns:
+            the report as JSON (counts, groups, leaks by key, across, figures, left_out), or what to do when it was
+            not computed yet.
+        """
+        return _json(cached_report(settings, slot, dataset))
+
+    return curation_report
+
+
+def cached_report(settings, slot, name) -> dict:
+    """The cached curation report (:func:`evaluation.curation.read_report`) of the data set ``name``, one of the
+    studio's names only (never a path), for the served model (else the newest for any model); a refusal in plain
+    words for any other name, and ``{"status": "not computed yet; ..."}`` when none is cached."""
+    from evaluation.curation import NotComputed, read_report
+
+    names = settings.datasets()
+    if name not in names:
+        raise gr.Error(f"No data set named {str(name)[:80]!r}; these exist: {', '.join(names) or 'none'}.",
+                       print_exception=False)
+    try:
+        report = read_report(settings.layout, settings.dataset_path(name), slot.get().path)
+    except NotComputed as e:
+        return {"dataset": name, "status": str(e)}
+    return {**report, "dataset": name, "status": "computed"}
 
 
 def _json(value) -> str:

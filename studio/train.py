@@ -17,6 +17,7 @@ from classifier.export import bundle
 from escaping import plain
 from evaluation.run import MATRIX, REPORT
 from i18n import STRINGS, Message, column_names, say
+from labeling.labelset import LABEL_SOURCES
 from training import layout
 from training.config import recipe_of
 from training.runs import RunStore, read_json, read_status
@@ -83,6 +84,21 @@ def snapshot(run, scrub=str, lang: str = "en"):
     return line, tail, _picture(run / layout.CURVES), matrix, table
 
 
+def labels_line(settings, folder, source: str = "reviewed", lang: str = "en") -> str:
+    """What a run on ``folder`` learns from with labels from ``source`` (:data:`labeling.labelset.LABEL_SOURCES`):
+    the label store's labels, how many were reviewed, and the photos left out (by reviewers, and for want of a
+    usable label), which it never trains on; or the folder's own labels."""
+    if not folder:
+        return ""
+    labels = store_labels(settings, settings.dataset_path(folder), source or LABEL_SOURCES[0])
+    if labels is None:
+        return say(lang, "tr_labels_file")
+    why = ", ".join(f"{say(lang, f'rv_out_{r}')} {n}" for r, n in labels.reasons().items())
+    return say(lang, "tr_labels_line", name=plain(labels.dataset), source=say(lang, f"labels_{labels.source}"),
+               n=len(labels.labels), reviewed=labels.reviewed, changed=labels.changed, out=len(labels.left_out),
+               why=say(lang, "tr_labels_why", it=why) if why else "", left=labels.unlabelled + labels.model_only)
+
+
 def data_hint(settings, lang: str = "en"):
     """Where the tab finds training photos, and what to do when there are none yet, in ``lang``."""
     roots = ", ".join(f"`{Path(r).name}`" for r in settings.data_roots)
@@ -134,6 +150,10 @@ def settings_panel(ui, settings, store):
                                   info=T("tr_backbone_info"))
         ui.head = gr.Dropdown([(T("tr_head_linear"), "linear"), (T("tr_head_dense"), "dense")], value=head,
                               label=T("tr_head"), info=T("tr_head_info"), scale=2)
+    # which labels: the review's by default (retrain on the reviewed labels), and what that leaves out
+    ui.labels = gr.Radio([(T(f"labels_{s}"), s) for s in LABEL_SOURCES], value=LABEL_SOURCES[0], label=T("tr_labels"),
+                         info=T("tr_labels_info"), elem_id="tr-labels")
+    ui.labels_md = gr.Markdown(elem_id="tr-labels-line")
     with gr.Row():  # the input size for both recipes; the epochs and blocks for fine-tuning only
         ui.size = gr.Number(recipe.size, precision=0, label=T("tr_size"), info=T("tr_size_info"))
         tuning = head == "dense"  # the epochs and blocks are fine-tuning's: greyed out for a probe
@@ -194,16 +214,18 @@ def run_handlers(settings, guard, store):
 
     @shown
     def on_start(pw, folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder=None, head="dense", size=None,
-                 lang="en"):
+                 source="reviewed", lang="en"):
         guard.start(pw, "do_train")
         if not folder:
             raise Message("tr_err_pick_data")
+        if source and source not in LABEL_SOURCES:
+            raise ValueError(f"unknown label source {source!r}: choose one of {', '.join(LABEL_SOURCES)}")
         path = settings.dataset_path(folder)
-        labels = store_labels(settings, path)  # a data set the label store knows trains on its reviewed labels
+        # a data set the label store knows trains on its labels from ``source`` (reviewed by default), never on the
+        # photos reviewers left out
+        labels = store_labels(settings, path, source or LABEL_SOURCES[0])
         if labels is not None:
-            gr.Info(say(lang, "tr_reviewed_labels", n=len(labels.labels), reviewed=labels.reviewed,
-                        changed=labels.changed, left=labels.unlabelled + labels.model_only + len(labels.left_out)),
-                    title=say(lang, "note_title"))
+            gr.Info(labels_line(settings, folder, source, lang).replace("**", ""), title=say(lang, "note_title"))
         if used := evaluations_of(settings, path):
             gr.Warning(say(lang, "tr_leak", n=used), title=say(lang, "leak_title"))
         run = store.start(folder, bb, eh, ef, k, split_choice, teacher_runs, none_folder or "",
@@ -234,7 +256,7 @@ def run_handlers(settings, guard, store):
 def wire_runs(ui, settings, guard, store):
     on = run_handlers(settings, guard, store)
     start_inputs = [ui.password, ui.data, ui.backbone, ui.epochs_head, ui.epochs_finetune, ui.unfreeze, ui.split,
-                    ui.teachers, ui.none, ui.head, ui.size]
+                    ui.teachers, ui.none, ui.head, ui.size, ui.labels]
     ui.start.click(on.start, start_inputs, [*ui.outputs, ui.runs], api_name="train_start", concurrency_limit=1,
                    concurrency_id="train", validator=guard.door(start_inputs, ui.password, "do_train", costly=True))
     ui.watch.click(on.watch, ui.password, [*ui.outputs, ui.runs], api_name="train_watch",
@@ -246,6 +268,10 @@ def wire_runs(ui, settings, guard, store):
     fill_at_load(lambda lang: data_hint(settings, lang), ui.hint)
     fill_at_load(lambda lang: headed(TABLE_COLUMNS, lang), ui.table)
     ui.data.focus(shown(lambda lang: data_hint(settings, lang)), None, ui.hint, api_visibility="private", queue=False)
+    for control in (ui.data, ui.labels):  # what a run would learn from, as the data or the labels are chosen
+        control.change(shown(lambda folder, source, lang: labels_line(settings, folder, source, lang)),
+                       [ui.data, ui.labels], ui.labels_md, api_visibility="private", concurrency_id="view",
+                       concurrency_limit=2)
     ui.split.focus(lambda: gr.Dropdown(choices=split_choices(store)), None, ui.split, api_visibility="private",
                    queue=False)
     ui.teachers.focus(lambda: gr.Dropdown(choices=store.finished()), None, ui.teachers, api_visibility="private",

@@ -15,6 +15,7 @@ import pytest
 from conftest import EXAMPLES, FIXTURES, ROOT
 from gradio_client import Client, handle_file
 from PIL import Image
+from test_curate import planted_set
 
 from classifier.modelfile import read_calibration
 
@@ -35,6 +36,7 @@ def app_url(tmp_path_factory):
         shutil.copy(EXAMPLES / f"{c}.jpg", mini / c / "1.jpg")
     (mini / "none").mkdir()
     shutil.copy(FIXTURES / "reference" / "coffee_cup.png", mini / "none" / "cup.png")
+    planted_set(data / "datasets" / "planted")  # a set with a copy in it (tests/test_curate.py)
     env = {**os.environ, "PORT": str(port), "DATA_DIR": str(data), "GRADIO_SERVER_NAME": "127.0.0.1"}
     log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -227,11 +229,43 @@ def test_agents_get_only_the_read_only_tools_over_mcp(app_url):
                 return names, answer, top, info
 
     names, answer, top, info = asyncio.run(session())
-    assert names == ["classify", "model_info", "top_k"]  # nothing that changes labels, imports, trains or serves
+    # nothing that changes labels, imports, trains or serves
+    assert names == ["classify", "curation_report", "model_info", "top_k"]
     said = json.loads(answer.content[0].text)
     assert not answer.isError and said["answer"] == "elephant" and said["name"] == "elephant 大象"
     assert [c["class"] for c in json.loads(top.content[0].text)][:1] == ["elephant"]
     assert len(json.loads(top.content[0].text)) == 2 and json.loads(info.content[0].text)["input_size"] == 384
+
+
+def test_copies_and_leaks_in_evaluate_then_as_an_mcp_tool(client, app_url):
+    """The Evaluate tab's "Copies and leaks" on a set with a planted copy (tests/test_curate.py), through the API;
+    then the tools app's curation_report reads what it cached, and only that."""
+    import asyncio
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    url, data, _ = app_url
+    summary, plot = client.predict("", "default", "datasets/planted", "reviewed", False, "mark", api_name="/curate")
+    assert "1 groups of copies within the set** (2 photos)" in summary
+    assert "near-copies of the model's training photos" in summary or "No photo is a near-copy" in summary
+    assert "The map: 7 photos" in summary and "Import this data set in the Review tab" in summary
+    assert len(plot["value"]["data"]) == 7 and "/tmp" not in summary
+
+    async def session():
+        async with streamablehttp_client(f"{url}tools/gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as s:
+                await s.initialize()
+                return [await s.call_tool("curation_report", {"dataset": name})
+                        for name in ("datasets/planted", "datasets/mini", "/etc")]
+
+    planted, mini, outside = asyncio.run(session())
+    report = json.loads(planted.content[0].text)
+    assert report["status"] == "computed" and report["dataset"] == "datasets/planted"
+    assert report["groups"] == [["cat/1", "cat/copy"]] and report["leaks"]["status"] == "checked"
+    assert str(data) not in planted.content[0].text
+    assert json.loads(mini.content[0].text)["status"].startswith("not computed yet; run it in Evaluate")
+    assert outside.isError and "No data set named" in outside.content[0].text
 
 
 API_SNAPSHOT = FIXTURES / "api.json"

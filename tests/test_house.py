@@ -57,7 +57,7 @@ def test_the_app_is_built_from_typed_parts_and_its_costly_events_are_those_its_d
     assert all(dataclasses.is_dataclass(parts) for parts in built.values())
     guard = Guard(settings)
     guard.blocks = demo
-    assert guard.costly_ids() == {"evaluate", "import", "autolabel", "export", "train"}
+    assert guard.costly_ids() == {"evaluate", "import", "autolabel", "export", "train", "curate"}
     assert guard.waiting() == (0, 0)
 
 

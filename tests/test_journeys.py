@@ -525,3 +525,33 @@ def test_leave_a_photo_out_with_its_key_and_a_reason_then_see_it_counted_in_eval
         page.get_by_text("Left out by reviewers:").first.wait_for(timeout=180_000)
         summary = page.locator("[role=tabpanel]:visible").first.inner_text()
         assert "Left out by reviewers: 1 photos, not scored — a copy of another photo 1." in summary, summary
+
+
+def test_find_copies_and_leaks_then_open_a_photo_from_the_map_in_review(page, tmp_path):
+    """Evaluate's "Copies and leaks" on the demo set with a planted copy: the copy is found, the map shows each
+    photo, and a band selected around one point opens that photo in Review (the queue filtered to it)."""
+    from playwright.sync_api import expect
+
+    def planted(data):
+        ImageOps.mirror(Image.open(EXAMPLES / "cat.jpg").convert("RGB")).save(data / "datasets" / "demo" / "4.jpg")
+
+    with demo_queue(page, tmp_path, prepare=planted):  # launch()'s four photos and a mirrored copy of the cat
+        page.get_by_role("tab", name="Evaluate").click()
+        page.get_by_label("Test set").click()
+        page.get_by_role("option", name="datasets/demo").click()
+        page.locator("#cu-run").click()
+        expect(page.locator("#cu-summary")).to_contain_text("1 groups of copies within the set (2 photos)",
+                                                           timeout=180_000)
+        expect(page.locator("#cu-summary")).to_contain_text("The map: 5 photos")
+        expect(page.locator("#cu-map svg path[aria-roledescription=point]")).to_have_count(5, timeout=30_000)
+        page.locator("#cu-map").scroll_into_view_if_needed()
+        box = page.locator("#cu-map [aria-label*='key: 2;']").bounding_box()  # the sheep, hover says its key
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x - 8, y - 20)  # a narrow band around it, dragged across the map
+        page.mouse.down()
+        page.mouse.move(x + 8, y - 20, steps=6)
+        page.mouse.up()
+        expect(page.locator("#rv-photos textarea")).to_have_value("demo/2.jpg", timeout=30_000)
+        expect(page.get_by_role("tab", name="Review labels")).to_have_attribute("aria-selected", "true")
+        expect(page.locator("#review-panel")).to_contain_text("demo/2.jpg", timeout=30_000)
+        expect(page.locator("#review-panel")).to_contain_text("1 images in this queue")  # that photo only

@@ -480,6 +480,33 @@ def test_a_reviewers_session_runs_without_a_server(tmp_path):
         review.bulk_accept(session, 1.01)
 
 
+def test_a_reload_and_an_undo_skip_none_of_the_reviewers_own_photos(tmp_path):
+    """Two first-hour papercuts: a page reloaded under the same name opens the same top photo (the abandoned page's
+    lease is the same person's), and after accept and undo the next key shows the photo the undo left, not one
+    past it."""
+    from classifier.serving import ModelSlot
+    from labeling.review import Review
+    from settings import Settings
+
+    filters = ("unreviewed", "all", "all", False, "key")
+    images = make_images(tmp_path / "flat", ["0", "1", "2"])
+    (images / "results.json").write_text(json.dumps({"0": "cat", "1": "dog", "2": "cat"}))
+    review = Review(Settings(data_dir=tmp_path / "data"), ModelSlot(None))
+    review.import_folder({"reviewer": "ann", "holder": "ann:1", "history": [], "current": None}, images)
+    _, first, _, _ = review.start("ann", filters)
+    _, again, _, _ = review.start("ann", filters)  # the page reloaded: a new session, the same reviewer
+    assert "`flat/0.png`" in first and "`flat/0.png`" in again
+    _, other, _, _ = review.start("bob", filters)  # someone else still waits for ann's lease
+    assert "`flat/1.png`" in other
+    _, _, _, session = review.start("ann", filters)
+    _, shown, _, session = review.decide(session, "accept", filters)
+    assert "`flat/2.png`" in shown  # 1 is bob's
+    (_, details, _, session), _ = review.undo(session)
+    assert "`flat/0.png`" in details
+    _, details, _, session = review.decide(session, "accept", filters)
+    assert details == shown  # the photo shown before the undo, not the one after it
+
+
 def test_the_llm_scorecard_scores_each_llm_model_against_the_reviewed_labels(glm, tmp_path):
     from labeling.scorecard import scorecard
 
