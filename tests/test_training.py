@@ -132,6 +132,16 @@ def test_a_linear_head_run_is_a_probe_calibrated_out_of_fold_that_folds_none_awa
 
     assert (recipe_of(tmp_path / "model.npz").views, recipe_of(tmp_path / "model.npz").size) == (1, 160)
     assert (run / "out_of_fold_matrix.png").stat().st_size > 10_000  # what the Train tab shows of it
+    # the run's model carries the index of its training photos: a training photo is a leak, a photo of none too
+    # (it learnt them as the 11th class), and the features cached for it are gone
+    from classifier.features import extract_features
+    from evaluation.copies import check_leaks, embedding
+
+    assert (run / "model.training-index.npz").exists() and not (run / "train-features.npz").exists()
+    learnt, _, _ = extract_features(model, [str(tiny_data / "gatto" / "0.jpg")])
+    found = check_leaks(embedding(learnt), model_path=run / "model.keras")
+    nearest = min(found, key=lambda leak: leak["distance"])
+    assert nearest["row"] == 0 and nearest["distance"] < 0.01 and nearest["label"] == "cat", found
 
 
 def test_the_linear_head_is_the_fitted_pipeline_with_its_temperature_folded_in():

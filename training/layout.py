@@ -15,6 +15,7 @@ EVAL = "eval"  # eval/val/ and eval/test/: what ``python -m evaluation run`` wri
 OOF = "out_of_fold.json"  # a linear head's cross-validated report: balanced accuracy, per class, per source
 OOF_MATRIX = "out_of_fold_matrix.png"  # its confusion matrix (what the Train tab shows of a run with no held-out set)
 LABELS = "labels.json"  # the data set's reviewed labels the run trained on, when the label store knew the set
+TRAIN_FEATURES = "train-features.npz"  # the training photos' own features while the run goes (its index's source)
 
 STARTING, RUNNING, DONE, FAILED, CANCELLED = "starting", "running", "done", "failed", "cancelled"
 GOING = (STARTING, RUNNING)  # a run in one of these may still change

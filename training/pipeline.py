@@ -300,6 +300,8 @@ def cache_features(model, parts, augmenter, cfg, recorder, size, teacher=None):
         dropped += [p for p, _ in errors]
         parts[name] = [it for it, good in zip(parts.get(name, []), ok) if good]
         cached[name] = (feats, np.array([label_index(it["label"]) for it in parts[name]], int))
+        if name == "train":  # each photo's own features: the model's index of its training photos (finish)
+            np.savez(recorder.dir / layout.TRAIN_FEATURES, own=feats[:, : feats.shape[1] // (1 + mirrored)])
     require_train_and_val(parts, cfg)  # unreadable files may have emptied one
     x, y = cached["train"]
     if mirrored:  # the mirror images' rows after the photos' own
@@ -504,7 +506,24 @@ def finish(model, parts, cfg, recorder, dropped, calibration=None):
                 measured_on="test" if "test" in reports else "val" if "val" in reports else "out-of-fold")
     model.save(recorder.dir / layout.MODEL)
     write_meta(recorder.dir / layout.MODEL, meta)
+    write_training_index(recorder.dir, parts["train"])
     return meta
+
+
+def write_training_index(run_dir, train_items) -> None:
+    """The saved model's index of the photos it learnt from (:mod:`evaluation.copies`: its leak check), beside it,
+    from the features cached for training; the cached features themselves are then removed."""
+    from evaluation.copies import build_index, embedding, index_path, save_index
+
+    cached = Path(run_dir) / layout.TRAIN_FEATURES
+    if not cached.exists():
+        return
+    own = np.load(cached)["own"]
+    model = Path(run_dir) / layout.MODEL
+    index = build_index(embedding(own), [it["key"] for it in train_items],
+                        [it.get("source") or "" for it in train_items], [it["label"] for it in train_items], model)
+    save_index(index, index_path(model))
+    cached.unlink()
 
 
 def calibrated(clf, val_items, recorder):
