@@ -17,6 +17,8 @@ from starlette.requests import Request
 
 from i18n import language, say
 
+from .http import answer
+
 MAX_PENDING = 16  # queued events of one client, waiting or running (a page load fires none: its loads skip the queue)
 MAX_JOINING = 64  # joins of one client waiting their turn (a script's burst); more are refused at once
 # joins of one client decided at once: under MAX_PENDING, so joins the door refuses (no password) never count a
@@ -129,22 +131,22 @@ class FairShare:
     def crowded(self, scope, body: bytes) -> bool:
         """Whether a join must wait for room: its app's queue has only its last :data:`RESERVE` places left and
         the event is not one of :data:`RESERVED`."""
-        app = next((a for path, a in self.mounts if scope["path"].startswith(path + "/gradio_api/")), None)
+        app = self.mounted(scope["path"])
         queue = getattr(app, "_queue", None)
         if queue is None or queue.max_size is None or len(queue) < queue.max_size - min(RESERVE, queue.max_size // 4):
             return False
         return getattr(event_of(app, scope["path"], body), "api_name", None) not in RESERVED
 
+    def mounted(self, path: str):
+        """The mounted app (``gr.Blocks``) a request to ``path`` goes to, or None."""
+        return next((a for prefix, a in self.mounts if path.startswith(prefix + "/gradio_api/")), None)
+
     async def run(self, client, scope, body, receive, send):
         """A direct request: in if its event is not one of the queue's (those run only through the queue, within
         their concurrency limits) and its client has fewer than :data:`MAX_RUNNING` in flight."""
-        app = next((a for path, a in self.mounts if scope["path"].startswith(path + "/gradio_api/")), None)
-        if getattr(event_of(app, scope["path"], body), "queue", False):
-            detail = json.dumps({"detail": "This event runs through the queue (/gradio_api/queue/join, or "
-                                           "/gradio_api/call/<name> then its result)."}).encode()
-            await send({"type": "http.response.start", "status": 405, "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(detail)).encode())]})
-            return await send({"type": "http.response.body", "body": detail})
+        if getattr(event_of(self.mounted(scope["path"]), scope["path"], body), "queue", False):
+            return await answer(send, 405, "This event runs through the queue (/gradio_api/queue/join, or "
+                                           "/gradio_api/call/<name> then its result).")
         if self.running[client] >= MAX_RUNNING:
             return await self.refuse(client, self.running[client], scope, send)
         self.running[client] += 1
@@ -242,11 +244,7 @@ class FairShare:
         if (count := self.refused[client]).bit_count() == 1:
             print(f"refused: too many requests from one client ({n} at once; {count} refused so far)",
                   file=sys.stderr, flush=True)
-        body = json.dumps({"detail": say(language(Request(scope)), "too_many", n=n)}).encode()
-        await send({"type": "http.response.start", "status": 429,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"retry-after", b"5")]})
-        await send({"type": "http.response.body", "body": body})
+        await answer(send, 429, say(language(Request(scope)), "too_many", n=n), [(b"retry-after", b"5")])
 
 
 def event_of(blocks, path: str, body: bytes):

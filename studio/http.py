@@ -90,23 +90,23 @@ class HttpDoor:
             print(f"error: {type(e).__name__} at {Path(where.filename).name}:{where.lineno} on {scope['method']} "
                   f"{public(scope.get('path', ''), 80)}", file=sys.stderr, flush=True)
             if not send.started:
-                await _answer(send, 500, "The server could not answer this request.")
+                await answer(send, 500, "The server could not answer this request.")
 
     async def checked(self, scope, receive, send):
         path = scope.get("path", "")
         if "/monitoring" in path:  # Gradio's per-event figures, served even when monitoring is off
-            return await _answer(send, 404, "Not Found")
+            return await answer(send, 404, "Not Found")
         if scope["method"] != "POST" or "/gradio_api/" not in path:
             return await self.app(scope, receive, send)
         if path.endswith("/gradio_api/upload"):
             size = dict(scope["headers"]).get(b"content-length")
             if not (size or b"").isdigit():  # a chunked body would say nothing and pass the disk check
-                return await _answer(send, 411, "An upload must say its size (Content-Length).")
+                return await answer(send, 411, "An upload must say its size (Content-Length).")
             size = int(size)
             self.folder.mkdir(parents=True, exist_ok=True)
             if shutil.disk_usage(self.folder).free - size < self.floor:
                 print("refused: an upload while the disk is nearly full", file=sys.stderr, flush=True)
-                return await _answer(send, 507, say(language(Request(scope)), "disk_low"))  # the viewer's words
+                return await answer(send, 507, say(language(Request(scope)), "disk_low"))  # the viewer's words
             return await self.app(scope, receive, send)
         # every other POST may carry an event's data (/queue/join, /run/, /api/, /call/, /stream/, MCP): checked
         body, more = b"", True
@@ -115,7 +115,7 @@ class HttpDoor:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.MAX_BODY:
-                return await _answer(send, 413, "This request is too large; upload files through the page.")
+                return await answer(send, 413, "This request is too large; upload files through the page.")
         # a large body is parsed off the event loop; an event's usual few hundred bytes at once (a thread hop costs
         # more than the parse, and waits behind the predictions the worker threads run)
         if len(body) > 2**16:
@@ -124,7 +124,7 @@ class HttpDoor:
             bad = self.foreign_file(body)
         if bad is not None:
             print(f"refused: a file input that was not uploaded ({len(bad)} characters)", file=sys.stderr, flush=True)
-            return await _answer(send, 403, "A file input must be a file uploaded through this app; server paths "
+            return await answer(send, 403, "A file input must be a file uploaded through this app; server paths "
                                             "and URLs are not read.")
         sent = False
 
@@ -204,8 +204,10 @@ def _cut(body: bytes) -> bytes:
     return json.dumps(cut(data), ensure_ascii=False).encode()
 
 
-async def _answer(send, status: int, detail: str):
+async def answer(send, status: int, detail: str, headers=()):
+    """Answer an ASGI request at once: ``status`` with ``{"detail": detail}`` as JSON (and ``headers``)."""
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
     await send({"type": "http.response.body", "body": body})

@@ -439,9 +439,7 @@ def test_fix_the_demo_sets_wrong_labels_then_evaluate_on_the_reviewed_labels(pag
             return sum(predicted[k] == labels[k] for k in scored) / len(scored), len(scored)
 
         (acc_before, n_before), (acc_after, n_after) = accuracy(before), accuracy(after)
-        page.get_by_role("tab", name="Evaluate").click()
-        page.get_by_label("Test set").click()
-        page.get_by_role("option", name="datasets/demo").click()
+        choose_demo_in_evaluate(page)
         page.get_by_role("button", name="Evaluate", exact=True).click()
         page.get_by_text("What the review changed").first.wait_for(timeout=180_000)
         summary = page.locator("[role=tabpanel]:visible").first.inner_text()
@@ -462,6 +460,22 @@ def shipped_demo(data):
     shutil.rmtree(data / "datasets" / "demo")  # the app copies the shipped 100-photo demo set in at start
 
 
+def load_demo(page, url):
+    """The page at ``url``, where kim loads the demo set in the Review tab: its queue open, suspects first."""
+    page.goto(url)
+    page.get_by_role("tab", name="Review labels").click()
+    page.get_by_label("Your name (recorded with each decision)").fill("kim")
+    page.locator("#rv-demo").click()
+    page.get_by_text("suspicion rank").first.wait_for(timeout=90_000)
+
+
+def choose_demo_in_evaluate(page):
+    """The Evaluate tab, with the demo set chosen as its test set."""
+    page.get_by_role("tab", name="Evaluate").click()
+    page.get_by_label("Test set").click()
+    page.get_by_role("option", name="datasets/demo").click()
+
+
 @contextlib.contextmanager
 def demo_queue(page, tmp_path, prepare=shipped_demo, **env):
     """An app on a fresh DATA_DIR (``env`` added to its environment) with a demo set (the shipped 100 photos, or
@@ -469,11 +483,7 @@ def demo_queue(page, tmp_path, prepare=shipped_demo, **env):
     first."""
     proc, url, data = launch(tmp_path, prepare=prepare, **env)
     try:
-        page.goto(url)
-        page.get_by_role("tab", name="Review labels").click()
-        page.get_by_label("Your name (recorded with each decision)").fill("kim")
-        page.locator("#rv-demo").click()
-        page.get_by_text("suspicion rank").first.wait_for(timeout=90_000)
+        load_demo(page, url)
         yield url, data
     finally:
         proc.terminate()
@@ -518,9 +528,7 @@ def test_leave_a_photo_out_with_its_key_and_a_reason_then_see_it_counted_in_eval
         assert [e["label"] for e in human_events(data)] == ["out: copy"]  # a reason, not the cow
         page.get_by_text("1 left out").first.wait_for(timeout=30_000)
         expect(page.locator("#rv-out-reason")).to_be_hidden(timeout=10_000)
-        page.get_by_role("tab", name="Evaluate").click()
-        page.get_by_label("Test set").click()
-        page.get_by_role("option", name="datasets/demo").click()
+        choose_demo_in_evaluate(page)
         page.get_by_role("button", name="Evaluate", exact=True).click()
         page.get_by_text("Left out by reviewers:").first.wait_for(timeout=180_000)
         summary = page.locator("[role=tabpanel]:visible").first.inner_text()
@@ -536,9 +544,7 @@ def test_find_copies_and_leaks_then_open_a_photo_from_the_map_in_review(page, tm
         ImageOps.mirror(Image.open(EXAMPLES / "cat.jpg").convert("RGB")).save(data / "datasets" / "demo" / "4.jpg")
 
     with demo_queue(page, tmp_path, prepare=planted):  # launch()'s four photos and a mirrored copy of the cat
-        page.get_by_role("tab", name="Evaluate").click()
-        page.get_by_label("Test set").click()
-        page.get_by_role("option", name="datasets/demo").click()
+        choose_demo_in_evaluate(page)
         page.locator("#cu-run").click()
         expect(page.locator("#cu-summary")).to_contain_text("1 groups of copies within the set (2 photos)",
                                                            timeout=180_000)

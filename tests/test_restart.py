@@ -13,7 +13,7 @@ import time
 
 import pytest
 from conftest import EXAMPLES
-from test_journeys import page  # noqa: F401 - the journeys' browser page, its screenshots kept the same way
+from test_journeys import load_demo, page  # noqa: F401 - the journeys' browser page, its screenshots kept the same way
 from test_review_app import launch
 
 chromium = pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (.ci/run installs it)")
@@ -92,11 +92,7 @@ def test_a_kill_and_an_empty_disk_change_nothing_a_reviewer_sees(page, tmp_path)
     persist = str(tmp_path / "bucket")
     proc, url, data = launch(tmp_path, PERSIST_DIR=persist)  # the four-photo demo set, LLM-style labels
     try:
-        page.goto(url)
-        page.get_by_role("tab", name="Review labels").click()
-        page.get_by_label("Your name (recorded with each decision)").fill("kim")
-        page.locator("#rv-demo").click()
-        page.get_by_text("suspicion rank").first.wait_for(timeout=90_000)
+        load_demo(page, url)
         page.locator("#rv-class-2").click()  # a decision (cat), and the queue's next suspect opens: its head
         page.get_by_text("Reviewed 1 / 4").first.wait_for(timeout=30_000)
         head, _ = photo(page)
