@@ -150,6 +150,21 @@ def test_a_planted_flip_ranks_first(photos):
     assert suspects_first(scores)[0] == flipped
 
 
+def test_the_margin_ranks_a_confident_rival_before_a_crowd():
+    """A label with one confident rival is more suspect than one among many weak look-alikes, by the margin; by
+    self-confidence alone the other way round; an unknown method is refused."""
+    probs = np.array([[0.30, 0.25, 0.25, 0.20],   # label 0: low, but no other class likelier
+                      [0.40, 0.60, 0.00, 0.00]])  # label 0: another class is likelier
+    labels = np.array([0, 0])
+    margin = label_quality_scores(labels, probs)
+    assert suspects_first(margin)[0] == 1 and margin[0] > 0.5 > margin[1]
+    np.testing.assert_allclose(margin, [(1 + 0.05) / 2, (1 - 0.20) / 2])
+    confidence = label_quality_scores(labels, probs, method="self_confidence")
+    np.testing.assert_allclose(confidence, [0.30, 0.40])
+    with pytest.raises(ValueError, match="normalized_margin"):
+        label_quality_scores(labels, probs, method="margin")
+
+
 def test_out_of_fold_probabilities_of_a_training_set(photos):
     rows = photos["rows"]
     d = rows.shape[1] // 2

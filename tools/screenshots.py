@@ -236,11 +236,16 @@ def fix_wrong_labels(page, lang, limit=40):
     """Decide the queue's photos by their true class until the ten wrong labels are fixed (suspects come first)."""
     true, before = truth()
     wrong, done = {k for k in true if before.get(k) != true[k]}, set()
-    while wrong - done and len(done) < limit:
-        key = re.search(r"demo/(\d+)\.jpg", page.locator("#review-panel").inner_text()).group(1)
+    for _ in range(limit):
+        if not wrong - done:
+            break
+        text = page.locator("#review-panel").inner_text()
+        key = re.search(r"demo/(\d+)\.jpg", text).group(1)
         page.locator(f"#rv-class-{KEYS[true[key]]}").click()
         done.add(key)
-        page.get_by_text(re.compile(rf"{len(done)}\s*/\s*100")).first.wait_for()
+        # the next photo (or the same one, counted once more): wait for the panel to change, not for a count
+        page.wait_for_function("(t) => document.querySelector('#review-panel').innerText !== t", arg=text)
+        settle(page, 0.3)
     return done
 
 
