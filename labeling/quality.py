@@ -83,7 +83,7 @@ def label_quality_scores(labels, probs: np.ndarray, mirror_probs: np.ndarray | N
     model = np.asarray(probs, np.float64)
     if mirror_probs is not None:
         model = (model + np.asarray(mirror_probs, np.float64)) / 2
-    total, weight = weights["model"] * model, np.full((len(labels), 1), weights["model"])
+    total, weight = weights["model"] * model, np.full((len(labels), 1), float(weights["model"]))
     for name, view in (("set", set_probs), ("neighbours", neighbours)):
         if view is not None:
             total += weights[name] * np.asarray(view, np.float64)

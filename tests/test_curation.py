@@ -161,6 +161,8 @@ def test_the_margin_ranks_a_confident_rival_before_a_crowd():
     np.testing.assert_allclose(margin, [(1 + 0.05) / 2, (1 - 0.20) / 2])
     confidence = label_quality_scores(labels, probs, method="self_confidence")
     np.testing.assert_allclose(confidence, [0.30, 0.40])
+    # whole-number weights weigh the same as floats
+    np.testing.assert_allclose(label_quality_scores(labels, probs, probs, weights={"model": 2}), margin)
     with pytest.raises(ValueError, match="normalized_margin"):
         label_quality_scores(labels, probs, method="margin")
 
