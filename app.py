@@ -21,7 +21,7 @@ from i18n import LANGUAGES, STRINGS
 from settings import Settings
 from studio import classify as classify_tab
 from studio import evaluate as evaluate_tab
-from studio import given
+from studio import given, review_view
 from studio import review as review_tab
 from studio import train as train_tab
 from studio.common import T, fill_at_load, one_line_refusals, shown
@@ -81,7 +81,7 @@ def build_app(settings=None):
         # After "Serve this model", the Classify tab names the new model (and on every page load).
         train.served.then(shown(serving), None, classify.model_line, api_visibility="private")
         fill_at_load(serving, classify.model_line)
-        fill_at_load(review.review.progress, review.progress)
+        fill_at_load(lambda lang: review_view.progress_line(review.review, lang), review.progress)
         # "Open these in the review queue": the Evaluate tab's selected cell becomes the Review tab's filters.
         evaluate.open_review.click(
             lambda c: (gr.Dropdown(value=c[0] if c else "all"), gr.Dropdown(value=c[1] if c else "all"),

@@ -40,6 +40,7 @@ from labeling.review import WAIT, Review  # noqa: E402
 from labeling.store import LabelStore, _refresh  # noqa: E402
 from labeling.suspects import model_key, predict_store, rank  # noqa: E402
 from settings import Settings  # noqa: E402
+from studio.review_view import view  # noqa: E402
 
 # The store's state query before the current table (window functions over all events, joined per image).
 BEFORE_SQL = """
@@ -70,7 +71,7 @@ class EveryPress(Review):
     def state(self):
         return self.store.state()
 
-    def ranked(self):
+    def ranked(self, out_of_fold=False):  # the tab as it was had no out-of-fold ranking
         clf = self.slot.get()
         return rank(self.store.state(), predict_store(self.store, clf), clf.classes, clf.none_threshold)
 
@@ -102,7 +103,7 @@ def time_presses(review, presses):
         image, queue = review.next_image(session, FILTERS)
         session["history"].append(image)
         session["current"] = image
-        review.view(image, queue)
+        view(review, image, queue)
 
     def decide():
         review.store.decide(session["current"], "cat", "bench")
@@ -167,7 +168,7 @@ def fresh_import(slot, n):
         start = time.perf_counter()
         review.predict_in_background(wait=WAIT)  # as the tab's Start
         image, queue = review.next_image(session, FILTERS)
-        review.view(image, queue)
+        view(review, image, queue)
         opened = time.perf_counter() - start
         while review._predict_lock.locked():
             time.sleep(0.05)

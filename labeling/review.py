@@ -1,10 +1,13 @@
-"""A reviewer's work on the label store, without any UI: the suspects-first queue, one-key decisions with leases,
-leaving a photo out with a reason, previous and undo, bulk accept, import, auto-label, export, and what is shown of
-an image.
+"""A reviewer's work on the label store, without any UI and in no language: the suspects-first queue, one-key
+decisions with leases, leaving a photo out with a reason, previous and undo, bulk accept, import, auto-label, the
+audit, export and the push to the Hub.
 
 :class:`Review` is one per app (the store is shared by all sessions); a reviewer's session is a small dict
-(``reviewer``, lease ``holder``, ``history``, ``current``) that the tab keeps per browser. Requests the review cannot
-do raise :class:`ReviewError`, whose message says what to do.
+(``reviewer``, lease ``holder``, ``history``, ``current``, ``blind``) that the tab keeps per browser. A key press
+answers a :class:`Step` (the image it opened, the queue it came from); everything else answers plain data (rows,
+counts, codes). What the viewer sees of them, in their language (the photo, its details, the progress line, the
+impact table), is made by the presenter, :mod:`studio.review_view`. Requests the review cannot do raise
+:class:`ReviewError`, whose message key says what to do.
 """
 
 import contextlib
@@ -15,29 +18,26 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from classifier.classes import CLASSES, NONE, OTHER, WATCHED, display_name
-from classifier.images import ImageError, thumbnail
+from classifier.classes import CLASSES, NONE, OTHER
+from classifier.images import ImageError
 from classifier.labels import labels_file
 from classifier.modelfile import trained_on
-from escaping import plain
 from evaluation.metrics import review_change
-from i18n import Message, column_names, say
+from i18n import Message
 from uploads import imported, pending_imports
 
 from .audit import Audit
-from .curation import MIN_PHOTOS, MORE, Curation, listing, rerank
+from .curation import MIN_PHOTOS, Curation, listing, rerank
 from .hub import HubPush
 from .journal import JournalError
 from .labelset import labels_of
 from .llm import BatchStopped, autolabel
 from .providers import labeler_from
-from .scorecard import scorecard
 from .store import LEFT_OUT, REASONS, LabelStore, left_out
 from .suspects import label_sure, model_key, predict_store, rank, sure
 
@@ -46,7 +46,6 @@ SMALL_BATCH = 128  # images without a prediction that Start waits for (a few sec
 WAIT = 30  # at most this long (seconds): a busy CPU, or a model loading, must not leave a small queue unranked
 STATUSES = ["all", "unreviewed", "accepted", "corrected", "left_out", "audit"]  # audit: its photos, labelled blind
 SORTS = ["suspicion", "model confidence", "key"]
-IMPACT_COLUMNS = ("labels", "scored", "accuracy", "cat_recall", "dog_precision")  # keys of col_<name>
 
 
 class ReviewError(Message):
@@ -69,6 +68,23 @@ class Filters:
     @classmethod
     def of(cls, values) -> "Filters":
         return values if isinstance(values, cls) else cls(*values)
+
+
+@dataclass(frozen=True)
+class Step:
+    """Where a key press left a reviewer's session: the image it opened (``None``: nothing left in the queue).
+
+    ``queue`` is the ranked queue it came from, by ``filters`` (``None`` where an image was reopened: previous,
+    undo); ``blind``: an audit photo, to be shown with nothing that says what it is; ``undone``: how many images an
+    undo gave back (a bulk accept is one decision of many).
+    """
+
+    session: dict
+    image: int | None
+    queue: list[dict] | None = None
+    filters: Filters = field(default_factory=Filters)
+    blind: bool = False
+    undone: int = 0
 
 
 class Review:
@@ -165,32 +181,34 @@ class Review:
 
     @staticmethod
     def check(session: dict | None) -> None:
+        """Refuse a request without a started session (no reviewer yet)."""
         if not session or not session.get("reviewer"):
             raise ReviewError("rv_err_start")
 
-    def start(self, name: str, filters, old: dict | None = None, lang: str = "en") -> tuple:
-        """Open a session for ``name`` (already checked) and its first image: ``(photo, details, progress,
-        session)``, its text in ``lang``. Starting again (new filters) keeps the browser's lease holder, so its open
-        image is released."""
+    def start(self, name: str, filters, old: dict | None = None) -> Step:
+        """Open a session for ``name`` (already checked) and its first image. Starting again (new filters) keeps the
+        browser's lease holder, so its open image is released."""
         if old and old.get("reviewer") == name:
             holder = old["holder"]
         else:  # a new page: the same reviewer's earlier pages (a reload) hold nothing of theirs any more
             self.store.release_pages_of(name)
             holder = f"{name}:{uuid.uuid4().hex[:8]}"
-        session = {"reviewer": name, "holder": holder, "history": [], "current": None, "lang": lang}
+        session = {"reviewer": name, "holder": holder, "history": [], "current": None}
         self.predict_in_background(wait=WAIT)  # a small set opens ranked; a large one opens at once, ranks as it goes
         return self.show_next(session, filters)
 
-    def show_next(self, session: dict, filters) -> tuple:
+    def show_next(self, session: dict, filters) -> Step:
+        """Open the next image of the queue by ``filters`` that this session has not seen, leased to it."""
         self.check(session)
+        filters = Filters.of(filters)
         image, queue = self.next_image(session, filters)
         if image is not None:
             session["history"].append(image)
         session["current"] = image
-        session["blind"] = Filters.of(filters).status == "audit"  # an audit photo shows no label, no one's answer
-        return (*self.view(image, queue, session.get("lang", "en"), session["blind"], filters), session)
+        session["blind"] = filters.status == "audit"  # an audit photo shows no label, no one's answer
+        return Step(session, image, queue, filters, session["blind"])
 
-    def decide(self, session: dict, choice: str, filters) -> tuple:
+    def decide(self, session: dict, choice: str, filters) -> Step:
         """Record ``choice`` (a class, ``"none"``, or ``"accept"`` the current label) for the open image, then open
         the next one."""
         self.check(session)
@@ -207,14 +225,15 @@ class Review:
             self.store.decide(current, choice, session["reviewer"])
         return self.show_next(session, filters)
 
-    def leave_out(self, session: dict, reason: str, filters) -> tuple:
+    def leave_out(self, session: dict, reason: str, filters) -> Step:
         """Leave the open image out for ``reason`` (one of :data:`labeling.store.REASONS`): a decision like a class
         key's (author, undo, journal), then open the next one."""
         if reason not in REASONS:
             raise ReviewError("rv_err_out_reason")
         return self.decide(session, LEFT_OUT + reason, filters)
 
-    def previous(self, session: dict) -> tuple:
+    def previous(self, session: dict) -> Step:
+        """Reopen the image shown before the open one (leased again: refused if someone else holds it)."""
         self.check(session)
         history = session["history"]
         if len(history) < 2:
@@ -223,9 +242,9 @@ class Review:
         if not self.store.claim(history[-1], session["holder"]):
             raise ReviewError("rv_err_taken")
         session["current"] = history[-1]
-        return (*self.view(session["current"], lang=session.get("lang", "en")), session)
+        return Step(session, history[-1], blind=session.get("blind", False))  # an audit stays blind going back
 
-    def undo(self, session: dict) -> tuple[tuple, int]:
+    def undo(self, session: dict) -> Step:
         """Undo the reviewer's latest decision (a whole bulk accept if it was one) and reopen its image."""
         self.check(session)
         with self._saving():
@@ -241,9 +260,10 @@ class Review:
             session["history"].reverse()
         session["current"] = images[0]
         session["history"].append(images[0])
-        return (*self.view(images[0], lang=session.get("lang", "en")), session), len(images)
+        return Step(session, images[0], blind=session.get("blind", False), undone=len(images))
 
     def bulk_accept(self, session: dict, threshold: float) -> int:
+        """Accept every :meth:`bulk_candidates` label at ``threshold`` as one decision (one undo); how many."""
         self.check(session)
         rows = self.bulk_candidates(threshold)
         if not rows:
@@ -252,13 +272,12 @@ class Review:
             self.store.accept_many([r["id"] for r in rows], session["reviewer"])
         return len(rows)
 
-    def import_folder(self, session: dict | None, folder: Path, author: str | None = None, lang: str = "en") -> str:
-        """Import a data set folder (its results.json if there is one, else class folders); returns a line in the
-        session's language. An import needs no reviewer session: ``author`` (else the session's reviewer) is
-        recorded with its labels."""
+    def import_folder(self, session: dict | None, folder: Path, author: str | None = None) -> dict:
+        """Import a data set folder (its results.json if there is one, else class folders); returns what
+        :meth:`labeling.store.LabelStore.import_folder` counted. An import needs no reviewer session: ``author`` (else
+        the session's reviewer) is recorded with its labels."""
         if author is None:
             self.check(session)
-        lang = (session or {}).get("lang", lang)
         try:
             result = self.store.import_folder(folder, labels_file(folder), author=author or session["reviewer"])
         except Message as e:
@@ -266,9 +285,7 @@ class Review:
         except (ValueError, FileNotFoundError) as e:
             raise ReviewError(self.scrub(e)) from None
         self.predict_in_background()
-        return say(lang, "rv_imported", n=result["images"], name=plain(result["dataset"]),
-                   added=result["added"], labels=result["labels_added"],
-                   no_image=len(result["labels_without_image"]), no_label=len(result["images_without_label"]))
+        return result
 
     # -- predictions, in the background ------------------------------------------------------------------------
 
@@ -389,15 +406,14 @@ class Review:
         the queue holds, whether the copies are known (``copies``: ``pending`` until the features are computed) and
         the leak check (``unavailable`` for a model without an index of its training photos), and each photo
         (:func:`labeling.curation.listing`)."""
-        filters = Filters.of(filters)
-        rows = self.queue(filters)
-        ready = self.curation.ready(model_key(self.slot.get()), self.store.version()[1])
-        uids = {r["id"]: r["uid"] for r in self.state()}
-        return {"photos": len(rows), "copies": "ready" if ready else "pending",
-                "leak_check": "pending" if not ready else "unavailable" if self.curation.copies.unavailable else
-                "ready", "suspects": listing(rows[:top], uids)}
+        rows = self.queue(Filters.of(filters))
+        known = self.copies_state()
+        return {"photos": len(rows), "copies": known["copies"], "leak_check": known["leak_check"],
+                "suspects": listing(rows[:top], self.uids())}
 
     def next_image(self, session: dict, filters) -> tuple[int | None, list[dict]]:
+        """The next image of the queue by ``filters`` the session has not seen, leased to it (``None``: none left),
+        and that queue."""
         since = self.store.version()[0]  # the last event before the queue is read
         rows = self.queue(filters, session["reviewer"])
         seen = set(session["history"])
@@ -406,95 +422,64 @@ class Review:
         image = self.store.claim_next([r["id"] for r in rows if r["id"] not in seen], session["holder"], since)
         return image, rows
 
-    # -- views -------------------------------------------------------------------------------------------------
+    # -- what is known of an image (the presenter, studio.review_view, says it in words) -----------------------
 
-    def view(self, image_id: int | None, queue: list[dict] | None = None, lang: str = "en",
-             blind: bool = False, filters=None) -> tuple:
-        """(photo, details markdown, progress markdown) for one image, in ``lang``; ``queue`` is the ranked queue it
-        came from (passed on, so a key press ranks the store once, not twice), by ``filters``. ``blind``: an audit
-        photo, shown with nothing that says what it is."""
-        filters = Filters.of(filters) if filters is not None else Filters()
-        if image_id is None:
-            return None, "\n\n".join([say(lang, "rv_empty_queue"), *self.copies_notes(filters, lang)]), \
-                self.progress(lang)
-        row = next(r for r in (queue if queue is not None else self.ranked(filters.out_of_fold)) if r["id"] == image_id)
-        if blind:
-            return thumbnail(row["file"], 900), say(lang, "rv_audit_blind", n=len(queue or [])), self.progress(lang)
+    def row(self, image_id: int, queue: list[dict] | None = None, out_of_fold: bool = False) -> dict:
+        """``image_id``'s row of ``queue`` (the ranked queue it came from), else of the whole store ranked."""
+        return next(r for r in (queue if queue is not None else self.ranked(out_of_fold)) if r["id"] == image_id)
+
+    def top_classes(self, image_id: int, k: int = 3) -> list[tuple[str, float]]:
+        """The served model's ``k`` likeliest classes for the image, from its cached prediction (none yet: ``[]``)."""
         clf = self.slot.get()
         probs = self.store.cached_prediction(model_key(clf), image_id)  # one row, not the whole cache
-        top3 = ", ".join(f"{display_name(c)} {p:.0%}" for c, p in clf.top_k(np.asarray(probs), 3)) if probs else "-"
-        uid = row["uid"].replace("`", "'")  # a code span shows anything but a backtick as text
-        status = say(lang, f"status_{row['status']}")
-        lines = [f"### {plain(label_words(row['label'], lang))}",
-                 say(lang, "rv_line_label", uid=uid, dataset=plain(row["dataset"]),
-                     source=say(lang, f"source_{row['source'] or 'nobody'}"), status=status)
-                 + (say(lang, "rv_by", name=plain(row["reviewer"])) if row["reviewer"] else ""),
-                 say(lang, "rv_line_model", top3=top3) + (say(lang, "rv_disagrees") if row["disagree"] else ""),
-                 say(lang, "rv_line_llm", said=_llm_line(row, lang))]
-        if queue is not None:
-            lines.append(say(lang, "rv_line_rank", n=len(queue), rank=row["rank"]))
-            lines.append(self.ranking_line(row, filters, lang))
-        if row.get("ranking") != "out_of_fold" and Path(row["root"]) in trained_on(self.slot.get().meta):
-            lines.append(say(lang, "rv_blind"))  # it learnt these labels: it cannot doubt them
-        lines += self.copy_lines(row, lang) + (self.copies_notes(filters, lang) if filters.copies != "all" else [])
-        try:
-            picture = thumbnail(row["file"], 900)
-        except ImageError as e:
-            picture, lines = None, lines + [f"⚠️ {plain(self.scrub(e.said(lang)))}"]
-        return picture, "\n\n".join(lines), self.progress(lang)
+        return clf.top_k(np.asarray(probs), k) if probs else []
 
-    def ranking_line(self, row: dict, filters: Filters, lang: str = "en") -> str:
-        """How the queue ranked ``row``: by label quality from several views, out of fold, or (until its data set's
-        features and scores are computed, or for a set too small for a probe of its own) by the served model's
-        probability of the label, and why."""
+    def learnt(self, row: dict) -> bool:
+        """Whether the served model was trained on ``row``'s data set: it learnt those labels, and cannot doubt
+        them."""
+        return Path(row["root"]) in trained_on(self.slot.get().meta)
+
+    def ranked_how(self, row: dict, filters=None) -> dict:
+        """How the queue ranked ``row``: ``by`` ``"review"`` (label quality from several views), ``"out_of_fold"``
+        (``asked``: by the filters, not because the served model learnt the set) or, until its data set's features
+        and scores are computed or for a set too small for a probe of its own, ``"model"`` (the served model's
+        probability of the label), with ``why``: ``"wait"`` (features computed: ``done`` of ``n``), ``"failed"``,
+        ``"too_few"`` (under ``n`` labelled photos), ``"soon"`` or ``None``."""
+        filters = Filters.of(filters) if filters is not None else Filters()
         if row.get("ranking") == "review":
-            return say(lang, "rv_ranked_review", score=row["score"])
+            return {"by": "review", "score": row["score"]}
         if row.get("ranking") == "out_of_fold":
-            asked = filters.out_of_fold and Path(row["root"]) not in trained_on(self.slot.get().meta)
-            return say(lang, "rv_ranked_oof", score=row["score"], why=say(lang, "rv_oof_asked" if asked else
-                                                                           "rv_oof_learnt"))
-        key = model_key(self.slot.get())
-        why = ""
-        if self.curation.progress:
-            why = say(lang, "rv_ranked_wait", done=self.curation.progress[0], n=self.curation.progress[1])
-        elif self.curation.error and self.curation.error[0] == key:
-            why = say(lang, "rv_ranked_failed")
-        elif "ranking" in row and row["id"] in self.curation.feats.at:
-            oof = filters.out_of_fold or Path(row["root"]) in trained_on(self.slot.get().meta)
-            scored = self.curation.scored.get((row["dataset"], oof))
-            why = say(lang, "rv_ranked_few", n=MIN_PHOTOS) if scored and scored.why == "too_few" else \
-                say(lang, "rv_ranked_failed") if scored and scored.why else say(lang, "rv_ranked_soon")
-        elif "ranking" not in row:
-            why = say(lang, "rv_ranked_soon")
-        return say(lang, "rv_ranked_model", why=why)
+            return {"by": "out_of_fold", "score": row["score"], "asked": filters.out_of_fold and not self.learnt(row)}
+        return {"by": "model", **self._not_scored(row, filters)}
 
-    def copy_lines(self, row: dict, lang: str = "en") -> list[str]:
-        """What ``row`` is a near-copy of: other photos of the store, a training photo of the served model."""
-        lines = []
-        if row.get("copies"):
-            uid = {r["id"]: r["uid"] for r in self.state()}
-            names = [f"`{uid[i].replace('`', chr(39))}`" for i in row["copies"][:MORE] if i in uid]
-            more = len(row["copies"]) - len(names)
-            lines.append(say(lang, "rv_line_copies", names=", ".join(names))
-                         + (say(lang, "rv_and_more", n=more) if more > 0 else ""))
-        if row.get("leak"):
-            leak = row["leak"]
-            lines.append(say(lang, "rv_line_leak", key=plain(str(leak["key"])).replace("`", "'"),
-                             label=plain(str(leak["label"] or "-")), distance=leak["distance"]))
-        return lines
+    def _not_scored(self, row: dict, filters: Filters) -> dict:
+        """Why ``row`` is still ranked by the served model's probability (:meth:`ranked_how`)."""
+        key, computing = model_key(self.slot.get()), self.curation.progress  # read once: a thread resets it
+        if computing:
+            return {"why": "wait", "done": computing[0], "n": computing[1]}
+        if self.curation.error and self.curation.error[0] == key:
+            return {"why": "failed"}
+        if "ranking" in row and row["id"] in self.curation.feats.at:
+            scored = self.curation.scored.get((row["dataset"], filters.out_of_fold or self.learnt(row)))
+            if scored and scored.why == "too_few":
+                return {"why": "too_few", "n": MIN_PHOTOS}
+            return {"why": "failed" if scored and scored.why else "soon"}
+        return {"why": None if "ranking" in row else "soon"}
 
-    def copies_notes(self, filters: Filters, lang: str = "en") -> list[str]:
-        """Why a copies filter holds fewer photos than it may: the features are still being computed, or the
-        served model carries no index of its training photos (the leak check is unavailable, never "no leaks")."""
-        if filters.copies == "all":
-            return []
-        clf = self.slot.get()
-        if not self.curation.ready(model_key(clf), self.store.version()[1]):
-            done, n = self.curation.progress or (0, self.store.version()[1])
-            return [say(lang, "rv_copies_wait", done=done, n=n)]
-        if filters.copies != "groups" and self.curation.copies.unavailable:
-            return [say(lang, "rv_leaks_unavailable", model=plain(clf.name))]
-        return []
+    def uids(self) -> dict:
+        """``{image id: uid}`` of the whole store (a uid names a photo: ``<data set>/<path>``)."""
+        return {r["id"]: r["uid"] for r in self.state()}
+
+    def copies_state(self) -> dict:
+        """How far the copies are known: ``copies`` ``"ready"`` or ``"pending"`` (the features still computed:
+        ``done`` of ``n``), and the ``leak_check`` against the training photos of the served model (``model``, its
+        name): ``"pending"``, ``"ready"`` or ``"unavailable"`` (it carries no index of them: never "no leaks")."""
+        clf, images = self.slot.get(), self.store.version()[1]
+        if not self.curation.ready(model_key(clf), images):
+            done, n = self.curation.progress or (0, images)
+            return {"copies": "pending", "leak_check": "pending", "done": done, "n": n, "model": clf.name}
+        leaks = "unavailable" if self.curation.copies.unavailable else "ready"
+        return {"copies": "ready", "leak_check": leaks, "model": clf.name}
 
     # -- how many wrong labels are left (labeling.audit) --------------------------------------------------------
 
@@ -544,16 +529,11 @@ class Review:
         """No image imported yet (a first start): the tab offers the demo set."""
         return self.store.version()[1] == 0
 
-    def progress(self, lang: str = "en") -> str:
-        """The store's review progress in ``lang``: counts, labels per class, and predictions still coming."""
-        s = self.store.stats(self.state())
-        per = " · ".join(f"{label_words(c, lang)} {n}" for c, n in sorted(s["per_label"].items()))
-        busy = say(lang, "rv_predicting", done=self.predicting[0], n=self.predicting[1]) if self.predicting else ""
-        if self.curation.progress:  # the features of the finer ranking and the copies
-            busy += say(lang, "rv_featuring", done=self.curation.progress[0], n=self.curation.progress[1])
-        return say(lang, "rv_progress", reviewed=s["reviewed"], total=s["total"], accepted=s["accepted"],
-                   corrected=s["corrected"], left_out=s["left_out"], changed=s["changed_from_llm"],
-                   llm=s["llm_labelled"], busy=busy) + f"\n\n{plain(per)}"
+    def counts(self) -> dict:
+        """The review's progress: the store's counts (:meth:`labeling.store.LabelStore.stats`), with the work still
+        going on in the background as ``(done, n)`` or ``None``: ``predicting`` (the served model's predictions) and
+        ``featuring`` (the features of the finer ranking and the copies)."""
+        return {**self.store.stats(self.state()), "predicting": self.predicting, "featuring": self.curation.progress}
 
     # -- bulk accept -------------------------------------------------------------------------------------------
 
@@ -564,11 +544,11 @@ class Review:
         return [r for r in self.ranked() if r["status"] == "unreviewed" and r["label"] in CLASSES
                 and r["predicted"] == r["label"] and (r["p_predicted"] or 0) >= min_confidence]
 
-    def impact(self, lang: str = "en") -> pd.DataFrame:
-        """Accuracy, cat recall and dog precision of the serving model against the labels before and after review,
-        headed in ``lang``: every data set's labels as :func:`labeling.labelset.labels_of` gives them, scored by
-        :func:`evaluation.metrics.review_change`, the computation the Evaluate tab uses. Uses the cached
-        predictions (the missing ones computed first: after a restart it answers as it did before)."""
+    def impact(self) -> dict:
+        """The serving model scored against the labels before and after review: every data set's labels as
+        :func:`labeling.labelset.labels_of` gives them, scored by :func:`evaluation.metrics.review_change` (its
+        answer), the computation the Evaluate tab uses. Uses the cached predictions (the missing ones computed
+        first: after a restart it answers as it did before)."""
         clf, probs = self.predictions()
         predicted, before, after = {}, {}, {}
         ids = {(r["dataset"], r["key"]): r["id"] for r in self.state()}
@@ -580,22 +560,16 @@ class Review:
                     predicted[(d["name"], key)] = clf.classes[int(np.argmax(probs[image]))]
             before.update({(d["name"], k): v for k, v in labels.before.items()})
             after.update({(d["name"], k): v for k, v in labels.labels.items()})
-        change = review_change(before, after, predicted, n_boot=200)
-        table = []
-        for name, report in ((say(lang, "rv_before"), change["before"]), (say(lang, "rv_after"), change["after"])):
-            first, second = (report["per_class"][c] for c in WATCHED)  # cat recall, dog precision
-            table.append([name, report["n_scored"], _pct(report["accuracy"]),
-                          _pct(first["recall"] if first["support"] else None), _pct(second["precision"])])
-        return pd.DataFrame(table, columns=column_names(IMPACT_COLUMNS, lang))
+        return review_change(before, after, predicted, n_boot=200)
 
-    def llm_scorecard(self, lang: str = "en") -> tuple:
-        """The LLM labeller against the reviewed labels (:func:`labeling.scorecard.scorecard`), per LLM model and
-        prompt version, with the served classifier's answers (cached) for "both wrong"."""
+    def scorecard_inputs(self) -> tuple[list[dict], dict, dict]:
+        """What :func:`labeling.scorecard.scorecard` scores the LLM labeller on: its answers, the reviewed labels
+        ``{image id: label}``, and the served classifier's answers (cached) for "both wrong"."""
         clf, probs = self.predictions()
         reviewed = {r["id"]: r["human_label"] for r in self.store.state()  # a photo left out has no label to match
                     if r["human_label"] is not None and not left_out(r["human_label"])}
         predicted = {i: clf.answer(np.asarray(p, np.float32)) for i, p in probs.items()}
-        return scorecard(self.store.llm_answers(), reviewed, predicted, lang)
+        return self.store.llm_answers(), reviewed, predicted
 
     # -- auto-label --------------------------------------------------------------------------------------------
 
@@ -617,6 +591,9 @@ class Review:
                 "cost": asked * self.settings.llm_cost_per_image}
 
     def run_autolabel(self, limit: int, progress, below: float | None = None, weak=()) -> dict:
+        """Ask the LLM for the images still without its answer (at most ``limit``; only where the classifier is
+        unsure below ``below``, :meth:`autolabel_skip`), one run at a time; :func:`labeling.llm.autolabel`'s summary
+        with ``model_labelled``: how many of the others took the classifier's sure answer as their label."""
         if not self.autolabel_lock.acquire(blocking=False):
             raise ReviewError("rv_err_autolabel_running")
         try:
@@ -630,7 +607,6 @@ class Review:
             raise ReviewError("rv_err_autolabel_stopped", why=str(e)) from None
         finally:
             self.autolabel_lock.release()
-
 
     # -- export ------------------------------------------------------------------------------------------------
 
@@ -669,24 +645,4 @@ class Review:
         self.store.export_history(files[-2])
         self.store.backup(files[-1])
         return [str(f) for f in files]
-
-
-def label_words(label, lang: str = "en") -> str:
-    """A label as the review shows it: a class by its two names, none, a photo left out and why, else as written."""
-    if left_out(label):
-        return say(lang, "rv_left_out", reason=say(lang, f"rv_out_{left_out(label)}"))
-    return display_name(label) if label in (*CLASSES, NONE) else label or "—"
-
-
-def _pct(x):
-    return "-" if x is None else f"{x:.1%}"
-
-
-def _llm_line(row, lang):
-    if row["llm_status"] is None:
-        return say(lang, "rv_not_asked")
-    reply = (row["llm_reply"] or "").strip().replace("\n", " ")
-    reply = reply[:300] + ("…" if len(reply) > 300 else "")
-    return f"{plain(row['llm_label'] or row['llm_status'])} — “{plain(reply)}”"
-
 

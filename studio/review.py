@@ -1,6 +1,7 @@
 """The Review tab: lays out the queue, the photo, the class keys, import, auto-label, bulk accept and export, and
-wires them to :class:`labeling.review.Review`. Every change to labels is checked on the server (reviewer name,
-and ``ADMIN_PASSWORD`` when set), so direct API calls get no further than the buttons do.
+wires them to the session, :class:`labeling.review.Review`, through its presenter, :mod:`studio.review_view` (what
+the session answers, in the viewer's words). Every change to labels is checked on the server (reviewer name, and
+``ADMIN_PASSWORD`` when set), so direct API calls get no further than the buttons do.
 """
 
 from dataclasses import dataclass, fields
@@ -13,13 +14,14 @@ from classifier.images import ImageError, thumbnail
 from i18n import Message, say
 from labeling.audit import verdict
 from labeling.curation import COPIES
-from labeling.review import IMPACT_COLUMNS, SORTS, STATUSES, Filters, Review
+from labeling.review import SORTS, STATUSES, Filters, Review
 from labeling.scorecard import COLUMNS as SCORECARD_COLUMNS
 from labeling.store import REASONS
 from uploads import imported
 
 from .common import T, dataset_choice, dataset_dropdown, fill_at_load, headed, receive_upload, shown, upload_box
 from .guard import MAX_NAME
+from .review_view import IMPACT_COLUMNS, impact_table, import_line, llm_scorecard, present, progress_line
 
 
 def class_choices(*extra) -> list[tuple]:
@@ -118,7 +120,7 @@ def filters_panel(ui, review):
     with gr.Accordion(T("rv_suspects"), open=False):  # the queue as a list: ranks, scores, copies (the API's too)
         ui.suspects_button = gr.Button(T("rv_suspects_list"), size="sm", elem_id="rv-suspects")
         ui.suspects = gr.JSON(label=T("rv_suspects"), elem_id="rv-suspects-list")
-    ui.progress_md = gr.Markdown(review.progress())
+    ui.progress_md = gr.Markdown(progress_line(review))
     ui.demo_button = gr.Button(T("rv_demo"), variant="primary", visible=review.store_is_empty(), elem_id="rv-demo")
     fill_at_load(lambda lang: gr.Button(visible=review.store_is_empty()), ui.demo_button)  # only while it is empty
 
@@ -236,47 +238,47 @@ def decision_handlers(review, guard):
         *f, old = f
         name = guard.reviewer(name)  # the signed-in user, else the typed name
         guard.require(pw, "do_labels", kind="label")
-        return review.start(name, f, old, lang)
+        return present(review, review.start(name, f, old), lang)
 
     def on_decide(choice):
         @shown
         def handler(sess, pw, *f):
             guard.require(pw, "do_labels", kind="label")
             guard.same_reviewer(sess)
-            return review.decide(sess, choice, f)
+            return present(review, review.decide(sess, choice, f))
         return handler
 
     @shown
     def on_leave_out(sess, pw, reason, *f):
         guard.require(pw, "do_labels", kind="label")
         guard.same_reviewer(sess)
-        return review.leave_out(sess, reason, f)
+        return present(review, review.leave_out(sess, reason, f))
 
     @shown
     def on_next(sess, pw, *f):
         guard.require(pw, "do_labels", kind="label")
-        return review.show_next(sess, f)
+        return present(review, review.show_next(sess, f))
 
     @shown
     def on_prev(sess, pw, *f):
         guard.require(pw, "do_labels", kind="label")
-        return review.previous(sess)
+        return present(review, review.previous(sess))
 
     @shown
     def on_undo(sess, pw, *f, lang):
         guard.require(pw, "do_labels", kind="label")
         guard.same_reviewer(sess)
-        view, undone = review.undo(sess)
-        if undone > 1:
-            gr.Info(say(lang, "rv_undid_batch", n=undone), title=say(lang, "note_title"))
-        return view
+        step = review.undo(sess)
+        if step.undone > 1:
+            gr.Info(say(lang, "rv_undid_batch", n=step.undone), title=say(lang, "note_title"))
+        return present(review, step)
 
     @shown
     def on_filters(sess, pw, *f):
         if not (sess and sess.get("reviewer")):
             return gr.skip(), gr.skip(), gr.skip(), sess
         guard.require(pw, "do_see_photos", kind="label")  # a queue is open: its next photo, for who may see it
-        return review.show_next(sess, f)
+        return present(review, review.show_next(sess, f))
 
     return SimpleNamespace(start=on_start, decide=on_decide, leave_out=on_leave_out, next=on_next, prev=on_prev,
                            undo=on_undo, filters=on_filters)
@@ -371,7 +373,7 @@ def wire_bulk(ui, review, guard):
         guard.require(pw, "do_labels", kind="label")
         guard.same_reviewer(sess)
         accepted = review.bulk_accept(sess, threshold)
-        return say(lang, "rv_bulk_done", n=accepted), review.progress(lang)
+        return say(lang, "rv_bulk_done", n=accepted), progress_line(review, lang)
 
     preview_inputs = [ui.password, ui.min_conf]
     ui.preview_button.click(on_preview, preview_inputs, [ui.bulk_md, ui.bulk_gallery], api_visibility="private",
@@ -383,9 +385,9 @@ def wire_bulk(ui, review, guard):
 
     @shown
     def on_impact(lang):
-        table, confusion, name = review.llm_scorecard(lang)
+        table, confusion, name = llm_scorecard(review, lang)
         title = say(lang, "rv_llm_confusion", name=name) if name else say(lang, "rv_llm_nothing")
-        return review.impact(lang), table, title, confusion
+        return impact_table(review, lang), table, title, confusion
 
     ui.impact_button.click(on_impact, None, [ui.impact_table, ui.llm_table, ui.llm_title, ui.llm_confusion],
                            api_name="review_impact", concurrency_id="view", concurrency_limit=2)
@@ -399,7 +401,8 @@ def import_handlers(review, guard, settings):
         review.check(sess)
         if not folder:
             raise Message("rv_err_pick_folder")
-        return review.import_folder(sess, settings.dataset_path(folder)), review.progress(lang)
+        result = review.import_folder(sess, settings.dataset_path(folder))  # its line in Start's language, as the queue
+        return import_line(result, sess.get("lang", lang)), progress_line(review, lang)
 
     def import_new(files, demo, name, pw, sess, f, progress, lang):
         """Upload (or the demo set), import, and open the queue: suspects first. Without a name, the upload is
@@ -414,16 +417,16 @@ def import_handlers(review, guard, settings):
         else:
             facts, line = receive_upload(settings, files, progress, lang, importer=name)
             folder = facts["path"]
-        line = f"{line} {review.import_folder(None, folder, name or 'upload', lang)}".strip()
+        line = f"{line} {import_line(review.import_folder(None, folder, name or 'upload'), lang)}".strip()
         imported(folder)  # listed from now on (a kill before this: the import finishes at the next start)
         review.keep(folder)  # and copied once to PERSIST_DIR, if set
         review.predict_in_background(wait=30)  # a small set (the demo's 100) opens ranked, even on a busy CPU
         # a toast too: the accordion holding the status line may be closed
         gr.Info(line.replace("**", "").replace("\\", ""), title=say(lang, "note_title"))
         if name is None:  # nothing to open yet: the queue waits for a reviewer's Start
-            view = (gr.skip(), say(lang, "rv_imported_start"), review.progress(lang), sess)
+            view = (gr.skip(), say(lang, "rv_imported_start"), progress_line(review, lang), sess)
         else:
-            view = review.start(name, f, sess, lang)
+            view = present(review, review.start(name, f, sess), lang)
         return (line, dataset_choice(settings, facts), None, gr.Button(visible=False), *view)
 
     @shown
@@ -473,7 +476,7 @@ def autolabel_handlers(review, guard, settings):
             text += say(lang, "rv_autolabel_stopped", why=summary["stopped"])
         if summary["cancelled"]:
             text += say(lang, "rv_autolabel_cancelled")
-        return text, review.progress(lang)
+        return text, progress_line(review, lang)
 
     @shown
     def on_cancel(sess, pw, lang):

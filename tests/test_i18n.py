@@ -37,9 +37,10 @@ def test_every_key_used_is_defined_in_both_languages_and_every_key_is_used():
 
 def test_every_member_of_a_key_family_is_defined():
     from classifier.classes import CLASSES
-    from labeling.review import IMPACT_COLUMNS, SORTS, STATUSES
+    from labeling.review import SORTS, STATUSES
     from labeling.store import REASONS, SOURCES
     from studio.evaluate import PER_CLASS_COLUMNS
+    from studio.review_view import IMPACT_COLUMNS
     from training.limits import LIMITS
 
     strings = json.loads((ROOT / "assets" / "i18n.json").read_text(encoding="utf-8"))["en"]

@@ -452,10 +452,12 @@ def test_the_prompt_version_changes_with_the_prompt():
 
 
 def test_a_reviewers_session_runs_without_a_server(tmp_path):
-    """labeling.review holds the session's logic (no Gradio): start, decide, previous, undo, bulk accept, errors."""
+    """labeling.review holds the session's logic (no Gradio): start, decide, previous, undo, bulk accept, errors;
+    studio.review_view shows each step as the tab does."""
     from classifier.serving import ModelSlot
     from labeling.review import Review, ReviewError
     from settings import Settings
+    from studio.review_view import import_line, present
 
     filters = ("unreviewed", "all", "all", False, "key")
     images = make_images(tmp_path / "flat", ["0", "1", "2"])
@@ -464,16 +466,17 @@ def test_a_reviewers_session_runs_without_a_server(tmp_path):
     with pytest.raises(ReviewError, match="Enter your name"):
         review.decide(None, "cat", filters)
     session = {"reviewer": "ann", "holder": "ann:1", "history": [], "current": None}
-    assert "Imported 3 images into data set **flat**" in review.import_folder(session, images)
-    _, details, progress, session = review.start("ann", filters)
+    assert "Imported 3 images into data set **flat**" in import_line(review.import_folder(session, images))
+    _, details, progress, session = present(review, review.start("ann", filters))
     assert "`flat/0.png`" in details and "Reviewed 0 / 3" in progress
-    _, details, progress, session = review.decide(session, "horse", filters)
+    _, details, progress, session = present(review, review.decide(session, "horse", filters))
     assert "`flat/1.png`" in details and "Reviewed 1 / 3" in progress
     assert review.store.labels(dataset="flat")["0"] == "horse"
-    _, details, _, session = review.previous(session)
+    _, details, _, session = present(review, review.previous(session))
     assert "`flat/0.png`" in details
-    (_, details, _, session), undone = review.undo(session)
-    assert undone == 1 and review.store.labels(dataset="flat")["0"] == "cat"
+    undone = review.undo(session)
+    _, details, _, session = present(review, undone)
+    assert undone.undone == 1 and review.store.labels(dataset="flat")["0"] == "cat"
     with pytest.raises(ReviewError, match="Nothing of yours to undo"):
         review.undo(session)
     with pytest.raises(ReviewError, match="No image qualifies"):
@@ -487,24 +490,56 @@ def test_a_reload_and_an_undo_skip_none_of_the_reviewers_own_photos(tmp_path):
     from classifier.serving import ModelSlot
     from labeling.review import Review
     from settings import Settings
+    from studio.review_view import present
 
     filters = ("unreviewed", "all", "all", False, "key")
     images = make_images(tmp_path / "flat", ["0", "1", "2"])
     (images / "results.json").write_text(json.dumps({"0": "cat", "1": "dog", "2": "cat"}))
     review = Review(Settings(data_dir=tmp_path / "data"), ModelSlot(None))
     review.import_folder({"reviewer": "ann", "holder": "ann:1", "history": [], "current": None}, images)
-    _, first, _, _ = review.start("ann", filters)
-    _, again, _, _ = review.start("ann", filters)  # the page reloaded: a new session, the same reviewer
+    _, first, _, _ = present(review, review.start("ann", filters))
+    _, again, _, _ = present(review, review.start("ann", filters))  # a reload: a new session, the same reviewer
     assert "`flat/0.png`" in first and "`flat/0.png`" in again
-    _, other, _, _ = review.start("bob", filters)  # someone else still waits for ann's lease
+    _, other, _, _ = present(review, review.start("bob", filters))  # someone else still waits for ann's lease
     assert "`flat/1.png`" in other
-    _, _, _, session = review.start("ann", filters)
-    _, shown, _, session = review.decide(session, "accept", filters)
+    _, _, _, session = present(review, review.start("ann", filters))
+    _, shown, _, session = present(review, review.decide(session, "accept", filters))
     assert "`flat/2.png`" in shown  # 1 is bob's
-    (_, details, _, session), _ = review.undo(session)
+    _, details, _, session = present(review, review.undo(session))
     assert "`flat/0.png`" in details
-    _, details, _, session = review.decide(session, "accept", filters)
+    _, details, _, session = present(review, review.decide(session, "accept", filters))
     assert details == shown  # the photo shown before the undo, not the one after it
+
+
+def test_the_session_answers_plain_data_and_its_presenter_says_it_in_the_viewers_words(tmp_path):
+    """labeling.review knows no language (a Step, rows, counts, codes; i18n only for its errors' keys);
+    studio.review_view says it in the language given at Start, which the session keeps for the key presses after."""
+    import ast
+
+    from classifier.serving import ModelSlot
+    from labeling.review import Review, Step
+    from settings import Settings
+    from studio.review_view import present
+
+    filters = ("unreviewed", "all", "all", False, "key")
+    images = make_images(tmp_path / "flat", ["0", "1"])
+    (images / "results.json").write_text(json.dumps({"0": "cat", "1": "dog"}))
+    review = Review(Settings(data_dir=tmp_path / "data"), ModelSlot(None))
+    assert review.import_folder(None, images, author="import")["images"] == 2
+    ids = {r["key"]: r["id"] for r in review.state()}
+    step = review.start("ann", filters)
+    assert isinstance(step, Step) and step.image == ids["0"] == step.session["current"] and not step.blind
+    assert [r["key"] for r in step.queue] == ["0", "1"] and "lang" not in step.session
+    assert review.ranked_how(review.row(step.image, step.queue))["by"] == "model"  # two photos: too few to score
+    assert review.counts()["reviewed"] == 0
+    _, details, progress, session = present(review, step, "zh")
+    assert session["lang"] == "zh" and "`flat/0.png`（数据集 flat）" in details and "已审核 0 / 2" in progress
+    _, details, progress, _ = present(review, review.decide(session, "accept", filters))
+    assert "`flat/1.png`（数据集 flat）" in details and "已审核 1 / 2" in progress  # still in Start's language
+    tree = ast.parse((ROOT / "labeling" / "review.py").read_text())
+    words = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module in ("i18n", "escaping")
+             for a in n.names}
+    assert words == {"Message"}  # its errors' keys: no say(), no plain(), no column names
 
 
 def test_the_llm_scorecard_scores_each_llm_model_against_the_reviewed_labels(glm, tmp_path):
@@ -686,6 +721,7 @@ def test_a_blind_audit_estimates_the_wrong_labels_left_and_two_reviewers_agreeme
     from labeling.review import Review, ReviewError
     from settings import Settings
     from studio.review import audit_line
+    from studio.review_view import present
 
     demo = ROOT / "assets" / "demo"
     folder = tmp_path / "data" / "datasets" / "demo"
@@ -694,11 +730,11 @@ def test_a_blind_audit_estimates_the_wrong_labels_left_and_two_reviewers_agreeme
     settings = Settings(data_dir=tmp_path / "data", data_roots=(tmp_path / "data" / "datasets",))
     review = Review(settings, ModelSlot(settings.model_path))
     audit = ("audit", "all", "all", False, "suspicion")
-    _, _, _, ann = review.start("ann", audit)
+    _, _, _, ann = present(review, review.start("ann", audit))
     review.import_folder(ann, folder)
     review.predict_in_background(wait=120)
     assert review.audit_draw(folder, 30) == 30
-    _, details, _, ann = review.start("ann", audit, ann)
+    _, details, _, ann = present(review, review.start("ann", audit, ann))
     assert "Audit photo" in details and "LLM said" not in details and "**Model:**" not in details  # blind
     assert not any(c in details for c in CLASSES)  # not its label, not anyone's answer
     with pytest.raises(ReviewError, match="labelled blind"):
@@ -707,8 +743,13 @@ def test_a_blind_audit_estimates_the_wrong_labels_left_and_two_reviewers_agreeme
     seen = []
     while ann["current"] is not None:  # ann labels every audit photo, correctly
         seen.append(ann["current"])
-        *_, ann = review.decide(ann, truth[keys[ann["current"]]], audit)
+        *_, ann = present(review, review.decide(ann, truth[keys[ann["current"]]], audit))
     assert len(seen) == 30
+    # going back stays blind: neither previous nor undo shows an audit photo's label
+    for step in (review.previous(ann), review.undo(ann)):
+        _, details, _, ann = present(review, step)
+        assert step.blind and "Audit photo" in details and not any(c in details for c in CLASSES)
+    present(review, review.decide(ann, truth[keys[ann["current"]]], audit))  # the undone decision, made again
     state, photos = review.audit_state(folder)
     wrong_left = sum(1 for r in review.store.state() if r["human_label"] is None
                      and r["machine_label"] != truth[r["key"]])
@@ -716,21 +757,21 @@ def test_a_blind_audit_estimates_the_wrong_labels_left_and_two_reviewers_agreeme
     line = audit_line(state, photos, 50.0, "en")
     assert "Wrong labels left" in line and "Target met" in line  # 50% is surely met
     assert "Target not met" in audit_line(state, photos, 0.0, "en")
-    _, _, _, bob = review.start("bob", audit)  # a second reviewer labels the same photos blind
+    _, _, _, bob = present(review, review.start("bob", audit))  # a second reviewer labels the same photos blind
     first = True
     while bob["current"] is not None:
         label = truth[keys[bob["current"]]]
         if first:  # one disagreement
             label, disputed, first = ("cat" if label != "cat" else "dog"), bob["current"], False
-        *_, bob = review.decide(bob, label, audit)
+        *_, bob = present(review, review.decide(bob, label, audit))
     state, _ = review.audit_state(folder)
     assert state["pairs"] == 30 and state["disputed"] == [disputed] and 0.9 < state["kappa"] < 1
     assert keys[disputed] not in labels_of(review.store, "demo").labels or \
         labels_of(review.store, "demo").labels[keys[disputed]] != "cat" or truth[keys[disputed]] == "cat"
     assert labels_of(review.store, "demo").reviewed == 29  # the disputed photo is unreviewed until a third decides
-    _, _, _, cy = review.start("cy", audit)
+    _, _, _, cy = present(review, review.start("cy", audit))
     assert cy["current"] == disputed  # only the disputed photo is left for a third reviewer
-    review.decide(cy, truth[keys[disputed]], audit)
+    present(review, review.decide(cy, truth[keys[disputed]], audit))
     assert labels_of(review.store, "demo").reviewed == 30
     assert estimate([(100, 30, 0)])["high"] < estimate([(100, 30, 15)])["low"]  # more found wrong, more left
 
@@ -922,24 +963,25 @@ def test_leave_a_photo_out_in_a_review_session_and_from_the_command_line(tmp_pat
     """labeling.review: a reason is needed, the photo shows as left out and why, the progress counts it, the queue
     has a status for it, undo brings it back; ``python -m labeling leave-out`` does the same, in JSON."""
     from classifier.serving import ModelSlot
-    from labeling.review import Review, ReviewError, label_words
+    from labeling.review import Review, ReviewError
     from settings import Settings
+    from studio.review_view import label_words, present
 
     filters = ("unreviewed", "all", "all", False, "key")
     images = make_images(tmp_path / "flat", ["0", "1", "2"])
     (images / "results.json").write_text(json.dumps({"0": "cat", "1": "dog", "2": "null"}))
     review = Review(Settings(data_dir=tmp_path / "data"), ModelSlot(None))
     review.import_folder(None, images, author="import")
-    _, details, _, session = review.start("ann", filters)
+    _, details, _, session = present(review, review.start("ann", filters))
     with pytest.raises(ReviewError, match="Say why the photo is left out"):
         review.leave_out(session, None, filters)
-    _, details, progress, session = review.leave_out(session, "cannot_tell", filters)
+    _, details, progress, session = present(review, review.leave_out(session, "cannot_tell", filters))
     assert "`flat/1.png`" in details and "Reviewed 1 / 3" in progress and "1 left out" in progress
     assert "left out: cannot tell 1" in progress  # per label, in words
     assert [r["key"] for r in review.queue(("left_out", "all", "all", False, "key"))] == ["0"]
-    _, details, _, session = review.previous(session)
+    _, details, _, session = present(review, review.previous(session))
     assert "### left out: cannot tell" in details and "by ann" in details
-    (_, details, progress, session), _ = review.undo(session)
+    _, details, progress, session = present(review, review.undo(session))
     assert "`flat/0.png`" in details and "Reviewed 0 / 3" in progress and "### cat" in details
     assert label_words("out: not_animal", "zh") == "已排除：不是动物照片"
 

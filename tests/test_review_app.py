@@ -237,6 +237,7 @@ def test_a_model_trained_on_a_data_set_says_so_in_review_and_evaluate(tmp_path):
     from labeling.review import Review
     from settings import Settings
     from studio.evaluate import evaluate_set, summary_markdown
+    from studio.review_view import present
 
     data = tmp_path / "data"
     folder = data / "datasets" / "seen"
@@ -252,9 +253,9 @@ def test_a_model_trained_on_a_data_set_says_so_in_review_and_evaluate(tmp_path):
                                                         "trained_on": [str(folder.resolve())]})}, **arrays)
     settings = Settings(data_dir=data, data_roots=(data / "datasets",), model_path=model)
     review = Review(settings, ModelSlot(model))
-    _, _, _, session = review.start("ann", ("unreviewed", "all", "all", False, "key"))
+    _, _, _, session = present(review, review.start("ann", ("unreviewed", "all", "all", False, "key")))
     review.import_folder(session, folder)
-    _, details, _, _ = review.start("ann", ("unreviewed", "all", "all", False, "key"), session)
+    _, details, _, _ = present(review, review.start("ann", ("unreviewed", "all", "all", False, "key"), session))
     assert "The served model was trained on this data set's photos" in details
     report, _ = evaluate_set(settings, "default", "datasets/seen")
     assert "This run was trained on photos of this data set" in summary_markdown(report)

@@ -21,6 +21,7 @@ from labeling import curation
 from labeling.review import Filters, Review
 from labeling.suspects import model_key
 from settings import Settings
+from studio.review_view import copy_lines, present, ranking_line, view
 
 DEMO = ROOT / "assets" / "demo"
 CLASSES4 = ("cat", "dog", "butterfly", "elephant")
@@ -104,12 +105,12 @@ def test_the_queue_ranks_by_review_scores_once_the_features_exist_and_says_so(ph
     assert rows[0]["key"] == FLIP  # the whole store's queue, both sets merged by score
     assert all(r["ranking"] == "review" for r in train) and {r["ranking"] for r in rows if r["dataset"] == "tiny"} \
         == {"suspects"}
-    _, details, _, session = review.start("ann", ALL)
+    _, details, _, session = present(review, review.start("ann", ALL))
     assert "`train/27.jpg`" in details and "Ranked by label quality" in details and "mirror image" in details
     tiny_row = next(r for r in rows if r["dataset"] == "tiny")
-    line = review.ranking_line(tiny_row, ALL, "en")
+    line = ranking_line(review, tiny_row, ALL, "en")
     assert "served model's probability of the label" in line and "fewer than 20 labelled photos" in line
-    assert "按服务模型给该标签的概率排序" in review.ranking_line(tiny_row, ALL, "zh")
+    assert "按服务模型给该标签的概率排序" in ranking_line(review, tiny_row, ALL, "zh")
     # the LLM's answer counts where it is a second opinion: a reviewer kept "dog", the LLM then says cat
     image = train[0]["id"]
     review.store.decide(image, "dog", "ann")
@@ -130,7 +131,7 @@ def test_a_training_set_is_ranked_out_of_fold(photos, tmp_path):
     review = review_of(photos, tmp_path, slot)
     rows = settled(review)
     assert rows[0]["key"] == FLIP and {r["ranking"] for r in rows} == {"out_of_fold"}
-    _, details, _, _ = review.start("ann", ALL)
+    _, details, _, _ = present(review, review.start("ann", ALL))
     assert "`train/27.jpg`" in details and "Ranked out of fold" in details
     assert "the served model learnt this data set's photos" in details
     assert "queue is blind" not in details and "its own ranking is blind" not in details
@@ -144,7 +145,7 @@ def test_any_set_is_ranked_out_of_fold_when_asked_and_the_served_models_view_is_
     rows = settled(review, out_of_fold=True)
     assert rows[0]["key"] == FLIP and {r["ranking"] for r in rows} == {"out_of_fold"}
     assert {r["id"]: r["score"] for r in rows} != test_mode  # other probabilities: the served model's are not used
-    _, details, _, _ = review.start("ann", Filters(status="all", out_of_fold=True))
+    _, details, _, _ = present(review, review.start("ann", Filters(status="all", out_of_fold=True)))
     assert "Ranked out of fold" in details and "as asked" in details
     assert review.queue(ALL)[0]["ranking"] == "review"  # the tick off: the test set's ranking again
 
@@ -158,14 +159,15 @@ def test_the_copies_filter_lists_a_planted_copy_and_the_leak_check_unavailable_s
     leaked = set(keys(review.queue(Filters(status="all", copies="leaked"))))
     assert leaked and not leaked & {ORIGINAL, COPY}  # photos of the default's training index (Caltech-101's)
     assert set(keys(review.queue(Filters(status="all", copies="copies")))) == leaked | {ORIGINAL, COPY}
-    _, details, _, session = review.start("ann", Filters(status="unreviewed", copies="groups"))
+    _, details, _, session = present(review, review.start("ann", Filters(status="unreviewed", copies="groups")))
     first = session["current"]
     other = COPY if review.store.state([first])[0]["key"] == ORIGINAL else ORIGINAL
     assert f"**Near-copies** of this photo in the store: `train/{other}.jpg`" in details
     leak_row = next(r for r in review.queue(ALL) if r["key"] in leaked)
-    assert "A near-copy of a photo the served model was trained on" in " ".join(review.copy_lines(leak_row))
+    assert "A near-copy of a photo the served model was trained on" in " ".join(copy_lines(review, leak_row))
     # left out as a copy, it leaves the unreviewed copies; the other one stays
-    _, details, _, session = review.leave_out(session, "copy", Filters(status="unreviewed", copies="groups"))
+    groups = Filters(status="unreviewed", copies="groups")
+    _, details, _, session = present(review, review.leave_out(session, "copy", groups))
     assert [r["id"] for r in review.queue(Filters(status="unreviewed", copies="groups"))] == [session["current"]]
     assert session["current"] != first and review.store.state([first])[0]["label"] == "out: copy"
     # a model without an index of its training photos: the leak check is unavailable, not "no leaks"
@@ -176,9 +178,9 @@ def test_the_copies_filter_lists_a_planted_copy_and_the_leak_check_unavailable_s
     review._reranked = (None, None)
     assert review.queue(Filters(status="all", copies="leaked")) == []
     assert len(review.queue(Filters(status="all", copies="copies"))) == 2  # the copies within the store still
-    _, details, _ = review.view(None, [], "en", filters=Filters(copies="leaked"))
+    _, details, _ = view(review, None, [], "en", filters=Filters(copies="leaked"))
     assert "Nothing left in this queue" in details and "leak check is **unavailable**" in details
-    assert "泄漏检查**不可用**" in review.view(None, [], "zh", filters=Filters(copies="copies"))[1]
+    assert "泄漏检查**不可用**" in view(review, None, [], "zh", filters=Filters(copies="copies"))[1]
     assert review.suspects(Filters(copies="leaked"))["leak_check"] == "unavailable"
 
 

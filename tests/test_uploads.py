@@ -223,6 +223,7 @@ def test_the_demo_set_installs_on_first_start_and_its_wrong_labels_come_first(tm
     from classifier.serving import ModelSlot
     from labeling.review import Review
     from settings import DEMO_DIR, Settings
+    from studio.review_view import import_line
 
     settings = Settings(data_dir=tmp_path / "data", data_roots=(tmp_path / "data" / "datasets",))
     settings.install_demo()
@@ -234,7 +235,7 @@ def test_the_demo_set_installs_on_first_start_and_its_wrong_labels_come_first(tm
     review = Review(settings, ModelSlot(None))
     assert review.store_is_empty()
     session = {"reviewer": "ann", "holder": "ann:1", "history": [], "current": None}
-    assert "Imported 100 images" in review.import_folder(session, settings.layout.datasets / "demo")
+    assert "Imported 100 images" in import_line(review.import_folder(session, settings.layout.datasets / "demo"))
     review.predict_in_background(wait=300)
     first = [r["key"] for r in review.ranked()[:15]]
     found = wrong & set(first)
