@@ -42,8 +42,18 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
 def answer(probs: np.ndarray, classes, threshold: float | None) -> str:
     """One probability row's answer: its top class, or "none of the 10" (:data:`NONE`) when the top probability is
     under ``threshold`` (None: never none)."""
-    top = int(np.argmax(probs))
-    return NONE if threshold is not None and probs[top] < threshold else classes[top]
+    return answers(np.asarray(probs)[None], classes, threshold)[0]
+
+
+def answers(probs: np.ndarray, classes, threshold: float | None) -> list[str]:
+    """:func:`answer` of each row of ``probs`` (``(n, len(classes))``) at once: a queue of thousands ranks in
+    milliseconds."""
+    probs = np.asarray(probs).reshape(-1, len(classes))
+    top = probs.argmax(1)
+    names = np.asarray(classes, object)[top]
+    if threshold is not None:
+        names[probs[np.arange(len(top)), top] < threshold] = NONE
+    return names.tolist()
 
 
 def none_threshold(calibrated: float | None, fallback: float = LOW_CONFIDENCE) -> float:

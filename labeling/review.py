@@ -370,7 +370,8 @@ class Review:
         """The data sets ranked out of fold: those the served model was trained on (it learnt their labels), or
         ``every`` one."""
         learnt = trained_on(self.slot.get().meta)
-        return frozenset(r["dataset"] for r in state if every or Path(r["root"]) in learnt)
+        roots = {(r["dataset"], r["root"]) for r in state}  # a few data sets: not a path per photo at each press
+        return frozenset(name for name, root in roots if every or Path(root) in learnt)
 
     def queue(self, filters: "Filters | tuple" = (), reviewer: str | None = None) -> list[dict]:
         """The images the ``filters`` let through, in their order (:class:`Filters`; a tuple of their values in

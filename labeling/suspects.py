@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.classes import NONE
-from classifier.predictor import answer
+from classifier.predictor import answers
 
 
 def model_key(classifier) -> str:
@@ -67,19 +67,21 @@ def rank(rows: list[dict], probs: dict, classes, none_threshold: float) -> list[
     "none", one minus its top probability), ``disagree`` (a model "none" disagrees with a class label) and ``rank``
     (1 = most suspicious).
     """
+    known = [row["id"] for row in rows if probs.get(row["id"]) is not None]
+    table = np.array([probs[i] for i in known], np.float64).reshape(-1, len(classes))
+    said = dict(zip(known, answers(table, classes, none_threshold)))  # one pass over the table, not a row at a time
+    at, tops = {i: k for k, i in enumerate(known)}, table.max(1) if len(table) else []
     out = []
     for row in rows:
-        p = probs.get(row["id"])
         row = dict(row, predicted=None, p_predicted=None, p_label=None, disagree=False)
-        if p is not None:
-            top = int(p.argmax())
-            said = answer(p, classes, none_threshold)
-            row.update(predicted=said, p_predicted=float(p[top]))
+        if row["id"] in at:
+            p, top = table[at[row["id"]]], float(tops[at[row["id"]]])
+            row.update(predicted=said[row["id"]], p_predicted=top)
             label = row["label"]
             if label in classes:
-                row.update(p_label=float(p[classes.index(label)]), disagree=said != label)
+                row.update(p_label=float(p[classes.index(label)]), disagree=said[row["id"]] != label)
             elif label == NONE:
-                row.update(p_label=1 - float(p[top]), disagree=float(p[top]) >= none_threshold)
+                row.update(p_label=1 - top, disagree=top >= none_threshold)
         out.append(row)
     # No usable label first, then disagreements, then by self-confidence (lowest first); a photo a reviewer left out
     # has no label to doubt: it comes last

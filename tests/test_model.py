@@ -190,3 +190,18 @@ def test_the_model_carries_its_answer_rule():
     plain = Classifier(calibrated.engine, calibrated.meta, fallback=0.3)  # no calibration
     assert plain.none_threshold == 0.3 and none_threshold(0.0, 0.3) == 0.0  # a cut of 0 is a cut, not "none"
     assert plain.answer(np.full(10, 0.1), plain.none_threshold) == "none"
+
+
+def test_a_table_of_answers_follows_the_one_rule():
+    """answers() is answer() for each row: the top class, none under the cut, never none without one."""
+    from classifier.classes import CLASSES
+    from classifier.predictor import answer, answers
+
+    table = np.random.default_rng(0).dirichlet(np.full(10, 0.3), 500)
+    for cut in (None, 0.0, 0.5, 0.9):
+        expected = ["none" if cut is not None and max(row) < cut else CLASSES[list(row).index(max(row))]
+                    for row in table]
+        assert answers(table, CLASSES, cut) == expected == [answer(row, CLASSES, cut) for row in table]
+    said = answers(table, CLASSES, 0.5)
+    assert "none" in said and set(said) - {"none"} <= set(CLASSES) and "none" not in answers(table, CLASSES, None)
+    assert answers(np.zeros((0, 10)), CLASSES, 0.5) == []
