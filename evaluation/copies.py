@@ -85,7 +85,8 @@ def features(paths, model=None, progress=None, batch_size: int = 32, cache: str 
             _write_cache(cache, known)
     readable = [p for p in paths if _stamp(p) in known]
     width = len(next(iter(known.values()))) if known else 0
-    return np.array([known[_stamp(p)] for p in readable], np.float32).reshape(len(readable), width), readable, list(errors)
+    rows = np.array([known[_stamp(p)] for p in readable], np.float32).reshape(len(readable), width)
+    return rows, readable, list(errors)
 
 
 def embed(paths, model=None, progress=None, batch_size: int = 32, cache: str | os.PathLike | None = None) \
