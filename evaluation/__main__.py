@@ -1,4 +1,4 @@
-"""``python -m evaluation {predict,run,compare,calibrate}``: batch prediction and honest reports.
+"""``python -m evaluation {predict,run,compare,calibrate,curate}``: batch prediction, honest reports, copies and leaks.
 
   predict    classify a folder like the original predict.py (predictions.json, optional CSV)
   run        evaluate a model on a labelled folder: report.json, classification_report.txt, predictions.json,

@@ -22,18 +22,20 @@ from labeling.providers import PROVIDERS
 from labeling.store import REASONS
 from settings import Settings
 
+DB_HELP = "the label database: a SQLite file (the app keeps its own at DATA_DIR/labels.db; import creates one)"
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m labeling", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     im = sub.add_parser("import", help="add images and labels to the store")
-    im.add_argument("--db", required=True, help="label database (SQLite file; created if missing)")
+    im.add_argument("--db", required=True, help=DB_HELP)
     im.add_argument("--images", required=True, help="folder of images, or an archive of one (.zip, .tar.gz): "
                                                     "unpacked into DATA_DIR/datasets first, as an upload")
     im.add_argument("--labels", help="results.json {image stem: label or null}; default: class folder names")
     au = sub.add_parser("autolabel", help="label images with a vision LLM (GLM-4V by default; LLM_* settings)")
-    au.add_argument("--db", required=True)
+    au.add_argument("--db", required=True, help=DB_HELP)
     llm = Settings.from_env()  # LLM_BASE_URL, LLM_MODEL, LLM_PROVIDER, else the app's defaults: one place for all
     au.add_argument("--base-url", default=llm.llm_base_url, help="OpenAI-compatible endpoint (default: %(default)s)")
     au.add_argument("--model", default=llm.llm_model, help="default: %(default)s")
@@ -51,7 +53,7 @@ def parse_args(argv=None):
     au.add_argument("--timeout", type=float, default=60, help="seconds per request (default: %(default)s)")
     au.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds (default: %(default)s)")
     su = sub.add_parser("suspects", help="rank images by how likely their label is wrong")
-    su.add_argument("--db", required=True)
+    su.add_argument("--db", required=True, help=DB_HELP)
     su.add_argument("--model", help="model file; default: the app's default model")
     su.add_argument("--top", type=int, default=100, help="rows to write (default: %(default)s)")
     su.add_argument("--out", help="suspects.csv (needed without --json)")
@@ -63,7 +65,7 @@ def parse_args(argv=None):
     su.add_argument("--self-confidence", action="store_true",
                     help="rank by the model's probability of the label alone (no features: quicker)")
     lo = sub.add_parser("leave-out", help="leave a photo out, with a reason (or --undo the author's latest decision)")
-    lo.add_argument("--db", required=True)
+    lo.add_argument("--db", required=True, help=DB_HELP)
     lo.add_argument("--key", help="the photo's key (its path without extension, as in results.json)")
     lo.add_argument("--dataset", help="which imported folder; needed when the store holds more than one")
     lo.add_argument("--reason", choices=REASONS, help="several: two or more of the classes; cannot_tell; "
@@ -71,13 +73,13 @@ def parse_args(argv=None):
     lo.add_argument("--author", required=True, help="the reviewer, recorded with the decision")
     lo.add_argument("--undo", action="store_true", help="undo the author's latest decision instead (a review's undo)")
     ex = sub.add_parser("export", help="write current labels (and history)")
-    ex.add_argument("--db", required=True)
+    ex.add_argument("--db", required=True, help=DB_HELP)
     ex.add_argument("--out", required=True, help="results.json")
     ex.add_argument("--dataset", help="which imported folder (its name or path); needed when the store holds more "
                                       "than one (python -m labeling stats lists them)")
     ex.add_argument("--csv", help="also write the full label history as CSV")
     st = sub.add_parser("stats", help="review progress")
-    st.add_argument("--db", required=True)
+    st.add_argument("--db", required=True, help=DB_HELP)
     return p.parse_args(argv)
 
 

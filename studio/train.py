@@ -64,7 +64,11 @@ def snapshot(run, scrub=str, lang: str = "en"):
         line += say(lang, "tr_failed", reason=plain(scrub(status["reason"])))
     if status.get("accuracy") is not None:
         on = {"test": "test", "val": "val"}.get(status.get("measured_on"), "held_out")
-        line += say(lang, "tr_accuracy", on=Message(f"tr_on_{on}"), accuracy=status["accuracy"])
+        if status.get("balanced_accuracy") is None:  # a run from before it was recorded
+            line += say(lang, "tr_accuracy", on=Message(f"tr_on_{on}"), accuracy=status["accuracy"])
+        else:  # balanced first: a skewed set's plain accuracy hides its weak class
+            line += say(lang, "tr_balanced", on=Message(f"tr_on_{on}"), balanced=status["balanced_accuracy"],
+                        accuracy=status["accuracy"])
     log = run / layout.LOG
     tail = scrub("\n".join(log.read_text(errors="replace").splitlines()[-14:])) if log.exists() else ""
     matrix, table = None, None

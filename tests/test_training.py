@@ -320,7 +320,8 @@ def test_train_tab_streams_progress_then_serves_the_model(tiny_data, tiny_none, 
         assert "· done ·" in final[0] and final[3] and final[3].endswith(".png")  # confusion matrix at the end
         assert str(data.resolve()) not in final[3]  # a copy in Gradio's cache, not the run's file
         # the tab's default, the served model's recipe: a probe of every photo, measured by its cross-validation
-        assert "Accuracy on the held-out photos" in final[0] and "class (cross-validated)" in final[4]["headers"]
+        assert "Balanced accuracy on the held-out photos" in final[0]
+        assert "class (cross-validated)" in final[4]["headers"]
         run_name = next((data / "runs").iterdir()).name
         assert run_name in final[0]
         with pytest.raises(Exception, match="A run is going|No run is going"):

@@ -470,7 +470,8 @@ def _finish_run(model, parts, cfg, recorder, dropped, calibration=None):
     recorder.update(stage="st_evaluating", progress=0.9)
     meta = finish(model, parts, cfg, recorder, dropped, calibration)
     recorder.update(state=layout.DONE, stage="st_finished", ended=time.time(), progress=1.0,
-                    accuracy=meta.get("accuracy"), measured_on=meta["measured_on"])
+                    accuracy=meta.get("accuracy"), balanced_accuracy=meta.get("balanced_accuracy"),
+                    measured_on=meta["measured_on"])
     recorder.log.info(f"done: {recorder.dir / layout.MODEL}")
 
 
