@@ -122,13 +122,13 @@ def score_set(rows, feats: StoreFeatures, out_of_fold: bool = False, cs=CS) -> S
     reviewers' where they decided; a photo left out, or without a usable label, is not scored and no probe learns
     from it). ``out_of_fold``: the served model saw these photos; its probabilities are left out. The LLM's answer
     counts where it is a second opinion: not where the label is the LLM's own."""
-    from labeling.quality import review_scores
+    from labeling.quality import fittable, review_scores
 
     rows = usable(rows, feats)
     digest = labels_digest(rows)
     mode = "out_of_fold" if out_of_fold else "review"
     labels = np.array([label_index(r["label"]) for r in rows], int)
-    if len(rows) < MIN_PHOTOS or np.count_nonzero(np.bincount(labels) >= 2) < 2:
+    if len(rows) < MIN_PHOTOS or not fittable(labels):
         return SetScores("suspects", {}, digest, time.time(), "too_few")
     at = [feats.at[r["id"]] for r in rows]
     llm = np.array([label_index(r.get("llm_label")) if r.get("source") != "llm" else -1 for r in rows], int)
@@ -163,6 +163,8 @@ def find_copies(feats: StoreFeatures, model_path=None, threshold: float | None =
     from evaluation.copies import THRESHOLD, LeakCheckUnavailable, check_leaks, copy_groups, embedding
 
     threshold = THRESHOLD if threshold is None else threshold
+    if not len(feats.ids):  # no photo could be read: nothing to copy, nothing leaked
+        return Copies({}, {})
     own, mirror = embedding(feats.own), embedding(feats.mirror)
     groups = {}
     for group in copy_groups(own, mirror, threshold):

@@ -78,9 +78,16 @@ def label_quality_scores(labels, probs: np.ndarray, mirror_probs: np.ndarray | N
     ``labels``: indices into the columns of ``probs`` (``(n, k)``). ``weights``: any of ``{"model", "set",
     "neighbours", "llm"}``, default :data:`WEIGHTS`."""
     weights = {**WEIGHTS, **(weights or {})}
-    labels = np.asarray(labels)
+    labels = np.asarray(labels, int)
     rows = np.arange(len(labels))
     model = np.asarray(probs, np.float64)
+    views = {"mirror_probs": mirror_probs, "set_probs": set_probs, "neighbours": neighbours}
+    for name, view in {"probs": probs, **views}.items():  # numpy would broadcast a wrong shape silently
+        if view is not None and np.shape(view) != (len(labels), model.shape[-1]):
+            raise ValueError(f"{name} has shape {np.shape(view)}; expected (photos, classes) = "
+                             f"{(len(labels), model.shape[-1])}")
+    if min(weights.values()) < 0 or weights["model"] <= 0:
+        raise ValueError(f"weights must be 0 or more, the model's above 0: {weights}")
     if mirror_probs is not None:
         model = (model + np.asarray(mirror_probs, np.float64)) / 2
     total, weight = weights["model"] * model, np.full((len(labels), 1), float(weights["model"]))
@@ -112,7 +119,8 @@ def review_scores(features: np.ndarray, mirror: np.ndarray, labels, probs: np.nd
     A test set brings the served model's ``probs`` (and ``mirror_probs``; :func:`with_none` adds the none column);
     a training set brings none: its model is its own probe, out of fold. The set's probe is the recipe's
     (``cs``: its strengths to choose among, default the recipe's); with ``refit_below``, a second pass fits it again
-    without the photos scoring under it (None: one pass)."""
+    without the photos scoring under it (None: one pass), unless the others leave too little to fit (one class:
+    :func:`fittable`), where the first pass stands. The neighbours' view counts every label in both passes."""
     from evaluation.copies import embedding
     from training import probe
     from training.out_of_fold import out_of_fold
@@ -121,15 +129,25 @@ def review_scores(features: np.ndarray, mirror: np.ndarray, labels, probs: np.nd
     none = 10
     near = neighbour_label_probabilities(embedding(features), labels, none + 1)
     leave_out = None
-    for _ in range(2 if refit_below is not None else 1):
+    while True:
         _, own, own_mirror = out_of_fold(features, np.where(labels == none, -1, labels), mirror,
                                          cs or probe.CS, leave_out=leave_out)
         if probs is None:
             scores = label_quality_scores(labels, own, own_mirror, None, near, llm, weights)
         else:
             scores = label_quality_scores(labels, probs, mirror_probs, (own + own_mirror) / 2, near, llm, weights)
-        leave_out = scores < (refit_below or 0)
-    return scores
+        if leave_out is not None or refit_below is None:
+            return scores
+        leave_out = scores < refit_below
+        if not fittable(labels[~leave_out]):  # e.g. every photo of all classes but one suspect: keep the first pass
+            return scores
+
+
+def fittable(labels, folds: int = 5) -> bool:
+    """Whether a set's own probe can be cross-validated on ``labels``: at least ``folds`` photos, and two classes
+    (none counts as one) with two photos or more each."""
+    labels = np.asarray(labels, int)
+    return len(labels) >= folds and np.count_nonzero(np.bincount(labels) >= 2) >= 2
 
 
 def suspects_first(scores: np.ndarray) -> np.ndarray:

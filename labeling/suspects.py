@@ -68,7 +68,7 @@ def rank(rows: list[dict], probs: dict, classes, none_threshold: float) -> list[
     (1 = most suspicious).
     """
     known = [row["id"] for row in rows if probs.get(row["id"]) is not None]
-    table = np.array([probs[i] for i in known], np.float64).reshape(-1, len(classes))
+    table = np.array([probs[i] for i in known], np.float32).reshape(-1, len(classes))  # as cached: as Classify cuts
     said = dict(zip(known, answers(table, classes, none_threshold)))  # one pass over the table, not a row at a time
     at, tops = {i: k for k, i in enumerate(known)}, table.max(1) if len(table) else []
     out = []
@@ -85,7 +85,7 @@ def rank(rows: list[dict], probs: dict, classes, none_threshold: float) -> list[
         out.append(row)
     # No usable label first, then disagreements, then by self-confidence (lowest first); a photo a reviewer left out
     # has no label to doubt: it comes last
-    out.sort(key=lambda r: (r["label"] in classes or r["label"] == NONE or r.get("status") == "left_out",
+    out.sort(key=lambda r: (r.get("status") == "left_out", r["label"] in classes or r["label"] == NONE,
                             not r["disagree"], r["p_label"] if r["p_label"] is not None else 1.0, r["id"]))
     for i, row in enumerate(out, 1):
         row["rank"] = i

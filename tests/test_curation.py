@@ -14,6 +14,7 @@ from classifier.classes import CLASSES
 from classifier.modelfile import DEFAULT_MODEL
 from evaluation import copies
 from labeling.quality import (
+    fittable,
     label_quality_scores,
     neighbour_label_probabilities,
     review_scores,
@@ -165,6 +166,21 @@ def test_the_margin_ranks_a_confident_rival_before_a_crowd():
     np.testing.assert_allclose(label_quality_scores(labels, probs, probs, weights={"model": 2}), margin)
     with pytest.raises(ValueError, match="normalized_margin"):
         label_quality_scores(labels, probs, method="margin")
+    with pytest.raises(ValueError, match=r"set_probs has shape \(1, 4\)"):  # not broadcast over the photos
+        label_quality_scores(labels, probs, set_probs=probs[:1])
+    with pytest.raises(ValueError, match="weights must be 0 or more"):
+        label_quality_scores(labels, probs, weights={"model": 0})
+
+
+def test_a_set_whose_suspects_are_a_whole_class_keeps_its_first_pass():
+    """Twenty cats and three photos of cats labelled dog: the first pass finds the three, and the refit without them
+    would have one class to learn; the first pass stands (it used to fail, and the set fell back to the model)."""
+    rng = np.random.default_rng(0)
+    x = np.abs(rng.uniform(0, 2, 16) + rng.normal(0, 0.3, (23, 16))).astype(np.float32)
+    labels = np.array([CLASSES.index("cat")] * 20 + [CLASSES.index("dog")] * 3)
+    assert not fittable(labels[:20]) and fittable(labels)
+    scores = review_scores(x, x, labels, cs=(0.1,))
+    assert np.isfinite(scores).all() and set(suspects_first(scores)[:3]) == {20, 21, 22}
 
 
 def test_out_of_fold_probabilities_of_a_training_set(photos):
@@ -185,3 +201,12 @@ def test_out_of_fold_probabilities_of_a_training_set(photos):
     assert again[flipped, CLASSES.index("dog")] > 0.5
     scores = review_scores(rows[:, :d], rows[:, d:], np.where(labels < 0, len(CLASSES), labels), cs=(1.0,))
     assert suspects_first(scores)[0] == flipped
+
+
+def test_a_store_with_no_readable_photo_has_no_copies_and_no_leaks():
+    """Every photo unreadable: the features are an empty table, and the copies of it are none (not a ValueError)."""
+    from labeling.curation import Copies, StoreFeatures, find_copies
+
+    empty = np.zeros((0, 0), np.float32)
+    feats = StoreFeatures([], empty, empty, np.zeros((0, 11)), np.zeros((0, 11)), [])
+    assert find_copies(feats, DEFAULT_MODEL) == Copies({}, {})

@@ -922,6 +922,8 @@ def test_a_photo_left_out_is_neither_scored_nor_trained_on_nor_exported_as_a_cla
     assert hub == {"a": ("", "several"), "b": ("dog", ""), "c": ("", "copy"), "d": ("horse", "")}
     probs = {i: np.eye(len(CLASSES), dtype=np.float32)[CLASSES.index("cow")] for i in ids.values()}  # all doubted
     assert [r["key"] for r in rank(store.state(), probs, CLASSES, 0.5)][-2:] == ["a", "c"]
+    probs[ids["b"]] = np.eye(len(CLASSES), dtype=np.float32)[CLASSES.index("dog")]  # b's label sure: still before
+    assert [r["key"] for r in rank(store.state(), probs, CLASSES, 0.5)][-2:] == ["a", "c"]
 
 
 def test_evaluate_scores_without_the_photos_left_out_and_says_how_many_and_why(tmp_path):
