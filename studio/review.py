@@ -12,7 +12,6 @@ import gradio as gr
 from classifier.classes import CLASSES, NONE, WATCHED, class_keys, display_name, rows_of
 from classifier.images import ImageError, thumbnail
 from i18n import Message, say
-from labeling.audit import verdict
 from labeling.curation import COPIES
 from labeling.review import SORTS, STATUSES, Filters, Review
 from labeling.scorecard import COLUMNS as SCORECARD_COLUMNS
@@ -21,7 +20,7 @@ from uploads import imported
 
 from .common import T, dataset_choice, dataset_dropdown, fill_at_load, headed, receive_upload, shown, upload_box
 from .guard import MAX_NAME
-from .review_view import IMPACT_COLUMNS, impact_table, import_line, llm_scorecard, present, progress_line
+from .review_view import IMPACT_COLUMNS, audit_line, impact_table, import_line, llm_scorecard, present, progress_line
 
 
 def class_choices(*extra) -> list[tuple]:
@@ -175,23 +174,6 @@ def audit_panel(ui, settings):
             ui.audit_draw = gr.Button(T("rv_audit_draw"), elem_id="rv-audit-draw")
             ui.audit_estimate = gr.Button(T("rv_audit_estimate"), elem_id="rv-audit-estimate")
         ui.audit_md = gr.Markdown(elem_id="rv-audit-line")
-
-
-def audit_line(state: dict, photos: int, target: float, lang: str) -> str:
-    """The audit's estimate in words: the count left with its interval, the target's verdict, the reviewers'
-    agreement."""
-    if not state.get("drawn"):
-        return say(lang, "rv_audit_none")
-    lines = [say(lang, "rv_audit_line", decided=state["decided"], drawn=state["drawn"], left=state["left"],
-                 est=state["estimate"], low=state["low"], high=state["high"])]
-    limit = target / 100 * photos
-    key = "rv_audit_met" if verdict(state, photos, target / 100) else "rv_audit_not_met"
-    lines.append(say(lang, key, target=target, photos=photos, limit=limit, high=state["high"]))
-    if state["pairs"]:
-        kappa = "-" if state["kappa"] is None else f"{state['kappa']:.2f}"
-        lines.append(say(lang, "rv_audit_kappa", pairs=state["pairs"], kappa=kappa, disputed=len(state["disputed"]),
-                         keys=", ".join(map(str, state["disputed"][:10])) or "-"))
-    return "\n\n".join(lines)
 
 
 def wire_audit(ui, review, guard, settings):

@@ -15,6 +15,7 @@ from classifier.classes import CLASSES, NONE, WATCHED, display_name
 from classifier.images import ImageError, thumbnail
 from escaping import plain
 from i18n import column_names, say
+from labeling.audit import verdict
 from labeling.curation import MORE
 from labeling.review import Filters, Review, Step
 from labeling.scorecard import scorecard
@@ -191,3 +192,20 @@ def llm_line(row: dict, lang: str = "en") -> str:
 def pct(x) -> str:
     """A share as a percentage with one decimal, ``-`` when unknown."""
     return "-" if x is None else f"{x:.1%}"
+
+
+def audit_line(state: dict, photos: int, target: float, lang: str) -> str:
+    """The audit's estimate in words: the count left with its interval, the target's verdict, the reviewers'
+    agreement."""
+    if not state.get("drawn"):
+        return say(lang, "rv_audit_none")
+    lines = [say(lang, "rv_audit_line", decided=state["decided"], drawn=state["drawn"], left=state["left"],
+                 est=state["estimate"], low=state["low"], high=state["high"])]
+    limit = target / 100 * photos
+    key = "rv_audit_met" if verdict(state, photos, target / 100) else "rv_audit_not_met"
+    lines.append(say(lang, key, target=target, photos=photos, limit=limit, high=state["high"]))
+    if state["pairs"]:
+        kappa = "-" if state["kappa"] is None else f"{state['kappa']:.2f}"
+        lines.append(say(lang, "rv_audit_kappa", pairs=state["pairs"], kappa=kappa, disputed=len(state["disputed"]),
+                         keys=", ".join(map(str, state["disputed"][:10])) or "-"))
+    return "\n\n".join(lines)

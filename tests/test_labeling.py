@@ -720,8 +720,7 @@ def test_a_blind_audit_estimates_the_wrong_labels_left_and_two_reviewers_agreeme
     from labeling.labelset import labels_of
     from labeling.review import Review, ReviewError
     from settings import Settings
-    from studio.review import audit_line
-    from studio.review_view import present
+    from studio.review_view import audit_line, present
 
     demo = ROOT / "assets" / "demo"
     folder = tmp_path / "data" / "datasets" / "demo"
