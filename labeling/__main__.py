@@ -14,6 +14,7 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -87,8 +88,11 @@ def do_import(store, args):
     from classifier.labels import labels_file
     from uploads import folder_of
 
-    folder = folder_of(args.images, Settings.from_env())
+    settings = Settings.from_env()
+    folder = folder_of(args.images, settings)
     result = store.import_folder(folder, args.labels or labels_file(folder))
+    if store.journal and settings.layout.datasets.resolve() in Path(folder).resolve().parents:
+        store.journal.keep_dataset(folder)  # the app's data set: its photos come back with its labels
     print(f"data set {result['dataset']}: {result['images']} images ({result['added']} new), "
           f"{result['labels_added']} labels added")
     if result["labels_without_image"]:
@@ -234,16 +238,26 @@ def _fmt(x):
     return "" if x is None else f"{x:.4f}"
 
 
+def open_store(db):
+    """The label store at ``db``. The app's own (``DATA_DIR/labels.db``) is journaled to ``PERSIST_DIR`` where that
+    is set, as the app journals it: what the command line writes there outlives a host's restart too."""
+    from labeling.store import LabelStore
+
+    settings = Settings.from_env()
+    own = Path(db).resolve() == settings.layout.labels_db.resolve()
+    return LabelStore(db, settings.journal() if own else None)
+
+
 def main(argv=None):
     from classifier.labels import LabelFileError
-    from labeling.store import LabelStore
+    from labeling.journal import JournalError
 
     args = parse_args(argv)
     commands = {"import": do_import, "autolabel": do_autolabel, "suspects": do_suspects, "leave-out": do_leave_out,
                 "export": do_export, "stats": do_stats}
     try:
-        commands[args.command](LabelStore(args.db), args)
-    except (FileNotFoundError, LabelFileError, ValueError) as e:
+        commands[args.command](open_store(args.db), args)
+    except (FileNotFoundError, LabelFileError, ValueError, JournalError) as e:
         sys.exit(f"error: {e}")
 
 

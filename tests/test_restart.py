@@ -10,9 +10,10 @@ import re
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
+from conftest import EXAMPLES, ROOT
 from test_journeys import load_demo, page  # noqa: F401 - the journeys' browser page, its screenshots kept the same way
 from test_review_app import launch
 
@@ -85,6 +86,48 @@ def test_a_restored_store_rebuilds_its_predictions_before_anyone_asks(tmp_path):
         time.sleep(0.1)
     assert again.store.version(key)[1:] == (4, 4)
     assert [r["key"] for r in again.ranked()] == ranked and again.queue(Filters("unreviewed"))[0]["key"] == head
+
+
+def test_what_the_command_line_writes_to_the_apps_store_outlives_a_restart(tmp_path):
+    """With PERSIST_DIR set, `python -m labeling` on the app's own DATA_DIR/labels.db journals as the app does: an
+    import of a data set under DATA_DIR/datasets and a photo left out come back on an empty disk, photos included.
+    Another database is not journaled; a journal that cannot be written is one error line, nothing saved."""
+    import subprocess
+    import sys
+
+    from classifier.serving import ModelSlot
+    from labeling.review import Review
+    from settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", persist_dir=tmp_path / "bucket")
+    folder = settings.layout.datasets / "mini"
+    for c in ("cat", "dog"):
+        (folder / c).mkdir(parents=True)
+        shutil.copy(EXAMPLES / f"{c}.jpg", folder / c / f"{c}.jpg")
+    env = {**os.environ, "DATA_DIR": str(settings.data_dir), "PERSIST_DIR": str(settings.persist_dir)}
+
+    def cli(*argv, db=settings.layout.labels_db):
+        return subprocess.run([sys.executable, "-m", "labeling", *argv, "--db", str(db)], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    assert cli("import", "--images", str(folder)).returncode == 0
+    assert cli("leave-out", "--key", "cat/cat", "--reason", "cannot_tell", "--author", "kim").returncode == 0
+    other = tmp_path / "other.db"
+    assert cli("import", "--images", str(folder), db=other).returncode == 0
+    files = sorted((settings.persist_dir / "journal").glob("*.json"))
+    assert len(files) == 2  # the app's store twice; the other database not at all
+    shutil.rmtree(settings.data_dir)  # the host restarted
+    again = Review(settings, ModelSlot(None))
+    rows = {r["key"]: r for r in again.store.state()}
+    assert rows.keys() == {"cat/cat", "dog/dog"} and rows["cat/cat"]["status"] == "left_out"
+    assert all(Path(r["file"]).is_file() for r in rows.values())  # the photos came back with their labels
+    journal = settings.persist_dir / "journal"
+    journal.rename(tmp_path / "kept")
+    journal.write_text("")  # a journal that cannot be written (a file where its folder should be): refused whole
+    failed = cli("leave-out", "--key", "dog/dog", "--reason", "copy", "--author", "kim")
+    assert failed.returncode == 1 and failed.stderr.startswith("error: the journal in PERSIST_DIR")
+    assert "Traceback" not in failed.stderr
+    assert next(r for r in again.store.state() if r["key"] == "dog/dog")["status"] == "unreviewed"
 
 
 @chromium
