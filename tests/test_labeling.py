@@ -765,8 +765,9 @@ def test_a_blind_audit_estimates_the_wrong_labels_left_and_two_reviewers_agreeme
         *_, bob = present(review, review.decide(bob, label, audit))
     state, _ = review.audit_state(folder)
     assert state["pairs"] == 30 and state["disputed"] == [disputed] and 0.9 < state["kappa"] < 1
-    assert keys[disputed] not in labels_of(review.store, "demo").labels or \
-        labels_of(review.store, "demo").labels[keys[disputed]] != "cat" or truth[keys[disputed]] == "cat"
+    # the disputed photo keeps its label from before review, not bob's answer (both may be "cat": an LLM's mistake)
+    before = next(r for r in review.store.state() if r["id"] == disputed)["machine_label"]
+    assert labels_of(review.store, "demo").labels.get(keys[disputed]) in (before, None)
     assert labels_of(review.store, "demo").reviewed == 29  # the disputed photo is unreviewed until a third decides
     _, _, _, cy = present(review, review.start("cy", audit))
     assert cy["current"] == disputed  # only the disputed photo is left for a third reviewer
