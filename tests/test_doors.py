@@ -204,8 +204,8 @@ def test_server_paths_as_file_inputs_are_refused_and_never_read(guarded, app_pat
                  f"{data}/../data/labels.db"):
         status, body = join(url + app_path, api_name, path)
         assert status == 403 and b"uploaded through this app" in body and str(data).encode() not in body, path
-        start = time.perf_counter()
-        assert get(url + "config")[0] == 200 and time.perf_counter() - start < 1  # the server still answers
+        start = time.perf_counter()  # the server still answers: a read of /dev/zero would never end (10 s: busy cores)
+        assert get(url + "config")[0] == 200 and time.perf_counter() - start < 10
     assert "refused: a file input that was not uploaded" in log.read_text()
     # a real upload still works, through the same route
     client = Client(url + app_path, verbose=False)

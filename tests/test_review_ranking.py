@@ -258,7 +258,7 @@ def test_the_ranking_and_the_copies_through_the_api_of_a_launched_app(photos, tm
             if listed["suspects"] and listed["suspects"][0]["ranking"] == "review" \
                     and listed["suspects"][0]["dataset"] == "train":
                 break
-            time.sleep(2)
+            time.sleep(0.5)
         assert listed["suspects"][0]["key"] == FLIP and listed["suspects"][0]["score"] < 0.1, listed["suspects"][:3]
         groups = client.predict("pw-4-ranking", *astuple(Filters(status="all", copies="groups")),
                                 api_name="/review_suspects")
@@ -267,7 +267,7 @@ def test_the_ranking_and_the_copies_through_the_api_of_a_launched_app(photos, tm
                              api_name="/review_suspects")
         deadline = time.time() + 120
         while oof["suspects"][0]["ranking"] != "out_of_fold" and time.time() < deadline:
-            time.sleep(2)
+            time.sleep(0.5)
             oof = client.predict("pw-4-ranking", *astuple(Filters(status="all", out_of_fold=True)),
                                  api_name="/review_suspects")
         assert oof["suspects"][0]["key"] == FLIP and oof["suspects"][0]["ranking"] == "out_of_fold"
