@@ -184,21 +184,24 @@ def do_suspects(store, args):
 def _finer_ranking(store, args, clf, state, rows):
     """``rows`` ranked again by :func:`labeling.quality.review_scores` (out of fold where asked, or for a data set
     the model was trained on), from the photos' features (cached beside the store), with their copies."""
-    from pathlib import Path
-
-    from classifier.modelfile import trained_on
-    from labeling.curation import features_cache, find_copies, rerank, score_set, store_features
+    from labeling.curation import (
+        by_set,
+        features_cache,
+        find_copies,
+        out_of_fold_sets,
+        rerank,
+        score_set,
+        store_features,
+    )
     from labeling.suspects import model_key
 
     bar = tqdm(desc="features", unit="img")
     feats = store_features(state, clf.path, features_cache(store.path, model_key(clf)),
                            lambda i, n: (setattr(bar, "total", n), bar.update(i - bar.n)))
     bar.close()
-    learnt = trained_on(clf.meta)
     scored = {}
-    for name in dict.fromkeys(r["dataset"] for r in state):
-        set_rows = [r for r in state if r["dataset"] == name]
-        scored[name] = score_set(set_rows, feats, args.out_of_fold or Path(set_rows[0]["root"]) in learnt)
+    for name, (set_rows, oof) in by_set(state, out_of_fold_sets(state, clf.meta, args.out_of_fold)).items():
+        scored[name] = score_set(set_rows, feats, oof)
         if scored[name].why:
             print(f"{name}: ranked by the model's probability of the label ({scored[name].why})", file=sys.stderr)
     return rerank(rows, scored, find_copies(feats, clf.path))

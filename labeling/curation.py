@@ -117,6 +117,24 @@ def labels_digest(rows) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+def out_of_fold_sets(rows, meta: dict, every: bool = False) -> frozenset:
+    """The data sets of ``rows`` ranked out of fold: those the model of ``meta`` was trained on (it learnt their
+    labels), or ``every`` one."""
+    from classifier.modelfile import trained_on
+
+    learnt = trained_on(meta)
+    roots = {(r["dataset"], r["root"]) for r in rows}  # a few data sets: not a path per photo at each key press
+    return frozenset(name for name, root in roots if every or Path(root) in learnt)
+
+
+def by_set(rows, out_of_fold) -> dict:
+    """``{data set: (its rows, whether it is ranked out of fold)}`` (``out_of_fold``: :func:`out_of_fold_sets`)."""
+    sets = {}
+    for r in rows:
+        sets.setdefault(r["dataset"], []).append(r)
+    return {name: (set_rows, name in out_of_fold) for name, set_rows in sets.items()}
+
+
 def score_set(rows, feats: StoreFeatures, out_of_fold: bool = False, cs=CS) -> SetScores:
     """:func:`labeling.quality.review_scores` of one data set's ``rows`` (its labels: each row's current one, the
     reviewers' where they decided; a photo left out, or without a usable label, is not scored and no probe learns
@@ -263,19 +281,13 @@ class Curation:
             thread.join(min(0.2, max(deadline - time.time(), 0)))
         return False
 
-    def _sets(self, rows, out_of_fold):
-        by_set = {}
-        for r in rows:
-            by_set.setdefault(r["dataset"], []).append(r)
-        return {name: (set_rows, name in out_of_fold) for name, set_rows in by_set.items()}
-
     def _todo(self, clf, key, rows, out_of_fold) -> bool:
         if not rows:
             return False
         if self.key != (key, len(rows)):
             return self.error != (key, len(rows))  # a failure is not tried again until something changes
         todo = []
-        for name, (set_rows, oof) in self._sets(rows, out_of_fold).items():
+        for name, (set_rows, oof) in by_set(rows, out_of_fold).items():
             s = self.scored.get((name, oof))
             if s is None:
                 todo.append(name)
@@ -315,7 +327,7 @@ class Curation:
             self.key, self.feats, self.copies, self.scored, self.progress = (key, len(rows)), feats, copies, {}, None
             self.version += 1
             return
-        for name, (set_rows, oof) in self._sets(rows, out_of_fold).items():
+        for name, (set_rows, oof) in by_set(rows, out_of_fold).items():
             s = self.scored.get((name, oof))
             if s is None or (s.labels != labels_digest(usable(set_rows, self.feats))
                              and time.time() - s.at >= RESCORE_SECONDS):

@@ -32,7 +32,7 @@ from i18n import Message
 from uploads import imported, pending_imports
 
 from .audit import Audit
-from .curation import MIN_PHOTOS, Curation, listing, rerank
+from .curation import MIN_PHOTOS, Curation, listing, out_of_fold_sets, rerank
 from .hub import HubPush
 from .journal import JournalError
 from .labelset import labels_of
@@ -369,9 +369,7 @@ class Review:
     def out_of_fold_sets(self, state: list[dict], every: bool = False) -> frozenset:
         """The data sets ranked out of fold: those the served model was trained on (it learnt their labels), or
         ``every`` one."""
-        learnt = trained_on(self.slot.get().meta)
-        roots = {(r["dataset"], r["root"]) for r in state}  # a few data sets: not a path per photo at each press
-        return frozenset(name for name, root in roots if every or Path(root) in learnt)
+        return out_of_fold_sets(state, self.slot.get().meta, every)
 
     def queue(self, filters: "Filters | tuple" = (), reviewer: str | None = None) -> list[dict]:
         """The images the ``filters`` let through, in their order (:class:`Filters`; a tuple of their values in

@@ -69,17 +69,18 @@ def rank(rows: list[dict], probs: dict, classes, none_threshold: float) -> list[
     """
     known = [row["id"] for row in rows if probs.get(row["id"]) is not None]
     table = np.array([probs[i] for i in known], np.float32).reshape(-1, len(classes))  # as cached: as Classify cuts
-    said = dict(zip(known, answers(table, classes, none_threshold)))  # one pass over the table, not a row at a time
-    at, tops = {i: k for k, i in enumerate(known)}, table.max(1) if len(table) else []
+    # the whole table's answers and top probabilities in one pass, not a row at a time
+    scored = {i: (p, float(top), said) for i, p, top, said in
+              zip(known, table, table.max(1), answers(table, classes, none_threshold))}
     out = []
     for row in rows:
         row = dict(row, predicted=None, p_predicted=None, p_label=None, disagree=False)
-        if row["id"] in at:
-            p, top = table[at[row["id"]]], float(tops[at[row["id"]]])
-            row.update(predicted=said[row["id"]], p_predicted=top)
+        if row["id"] in scored:
+            p, top, said = scored[row["id"]]
+            row.update(predicted=said, p_predicted=top)
             label = row["label"]
             if label in classes:
-                row.update(p_label=float(p[classes.index(label)]), disagree=said[row["id"]] != label)
+                row.update(p_label=float(p[classes.index(label)]), disagree=said != label)
             elif label == NONE:
                 row.update(p_label=1 - top, disagree=top >= none_threshold)
         out.append(row)
