@@ -109,6 +109,7 @@ def save_compact(model, path, meta, dtype="float32"):
             raise ValueError(f"shape mismatch at {ref.path}: {value.shape} vs {base.shape}")
         if not np.array_equal(value, base):
             arrays[ref.path] = value.astype(dtype) if value.dtype == np.float32 else value
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # a missing folder is no reason to lose a run
     np.savez_compressed(path, **{META_KEY: json.dumps(meta)}, **arrays)
     return sorted(arrays)
 

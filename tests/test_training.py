@@ -96,7 +96,7 @@ def test_a_linear_head_run_is_a_probe_calibrated_out_of_fold_that_folds_none_awa
     run = tmp_path / "run"
     result = subprocess.run([sys.executable, "-m", "training", "--data", str(tiny_data), "--out", str(run),
                              "--none", str(tiny_none), "--head", "linear", "--val-split", "0", "--views", "1",
-                             "--size", "160", "--compact", str(tmp_path / "model.npz"),
+                             "--size", "160", "--compact", str(tmp_path / "served" / "model.npz"),  # a folder made
                              "--keep", str(tmp_path / "kept")],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -115,10 +115,10 @@ def test_a_linear_head_run_is_a_probe_calibrated_out_of_fold_that_folds_none_awa
     assert (meta["head"], meta["size"], meta["measured_on"]) == ("linear", 160, "out-of-fold")
     assert meta["balanced_accuracy"] == pytest.approx(oof["balanced_accuracy"]) and model.output_shape == (None, 10)
     # the compact form is the head alone, and serves through LiteRT as the Keras model does
-    with np.load(tmp_path / "model.npz") as data:
+    with np.load(tmp_path / "served" / "model.npz") as data:
         assert sorted(data.files) == ["__meta__", "head/probabilities_and_none/bias",
                                       "head/probabilities_and_none/kernel"]
-    served = Classifier.load(tmp_path / "model.npz", cache_dir=tmp_path / "cache")
+    served = Classifier.load(tmp_path / "served" / "model.npz", cache_dir=tmp_path / "cache")
     keras_run = Classifier.load(run / "model.keras", engine="keras")
     photos = sorted(map(str, tiny_data.glob("*/[0-3].jpg"))) + sorted(map(str, tiny_none.rglob("*.jpg")))
     p_served, p_keras = served.predict(photos), keras_run.predict(photos)
@@ -127,10 +127,12 @@ def test_a_linear_head_run_is_a_probe_calibrated_out_of_fold_that_folds_none_awa
     assert served.threshold == pytest.approx(calibration["threshold"])
     # --keep: the finished run copied whole to a bucket, and the compact model brings its report and .tflite
     assert (tmp_path / "kept" / "run" / ".complete").exists() and (tmp_path / "kept" / "run" / "model.keras").exists()
-    assert (tmp_path / "out_of_fold.json").exists() and list(tmp_path.glob("model-*.float16.tflite"))
+    assert (tmp_path / "served" / "out_of_fold.json").exists()
+    assert list((tmp_path / "served").glob("model-*.float16.tflite"))
     from training.config import recipe_of  # and its recipe: a run from it trains as this one did
 
-    assert (recipe_of(tmp_path / "model.npz").views, recipe_of(tmp_path / "model.npz").size) == (1, 160)
+    recipe = recipe_of(tmp_path / "served" / "model.npz")
+    assert (recipe.views, recipe.size) == (1, 160)
     assert (run / "out_of_fold_matrix.png").stat().st_size > 10_000  # what the Train tab shows of it
     # the run's model carries the index of its training photos: a training photo is a leak, a photo of none too
     # (it learnt them as the 11th class), and the features cached for it are gone
@@ -163,14 +165,18 @@ def test_the_linear_head_is_the_fitted_pipeline_with_its_temperature_folded_in()
     assert softmax[:, [1, 3, 4, 6, 7, 8, 9]].max() < 1e-10  # absent classes are never predicted
 
 
+TENSORFLOW = re.compile(r"\| +(tensorflow|keras)$", re.M)  # a line of python -X importtime
+
+
 def test_unknown_class_folder_is_named(tmp_path):
     data = tmp_path / "data"
     (data / "cat").mkdir(parents=True)
     (data / "wolf").mkdir()
     Image.new("RGB", (8, 8)).save(data / "cat" / "1.jpg")
-    result = subprocess.run([sys.executable, "-m", "training", "--data", str(data), "--out",
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "training", "--data", str(data), "--out",
                              str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "wolf is not one of the 10 classes" in result.stderr
+    assert not TENSORFLOW.search(result.stderr)  # a folder that cannot train fails before TensorFlow loads
 
 
 @pytest.mark.parametrize("photos, message", [
@@ -186,9 +192,9 @@ def test_too_few_photos_fail_with_what_to_do(tmp_path, photos, message):
         for i in range(n):
             Image.new("RGB", (32, 32), (40 * i, 90, 20)).save(data / label / f"{i}.jpg")
     run = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "training", "--data", str(data), "--out", str(run)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and message in result.stderr
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "training", "--data", str(data), "--out",
+                             str(run)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and message in result.stderr and not TENSORFLOW.search(result.stderr)
     assert "Traceback" not in result.stdout  # the terminal gets the message; train.log keeps the traceback
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "failed" and message in status["reason"]
@@ -408,7 +414,8 @@ def test_train_tab_says_where_training_photos_go(tmp_path):
 
 
 def test_feature_caching_reports_its_progress(tmp_path):
-    from training.pipeline import CachingProgress, RunRecorder
+    from training.pipeline import CachingProgress
+    from training.record import RunRecorder
 
     recorder = RunRecorder(tmp_path)
     caching = CachingProgress(recorder, total=40, share=0.15)
@@ -529,7 +536,8 @@ def test_split_file_that_is_not_one_is_refused(tmp_path):
             read_split(path)
     # A good split file for other photos: the run says which photo is missing and what to do.
     from training.config import TrainConfig
-    from training.pipeline import RunRecorder, prepare_data
+    from training.data import prepare_data
+    from training.record import RunRecorder
     (tmp_path / "data" / "cat").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "data" / "cat" / "new.jpg")
     path.write_text("path,split\ncat/1.jpg,train\n")
@@ -539,7 +547,8 @@ def test_split_file_that_is_not_one_is_refused(tmp_path):
 
 
 def test_epoch_validation_is_one_pass_whose_loss_the_callbacks_read(tmp_path):
-    from training.pipeline import EpochMonitor, RunRecorder, standard_callbacks
+    from training.pipeline import EpochMonitor, standard_callbacks
+    from training.record import RunRecorder
 
     probs = np.full((4, 10), 0.02, np.float32)
     probs[[0, 1, 2, 3], [1, 4, 4, 7]] = 0.82  # rows: cat, dog, dog, sheep predicted
@@ -621,7 +630,8 @@ def test_a_reviewed_data_set_trains_on_its_corrected_labels(tmp_path):
     from settings import Settings
     from studio.common import store_labels
     from training.config import config_from, parser
-    from training.pipeline import RunRecorder, prepare_data
+    from training.data import prepare_data
+    from training.record import RunRecorder
     from training.runs import RunStore
 
     settings = Settings(data_dir=tmp_path / "data", data_roots=(tmp_path / "data" / "datasets",))

@@ -31,7 +31,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from training.pipeline import run
+    from training.record import run
 
     try:
         run_dir = run(config_from(args))

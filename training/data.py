@@ -6,12 +6,19 @@ of none of the ten in ``DIR/<source>/<category>/`` (as ``shared/data/none``) or 
 """
 
 import csv
+import hashlib
+import json
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from classifier.classes import CLASSES, NONE, to_class_id
 from classifier.images import is_image_file
+
+from . import layout
+
+UNSEEN_SOURCES = ("imagenet_sample",)  # the ImageNet backbone may have seen these: training only
 
 
 def discover(data_dirs, labels: dict | None = None) -> list[dict]:
@@ -161,3 +168,66 @@ def read_keys(path) -> set[str]:
     if lines and lines[0].split(",")[0] == "path":
         return {ln.split(",")[0] for ln in lines[1:]}
     return set(lines)
+
+
+def prepare_data(cfg, recorder):
+    """Discover, exclude, split; count duplicates. Returns ``{split: [item]}`` and facts for config.json."""
+    labels = json.loads(Path(cfg.data_labels).read_text()) if cfg.data_labels else None  # reviewed, if given
+    items = discover(cfg.data, labels)
+    nones = discover_none(cfg.none or [])
+    if not items:
+        raise ValueError(f"no photos found under {', '.join(map(str, cfg.data))}: expected class folders "
+                         "(cat/, dog/, ... or Animals-10's gatto/, cane/, ...), directly or one level down")
+    excluded = read_keys(cfg.exclude) if cfg.exclude else set()
+    items = [it for it in items + nones if it["key"] not in excluded]
+    if cfg.split:
+        split = read_split(cfg.split)
+        missing = [it["key"] for it in items if it["key"] not in split]
+        if missing:
+            raise ValueError(f"{len(missing)} photos are not in {cfg.split}, e.g. {missing[0]}: a split file "
+                             "fits the data folder it was made for; for other photos make a new split (no --split)")
+    else:
+        fractions = {"train": 1 - cfg.val_split, "val": cfg.val_split}
+        split = stratified_split(items, fractions, cfg.seed, exclude_sources=UNSEEN_SOURCES)
+        split.update(category_split([it for it in items if it["label"] == NONE], fractions, cfg.seed))
+    if cfg.val:
+        for it in discover([cfg.val]):
+            it["key"] = "val:" + it["key"]
+            items.append(it)
+            split[it["key"]] = "val"
+    write_split({it["key"]: split[it["key"]] for it in items}, recorder.dir / layout.SPLIT)
+    parts = defaultdict(list)
+    for it in items:
+        it["sha256"] = hashlib.sha256(Path(it["path"]).read_bytes()).hexdigest()
+        parts[split[it["key"]]].append(it)
+    by_hash = defaultdict(list)
+    for it in items:
+        by_hash[it["sha256"]].append(it)
+    dup_groups = [g for g in by_hash.values() if len(g) > 1]
+    leaks = [[it["key"] for it in g] for g in dup_groups if len({split[it["key"]] for it in g}) > 1]
+    facts = {
+        "counts": {s: dict(Counter(it["label"] for it in parts[s])) for s in parts},
+        "excluded": len(excluded), "duplicate_files": sum(len(g) - 1 for g in dup_groups),
+        "duplicates_across_splits": leaks,
+        "data_hash": hashlib.sha256("".join(sorted(it["sha256"] + it["key"] for it in items)).encode()).hexdigest(),
+    }
+    recorder.log.info(f"data: {len(items)} photos; {facts['counts']}; {facts['duplicate_files']} exact duplicate "
+                      f"files; {len(leaks)} duplicate groups across splits {leaks[:5]}")
+    require_train_and_val(parts, cfg)
+    absent = [c for c in CLASSES if c not in facts["counts"].get("train", {})]
+    if absent:
+        recorder.log.info(f"warning: no training photos of {', '.join(absent)}: the model will not learn them")
+    return parts, facts
+
+
+def require_train_and_val(parts, cfg):
+    """Stop with what to do when a split is empty (Keras' own errors about it say nothing useful). A linear head
+    needs no validation photos: it is calibrated out of fold."""
+    for name in ("train", "val") if cfg.head == "dense" else ("train",):
+        if not parts.get(name):
+            sizes = Counter(it["label"] for items in parts.values() for it in items)
+            raise ValueError(
+                f"no {'validation' if name == 'val' else 'training'} photos left (readable photos per class: "
+                f"{dict(sizes) or 'none'}). A class needs about {int(np.ceil(0.5 / cfg.val_split))} photos to "
+                f"give one to validation at --val-split {cfg.val_split}: add photos, raise --val-split, or pass "
+                "--val DIR (or --split FILE)")

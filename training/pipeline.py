@@ -1,5 +1,6 @@
-"""One training run, start to end: data, phase 1 on cached features, phase 2 fine-tuning, evaluation, outputs; or,
-with a linear head, the probe fitted on the cached features (:mod:`training.probe`) instead of both phases.
+"""One training run's work once its data is read (:func:`training.record.run`): phase 1 on cached features, phase 2
+fine-tuning, evaluation, outputs; or, with a linear head, the probe fitted on the cached features
+(:mod:`training.probe`) instead of both phases.
 
 Everything lands in the run folder: ``model.keras`` (+ ``model.json``), ``history.csv``, ``train_curves.png``,
 ``eval/val/`` and ``eval/test/`` (what ``python -m evaluation run`` writes), ``config.json``, ``split.csv``,
@@ -7,15 +8,10 @@ Everything lands in the run folder: ``model.keras`` (+ ``model.json``), ``histor
 the run folder is touched, so a failed or cancelled run never changes the model the app serves.
 """
 
-import csv
-import hashlib
 import json
-import logging
 import os
-import signal
 import sys
 import time
-from collections import Counter, defaultdict
 from pathlib import Path
 
 import keras
@@ -26,7 +22,6 @@ from tqdm import tqdm
 
 from classifier.backbones import input_size
 from classifier.classes import CLASSES, NONE
-from classifier.files import write_atomic
 from classifier.model import build_classifier
 from classifier.modelfile import write_calibration, write_meta
 from classifier.predictor import Classifier
@@ -34,18 +29,12 @@ from classifier.predictor import Classifier
 from . import layout
 from .augment import DEFAULT_POLICIES, Augmenter
 from .config import TrainConfig
-from .data import category_split, discover, discover_none, read_keys, read_split, stratified_split, write_split
+from .data import require_train_and_val
 from .dataset import image_dataset
 from .distill import Distiller, teacher_ensemble
 from .finetune import compile_for, unfreeze_last_blocks
 from .head import class_weights, extract_features, feature_model
-
-UNSEEN_SOURCES = ("imagenet_sample",)  # the ImageNet backbone may have seen these: training only
-CANCEL = {"requested": False}
-
-
-class Cancelled(Exception):
-    pass
+from .record import CANCEL, Cancelled
 
 
 def label_index(label):
@@ -85,38 +74,6 @@ def validation_logs(probs, y, none_weight):
         scores = open_set_scores(p_in.max(1), p_out.max(1))
         logs["val_none_auroc"], logs["val_none_accepted"] = scores["auroc"], scores["none_accepted"]
     return logs
-
-
-class RunRecorder:
-    """status.json, train.log and history.csv of one run."""
-
-    def __init__(self, run_dir):
-        self.dir = Path(run_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.status = {"state": layout.RUNNING, "pid": os.getpid(), "started": time.time(), "phase": 0, "epoch": 0,
-                       "epochs": 0, "progress": 0.0}
-        self.history = []
-        self.log = logging.getLogger(f"run.{self.dir.name}")
-        self.log.setLevel(logging.DEBUG)
-        terminal = logging.StreamHandler(sys.stdout)
-        terminal.setLevel(logging.INFO)  # tracebacks (DEBUG) go to train.log only
-        self.log.handlers = [logging.FileHandler(self.dir / layout.LOG), terminal]
-        for h in self.log.handlers:
-            h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-
-    def update(self, **fields):
-        self.status.update(fields, updated=time.time())
-        write_atomic(self.dir / layout.STATUS, json.dumps(self.status))
-
-    def add_epoch(self, phase, logs):
-        self.history.append({"phase": phase, "epoch": len(self.history) + 1,
-                             **{k: float(v) for k, v in logs.items() if np.isscalar(v)}})
-        keys = sorted({k for row in self.history for k in row}, key=lambda k: (k not in ("phase", "epoch"), k))
-        with open(self.dir / "history.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(self.history)
-        save_curves(self.history, self.dir / layout.CURVES)
 
 
 class EpochMonitor(keras.callbacks.Callback):
@@ -210,69 +167,6 @@ def make_strategy(name):
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def prepare_data(cfg, recorder):
-    """Discover, exclude, split; count duplicates. Returns ``{split: [item]}`` and facts for config.json."""
-    labels = json.loads(Path(cfg.data_labels).read_text()) if cfg.data_labels else None  # reviewed, if given
-    items = discover(cfg.data, labels)
-    nones = discover_none(cfg.none or [])
-    if not items:
-        raise ValueError(f"no photos found under {', '.join(map(str, cfg.data))}: expected class folders "
-                         "(cat/, dog/, ... or Animals-10's gatto/, cane/, ...), directly or one level down")
-    excluded = read_keys(cfg.exclude) if cfg.exclude else set()
-    items = [it for it in items + nones if it["key"] not in excluded]
-    if cfg.split:
-        split = read_split(cfg.split)
-        missing = [it["key"] for it in items if it["key"] not in split]
-        if missing:
-            raise ValueError(f"{len(missing)} photos are not in {cfg.split}, e.g. {missing[0]}: a split file "
-                             "fits the data folder it was made for; for other photos make a new split (no --split)")
-    else:
-        fractions = {"train": 1 - cfg.val_split, "val": cfg.val_split}
-        split = stratified_split(items, fractions, cfg.seed, exclude_sources=UNSEEN_SOURCES)
-        split.update(category_split([it for it in items if it["label"] == NONE], fractions, cfg.seed))
-    if cfg.val:
-        for it in discover([cfg.val]):
-            it["key"] = "val:" + it["key"]
-            items.append(it)
-            split[it["key"]] = "val"
-    write_split({it["key"]: split[it["key"]] for it in items}, recorder.dir / layout.SPLIT)
-    parts = defaultdict(list)
-    for it in items:
-        it["sha256"] = hashlib.sha256(Path(it["path"]).read_bytes()).hexdigest()
-        parts[split[it["key"]]].append(it)
-    by_hash = defaultdict(list)
-    for it in items:
-        by_hash[it["sha256"]].append(it)
-    dup_groups = [g for g in by_hash.values() if len(g) > 1]
-    leaks = [[it["key"] for it in g] for g in dup_groups if len({split[it["key"]] for it in g}) > 1]
-    facts = {
-        "counts": {s: dict(Counter(it["label"] for it in parts[s])) for s in parts},
-        "excluded": len(excluded), "duplicate_files": sum(len(g) - 1 for g in dup_groups),
-        "duplicates_across_splits": leaks,
-        "data_hash": hashlib.sha256("".join(sorted(it["sha256"] + it["key"] for it in items)).encode()).hexdigest(),
-    }
-    recorder.log.info(f"data: {len(items)} photos; {facts['counts']}; {facts['duplicate_files']} exact duplicate "
-                      f"files; {len(leaks)} duplicate groups across splits {leaks[:5]}")
-    require_train_and_val(parts, cfg)
-    absent = [c for c in CLASSES if c not in facts["counts"].get("train", {})]
-    if absent:
-        recorder.log.info(f"warning: no training photos of {', '.join(absent)}: the model will not learn them")
-    return parts, facts
-
-
-def require_train_and_val(parts, cfg):
-    """Stop with what to do when a split is empty (Keras' own errors about it say nothing useful). A linear head
-    needs no validation photos: it is calibrated out of fold."""
-    for name in ("train", "val") if cfg.head == "dense" else ("train",):
-        if not parts.get(name):
-            sizes = Counter(it["label"] for items in parts.values() for it in items)
-            raise ValueError(
-                f"no {'validation' if name == 'val' else 'training'} photos left (readable photos per class: "
-                f"{dict(sizes) or 'none'}). A class needs about {int(np.ceil(0.5 / cfg.val_split))} photos to "
-                f"give one to validation at --val-split {cfg.val_split}: add photos, raise --val-split, or pass "
-                "--val DIR (or --split FILE)")
 
 
 def cache_features(model, parts, augmenter, cfg, recorder, size, teacher=None):
@@ -414,31 +308,15 @@ def phase2(model, parts, augmenter, cfg, recorder, size, jit, weights, teacher=N
                 callbacks=[monitor, *standard_callbacks(recorder.dir, 2, 4)])
 
 
-def run(cfg: TrainConfig):
-    """Train one model as ``cfg`` says (see ``python -m training --help``); returns the run folder."""
-    recorder = RunRecorder(cfg.out)
-    signal.signal(signal.SIGTERM, lambda *_: CANCEL.update(requested=True))
-    try:
-        _run(cfg, recorder)
-    except Cancelled:
-        recorder.update(state=layout.CANCELLED, ended=time.time())
-        recorder.log.info("cancelled; the served model is unchanged")
-    except Exception as e:  # recorded for the app and the log, then raised for the exit status
-        recorder.update(state=layout.FAILED, reason=f"{type(e).__name__}: {e}", ended=time.time())
-        recorder.log.error(f"run failed: {type(e).__name__}: {e}")
-        recorder.log.debug("traceback", exc_info=True)
-        raise
-    return recorder.dir
-
-
-def _run(cfg, recorder):
+def train(cfg: TrainConfig, recorder, parts, facts):
+    """Train one model as ``cfg`` says on the photos :func:`training.data.prepare_data` read (``parts``, ``facts``),
+    into ``recorder``'s run folder; :func:`training.record.run` is the whole run."""
     device, is_gpu = device_info()
     if is_gpu:  # mixed float16 on GPU (the softmax layer stays float32); XLA only there, it is slower on CPU
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(cfg.seed)
-    recorder.update(device=device, stage="st_reading")
+    recorder.update(device=device)
     recorder.log.info(f"device: {device}; strategy: {cfg.strategy}")
-    parts, facts = prepare_data(cfg, recorder)
     size = cfg.size or input_size(cfg.backbone)
     augmenter = Augmenter(cfg.policies, size, cfg.seed) if cfg.augment else None
     if cfg.head == "linear":  # a probe: nothing to distribute, no phase 2
@@ -563,27 +441,4 @@ def write_config(cfg, weights, facts, device, run_dir):
     (Path(run_dir) / layout.CONFIG).write_text(json.dumps(config, indent=2, default=str))
 
 
-def save_curves(history, path):
-    """Loss, accuracy, cat recall and dog recall per epoch, both phases, with the phase boundary marked."""
-    from matplotlib.ticker import MaxNLocator
-
-    from evaluation.plots import both, plt, save_figure
-
-    epochs = [r["epoch"] for r in history]
-    boundary = next((r["epoch"] - 0.5 for r in history if r["phase"] == 2), None)
-    fig, axes = plt.subplots(1, 4, figsize=(18, 3.8), layout="constrained")
-    panels = ((both("fig_loss"), ("loss", "val_loss")), (both("fig_accuracy"), ("accuracy", "val_accuracy")),
-              (both("fig_cat_recall"), ("val_recall_cat",)), (both("fig_dog_recall"), ("val_recall_dog",)))
-    for ax, (title, keys) in zip(axes, panels):
-        for key in keys:
-            ax.plot(epochs, [r.get(key, np.nan) for r in history], marker=".", label=key)
-        if boundary:
-            ax.axvline(boundary, color="gray", linestyle="--", label=both("fig_phase2"))
-        ax.set_title(title)
-        ax.set_xlabel(both("fig_epoch"))
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=7)
-    save_figure(fig, path, dpi=80)
-
-
-__all__ = ["run", "DEFAULT_POLICIES", "make_strategy", "CANCEL"]
+__all__ = ["train", "DEFAULT_POLICIES", "make_strategy"]
