@@ -34,7 +34,6 @@ from .dataset import image_dataset
 from .distill import Distiller, teacher_ensemble
 from .finetune import compile_for, unfreeze_last_blocks
 from .head import class_weights, extract_features, feature_model
-from .record import CANCEL, Cancelled
 
 
 def label_index(label):
@@ -96,7 +95,7 @@ class EpochMonitor(keras.callbacks.Callback):
         self.recorder.update(phase=self.phase, epoch=epoch + 1, epochs=self.epochs, stage=self.stage)
 
     def on_train_batch_end(self, batch, logs=None):
-        if CANCEL["requested"]:
+        if self.recorder.cancel_requested:
             self.model.stop_training = True
         steps = self.params.get("steps")
         if steps and time.time() - self.shown > 2:  # a CPU epoch of phase 2 takes a minute: show it moving
@@ -119,7 +118,7 @@ class EpochMonitor(keras.callbacks.Callback):
             f"cat recall {logs['val_recall_cat']:.3f} precision {logs['val_precision_cat']:.3f}, "
             f"dog recall {logs['val_recall_dog']:.3f} precision {logs['val_precision_dog']:.3f}"
             + (f", none AUROC {logs['val_none_auroc']:.3f}" if "val_none_auroc" in logs else ""))
-        if CANCEL["requested"]:
+        if self.recorder.cancel_requested:
             self.model.stop_training = True
 
 
@@ -335,16 +334,14 @@ def train(cfg: TrainConfig, recorder, parts, facts):
                               f"(alpha {cfg.distill_alpha})")
         dropped, weights = phase1(model, parts, augmenter, cfg, recorder, size, teacher)
         write_config(cfg, weights, facts, device, recorder.dir)
-        if CANCEL["requested"]:
-            raise Cancelled
+        recorder.stop_if_cancelled()
         if cfg.epochs_finetune > 0:
             phase2(model, parts, augmenter, cfg, recorder, size, jit=is_gpu, weights=weights, teacher=teacher)
     _finish_run(model, parts, cfg, recorder, dropped)
 
 
 def _finish_run(model, parts, cfg, recorder, dropped, calibration=None):
-    if CANCEL["requested"]:
-        raise Cancelled
+    recorder.stop_if_cancelled()
     recorder.update(stage="st_evaluating", progress=0.9)
     meta = finish(model, parts, cfg, recorder, dropped, calibration)
     recorder.update(state=layout.DONE, stage="st_finished", ended=time.time(), progress=1.0,

@@ -20,8 +20,6 @@ from . import layout
 from .config import TrainConfig
 from .data import prepare_data
 
-CANCEL = {"requested": False}
-
 
 class Cancelled(Exception):
     pass
@@ -30,7 +28,7 @@ class Cancelled(Exception):
 def run(cfg: TrainConfig):
     """Train one model as ``cfg`` says (see ``python -m training --help``); returns the run folder."""
     recorder = RunRecorder(cfg.out)
-    signal.signal(signal.SIGTERM, lambda *_: CANCEL.update(requested=True))
+    signal.signal(signal.SIGTERM, lambda *_: setattr(recorder, "cancel_requested", True))  # the Train tab's Cancel
     try:
         recorder.update(stage="st_reading")
         parts, facts = prepare_data(cfg, recorder)
@@ -57,6 +55,7 @@ class RunRecorder:
         self.status = {"state": layout.RUNNING, "pid": os.getpid(), "started": time.time(), "phase": 0, "epoch": 0,
                        "epochs": 0, "progress": 0.0}
         self.history = []
+        self.cancel_requested = False
         self.log = logging.getLogger(f"run.{self.dir.name}")
         self.log.setLevel(logging.DEBUG)
         terminal = logging.StreamHandler(sys.stdout)
@@ -64,6 +63,11 @@ class RunRecorder:
         self.log.handlers = [logging.FileHandler(self.dir / layout.LOG), terminal]
         for h in self.log.handlers:
             h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+
+    def stop_if_cancelled(self):
+        """Between steps: end the run as cancelled once a cancel was asked for."""
+        if self.cancel_requested:
+            raise Cancelled
 
     def update(self, **fields):
         self.status.update(fields, updated=time.time())
