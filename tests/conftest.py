@@ -6,6 +6,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# One thread per process for the numeric libraries, the launched apps and CLIs included: the suite runs a worker per
+# core (pyproject's -n 2), and two processes each spinning a pool of threads over the same cores waste about a tenth
+# of the run's CPU (measured: 7:23 against 7:56 for the whole suite). The speed figures come from benchmarks/.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+    os.environ.setdefault(_name, "1")
 # One cache of converted (.tflite) models for the whole run, the launched apps and CLIs included: each model file is
 # converted once, not once per test's DATA_DIR.
 os.environ.setdefault("MODEL_CACHE", tempfile.mkdtemp(prefix="tflite-cache-"))
