@@ -7,8 +7,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 # One thread per process for the numeric libraries, the launched apps and CLIs included: the suite runs a worker per
-# core (pyproject's -n 2), and two processes each spinning a pool of threads over the same cores waste about a tenth
-# of the run's CPU (measured: 7:23 against 7:56 for the whole suite). The speed figures come from benchmarks/.
+# core (pyproject's -n 2), and two processes each spinning a pool of threads over the same cores waste CPU (the whole
+# suite took 7:23 against 7:56, before training.probe.fit took one thread itself). Speed figures come from benchmarks/.
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
     os.environ.setdefault(_name, "1")
 # One cache of converted (.tflite) models for the whole run, the launched apps and CLIs included: each model file is

@@ -35,27 +35,34 @@ def app(tmp_path_factory):
     proc.wait(30)
 
 
-@pytest.fixture()
-def page(request):
-    """A page in headless Chromium, its browser in English (or the locale a test passes: indirect=True)."""
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, one for the file: each test has its own context (cookies, storage, locale) in it."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=shutil.which("chromium"),
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                           "--disable-component-update"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser, request):
+    """A page in a fresh browser context, in English (or the locale a test passes: indirect=True)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     console = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"),
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                          "--disable-component-update"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100},
-                                locale=getattr(request, "param", "en-US"))
-        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-        yield page
-        name = request.node.name
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-        if getattr(request.node, "failed", False):  # set by the hook in conftest.py
-            (ARTIFACTS / f"{name}.html").write_text(page.content())
-            (ARTIFACTS / f"{name}.console.log").write_text("\n".join(console))
-        browser.close()
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, locale=getattr(request, "param", "en-US"))
+    page = context.new_page()
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    yield page
+    name = request.node.name
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if getattr(request.node, "failed", False):  # set by the hook in conftest.py
+        (ARTIFACTS / f"{name}.html").write_text(page.content())
+        (ARTIFACTS / f"{name}.console.log").write_text("\n".join(console))
+    context.close()
 
 
 def test_classify_then_switch_to_chinese(app, page):

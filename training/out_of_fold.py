@@ -33,7 +33,7 @@ def out_of_fold(features: np.ndarray, labels, mirror: np.ndarray | None = None, 
     out = np.zeros((len(views), n, oof.shape[1]))
     out[:, at] = oof.reshape(len(views), len(at), -1)
     if not kept.all():
-        fitted = probe.probe(c).fit(x, np.where(y < 0, oof.shape[1] - 1, y))
+        fitted = probe.fit(c, x, np.where(y < 0, oof.shape[1] - 1, y))
         for v, view in enumerate(views):
             out[v, ~kept] = probe.probabilities(fitted, view[~kept])
     return c, out[0], (out[1] if mirror is not None else None)

@@ -258,7 +258,7 @@ def fit_linear(model, parts, augmenter, cfg, recorder, size):
                       f"{int((y[clean] < 0).sum())} photos of none of the ten as an 11th class)")
     c, oof = probe.cross_validate(x, y, photo, clean, seed=cfg.seed, log=recorder.log.info)
     calibration = probe.calibration(oof[clean], y[clean])
-    fitted = probe.probe(c).fit(x, np.where(y < 0, len(CLASSES), y))
+    fitted = probe.fit(c, x, np.where(y < 0, len(CLASSES), y))
     layer = model.get_layer("head").get_layer("probabilities_and_none")
     layer.set_weights(list(probe.head_weights(fitted, calibration["folded_temperature"], x.shape[1])))
     inset = [it for it in parts["train"] if it["label"] != NONE]

@@ -12,6 +12,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from classifier.classes import CLASSES
 from evaluation.metrics import KEEP
@@ -24,6 +25,13 @@ def probe(c: float):
     """Standardised features, then multinomial logistic regression with inverse strength ``c``; none of the ten
     (label 10) is a class like the others, every class weighted to the same total."""
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight="balanced", max_iter=2000))
+
+
+def fit(c: float, x, y):
+    """The probe at ``c`` fitted on ``x``, ``y`` (labels 0-10), its BLAS on one thread: lbfgs multiplies small
+    matrices, and on 2 cores two threads made the C search 6-12 times slower (``benchmarks/probe_threads.py``)."""
+    with threadpool_limits(1, user_api="blas"):
+        return probe(c).fit(x, y)
 
 
 def probabilities(model, x, n=len(CLASSES) + 1) -> np.ndarray:
@@ -44,7 +52,7 @@ def cross_validate(x, y, photo, clean, cs=CS, folds=5, seed=0, log=print):
     for fit_at, test_at in splitter.split(x, y, photo):
         test_at = test_at[clean[test_at]]
         for c in cs:
-            oof[c][test_at] = probabilities(probe(c).fit(x[fit_at], y[fit_at]), x[test_at])
+            oof[c][test_at] = probabilities(fit(c, x[fit_at], y[fit_at]), x[test_at])
     inset = clean & (y < len(CLASSES))
     score = {c: balanced_accuracy_score(y[inset], oof[c][inset, :len(CLASSES)].argmax(1)) for c in cs}
     best = max(cs, key=score.get)
