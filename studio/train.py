@@ -58,8 +58,9 @@ def snapshot(run, scrub=str, lang: str = "en"):
     stage = say(lang, stage, **{"done": 0, "total": 0, **status}) if stage in STRINGS["en"] else stage
     epoch = say(lang, "tr_epoch", epoch=status["epoch"], epochs=status["epochs"]) if status.get("epochs") else ""
     device = status.get("device", "").replace("cores", say(lang, "tr_cores"))
+    device = f" · {device}" if device else ""  # known once TensorFlow has loaded
     state = say(lang, f"state_{status['state']}")
-    line = f"**{run.name}** · {state} · `{bar}` {p:.0%} · {stage}{epoch} · {device}"
+    line = f"**{run.name}** · {state} · `{bar}` {p:.0%} · {stage}{epoch}{device}"
     if status.get("reason"):
         line += say(lang, "tr_failed", reason=plain(scrub(status["reason"])))
     if status.get("accuracy") is not None:

@@ -21,6 +21,7 @@ os.environ.setdefault("GRAD_CAM_WARM", "0")
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 EXAMPLES = ROOT / "assets" / "examples"
+ARTIFACTS = ROOT / "artifacts" / "journeys"  # the browser tests' screenshots (and, when one fails, its page)
 sys.path.insert(0, str(ROOT))
 
 import pytest  # noqa: E402
@@ -38,3 +39,35 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     if outcome.get_result().failed:
         item.failed = True
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, one for the file: each test has its own context (cookies, storage, locale) in it."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=shutil.which("chromium"),
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                           "--disable-component-update"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser, request):
+    """A page in a fresh browser context, in English (or the locale a test passes: indirect=True)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    console = []
+    context = browser.new_context(viewport={"width": 1400, "height": 1100}, locale=getattr(request, "param", "en-US"))
+    page = context.new_page()
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    yield page
+    name = request.node.name
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    if getattr(request.node, "failed", False):  # set by pytest_runtest_makereport above
+        (ARTIFACTS / f"{name}.html").write_text(page.content())
+        (ARTIFACTS / f"{name}.console.log").write_text("\n".join(console))
+    context.close()

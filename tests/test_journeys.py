@@ -8,14 +8,13 @@ import shutil
 import time
 
 import pytest
-from conftest import EXAMPLES, ROOT
+from conftest import ARTIFACTS, EXAMPLES, ROOT
 from PIL import Image, ImageOps
 from test_review_app import human_events, launch
 
 from classifier.classes import CLASSES, NONE, class_keys, display_name
 
 pytestmark = pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (.ci/run installs it)")
-ARTIFACTS = ROOT / "artifacts" / "journeys"
 
 
 def tiny_set(data):
@@ -33,36 +32,6 @@ def app(tmp_path_factory):
     yield url, data
     proc.terminate()
     proc.wait(30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium, one for the file: each test has its own context (cookies, storage, locale) in it."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=shutil.which("chromium"),
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                           "--disable-component-update"])
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture()
-def page(browser, request):
-    """A page in a fresh browser context, in English (or the locale a test passes: indirect=True)."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    console = []
-    context = browser.new_context(viewport={"width": 1400, "height": 1100}, locale=getattr(request, "param", "en-US"))
-    page = context.new_page()
-    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
-    yield page
-    name = request.node.name
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    if getattr(request.node, "failed", False):  # set by the hook in conftest.py
-        (ARTIFACTS / f"{name}.html").write_text(page.content())
-        (ARTIFACTS / f"{name}.console.log").write_text("\n".join(console))
-    context.close()
 
 
 def test_classify_then_switch_to_chinese(app, page):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES, ROOT
-from test_journeys import load_demo, page  # noqa: F401 - the journeys' browser page, its screenshots kept the same way
+from test_journeys import load_demo
 from test_review_app import launch
 
 chromium = pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (.ci/run installs it)")
@@ -131,7 +131,7 @@ def test_what_the_command_line_writes_to_the_apps_store_outlives_a_restart(tmp_p
 
 
 @chromium
-def test_a_kill_and_an_empty_disk_change_nothing_a_reviewer_sees(page, tmp_path):  # noqa: F811
+def test_a_kill_and_an_empty_disk_change_nothing_a_reviewer_sees(page, tmp_path):
     persist = str(tmp_path / "bucket")
     proc, url, data = launch(tmp_path, PERSIST_DIR=persist)  # the four-photo demo set, LLM-style labels
     try:

@@ -364,6 +364,27 @@ def test_cancel_stops_cleanly_and_writes_no_model(tiny_data, tmp_path):
     assert status["state"] == "cancelled" and not (run / "model.keras").exists()
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_cancel_or_ctrl_c_at_the_start_leaves_the_run_cancelled(tiny_data, tmp_path, sig):
+    """Asked while the photos are read: SIGTERM (the Train tab's Cancel) stops before TensorFlow loads, Ctrl+C at
+    once; either way the run says cancelled and has no model."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "training", "--data", str(tiny_data), "--out", str(run),
+                             "--head", "linear", "--val-split", "0"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (run / "status.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(getattr(signal, sig))
+    assert proc.wait(120) == 0
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "cancelled" and not (run / "model.keras").exists()
+    assert "device" not in status  # stopped before TensorFlow was asked for the device
+
+
 def test_distillation_mixes_teacher_and_label_and_never_trains_the_teacher(tmp_path):
     from classifier.images import decode
     from classifier.model import build_classifier
@@ -543,6 +564,22 @@ def test_split_file_that_is_not_one_is_refused(tmp_path):
     path.write_text("path,split\ncat/1.jpg,train\n")
     cfg = TrainConfig(data=[tmp_path / "data"], split=path, out=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="1 photos are not in .*cat/new.jpg: a split file fits the data folder"):
+        prepare_data(cfg, RunRecorder(tmp_path / "run"))
+
+
+def test_a_probe_with_every_photo_excluded_says_so(tmp_path):
+    """The linear recipe has no validation share (--val-split 0): a run left with no training photos says what to do,
+    not a division by zero."""
+    from training.config import TrainConfig
+    from training.data import prepare_data
+    from training.record import RunRecorder
+
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "data" / "cat" / "1.jpg")
+    (tmp_path / "exclude.txt").write_text("cat/1.jpg\n")
+    cfg = TrainConfig(data=[tmp_path / "data"], exclude=tmp_path / "exclude.txt", head="linear", val_split=0.0,
+                      out=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match=r"no training photos left \(readable photos per class: none\)\. Add readable"):
         prepare_data(cfg, RunRecorder(tmp_path / "run"))
 
 

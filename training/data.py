@@ -1,4 +1,5 @@
-"""Find labelled photos in class folders and split them reproducibly.
+"""Find labelled photos in class folders and split them reproducibly; :func:`prepare_data` reads and checks a run's
+photos (split, exact duplicates, what is left to train on) before TensorFlow is imported.
 
 A data folder holds class folders named in English, Italian (Animals-10) or Chinese, either directly
 (``DIR/cat/``) or one level down (``DIR/<source>/cat/``, as in ``shared/data/animals``). A none folder holds photos
@@ -226,8 +227,8 @@ def require_train_and_val(parts, cfg):
     for name in ("train", "val") if cfg.head == "dense" else ("train",):
         if not parts.get(name):
             sizes = Counter(it["label"] for items in parts.values() for it in items)
-            raise ValueError(
-                f"no {'validation' if name == 'val' else 'training'} photos left (readable photos per class: "
-                f"{dict(sizes) or 'none'}). A class needs about {int(np.ceil(0.5 / cfg.val_split))} photos to "
-                f"give one to validation at --val-split {cfg.val_split}: add photos, raise --val-split, or pass "
-                "--val DIR (or --split FILE)")
+            need = (f"A class needs about {int(np.ceil(0.5 / cfg.val_split))} photos to give one to validation at "
+                    f"--val-split {cfg.val_split}: add photos, raise --val-split, or pass --val DIR (or --split FILE)"
+                    if cfg.val_split > 0 else "Add readable photos, or exclude fewer (--exclude)")
+            raise ValueError(f"no {'validation' if name == 'val' else 'training'} photos left (readable photos per "
+                             f"class: {dict(sizes) or 'none'}). {need}")

@@ -2,10 +2,10 @@
 fine-tuning, evaluation, outputs; or, with a linear head, the probe fitted on the cached features
 (:mod:`training.probe`) instead of both phases.
 
-Everything lands in the run folder: ``model.keras`` (+ ``model.json``), ``history.csv``, ``train_curves.png``,
-``eval/val/`` and ``eval/test/`` (what ``python -m evaluation run`` writes), ``config.json``, ``split.csv``,
-``train.log`` and ``status.json`` (running with progress, done, failed with the reason, cancelled). Nothing outside
-the run folder is touched, so a failed or cancelled run never changes the model the app serves.
+What it writes lands in the run folder beside the record's (``status.json``, ``train.log``, ``history.csv``) and
+the data's (``split.csv``): ``model.keras`` (+ ``model.json``), ``train_curves.png``, ``eval/val/`` and ``eval/test/``
+(what ``python -m evaluation run`` writes), ``config.json``. Nothing outside the run folder is touched, so a failed or
+cancelled run never changes the model the app serves.
 """
 
 import json
@@ -130,6 +130,7 @@ class CachingProgress:
         recorder.update(phase=1, stage="st_caching", done=0, total=total)
 
     def add(self, n):
+        self.recorder.stop_if_cancelled()
         self.done += n
         if time.time() - self.shown > 2 or self.done >= self.total:
             self.shown = time.time()
@@ -310,6 +311,7 @@ def phase2(model, parts, augmenter, cfg, recorder, size, jit, weights, teacher=N
 def train(cfg: TrainConfig, recorder, parts, facts):
     """Train one model as ``cfg`` says on the photos :func:`training.data.prepare_data` read (``parts``, ``facts``),
     into ``recorder``'s run folder; :func:`training.record.run` is the whole run."""
+    recorder.stop_if_cancelled()  # asked while TensorFlow loaded
     device, is_gpu = device_info()
     if is_gpu:  # mixed float16 on GPU (the softmax layer stays float32); XLA only there, it is slower on CPU
         keras.mixed_precision.set_global_policy("mixed_float16")

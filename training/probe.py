@@ -6,6 +6,8 @@ calibration (temperature, threshold) and an estimate no fit saw. The fitted pipe
 map) and the temperature fold into one Dense layer, :func:`head_weights`.
 """
 
+import threading
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
@@ -18,6 +20,7 @@ from classifier.classes import CLASSES
 from evaluation.metrics import KEEP
 
 CS = (0.1, 0.3, 1.0, 3.0, 10.0)  # with none as an 11th class, 1.0 won at 384 px over 0.03-0.3
+_ONE_AT_A_TIME = threading.Lock()
 ABSENT = -50.0  # the bias of a class with no training photos: never predicted
 
 
@@ -29,8 +32,9 @@ def probe(c: float):
 
 def fit(c: float, x, y):
     """The probe at ``c`` fitted on ``x``, ``y`` (labels 0-10), its BLAS on one thread: lbfgs multiplies small
-    matrices, and on 2 cores two threads made the C search 6-12 times slower (``benchmarks/probe_threads.py``)."""
-    with threadpool_limits(1, user_api="blas"):
+    matrices, and on 2 cores two threads made the C search 3-15 times slower (``benchmarks/probe_threads.py``). The
+    limit holds for the whole process, so fits take turns: one could otherwise lift another's limit."""
+    with _ONE_AT_A_TIME, threadpool_limits(1, user_api="blas"):
         return probe(c).fit(x, y)
 
 

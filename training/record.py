@@ -32,10 +32,11 @@ def run(cfg: TrainConfig):
     try:
         recorder.update(stage="st_reading")
         parts, facts = prepare_data(cfg, recorder)
+        recorder.stop_if_cancelled()
         from .pipeline import train  # TensorFlow: only once the data can train
 
         train(cfg, recorder, parts, facts)
-    except Cancelled:
+    except (Cancelled, KeyboardInterrupt):  # the Train tab's Cancel (SIGTERM), or Ctrl+C in a terminal
         recorder.update(state=layout.CANCELLED, ended=time.time())
         recorder.log.info("cancelled; the served model is unchanged")
     except Exception as e:  # recorded for the app and the log, then raised for the exit status
