@@ -147,7 +147,7 @@ def mount(server, blocks, path: str, settings, **kwargs):
     one_line_refusals(blocks)  # a refused request: one log line, a short reply with no server path
 
 
-IDLE_POLL = 0.004  # seconds between the studio's idle queue's looks for a new event (Gradio's: 0.001)
+IDLE_POLL = 0.01  # seconds between the studio's idle queue's looks for a new event (Gradio's: 0.001)
 
 
 def quiet_when_idle(blocks, every: float) -> None:
@@ -179,7 +179,7 @@ def make_server(settings, door: bool = True, warm: bool = False):
     # script making up sessions could hold 3 GB; the oldest beyond 1,000 are forgotten (their page starts again)
     demo.state_session_capacity = tools.state_session_capacity = 1000
     quiet_when_idle(demo, IDLE_POLL)
-    quiet_when_idle(tools, 0.05)  # agents' calls: 50 ms is nothing to them
+    quiet_when_idle(tools, 5 * IDLE_POLL)  # agents' calls: 50 ms is nothing to them
     doors = [Middleware(HttpDoor, min_free_mb=settings.min_free_mb)] if door else []
     @contextlib.asynccontextmanager
     async def serving(_):
