@@ -151,10 +151,10 @@ IDLE_POLL = 0.01  # seconds between the studio's idle queue's looks for a new ev
 
 
 def quiet_when_idle(blocks, every: float) -> None:
-    """Gradio's queue looks for a new event every millisecond while it has none (or while every slot is taken), and
-    for progress to send every 10: an idle app (two queues) took 4.4% of a core here. Looking every ``every`` seconds
-    (progress every 5 x) adds up to that to an event's start, at each start when events wait. The attributes are
-    Gradio's own (gradio/queueing.py; gradio is pinned in requirements.txt, and tests/test_app.py checks them)."""
+    """Gradio's queue looks for a new event every millisecond while it has none, and for progress to send every 10:
+    an idle app (two queues) took 4.4% of a core here. Looking every ``every`` seconds (progress every 5 x) adds at
+    most that to an event's start. The attributes are Gradio's own (gradio/queueing.py; gradio is pinned in
+    requirements.txt, and tests/test_app.py checks that they are still there)."""
     queue = blocks._queue
     if not (hasattr(queue, "sleep_when_free") and hasattr(queue, "progress_update_sleep_when_free")):
         print("note: this Gradio's queue has no idle polling to slow down (gradio/queueing.py changed)",
