@@ -147,22 +147,6 @@ def mount(server, blocks, path: str, settings, **kwargs):
     one_line_refusals(blocks)  # a refused request: one log line, a short reply with no server path
 
 
-IDLE_POLL = 0.01  # seconds between the studio's idle queue's looks for a new event (Gradio's: 0.001)
-
-
-def quiet_when_idle(blocks, every: float) -> None:
-    """Gradio's queue looks for a new event every millisecond while it has none, and for progress to send every 10:
-    an idle app (two queues) took 4.4% of a core here. Looking every ``every`` seconds (progress every 5 x) adds at
-    most that to an event's start. The attributes are Gradio's own (gradio/queueing.py; gradio is pinned in
-    requirements.txt, and tests/test_app.py checks that they are still there)."""
-    queue = blocks._queue
-    if not (hasattr(queue, "sleep_when_free") and hasattr(queue, "progress_update_sleep_when_free")):
-        print("note: this Gradio's queue has no idle polling to slow down (gradio/queueing.py changed)",
-              file=sys.stderr, flush=True)
-        return
-    queue.sleep_when_free, queue.progress_update_sleep_when_free = every, 5 * every
-
-
 def make_server(settings, door: bool = True, warm: bool = False):
     """The studio at ``/`` and the agents' read-only tools (MCP) at ``/tools``, in one FastAPI server (one port, as
     a Space has). ``door=False`` leaves out the HTTP door, only so that the tests can show each handler's own file
@@ -178,8 +162,6 @@ def make_server(settings, door: bool = True, warm: bool = False):
     # each new session keeps copies of the inputs it sent (about 0.3 MB in the studio): Gradio keeps 10,000, so a
     # script making up sessions could hold 3 GB; the oldest beyond 1,000 are forgotten (their page starts again)
     demo.state_session_capacity = tools.state_session_capacity = 1000
-    quiet_when_idle(demo, IDLE_POLL)
-    quiet_when_idle(tools, 5 * IDLE_POLL)  # agents' calls: 50 ms is nothing to them
     doors = [Middleware(HttpDoor, min_free_mb=settings.min_free_mb)] if door else []
     @contextlib.asynccontextmanager
     async def serving(_):

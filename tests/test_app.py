@@ -296,15 +296,3 @@ def test_the_public_api_is_unchanged(app_url):
     if os.environ.get("UPDATE_API_SNAPSHOT"):
         API_SNAPSHOT.write_text(json.dumps(now, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
     assert now == json.loads(API_SNAPSHOT.read_text())
-
-
-def test_an_idle_app_looks_for_new_events_every_10_ms_not_every_millisecond(tmp_path):
-    """Gradio's idle queue looks for an event every millisecond (an idle studio took 4.4% of a core here): the
-    studio's looks every 10 ms, the agents' tools every 50, and each sends progress at five times that."""
-    import app
-    from settings import Settings
-
-    server = app.make_server(Settings(data_dir=tmp_path, data_roots=(tmp_path / "datasets",)))
-    studio, tools = server.routes[-1].app.get_blocks(), server.state.tools
-    assert (studio._queue.sleep_when_free, studio._queue.progress_update_sleep_when_free) == (0.01, 0.05)
-    assert (tools._queue.sleep_when_free, tools._queue.progress_update_sleep_when_free) == (0.05, 0.25)
