@@ -135,39 +135,31 @@ def test_admin_password_is_enforced_server_side(tmp_path):
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="needs Debian's chromium (installed by .ci/run)")
-def test_keyboard_shortcut_changes_the_label_in_a_browser(app, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_keyboard_shortcut_changes_the_label_in_a_browser(app, page):
     url, data = app
     Client(url, verbose=False)  # the app is up; the data was imported by the API test or is imported here
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"),
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(url)
-        page.get_by_role("tab", name="Review labels").click()
-        page.get_by_label("Your name (recorded with each decision)").fill("kim")
-        page.get_by_label("Status").click()
-        page.get_by_role("option", name="all", exact=True).first.click()
-        page.get_by_role("button", name="Start reviewing").click()
-        page.get_by_text("suspicion rank").wait_for(timeout=60_000)
-        before = len([e for e in human_events(data) if e["author"] == "kim"])
-        page.locator("body").click(position={"x": 3, "y": 3})
-        page.keyboard.press("8")  # sheep
-        deadline = time.time() + 20
-        while time.time() < deadline and len([e for e in human_events(data) if e["author"] == "kim"]) == before:
-            time.sleep(0.3)
-        mine = [e for e in human_events(data) if e["author"] == "kim"]
-        assert len(mine) == before + 1 and mine[-1]["label"] == "sheep"
-        page.keyboard.press("Control+z")
-        deadline = time.time() + 20
-        while time.time() < deadline and human_events(data)[-1]["undoes"] is None:
-            time.sleep(0.3)
-        assert human_events(data)[-1]["undoes"] is not None and human_events(data)[-1]["author"] == "kim"
-        page.reload()
-        page.get_by_role("tab", name="Review labels").wait_for()
-        page.screenshot(path=str(tmp_path / "review.png"))
-        browser.close()
+    page.goto(url)
+    page.get_by_role("tab", name="Review labels").click()
+    page.get_by_label("Your name (recorded with each decision)").fill("kim")
+    page.get_by_label("Status").click()
+    page.get_by_role("option", name="all", exact=True).first.click()
+    page.get_by_role("button", name="Start reviewing").click()
+    page.get_by_text("suspicion rank").wait_for(timeout=60_000)
+    before = len([e for e in human_events(data) if e["author"] == "kim"])
+    page.locator("body").click(position={"x": 3, "y": 3})
+    page.keyboard.press("8")  # sheep
+    deadline = time.time() + 20
+    while time.time() < deadline and len([e for e in human_events(data) if e["author"] == "kim"]) == before:
+        time.sleep(0.3)
+    mine = [e for e in human_events(data) if e["author"] == "kim"]
+    assert len(mine) == before + 1 and mine[-1]["label"] == "sheep"
+    page.keyboard.press("Control+z")
+    deadline = time.time() + 20
+    while time.time() < deadline and human_events(data)[-1]["undoes"] is None:
+        time.sleep(0.3)
+    assert human_events(data)[-1]["undoes"] is not None and human_events(data)[-1]["author"] == "kim"
+    page.reload()
+    page.get_by_role("tab", name="Review labels").wait_for()
 
 
 def test_autolabel_from_the_app_never_shows_the_key(tmp_path):
