@@ -44,8 +44,8 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="module")
 def browser():
     """Headless Chromium, one for the file: each test has its own context (cookies, storage, locale) in it. Playwright
-    keeps an event loop running until the file ends, so a later test of the file cannot call ``asyncio.run`` (the MCP
-    tests of test_app.py launch their own browser for that reason)."""
+    keeps an event loop running until the file ends, so a later test of the file cannot call ``asyncio.run``: the
+    browser test of test_app.py, whose MCP tests do, launches its own."""
     import shutil
 
     from playwright.sync_api import sync_playwright
