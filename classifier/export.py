@@ -21,7 +21,7 @@ import numpy as np
 
 from .backbones import DEFAULT_BACKBONE, input_size
 from .classes import CLASSES
-from .modelfile import DEFAULT_MODEL, content_hash, default_cache, model_meta, read_calibration
+from .modelfile import DEFAULT_MODEL, content_hash, default_cache, model_meta, read_calibration, shipped_tflite
 
 FORMATS = {"tflite": "float16.tflite", "onnx": "onnx"}  # format -> file suffix
 
@@ -71,11 +71,25 @@ def bundle(model_path=None, cache_dir=None) -> list[str]:
     return [str(f) for f in files]
 
 
-def _inference_model(model_path):
+def bring_tflite(model_path) -> Path:
+    """Convert a compact model once, beside it (:func:`~classifier.modelfile.shipped_tflite`), so that serving it
+    imports no TensorFlow: float16, with the pooled features as a second output, which the review's curation reads
+    (:meth:`classifier.predictor.Classifier.features`). An earlier model's conversion there is removed."""
+    model_path = Path(model_path)
+    for stale in model_path.parent.glob(f"{model_path.stem}-*.float16.tflite"):
+        stale.unlink()
+    out = shipped_tflite(model_path)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    _tflite16(_inference_model(model_path, features=True), tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def _inference_model(model_path, features=False):
     from .model import inference_model, load_model
 
     model, _ = load_model(model_path)
-    fast = inference_model(model)
+    fast = inference_model(model, features)
     fast(np.zeros((1, *model.input_shape[1:]), np.float32))  # built and called once: the exporters need it
     return fast
 

@@ -77,18 +77,24 @@ def backbone_of(model):
     return next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.name != "head")
 
 
-def inference_model(model):
+def inference_model(model, features: bool = False):
     """A prediction-only copy of a classifier (or of its feature part) with a faster backbone.
 
     The backbone's BatchNorms are folded into its convolutions (~1.5x the throughput on CPU); the layers after
-    the backbone (pooling, head) are shared, not copied.
+    the backbone (pooling, head) are shared, not copied. With ``features``, its outputs are named:
+    ``{"probabilities": ..., "features": the pooled backbone features}``, one pass giving both (what the served
+    ``.tflite`` carries, so the review's curation needs no TensorFlow).
     """
     base = backbone_of(model)
     assert model.layers[1] is base, "expects input -> backbone -> ... as build_classifier makes"
     inputs = keras.Input(model.input_shape[1:], name="image")
-    x = inference_backbone(base)(inputs)
+    x = pooled = inference_backbone(base)(inputs)
     for layer in model.layers[2:]:
         x = layer(x)
+        if layer.name == "avg_pool":
+            pooled = x
+    if features:
+        return keras.Model(inputs, {"probabilities": x, "features": pooled}, name=model.name + "_inference")
     return keras.Model(inputs, x, name=model.name + "_inference")
 
 

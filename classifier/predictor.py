@@ -9,7 +9,8 @@ Two engines run the same model:
   or when ``SERVING_ENGINE=keras``.
 
 Both give the same probabilities to 1e-4 (tested); to 3e-3 for a model that brings its own float16 ``.tflite``,
-as the default does. This module imports neither TensorFlow nor Keras at load time.
+as the default does. Both also give the pooled backbone features from the same pass (:meth:`Classifier.features`:
+the review's ranking and copies). This module imports neither TensorFlow nor Keras at load time.
 """
 
 import contextlib
@@ -79,7 +80,7 @@ def convert(model_path: str | Path | None, cache_dir: str | Path | None = None) 
 
     model, _ = load_model(model_path)
     with contextlib.redirect_stdout(io.StringIO()):  # the converter prints its SavedModel's signature
-        data = tf.lite.TFLiteConverter.from_keras_model(inference_model(model)).convert()
+        data = tf.lite.TFLiteConverter.from_keras_model(inference_model(model, features=True)).convert()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")  # another process may convert the same model at once
     tmp.write_bytes(data)
@@ -89,8 +90,10 @@ def convert(model_path: str | Path | None, cache_dir: str | Path | None = None) 
 
 class LiteEngine:
     """A ``.tflite`` model in the LiteRT interpreter, one photo per call of the interpreter: on this CPU that is
-    faster than a batch (211 against 174 photos/s for batches of 32). One call at a time: the interpreter is not
-    thread-safe."""
+    faster than a batch (211 against 174 photos/s for batches of 32). One photo at a time holds the interpreter (it
+    is not thread-safe), so an answer waits for at most one photo of a background job. A model converted here gives
+    its pooled features too (:meth:`run`); a ``.tflite`` made elsewhere with one output gives probabilities only
+    (:attr:`has_features` False)."""
 
     name = "LiteRT"
 
@@ -100,38 +103,55 @@ class LiteEngine:
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
         details = self._interpreter.get_input_details()[0]
         self.size = int(details["shape_signature"][1])
+        outputs = self._interpreter.get_signature_runner().get_output_details()  # by name: their order is not kept
+        self._output = outputs["probabilities"]["index"] if "probabilities" in outputs else \
+            self._interpreter.get_output_details()[0]["index"]
+        self._features = outputs["features"]["index"] if "features" in outputs else None
+        self.has_features = self._features is not None
         self._interpreter.resize_tensor_input(details["index"], [1, self.size, self.size, 3])
         self._interpreter.allocate_tensors()
-        self._input, self._output = details["index"], self._interpreter.get_output_details()[0]["index"]
+        self._input = details["index"]
         self._lock = threading.Lock()
 
     def __call__(self, pixels):
-        out = []
-        with self._lock:
-            for image in np.asarray(pixels, np.float32):
+        return self.run(pixels)[0]
+
+    def run(self, pixels):
+        """``(probabilities (n, k), pooled features (n, d) or None)`` of a batch of pixels."""
+        probs, feats = [], []
+        for image in np.asarray(pixels, np.float32):
+            with self._lock:
                 self._interpreter.set_tensor(self._input, image[None])
                 self._interpreter.invoke()
-                out.append(self._interpreter.get_tensor(self._output)[0].copy())
-        return np.stack(out)
+                probs.append(self._interpreter.get_tensor(self._output)[0].copy())
+                if self.has_features:
+                    feats.append(self._interpreter.get_tensor(self._features)[0].copy())
+        return np.stack(probs), (np.stack(feats) if self.has_features else None)
 
 
 class KerasEngine:
     """A Keras classifier through a traced ``tf.function``: ``model.predict`` costs ~60 ms a call on this CPU."""
 
     name = "Keras"
+    has_features = True
 
     def __init__(self, model):
         import tensorflow as tf
 
         from .model import inference_model
 
-        fast = inference_model(model)  # BatchNorm folded into the convolutions: ~1.5x the throughput
+        fast = inference_model(model, features=True)  # BatchNorm folded into the convolutions: ~1.5x the throughput
         self.size = model.input_shape[1]
         self._forward = tf.function(lambda x: fast(x, training=False), reduce_retracing=True,
                                     input_signature=[tf.TensorSpec((None, self.size, self.size, 3), tf.float32)])
 
     def __call__(self, pixels):
-        return self._forward(np.asarray(pixels, np.float32)).numpy()
+        return self.run(pixels)[0]
+
+    def run(self, pixels):
+        """``(probabilities (n, k), pooled features (n, d))`` of a batch of pixels."""
+        out = self._forward(np.asarray(pixels, np.float32))
+        return out["probabilities"].numpy(), out["features"].numpy()
 
 
 def _lite_engine(path, cache_dir):
@@ -242,11 +262,41 @@ class Classifier:
             probs = (probs + self.engine(np.ascontiguousarray(pixels[:, :, ::-1]))) / 2
         return probs if self.temperature == 1.0 else apply_temperature(probs, self.temperature)
 
-    def predict_files(self, paths, batch_size: int = 32, workers: int = 2, tta: bool = False):
-        """Stream ``(path, probabilities or ImageError)`` over many files with bounded memory.
+    @property
+    def has_features(self) -> bool:
+        """Whether :meth:`features` can be asked (a ``.tflite`` made elsewhere may give probabilities only)."""
+        return self.engine.has_features
+
+    def features(self, paths, progress=None, batch_size: int = 32, mirror: bool = False):
+        """Pooled backbone features and probabilities of many files, from one pass of the model (and one decode
+        for a photo and its mirror image). Returns ``(features (n, d), probabilities (n, k), readable paths,
+        [(path, message)] of the unreadable)``; with ``mirror``, each row is followed by the mirror image's
+        (``(n, 2d)``, ``(n, 2k)``). The probabilities are the model's own, before any calibration temperature."""
+        if not self.has_features:
+            raise ValueError(f"{self.name}'s .tflite gives no features: load it with engine='keras'")
+        k = len(self.classes)
+
+        def run(pixels):
+            probs, feats = self.engine.run(pixels)
+            if mirror:
+                flipped = self.engine.run(np.ascontiguousarray(pixels[:, :, ::-1]))
+                probs, feats = np.concatenate([probs, flipped[0]], 1), np.concatenate([feats, flipped[1]], 1)
+            return np.concatenate([feats, probs], 1)
+
+        paths = [str(p) for p in paths]
+        rows, errors = self.predict_paths(paths, progress, batch_size, run=run)
+        readable = [p for p in paths if p in rows]
+        width = k * (2 if mirror else 1)  # the probabilities' columns, after the features'
+        both = np.array([rows[p] for p in readable], np.float32) if readable else np.zeros((0, width), np.float32)
+        return both[:, :-width], both[:, -width:], readable, list(errors.items())
+
+    def predict_files(self, paths, batch_size: int = 32, workers: int = 2, tta: bool = False, run=None):
+        """Stream ``(path, probabilities or ImageError)`` over many files with bounded memory (``run``: what to
+        compute from a decoded batch instead, one row per photo).
 
         Images are decoded in a thread pool (PIL releases the GIL) one batch ahead of the model.
         """
+        run = run or (lambda pixels: self.predict_pixels(pixels, tta))
         paths = list(paths)
         chunks = [paths[i:i + batch_size] for i in range(0, len(paths), batch_size)]
         with ThreadPoolExecutor(workers) as pool:
@@ -256,17 +306,18 @@ class Classifier:
                 ahead = [pool.submit(self._try_decode, p) for p in chunks[i + 1]] if i + 1 < len(chunks) else []
                 decoded = [f.result() for f in current]
                 good = [d for d in decoded if not isinstance(d, ImageError)]
-                probs = iter(self.predict_pixels(np.stack(good), tta) if good else [])
+                probs = iter(run(np.stack(good)) if good else [])
                 for path, d in zip(chunk, decoded):
                     yield path, (d if isinstance(d, ImageError) else next(probs))
 
-    def predict_paths(self, paths, progress=None, batch_size: int = 32,
-                      tta: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    def predict_paths(self, paths, progress=None, batch_size: int = 32, tta: bool = False,
+                      run=None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """Predict many files; returns ``(probabilities, errors)``: ``{path: row}`` for the readable ones and
-        ``{path: message}`` for the others. ``progress(done, total)`` is called after each file."""
+        ``{path: message}`` for the others. ``progress(done, total)`` is called after each file; ``run``: as
+        :meth:`predict_files`."""
         paths = list(paths)
         probs, errors = {}, {}
-        for i, (path, out) in enumerate(self.predict_files(paths, batch_size, tta=tta)):
+        for i, (path, out) in enumerate(self.predict_files(paths, batch_size, tta=tta, run=run)):
             if isinstance(out, ImageError):
                 errors[path] = str(out)
             else:

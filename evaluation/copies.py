@@ -6,7 +6,7 @@ features are non-negative and a few strong ones otherwise dominate the cosine; a
 the square root gave a third as many distinct photos a wrong partner). Two photos are near-copies when the cosine
 distance between their embeddings, or between one's and the other's mirror image's, is at most :data:`THRESHOLD`.
 Pooled features hardly change in a mirror, so mirrored copies are found without the mirror views too; with them
-(from the same decode: :func:`classifier.features.extract_features`, ``mirror=True``), copies also cropped,
+(from the same decode: :meth:`classifier.predictor.Classifier.features`, ``mirror=True``), copies also cropped,
 resized and re-encoded are found a little more often (97.7% of all planted copies against 97.1%). Search is
 scikit-learn's :class:`~sklearn.neighbors.NearestNeighbors` (cosine, within a radius), groups are connected
 components (SciPy).
@@ -62,38 +62,44 @@ def embedding(features: np.ndarray) -> np.ndarray:
 
 
 def features(paths, model=None, progress=None, batch_size: int = 32, cache: str | os.PathLike | None = None) \
-        -> tuple[np.ndarray, list, list]:
-    """``(features (n, 2d), readable paths, [(path, message)] of the unreadable)``: the pooled backbone features of
-    each readable photo of ``paths`` followed by its mirror image's (:func:`classifier.features.extract_features`), from
-    ``model`` (a Keras classifier, a model file, or None for the default). ``cache``: an ``.npz`` file of features
-    computed before (by path, size and modification time), read and extended, so a set is computed once per model
-    (name the cache after the model: features differ between backbones)."""
-    from classifier.features import extract_features
-
+        -> tuple[np.ndarray, np.ndarray, list, list]:
+    """``(features (n, 2d), probabilities (n, 2k), readable paths, [(path, message)] of the unreadable)``: the
+    pooled backbone features of each readable photo of ``paths`` followed by its mirror image's, and the model's
+    probabilities of both (before calibration), from one pass of ``model`` (:meth:`Classifier.features`: a loaded
+    :class:`~classifier.predictor.Classifier`, a model file, or None for the default; served through LiteRT, so no
+    TensorFlow is imported). ``cache``: an ``.npz`` file of rows computed before (by path, size and modification
+    time), read and extended, so a set is computed once per model (name the cache after the model: features differ
+    between backbones)."""
     paths = [str(p) for p in paths]
-    known = _read_cache(cache)
+    known = _read_cache(cache, probs=True)
     todo = [p for p in paths if _stamp(p) not in known]
     errors = []
     if todo:
-        if model is None or isinstance(model, (str, os.PathLike)):
-            from classifier.model import load_model
-
-            model = load_model(model)[0]
-        rows, ok, errors = extract_features(model, todo, batch_size, progress, mirror=True)
-        known.update({_stamp(p): row for p, row in zip([p for p, good in zip(todo, ok) if good], rows)})
+        feats, probs, done, errors = _classifier(model).features(todo, progress, batch_size, mirror=True)
+        known.update({_stamp(p): (f, q) for p, f, q in zip(done, feats, probs)})
         if cache:
             _write_cache(cache, known)
     readable = [p for p in paths if _stamp(p) in known]
-    width = len(next(iter(known.values()))) if known else 0
-    rows = np.array([known[_stamp(p)] for p in readable], np.float32).reshape(len(readable), width)
-    return rows, readable, list(errors)
+    rows = [known[_stamp(p)] for p in readable]
+    widths = [len(part) for part in rows[0]] if rows else [0, 0]
+    return (np.array([f for f, _ in rows], np.float32).reshape(len(rows), widths[0]),
+            np.array([q for _, q in rows], np.float32).reshape(len(rows), widths[1]), readable, list(errors))
+
+
+def _classifier(model):
+    """A :class:`~classifier.predictor.Classifier` that gives features: ``model`` itself, else the model file
+    loaded (LiteRT; Keras for a ``.tflite`` made elsewhere that gives probabilities only)."""
+    from classifier.predictor import Classifier
+
+    clf = model if isinstance(model, Classifier) else Classifier.load(model)
+    return clf if clf.has_features else Classifier.load(clf.path, engine="keras")
 
 
 def embed(paths, model=None, progress=None, batch_size: int = 32, cache: str | os.PathLike | None = None) \
         -> Embeddings:
     """The embeddings of each readable photo of ``paths`` and of its mirror image (:func:`features`, the same
     arguments)."""
-    rows, readable, errors = features(paths, model, progress, batch_size, cache)
+    rows, _, readable, errors = features(paths, model, progress, batch_size, cache)
     half = rows.shape[1] // 2
     if not len(rows):
         return Embeddings(rows[:, :half], rows[:, half:], readable, errors)
@@ -246,17 +252,30 @@ def _stamp(path: str) -> str:
     return f"{path}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def _read_cache(cache) -> dict:
+def _read_cache(cache, probs: bool = False) -> dict:
+    """``{stamp: row}`` of a cache file; with ``probs``, ``{stamp: (features row, probabilities row)}`` (a cache
+    written before probabilities were kept reads as empty then: computed again)."""
     if not cache or not Path(cache).exists():
         return {}
     with np.load(cache, allow_pickle=False) as data:
-        return dict(zip(data["stamps"].tolist(), data["features"]))
+        if not probs:
+            return dict(zip(data["stamps"].tolist(), data["features"]))
+        if "probs" not in data.files:
+            return {}
+        return dict(zip(data["stamps"].tolist(), zip(data["features"], data["probs"])))
 
 
 def _write_cache(cache, known: dict) -> None:
-    """Write the cache whole or not at all (a reader never sees half of it)."""
+    """Write the cache whole or not at all (a reader never sees half of it); ``known``: as :func:`_read_cache`
+    gives it."""
     cache = Path(cache)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}.npz")
-    np.savez(tmp, stamps=np.array(list(known), str), features=np.array(list(known.values()), np.float32))
+    rows = list(known.values())
+    if rows and isinstance(rows[0], tuple):
+        arrays = {"features": np.array([f for f, _ in rows], np.float32),
+                  "probs": np.array([q for _, q in rows], np.float32)}
+    else:
+        arrays = {"features": np.array(rows, np.float32)}
+    np.savez(tmp, stamps=np.array(list(known), str), **arrays)
     os.replace(tmp, cache)

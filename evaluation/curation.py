@@ -3,12 +3,14 @@ that are near-copies of the served model's training photos (leaks), the figures 
 embeddings. ``python -m evaluation curate``, the Evaluate tab's "Copies and leaks" and the tools app's
 ``curation_report`` give the one report :func:`curate` writes.
 
-Everything comes from the backbone's pooled features (:mod:`evaluation.copies`), computed with Keras (the served
-LiteRT model gives probabilities only) and cached per model file and data set under ``DATA_DIR/features`` (the
-layout's :attr:`~settings.Layout.features`), in ``<model hash>/`` (:func:`cache_dir`)::
+Everything comes from the backbone's pooled features (:mod:`evaluation.copies`), computed by the served model
+through LiteRT (one pass gives them and the probabilities; no TensorFlow) and cached per model file and data set
+under ``DATA_DIR/features`` (the layout's :attr:`~settings.Layout.features`), in ``<model hash>/``
+(:func:`cache_dir`)::
 
-    <set>.npz             each photo's features and its mirror image's (evaluation.copies.features)
-    <set>.probs.npz       the model's probabilities of each photo (its head on those features; NaN: unreadable)
+    <set>.npz             each photo's features and its mirror image's, and the model's probabilities of both
+                          (evaluation.copies.features)
+    <set>.unreadable.npz  the photos that could not be read (not tried again until they change)
     <set>.map.npz         the map's 2-D coordinates (:func:`map_coordinates`)
     <set>.curation.json   the last report (:func:`curate`)
 
@@ -51,7 +53,7 @@ MAP_LIMIT = 5000
 TSNE_ITER = 500  # t-SNE iterations (scikit-learn's least): half the default's time, clusters already apart
 PCA_DIMS = 50
 SAMPLE_SEED = 0  # a sample is drawn the same way each time: its coordinates are cached too
-REPORT, PROBS, MAP = ".curation.json", ".probs.npz", ".map.npz"
+REPORT, UNREADABLE, MAP = ".curation.json", ".unreadable.npz", ".map.npz"
 
 
 class MapTooLarge(Message):
@@ -86,7 +88,7 @@ def cache_dir(layout, model_path=None) -> Path:
 
 
 def cached(layout, model_path, folder, suffix: str = ".npz") -> Path:
-    """One of a set's cache files (``suffix``: ``.npz``, :data:`PROBS`, :data:`MAP`, :data:`REPORT`)."""
+    """One of a set's cache files (``suffix``: ``.npz``, :data:`UNREADABLE`, :data:`MAP`, :data:`REPORT`)."""
     return cache_dir(layout, model_path) / f"{set_id(folder)}{suffix}"
 
 
@@ -95,33 +97,21 @@ def cached(layout, model_path, folder, suffix: str = ".npz") -> Path:
 
 def photo_features(items, model_path, layout, folder, progress=None):
     """``(keys, features (n, 2d), probabilities (n, k), unreadable keys)`` of the readable photos of ``items``
-    (``[(key, path)]``), from the cache, the missing ones computed with the model in Keras (loaded only then)."""
+    (``[(key, path)]``), from the cache, the missing ones computed by the model served through LiteRT (no
+    TensorFlow). A photo found unreadable is remembered (:data:`UNREADABLE`), not decoded again at each report."""
     from .copies import _read_cache, _stamp, _write_cache
 
-    feature_cache, probs_cache = cached(layout, model_path, folder), cached(layout, model_path, folder, PROBS)
-    known = _read_cache(probs_cache)
-    todo = [p for _, p in items if _stamp(p) not in known]
-    if todo:
-        from classifier.model import load_model
-
-        model = load_model(model_path)[0]
-        rows, readable, errors = features(todo, model, progress, cache=feature_cache)
-        if len(rows):
-            probs = np.asarray(model.get_layer("head")(rows[:, :rows.shape[1] // 2]), np.float32)
-            known.update({_stamp(p): row for p, row in zip(readable, probs)})
-        known.update({_stamp(p): np.full(len(CLASSES), np.nan, np.float32) for p, _ in errors})
-        _write_cache(probs_cache, known)
-    good = [(k, p) for k, p in items if _stamp(p) in known and not np.isnan(known[_stamp(p)]).any()]
-    rows = _read_cache(feature_cache)
-    if any(_stamp(p) not in rows for _, p in good):  # the feature cache was removed: computed again
-        features([p for _, p in good], model_path, cache=feature_cache)
-        rows = _read_cache(feature_cache)
-        good = [(k, p) for k, p in good if _stamp(p) in rows]
-    width = len(next(iter(rows.values()))) if rows else 0
-    rows = np.array([rows[_stamp(p)] for _, p in good], np.float32).reshape(len(good), width)
-    probs = np.array([known[_stamp(p)] for _, p in good], np.float32).reshape(len(good), -1)
-    unreadable = sorted({k for k, _ in items} - {k for k, _ in good})
-    return [k for k, _ in good], rows, probs, unreadable
+    unreadable_cache = cached(layout, model_path, folder, UNREADABLE)
+    bad = _read_cache(unreadable_cache)
+    paths = [p for _, p in items if _stamp(p) not in bad]
+    rows, probs, readable, errors = features(paths, model_path, progress, cache=cached(layout, model_path, folder))
+    if errors:
+        bad.update({_stamp(p): np.zeros(1, np.float32) for p, _ in errors})
+        _write_cache(unreadable_cache, bad)
+    at = {p: n for n, p in enumerate(readable)}
+    good = [(k, p) for k, p in items if p in at]
+    rows, probs = rows[[at[p] for _, p in good]], probs[[at[p] for _, p in good]]
+    return [k for k, _ in good], rows, probs[:, :probs.shape[1] // 2], sorted({k for k, _ in items} - dict(good).keys())
 
 
 def _views(rows):

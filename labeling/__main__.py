@@ -196,7 +196,7 @@ def _finer_ranking(store, args, clf, state, rows):
     from labeling.suspects import model_key
 
     bar = tqdm(desc="features", unit="img")
-    feats = store_features(state, clf.path, features_cache(store.path, model_key(clf)),
+    feats = store_features(state, clf, features_cache(store.path, model_key(clf)),
                            lambda i, n: (setattr(bar, "total", n), bar.update(i - bar.n)))
     bar.close()
     scored = {}

@@ -13,7 +13,7 @@ near-copies among the store's photos, and the photos that are near-copies of the
 
 :class:`Curation` computes all this in a background thread, one job at a time, as the review's predictions are.
 
->>> feats = store_features(rows, clf.path, cache=features_cache(db, model_key(clf)))
+>>> feats = store_features(rows, clf, cache=features_cache(db, model_key(clf)))
 >>> scored = score_sets(rows, feats, out_of_fold={"my-training-set"})
 >>> rows = rerank(rank(rows, probs, ...), scored, find_copies(feats, clf.path))
 """
@@ -60,31 +60,27 @@ class StoreFeatures:
         self.at = {i: n for n, i in enumerate(self.ids)}
 
 
-def store_features(rows, model_path, cache=None, progress=None, model=None) -> StoreFeatures:
+def store_features(rows, model=None, cache=None, progress=None) -> StoreFeatures:
     """:class:`StoreFeatures` of the photos of ``rows`` (:meth:`labeling.store.LabelStore.state` rows: ``id``,
-    ``file``) by the model file at ``model_path`` (``model``: the same, already loaded in Keras), ``cache``: an
-    ``.npz`` of features computed before (:func:`features_cache`)."""
+    ``file``) by ``model`` (a loaded :class:`~classifier.predictor.Classifier`, such as the served one, or a model
+    file; through LiteRT, without TensorFlow), ``cache``: an ``.npz`` of features computed before
+    (:func:`features_cache`)."""
     from evaluation.copies import features
     from labeling.quality import with_none
 
-    if model is None:
-        from classifier.model import load_model
-
-        model = load_model(model_path)[0]
     by_file = {}
     for r in rows:
         by_file.setdefault(r["file"], []).append(r["id"])
-    feats, readable, errors = features(list(by_file), model, progress, cache=cache)
+    feats, probs, readable, errors = features(list(by_file), model, progress, cache=cache)
     ids, at = [], []
     for n, path in enumerate(readable):
         ids += by_file[path]
         at += [n] * len(by_file[path])
-    d = feats.shape[1] // 2
-    feats = feats[at]
-    head = model.get_layer("head")
-    probs = [with_none(np.asarray(head(feats[:, s:s + d]))) if len(feats) else np.zeros((0, len(CLASSES) + 1))
-             for s in (0, d)]
-    return StoreFeatures(ids, feats[:, :d], feats[:, d:], probs[0], probs[1],
+    if not readable:  # nothing read: no width to take from the model's rows
+        probs = np.zeros((0, 2 * len(CLASSES)), np.float32)
+    d, k = feats.shape[1] // 2, probs.shape[1] // 2
+    feats, probs = feats[at], probs[at]
+    return StoreFeatures(ids, feats[:, :d], feats[:, d:], with_none(probs[:, :k]), with_none(probs[:, k:]),
                          [(i, message) for path, message in errors for i in by_file.get(path, [])])
 
 
@@ -250,7 +246,6 @@ class Curation:
         self.busy = busy or (lambda: False)  # another job holds the CPU (the predictions): start after it
         self.lock, self._want = threading.Lock(), None
         self.key, self.feats, self.copies, self.scored = None, None, None, {}  # features of (model key, images)
-        self._model = (None, None)  # (model file, its Keras model): loaded once for its features and head
         self.version, self.progress, self.error = 0, None, None
 
     def ready(self, key, images: int) -> bool:
@@ -317,12 +312,8 @@ class Curation:
     def _step(self, clf, key, rows, out_of_fold):
         if self.key != (key, len(rows)):
             self.progress = (0, len(rows))
-            if self._model[0] != clf.path:
-                from classifier.model import load_model
-
-                self._model = (clf.path, load_model(clf.path)[0])
-            feats = store_features(rows, clf.path, features_cache(self.store.path, key),
-                                   lambda i, n: setattr(self, "progress", (i, n)), self._model[1])
+            feats = store_features(rows, clf, features_cache(self.store.path, key),  # the served interpreter,
+                                   lambda i, n: setattr(self, "progress", (i, n)))      # one photo at a time
             copies = find_copies(feats, clf.path)
             self.key, self.feats, self.copies, self.scored, self.progress = (key, len(rows)), feats, copies, {}, None
             self.version += 1

@@ -11,6 +11,7 @@ import pytest
 from conftest import EXAMPLES
 from PIL import Image, ImageOps
 
+from classifier.classes import CLASSES
 from classifier.modelfile import DEFAULT_MODEL
 from evaluation import curation
 from evaluation.__main__ import main
@@ -50,9 +51,23 @@ def test_the_cli_finds_the_planted_copy_and_checks_leaks_against_the_models_inde
     assert figures["labels"] == "file" and figures["all"]["n_scored"] == 7
     assert figures["without_leaks"]["n_scored"] == 7 - figures["leaked_labelled"]
     assert str(data) not in json.dumps(report) and "/tmp" not in json.dumps(report)  # no server path
-    # cached per model and set: the features, the probabilities and the report
+    # cached per model and set: the features with the probabilities, and the report
     files = sorted(p.name for p in (data / "features").rglob("*") if p.is_file())
-    assert len(files) == 3 and all(f.startswith("planted-") for f in files)
+    assert len(files) == 2 and all(f.startswith("planted-") for f in files)
+
+
+def test_an_unreadable_photo_is_left_out_and_not_decoded_again(tmp_path):
+    layout, folder = Layout(tmp_path / "data"), tmp_path / "set"
+    (folder / "cat").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "cat.jpg", folder / "cat" / "1.jpg")
+    (folder / "cat" / "broken.jpg").write_bytes(b"not a photo")
+    items = [("cat/1", str(folder / "cat" / "1.jpg")), ("cat/broken", str(folder / "cat" / "broken.jpg"))]
+    keys, rows, probs, unreadable = curation.photo_features(items, None, layout, folder)
+    assert keys == ["cat/1"] and unreadable == ["cat/broken"]
+    assert rows.shape == (1, 2 * 1280) and probs.shape == (1, 10) and CLASSES[probs[0].argmax()] == "cat"
+    decoded = []
+    again = curation.photo_features(items, None, layout, folder, progress=lambda i, n: decoded.append(n))
+    assert again[0] == keys and again[3] == unreadable and not decoded  # both from the caches
 
 
 def test_a_model_without_a_training_index_says_unavailable_never_none(data, tmp_path, capsys, monkeypatch):

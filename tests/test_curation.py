@@ -47,9 +47,7 @@ TRANSFORMS = {
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     """The 10 examples and chelsea (distinct photos), then the five copies of cat.jpg and of dog.jpg; their
-    embeddings and features, the default model's (TensorFlow) and its probabilities of each."""
-    from classifier.model import load_model
-
+    embeddings and features, the default model's (served through LiteRT) and its probabilities of each."""
     folder = tmp_path_factory.mktemp("copies")
     distinct = sorted(EXAMPLES.glob("*.jpg")) + [FIXTURES / "chelsea.png"]
     planted = []
@@ -58,16 +56,13 @@ def photos(tmp_path_factory):
         for kind, make in TRANSFORMS.items():
             planted.append(folder / f"{name}-{kind}.png")
             make(img).save(planted[-1])
-    model, _ = load_model()
     cache = folder / "features.npz"
-    rows, paths, errors = copies.features(distinct + planted, model, cache=cache)
+    rows, probs, paths, errors = copies.features(distinct + planted, cache=cache)
     assert not errors and len(paths) == len(distinct) + len(planted) and cache.exists()
     emb = copies.embed(distinct + planted, cache=cache)  # from the cache: no model needed
-    d = rows.shape[1] // 2
-    head = model.get_layer("head")
-    probs = [with_none(np.asarray(head(rows[:, s:s + d]))) for s in (0, d)]
+    k = probs.shape[1] // 2
     return {"emb": emb, "rows": rows, "n": len(distinct), "paths": [str(p) for p in distinct + planted],
-            "probs": probs[0], "mirror_probs": probs[1]}
+            "probs": with_none(probs[:, :k]), "mirror_probs": with_none(probs[:, k:])}
 
 
 def _row(photos, name):

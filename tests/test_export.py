@@ -41,6 +41,21 @@ def test_float16_tflite_answers_as_keras(exported, reference):
     assert exported["tflite"].stat().st_size < 0.6 * exported["onnx"].stat().st_size  # float16: about half
 
 
+def test_a_tflite_with_probabilities_only_still_gives_features_through_keras(exported):
+    """The download's .tflite has one output (as any made elsewhere may): served as it is, and the features the
+    review's curation needs then come from Keras."""
+    from classifier.modelfile import DEFAULT_MODEL
+    from classifier.predictor import Classifier, LiteEngine
+    from evaluation.copies import features
+
+    served = Classifier(LiteEngine(exported["tflite"]), path=str(DEFAULT_MODEL))
+    assert not served.has_features and served.predict(str(EXAMPLES / "cat.jpg")).argmax() == 1
+    with pytest.raises(ValueError, match="no features"):
+        served.features([EXAMPLES / "cat.jpg"])
+    rows, probs, readable, errors = features([EXAMPLES / "cat.jpg"], served)
+    assert rows.shape == (1, 2 * 1280) and probs.shape == (1, 20) and not errors and probs[0, :10].argmax() == 1
+
+
 def test_onnx_answers_as_keras(exported, reference):
     from onnxruntime import InferenceSession
 

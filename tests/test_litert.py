@@ -1,4 +1,5 @@
-"""Serving through LiteRT: the same probabilities as Keras, converted once, TensorFlow never imported to serve."""
+"""Serving through LiteRT: the same probabilities and features as Keras, converted once, TensorFlow never imported to
+serve or to compute features."""
 
 import json
 import shutil
@@ -29,6 +30,11 @@ def engines_agree(path, cache, tolerance=1e-4):
         assert (a.argmax(1) == b.argmax(1)).all()
     one = lite.predict_pixels(x[:1])  # alone or in a batch: the same answer
     assert np.abs(one[0] - lite.predict_pixels(x)[0]).max() <= 1e-6
+    # the pooled features of each photo and its mirror image, from the same pass (the review's curation reads them)
+    (lf, lp, readable, _), (kf, kp, _, _) = (c.features(PHOTOS, mirror=True) for c in (lite, keras_))
+    assert lf.shape == kf.shape == (len(PHOTOS), 2 * 1280) and lp.shape == (len(PHOTOS), 20)
+    assert readable == [str(p) for p in PHOTOS] and np.abs(lp - kp).max() <= 3 * tolerance
+    assert np.abs(lf - kf).max() <= 0.02 * np.abs(kf).max()
     return lite, keras_
 
 
@@ -88,10 +94,10 @@ def test_converted_once_and_served_without_tensorflow(unshipped, tmp_path):
     assert first.stat().st_mtime_ns == stamp  # cached by content
     code = ("import sys; from classifier.predictor import Classifier; "
             f"c = Classifier.load({str(unshipped)!r}, 'litert', {str(tmp_path)!r}); "
-            f"c.predict({str(EXAMPLES / 'dog.jpg')!r}); "
-            "print(c.engine_name, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+            f"c.predict({str(EXAMPLES / 'dog.jpg')!r}); f = c.features([{str(EXAMPLES / 'dog.jpg')!r}])[0]; "
+            "print(c.engine_name, f.shape[1], 'tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.stdout.split() == ["LiteRT", "False", "False"], out.stderr
+    assert out.stdout.split() == ["LiteRT", "1280", "False", "False"], out.stderr
 
 
 def test_without_litert_keras_serves_and_says_so(tmp_path):

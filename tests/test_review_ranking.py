@@ -58,7 +58,7 @@ def photos(tmp_path_factory, default_classifier):
     truth = make_set(folder)
     key = model_key(default_classifier)
     cache = curation.features_cache(base / "data" / "labels.db", key)
-    _, readable, errors = features(sorted(folder.glob("*.jpg")), cache=cache)
+    _, _, readable, errors = features(sorted(folder.glob("*.jpg")), cache=cache)
     assert len(readable) == 41 and not errors and cache.exists()
     return {"folder": folder, "truth": truth, "cache": cache, "key": key, "base": base}
 
@@ -274,6 +274,8 @@ def test_the_ranking_and_the_copies_through_the_api_of_a_launched_app(photos, tm
         _, details, _ = client.predict("ann", "pw-4-ranking", *astuple(Filters(status="all", copies="groups")),
                                        api_name="/review_start")
         assert "**Near-copies** of this photo in the store" in details
+        # all of it from the served LiteRT interpreter: TensorFlow was never loaded (no Grad-CAM warm-up in tests)
+        assert "libtensorflow_framework" not in open(f"/proc/{proc.pid}/maps").read()
     finally:
         proc.terminate()
         proc.wait(30)

@@ -13,7 +13,8 @@ computing the features of 5,351 photos and their mirror images is most of it):
         --backbone efficientnet_lite2 --size 384 --head linear --val-split 0 --views 0 \\
         --compact assets/model/default.npz
 
-``--compact`` also writes the model's float16 ``.tflite`` beside it (served without TensorFlow).
+``--compact`` also writes the model's float16 ``.tflite`` beside it (served without TensorFlow, its pooled
+features too).
 """
 
 import json
@@ -50,6 +51,8 @@ def main(argv=None):
         shutil.copy(run_dir / layout.CONFIG, calibration_path(args.compact).with_name(layout.CONFIG))  # its recipe
         if meta.get("report"):  # the report its card's figures come from
             shutil.copy(run_dir / meta["report"], calibration_path(args.compact).with_name(meta["report"]))
+        from classifier.export import bring_tflite
+
         served = bring_tflite(args.compact)
         print(f"compact model: {args.compact} ({len(stored)} arrays), its {calibration_path(args.compact)} and the "
               f"{served.name} it is served from ({served.stat().st_size / 2**20:.1f} MB)")
@@ -62,22 +65,6 @@ def main(argv=None):
         print(f"kept: {Path(args.keep) / run_dir.name}")
     print(f"run {status['state']}: {run_dir}")
     sys.exit(0 if status["state"] in (layout.DONE, layout.CANCELLED) else 1)
-
-
-def bring_tflite(model_path):
-    """Convert a compact model once, beside it (:func:`classifier.modelfile.shipped_tflite`), so that serving it
-    imports no TensorFlow; an earlier model's conversion there is removed."""
-    from pathlib import Path
-
-    from classifier.export import export
-    from classifier.modelfile import shipped_tflite
-
-    model_path = Path(model_path)
-    for stale in model_path.parent.glob(f"{model_path.stem}-*.float16.tflite"):
-        stale.unlink()
-    converted = export(model_path, ("tflite",), cache_dir=model_path.parent)["tflite"]
-    assert converted == shipped_tflite(model_path), converted
-    return converted
 
 
 if __name__ == "__main__":
