@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -46,16 +47,21 @@ def export(model_path=None, formats=tuple(FORMATS), cache_dir=None) -> dict[str,
 
 def bundle(model_path=None, cache_dir=None) -> list[str]:
     """The files a user downloads: both exports under the model's name and a ``<name>.json`` that says what they
-    take and give (classes, input size, pixel range, the calibration temperature and threshold), in a fresh
-    temporary folder (never under ``DATA_DIR``, which the app does not serve)."""
+    take and give (classes, input size, pixel range, the calibration temperature and threshold), in the temporary
+    folder of that model file's content (never under ``DATA_DIR``, which the app does not serve): each download of
+    the same model gives the same files, so downloads do not fill the disk."""
     model_path = Path(model_path or DEFAULT_MODEL)
     meta = model_meta(model_path)
     name = model_path.parent.name if model_path.stem == "model" else model_path.stem  # a run's model.keras
-    folder = Path(tempfile.mkdtemp(prefix="model-export-"))
+    folder = Path(tempfile.gettempdir()) / "model-export" / f"{name}-{content_hash(model_path)}"
+    folder.mkdir(parents=True, exist_ok=True)
     files = []
     for f, path in export(model_path, cache_dir=cache_dir).items():
         files.append(folder / f"{name}.{FORMATS[f]}")
-        shutil.copy(path, files[-1])
+        if not files[-1].exists():  # another download may read it now: whole or absent, never half
+            tmp = files[-1].with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            shutil.copy(path, tmp)
+            os.replace(tmp, files[-1])
     calibration = read_calibration(model_path) or {}
     size = meta.get("size") or input_size(meta.get("backbone", DEFAULT_BACKBONE))
     output = "probabilities, before the calibration temperature"
@@ -67,7 +73,9 @@ def bundle(model_path=None, cache_dir=None) -> list[str]:
             "output": output,
             "temperature": calibration.get("temperature", 1.0), "none_threshold": calibration.get("threshold")}
     files.append(folder / f"{name}.json")
-    files[-1].write_text(json.dumps(card, indent=2))
+    tmp = files[-1].with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # its calibration may have changed
+    tmp.write_text(json.dumps(card, indent=2))
+    os.replace(tmp, files[-1])
     return [str(f) for f in files]
 
 

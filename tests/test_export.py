@@ -67,6 +67,7 @@ def test_onnx_answers_as_keras(exported, reference):
 
 def test_the_download_says_what_the_files_take_and_give(exported, tmp_path):
     files = bundle(cache_dir=exported["onnx"].parent)  # converted already: copies of the cached files
+    assert bundle(cache_dir=exported["onnx"].parent) == files  # a second download: the same files, none added
     card = json.loads(open(next(f for f in files if f.endswith(".json"))).read())
     assert sorted(f.rsplit(".", 1)[-1] for f in files) == ["json", "onnx", "tflite"]
     assert card["input"]["shape"] == [None, 384, 384, 3] and card["classes"][1] == "cat"
