@@ -173,7 +173,7 @@ def main():
     items = [it for it in discover([args.data]) + discover_none([args.none])
              if it["key"] in split and (it["key"] not in excluded or it["key"] in real_errors)]
     t = time.time()
-    x, paths, errors = features([it["path"] for it in items], cache=Path(args.cache) / "features.npz")
+    x, _, paths, errors = features([it["path"] for it in items], cache=Path(args.cache) / "features.npz")
     by_path = {it["path"]: it for it in items}
     items = [by_path[p] for p in paths]
     d = x.shape[1] // 2
