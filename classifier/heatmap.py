@@ -7,8 +7,11 @@ feature map only through global average pooling, so that gradient is the same at
 gradient with respect to the pooled features, divided by the map's size. The heatmap therefore costs one backbone
 pass plus a gradient through the small head, not through the backbone.
 
-The served file (``.npz`` or ``.keras``) is loaded as a Keras model: LiteRT has no gradients. The backbone runs with
-its BatchNorms folded (as the Keras engine does); the heatmap equals the unfolded one's to a tolerance (tested).
+For a linear head (the default's) that gradient has a closed form, which the served ``.tflite`` computes in its own
+pass (:class:`classifier.model.LinearCams`): :class:`ServedExplainer` draws the heatmap from it, without TensorFlow.
+For any other head, :class:`Explainer` loads the served file (``.npz`` or ``.keras``) as a Keras model, since LiteRT
+has no gradients; its backbone runs with its BatchNorms folded (as the Keras engine does). Both give the unfolded
+Keras model's heatmap to a tolerance (tested).
 """
 
 import numpy as np
@@ -78,9 +81,9 @@ class Explainer:
         index = np.asarray([-1 if c is None else c if isinstance(c, (int, np.integer)) else self.classes.index(c)
                             for c in classes], np.int32)
         cams, probs = self._explain(np.asarray(pixels, np.float32), index)
-        cams = cams.numpy()
+        cams, probs = np.asarray(cams), np.asarray(probs)
         peak = cams.reshape(len(cams), -1).max(1)[:, None, None]
-        return np.divide(cams, peak, out=np.zeros_like(cams), where=peak > 0), probs.numpy()
+        return np.divide(cams, peak, out=np.zeros_like(cams), where=peak > 0), probs
 
     def heatmap(self, pixels: np.ndarray, label=None) -> np.ndarray:
         """One photo's heatmap ``(h, w)`` in [0, 1] for class ``label`` (None: the model's top class)."""
@@ -94,6 +97,29 @@ class Explainer:
         top = [self.classes[i] for i in np.argsort(probs[0])[::-1][:k]]
         shown = label if label is not None else top[0]
         return overlay(np.asarray(thumbnail(source, side), np.float32), cams[0]), shown, top
+
+
+class ServedExplainer(Explainer):
+    """Grad-CAM from the served :class:`~classifier.predictor.Classifier`'s own pass, for a model whose engine gives
+    each class's map (``cams``: a linear head's closed form), so no TensorFlow is loaded. :func:`explainer` picks it
+    where it can."""
+
+    def __init__(self, classifier):
+        self.engine, self.size, self.classes = classifier.engine, classifier.size, tuple(classifier.classes)
+
+    def _explain(self, pixels, index):
+        out = self.engine.run(pixels, ("cams", "probabilities"))
+        probs = out["probabilities"]
+        index = np.where(index < 0, probs.argmax(1), index)  # -1: the top class
+        return out["cams"][np.arange(len(index)), :, :, index], probs
+
+
+def explainer(classifier) -> Explainer:
+    """The Grad-CAM explainer of a loaded classifier: from its own pass where its engine gives the class maps
+    (:class:`ServedExplainer`), else its model file loaded in Keras (:class:`Explainer`)."""
+    if "cams" in classifier.engine.outputs:
+        return ServedExplainer(classifier)
+    return Explainer.load(classifier.path)
 
 
 def overlay(pixels: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> Image.Image:

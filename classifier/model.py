@@ -81,21 +81,46 @@ def inference_model(model, features: bool = False):
     """A prediction-only copy of a classifier (or of its feature part) with a faster backbone.
 
     The backbone's BatchNorms are folded into its convolutions (~1.5x the throughput on CPU); the layers after
-    the backbone (pooling, head) are shared, not copied. With ``features``, its outputs are named:
-    ``{"probabilities": ..., "features": the pooled backbone features}``, one pass giving both (what the served
-    ``.tflite`` carries, so the review's curation needs no TensorFlow).
+    the backbone (pooling, head) are shared, not copied. With ``features``, its outputs are named, one pass giving
+    them all (what the served ``.tflite`` carries, so the review's curation and Grad-CAM need no TensorFlow):
+    ``probabilities``; ``features``, the pooled backbone features; and for a linear head ``cams``, each class's
+    Grad-CAM map (:class:`LinearCams`).
     """
     base = backbone_of(model)
     assert model.layers[1] is base, "expects input -> backbone -> ... as build_classifier makes"
     inputs = keras.Input(model.input_shape[1:], name="image")
-    x = pooled = inference_backbone(base)(inputs)
+    x = pooled = feature_map = inference_backbone(base)(inputs)
     for layer in model.layers[2:]:
         x = layer(x)
         if layer.name == "avg_pool":
             pooled = x
-    if features:
-        return keras.Model(inputs, {"probabilities": x, "features": pooled}, name=model.name + "_inference")
-    return keras.Model(inputs, x, name=model.name + "_inference")
+    if not features:
+        return keras.Model(inputs, x, name=model.name + "_inference")
+    outputs = {"probabilities": x, "features": pooled}
+    head = next((layer for layer in model.layers if layer.name == "head"), None)
+    if head is not None and [layer.name for layer in head.layers] == ["probabilities_and_none", "probabilities"]:
+        outputs["cams"] = LinearCams(head.layers[0], x.shape[-1])(feature_map, pooled)
+    return keras.Model(inputs, outputs, name=model.name + "_inference")
+
+
+class LinearCams(layers.Layer):
+    """Grad-CAM of each class for a linear head, in closed form, so a model without gradients (LiteRT) gives it.
+
+    Grad-CAM (:mod:`classifier.heatmap`) weighs the backbone's last feature map by the gradient of the class's
+    log-probability with respect to the pooled features. For a softmax layer ``p = softmax(f W + b)`` over the ten
+    classes and none, that gradient is ``W[:, c] - W p``: the map for class ``c`` is ``relu(A (W[:, c] - W p))``.
+    Returns ``(n, h, w, classes)``, unscaled.
+    """
+
+    def __init__(self, softmax_layer, classes: int, **kwargs):
+        super().__init__(name="cams", **kwargs)
+        self.softmax_layer, self.classes = softmax_layer, classes
+
+    def call(self, feature_map, pooled):
+        kernel = self.softmax_layer.kernel
+        mean = keras.ops.matmul(self.softmax_layer(pooled), keras.ops.transpose(kernel))  # W p, per photo
+        weights = kernel[None, :, : self.classes] - mean[:, :, None]
+        return keras.ops.relu(keras.ops.einsum("bhwd,bdc->bhwc", feature_map, weights))
 
 
 def save_compact(model, path, meta, dtype="float32"):

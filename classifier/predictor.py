@@ -92,8 +92,8 @@ class LiteEngine:
     """A ``.tflite`` model in the LiteRT interpreter, one photo per call of the interpreter: on this CPU that is
     faster than a batch (211 against 174 photos/s for batches of 32). One photo at a time holds the interpreter (it
     is not thread-safe), so an answer waits for at most one photo of a background job. A model converted here gives
-    its pooled features too (:meth:`run`); a ``.tflite`` made elsewhere with one output gives probabilities only
-    (:attr:`has_features` False)."""
+    its pooled features too, and a linear head its Grad-CAM maps (:meth:`run`); a ``.tflite`` made elsewhere with
+    one output gives probabilities only."""
 
     name = "LiteRT"
 
@@ -103,37 +103,35 @@ class LiteEngine:
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
         details = self._interpreter.get_input_details()[0]
         self.size = int(details["shape_signature"][1])
-        outputs = self._interpreter.get_signature_runner().get_output_details()  # by name: their order is not kept
-        self._output = outputs["probabilities"]["index"] if "probabilities" in outputs else \
-            self._interpreter.get_output_details()[0]["index"]
-        self._features = outputs["features"]["index"] if "features" in outputs else None
-        self.has_features = self._features is not None
+        named = self._interpreter.get_signature_runner().get_output_details()  # by name: their order is not kept
+        self._outputs = {name: d["index"] for name, d in named.items()} if "probabilities" in named else \
+            {"probabilities": self._interpreter.get_output_details()[0]["index"]}
+        self.outputs = tuple(self._outputs)
         self._interpreter.resize_tensor_input(details["index"], [1, self.size, self.size, 3])
         self._interpreter.allocate_tensors()
         self._input = details["index"]
         self._lock = threading.Lock()
 
     def __call__(self, pixels):
-        return self.run(pixels)[0]
+        return self.run(pixels, ("probabilities",))["probabilities"]
 
-    def run(self, pixels):
-        """``(probabilities (n, k), pooled features (n, d) or None)`` of a batch of pixels."""
-        probs, feats = [], []
+    def run(self, pixels, outputs=None) -> dict:
+        """``{output: (n, ...)}`` of a batch of pixels: ``outputs`` of :attr:`outputs` (default: all)."""
+        names = outputs or self.outputs
+        out = {name: [] for name in names}
         for image in np.asarray(pixels, np.float32):
             with self._lock:
                 self._interpreter.set_tensor(self._input, image[None])
                 self._interpreter.invoke()
-                probs.append(self._interpreter.get_tensor(self._output)[0].copy())
-                if self.has_features:
-                    feats.append(self._interpreter.get_tensor(self._features)[0].copy())
-        return np.stack(probs), (np.stack(feats) if self.has_features else None)
+                for name in names:
+                    out[name].append(self._interpreter.get_tensor(self._outputs[name])[0].copy())
+        return {name: np.stack(rows) for name, rows in out.items()}
 
 
 class KerasEngine:
     """A Keras classifier through a traced ``tf.function``: ``model.predict`` costs ~60 ms a call on this CPU."""
 
     name = "Keras"
-    has_features = True
 
     def __init__(self, model):
         import tensorflow as tf
@@ -141,17 +139,17 @@ class KerasEngine:
         from .model import inference_model
 
         fast = inference_model(model, features=True)  # BatchNorm folded into the convolutions: ~1.5x the throughput
+        self.outputs = tuple(fast.output)
         self.size = model.input_shape[1]
         self._forward = tf.function(lambda x: fast(x, training=False), reduce_retracing=True,
                                     input_signature=[tf.TensorSpec((None, self.size, self.size, 3), tf.float32)])
 
     def __call__(self, pixels):
-        return self.run(pixels)[0]
+        return self.run(pixels)["probabilities"]
 
-    def run(self, pixels):
-        """``(probabilities (n, k), pooled features (n, d))`` of a batch of pixels."""
-        out = self._forward(np.asarray(pixels, np.float32))
-        return out["probabilities"].numpy(), out["features"].numpy()
+    def run(self, pixels, outputs=None) -> dict:
+        """``{output: (n, ...)}`` of a batch of pixels (all of :attr:`outputs`, whatever ``outputs`` asks)."""
+        return {name: value.numpy() for name, value in self._forward(np.asarray(pixels, np.float32)).items()}
 
 
 def _lite_engine(path, cache_dir):
@@ -265,7 +263,7 @@ class Classifier:
     @property
     def has_features(self) -> bool:
         """Whether :meth:`features` can be asked (a ``.tflite`` made elsewhere may give probabilities only)."""
-        return self.engine.has_features
+        return "features" in self.engine.outputs
 
     def features(self, paths, progress=None, batch_size: int = 32, mirror: bool = False):
         """Pooled backbone features and probabilities of many files, from one pass of the model (and one decode
@@ -277,11 +275,9 @@ class Classifier:
         k = len(self.classes)
 
         def run(pixels):
-            probs, feats = self.engine.run(pixels)
-            if mirror:
-                flipped = self.engine.run(np.ascontiguousarray(pixels[:, :, ::-1]))
-                probs, feats = np.concatenate([probs, flipped[0]], 1), np.concatenate([feats, flipped[1]], 1)
-            return np.concatenate([feats, probs], 1)
+            views = [pixels, np.ascontiguousarray(pixels[:, :, ::-1])] if mirror else [pixels]
+            outs = [self.engine.run(v, ("probabilities", "features")) for v in views]
+            return np.concatenate([o["features"] for o in outs] + [o["probabilities"] for o in outs], 1)
 
         paths = [str(p) for p in paths]
         rows, errors = self.predict_paths(paths, progress, batch_size, run=run)

@@ -35,21 +35,23 @@ class ModelSlot:
         return classifier
 
     def explainer(self):
-        """Grad-CAM (:class:`classifier.heatmap.Explainer`) for the model serving now: the same file loaded in Keras
-        (LiteRT has no gradients), at the first heatmap asked for, as TensorFlow's import takes seconds."""
-        path = self._classifier.path
+        """Grad-CAM (:func:`classifier.heatmap.explainer`) for the model serving now, made at the first heatmap
+        asked for: from the served model's own pass for a linear head (the default), else the same file loaded in
+        Keras (LiteRT has no gradients), whose TensorFlow import takes seconds."""
+        classifier = self._classifier
         with self._lock:
-            if self._explainer[0] != path:
-                from .heatmap import Explainer
+            if self._explainer[0] != classifier.path:
+                from .heatmap import explainer
 
-                self._explainer = (path, Explainer.load(path))
+                self._explainer = (classifier.path, explainer(classifier))
             return self._explainer[1]
 
     def warm(self, wait: float = 0.0) -> threading.Thread:
         """Load the Grad-CAM explainer of the model serving now in the background and run it once (its first
         trace), so the first heatmap asked for takes what the next ones do, not the seconds TensorFlow's import
         takes. It starts once the first answer has left (:attr:`answered`) or ``wait`` seconds have passed, whichever
-        is first, so the first answer after a start is not slowed by it (LiteRT needs no TensorFlow). Not at a lower
+        is first, so the first answer after a start is not slowed by it (LiteRT needs no TensorFlow). For a linear
+        head (the default), the served model draws the heatmap itself: nothing is loaded then. Not at a lower
         CPU priority: the threads TensorFlow starts would keep it, and every later heatmap with them. Returns the
         thread."""
         def run():

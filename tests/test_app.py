@@ -75,10 +75,12 @@ def test_examples_top1_and_top_k(client):
     assert [c["label"] for c in result["confidences"]][0] == "horse 马" and len(result["confidences"]) == 2
 
 
-def test_heatmap_endpoint_shows_where_the_model_looked_for_the_class_asked(client, tmp_path):
+def test_heatmap_endpoint_shows_where_the_model_looked_for_the_class_asked(client, app_url, tmp_path):
     picture, shown = client.predict(handle_file(str(EXAMPLES / "cat.jpg")), "dog", api_name="/heatmap")
     image = Image.open(picture)
     assert shown == "dog" and image.size == Image.open(EXAMPLES / "cat.jpg").size
+    # the default's heatmap comes from its own LiteRT pass: TensorFlow never loaded (no warm-up in tests)
+    assert "libtensorflow_framework" not in open(f"/proc/{app_url[2]}/maps").read()
     with pytest.raises(Exception, match="not an image"):
         (tmp_path / "x.jpg").write_bytes(b"plain text")
         client.predict(handle_file(str(tmp_path / "x.jpg")), "cat", api_name="/heatmap")

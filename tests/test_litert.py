@@ -1,5 +1,5 @@
 """Serving through LiteRT: the same probabilities and features as Keras, converted once, TensorFlow never imported to
-serve or to compute features."""
+serve, to compute features or to draw a linear head's heatmap."""
 
 import json
 import shutil
@@ -97,9 +97,11 @@ def test_converted_once_and_served_without_tensorflow(unshipped, tmp_path):
     code = ("import sys; from classifier.predictor import Classifier; "
             f"c = Classifier.load({str(unshipped)!r}, 'litert', {str(tmp_path)!r}); "
             f"c.predict({str(EXAMPLES / 'dog.jpg')!r}); f = c.features([{str(EXAMPLES / 'dog.jpg')!r}])[0]; "
-            "print(c.engine_name, f.shape[1], 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+            "from classifier.heatmap import explainer; "
+            f"shown = explainer(c).explain({str(EXAMPLES / 'dog.jpg')!r})[1]; "
+            "print(c.engine_name, f.shape[1], shown, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.stdout.split() == ["LiteRT", "1280", "False", "False"], out.stderr
+    assert out.stdout.split() == ["LiteRT", "1280", "dog", "False", "False"], out.stderr
 
 
 def test_without_litert_keras_serves_and_says_so(tmp_path):
