@@ -42,6 +42,7 @@ CSS = """
 .title p {font-size: 1.5em !important; font-weight: 700}
 .rv-grid {display: grid !important; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 6px}
 .rv-grid > button {min-width: 0 !important; height: 100%}
+.rv-closed {display: none !important}
 """
 
 

@@ -27,8 +27,9 @@ MAX_DATASET_MB  size limit of an uploaded data set, unpacked (also Gradio's limi
                 default 500
 SERVING_ENGINE  litert (default: the model converted once to .tflite) or keras
 MODEL_CACHE     where converted .tflite models are kept; default DATA_DIR/tflite
-GRAD_CAM_WARM=0 Grad-CAM (TensorFlow and the model in Keras) loaded when first asked for, not in the background once
-                the app has answered once or has run WARM_AFTER seconds (app.py): less memory, a slow first heatmap
+GRAD_CAM_WARM=0 for a model whose head is not linear, Grad-CAM (TensorFlow and the model in Keras) loaded when first
+                asked for, not in the background once the app has answered once or has run WARM_AFTER seconds
+                (app.py): less memory, a slow first heatmap (a linear head's heatmap comes from the served model)
 PERSIST_DIR     where what must outlive the host is kept (a Storage Bucket mounted as a folder): every label write
                 journaled as a new small file, uploaded data sets copied once; a start without a label store
                 rebuilds it from there (labeling/journal.py)

@@ -17,7 +17,10 @@ through ImageDataGenerator.flow_from_dataframe + model.predict, as its predict.p
 - /classify over HTTP (gradio_client: upload, join, answer) through the studio against a bare Gradio app with the
   same decode and model, alternating rounds (``--http`` alone; goal: at most 1.3x);
 - the downloads (classifier/export.py): the float16 TFLite file through LiteRT and the ONNX file through
-  onnxruntime against Keras, one photo (decode + predict) p50/p90 (``--exports`` alone).
+  onnxruntime against Keras, one photo (decode + predict) p50/p90 (``--exports`` alone);
+- the review's features (each photo and its mirror image, what the curation computes): the served LiteRT model
+  against Keras, each in a fresh process, import and model load included, seconds and peak memory
+  (``--features`` alone).
 """
 
 import argparse
@@ -241,6 +244,28 @@ def heatmap_cost(photos, cache):
             "Grad-CAM over the photo (Keras)": latency(Explainer.load().explain, photos[:60], repeats=2)}
 
 
+def features_cost(photos, cache):
+    """``{engine: (seconds, peak MB)}`` for the features of ``photos`` and their mirror images, each engine in a
+    fresh process, its imports and the model's load included (the Keras row is what the review's curation paid
+    before it read the served model's features)."""
+    Classifier.load(None, "litert", cache)  # the .tflite exists already, as in the app
+    out = {}
+    for engine in ("litert", "keras"):
+        code = ("import resource, sys, time; t = time.time(); from classifier.predictor import Classifier; "
+                f"c = Classifier.load(None, {engine!r}, {str(cache)!r}); c.features(sys.argv[1:], mirror=True); "
+                "print(time.time() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+        done = subprocess.run([sys.executable, "-c", code, *map(str, photos)], cwd=ROOT, capture_output=True,
+                              text=True, check=True)
+        out[engine] = tuple(float(v) for v in done.stdout.split()[-2:])
+    return out
+
+
+def print_features_cost(costs):
+    (lite_s, lite_mb), (keras_s, keras_mb) = costs["litert"], costs["keras"]
+    print(f"features of the sample and its mirror images, fresh process: LiteRT {lite_s:.1f} s, {lite_mb:.0f} MB peak; "
+          f"Keras {keras_s:.1f} s, {keras_mb:.0f} MB peak ({lite_s / keras_s:.2f}x the time)")
+
+
 def export_speed(photos, cache):
     """p50/p90 ms per photo (decode + predict) of the Keras model and of its two downloads."""
     from onnxruntime import InferenceSession
@@ -284,10 +309,13 @@ def main():
     ap.add_argument("--fresh-start", action="store_true", help="measure only a fresh start against the imports")
     ap.add_argument("--mirror", action="store_true", help="measure only mirror test-time augmentation's cost")
     ap.add_argument("--http", action="store_true", help="measure only /classify over HTTP against a bare Gradio app")
+    ap.add_argument("--features", action="store_true", help="measure only the review's features, LiteRT and Keras")
     args = ap.parse_args()
     photos = sample_photos(args.data, args.n)
     if args.http:
         return print_http_cost(http_cost(photos[0], tempfile.mkdtemp()))
+    if args.features:
+        return print_features_cost(features_cost(photos, tempfile.mkdtemp()))
     if args.fresh_start:
         return print_fresh_start(*fresh_start(photos[0]))
     if args.mirror:
@@ -339,6 +367,7 @@ def main():
     print_fresh_start(*fresh_start(photos[0]))
     print_mirror_cost(mirror_cost(photos, cache))
     print_heatmap_cost(heatmap_cost(photos, cache))
+    print_features_cost(features_cost(photos, cache))
     print_export_speed(export_speed(photos, cache))
 
 

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -53,12 +54,13 @@ def bundle(model_path=None, cache_dir=None) -> list[str]:
     model_path = Path(model_path or DEFAULT_MODEL)
     meta = model_meta(model_path)
     name = model_path.parent.name if model_path.stem == "model" else model_path.stem  # a run's model.keras
-    folder = Path(tempfile.gettempdir()) / "model-export" / f"{name}-{content_hash(model_path)}"
-    folder.mkdir(parents=True, exist_ok=True)
+    base = _private(Path(tempfile.gettempdir()) / f"model-export-{os.getuid()}")
+    folder = base / f"{name}-{content_hash(model_path)}"
+    folder.mkdir(exist_ok=True)
     files = []
     for f, path in export(model_path, cache_dir=cache_dir).items():
         files.append(folder / f"{name}.{FORMATS[f]}")
-        if not files[-1].exists():  # another download may read it now: whole or absent, never half
+        if not files[-1].exists() or files[-1].stat().st_size != path.stat().st_size:  # whole or absent, never half
             tmp = files[-1].with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             shutil.copy(path, tmp)
             os.replace(tmp, files[-1])
@@ -77,6 +79,16 @@ def bundle(model_path=None, cache_dir=None) -> list[str]:
     tmp.write_text(json.dumps(card, indent=2))
     os.replace(tmp, files[-1])
     return [str(f) for f in files]
+
+
+def _private(folder: Path) -> Path:
+    """``folder``, made for this user alone (0700) if missing; refused if it is a link or another user's (a shared
+    ``/tmp``: nobody else may choose where the downloads are written)."""
+    folder.mkdir(mode=0o700, exist_ok=True)
+    st = folder.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise PermissionError(f"{folder} is not a private folder of this user's; remove it")
+    return folder
 
 
 def bring_tflite(model_path) -> Path:

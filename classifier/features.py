@@ -1,5 +1,6 @@
-"""A model's pooled backbone features of photos: what the probe trains on, and what near-copies, leaks and label
-suspects are found with (one decode for a photo and its mirror image)."""
+"""A model's pooled backbone features of photos: what the probe trains on (one decode for a photo and its mirror
+image). A loaded model gives the same with its probabilities (:meth:`classifier.predictor.Classifier.features`):
+what near-copies, leaks and label suspects are found with."""
 
 import keras
 import numpy as np
@@ -12,14 +13,25 @@ def feature_model(classifier_model):
     return keras.Model(classifier_model.input, classifier_model.get_layer("avg_pool").output)
 
 
+class _WithMirror:
+    """An engine that returns a photo's features and its mirror image's side by side (one decode for both)."""
+
+    def __init__(self, engine):
+        self.engine, self.size = engine, engine.size
+
+    def __call__(self, pixels):
+        return np.concatenate([self.engine(pixels), self.engine(np.ascontiguousarray(pixels[:, :, ::-1]))], axis=1)
+
+
 def extract_features(classifier_model, paths, batch_size=32, progress=None, mirror=False):
-    """Pooled features of a Keras classifier for ``paths``; returns ``(features, ok_mask, errors)``, skipping
-    unreadable files. With ``mirror``, each row is the photo's features followed by its mirror image's (twice as
-    wide). (:meth:`Classifier.features` gives the same of a loaded model, LiteRT's included.)"""
-    paths = [str(p) for p in paths]
-    features, _, readable, errors = Classifier.from_keras(classifier_model).features(paths, progress, batch_size,
-                                                                                     mirror)
-    readable = set(readable)
-    ok = np.array([p in readable for p in paths], bool)
+    """Pooled features of a Keras classifier for ``paths`` (its feature part only: training runs it, under mixed
+    precision on a GPU); returns ``(features, ok_mask, errors)``, skipping unreadable files. With ``mirror``, each
+    row is the photo's features followed by its mirror image's (twice as wide)."""
+    extractor = Classifier.from_keras(feature_model(classifier_model))
+    if mirror:
+        extractor.engine = _WithMirror(extractor.engine)
+    features, errors = extractor.predict_paths(paths, progress, batch_size)
     dim = classifier_model.get_layer("avg_pool").output.shape[-1] * (2 if mirror else 1)
-    return features.reshape(-1, dim), ok, errors
+    ok = np.array([p in features for p in paths], bool)
+    rows = [features[p] for p in paths if p in features]
+    return np.array(rows, np.float32).reshape(-1, dim), ok, list(errors.items())

@@ -117,6 +117,8 @@ class LinearCams(layers.Layer):
         self.softmax_layer, self.classes = softmax_layer, classes
 
     def call(self, feature_map, pooled):
+        # float32 whatever the backbone computes in (mixed precision on a GPU)
+        feature_map, pooled = keras.ops.cast(feature_map, "float32"), keras.ops.cast(pooled, "float32")
         kernel = self.softmax_layer.kernel
         mean = keras.ops.matmul(self.softmax_layer(pooled), keras.ops.transpose(kernel))  # W p, per photo
         weights = kernel[None, :, : self.classes] - mean[:, :, None]

@@ -103,7 +103,9 @@ class LiteEngine:
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
         details = self._interpreter.get_input_details()[0]
         self.size = int(details["shape_signature"][1])
-        named = self._interpreter.get_signature_runner().get_output_details()  # by name: their order is not kept
+        named = {}  # by name: their order is not kept
+        if len(self._interpreter.get_signature_list()) == 1:
+            named = self._interpreter.get_signature_runner().get_output_details()
         self._outputs = {name: d["index"] for name, d in named.items()} if "probabilities" in named else \
             {"probabilities": self._interpreter.get_output_details()[0]["index"]}
         self.outputs = tuple(self._outputs)
@@ -118,6 +120,9 @@ class LiteEngine:
     def run(self, pixels, outputs=None) -> dict:
         """``{output: (n, ...)}`` of a batch of pixels: ``outputs`` of :attr:`outputs` (default: all)."""
         names = outputs or self.outputs
+        if not len(pixels):
+            return {name: np.zeros((0, *self._interpreter.get_tensor(self._outputs[name]).shape[1:]), np.float32)
+                    for name in names}
         out = {name: [] for name in names}
         for image in np.asarray(pixels, np.float32):
             with self._lock:
@@ -153,14 +158,19 @@ class KerasEngine:
 
 
 def _lite_engine(path, cache_dir):
-    """The LiteRT engine of a model; a cached .tflite that does not load (damaged on disk) is converted again."""
+    """The LiteRT engine of a model; a cached .tflite that does not load (damaged on disk), or that an earlier
+    version converted with probabilities only, is converted again (a model's own, shipped one is served as it is)."""
     tflite = convert(path, cache_dir)
     try:
-        return LiteEngine(tflite)
+        engine = LiteEngine(tflite)
     except (ValueError, RuntimeError) as e:
         print(f"the cached {tflite.name} did not load ({e}); converting the model again", file=sys.stderr)
         tflite.unlink()
         return LiteEngine(convert(path, cache_dir))
+    if "features" in engine.outputs or tflite == shipped_tflite(path):
+        return engine
+    tflite.unlink()
+    return LiteEngine(convert(path, cache_dir))
 
 
 def litert_available() -> bool:

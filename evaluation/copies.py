@@ -92,7 +92,11 @@ def _classifier(model):
     from classifier.predictor import Classifier
 
     clf = model if isinstance(model, Classifier) else Classifier.load(model)
-    return clf if clf.has_features else Classifier.load(clf.path, engine="keras")
+    if clf.has_features:
+        return clf
+    if not clf.path:
+        raise ValueError(f"{clf.name} gives no features and has no model file to load them from")
+    return Classifier.load(clf.path, engine="keras")
 
 
 def embed(paths, model=None, progress=None, batch_size: int = 32, cache: str | os.PathLike | None = None) \

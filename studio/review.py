@@ -129,7 +129,7 @@ def review_panel(ui, sign_in=False):
     out (with a reason), back, next, undo."""
     with gr.Row(elem_id="review-panel"):
         with gr.Column(scale=3), gr.Row():
-            ui.photo = gr.Image(label=T("rv_photo"), type="pil", interactive=False, height=460)
+            ui.photo = gr.Image(label=T("rv_photo"), type="pil", interactive=False, height=460, elem_id="rv-photo")
             ui.heat = gr.Image(label=T("rv_heat"), type="pil", format="jpeg", interactive=False, height=460,
                                elem_id="rv-heat")
         with gr.Column(scale=2):
@@ -146,7 +146,7 @@ def review_panel(ui, sign_in=False):
                 ui.out_button = gr.Button(T("rv_leave_out"), size="sm", elem_id="rv-leave-out")
             # why the photo is left out: shown by x, and picking a reason (a click, or 1-4) is the decision
             ui.out_reason = gr.Radio([(T(f"rv_out_{r}"), r) for r in REASONS], value=None, label=T("rv_out_reason"),
-                                     visible=False, elem_id="rv-out-reason")
+                                     elem_id="rv-out-reason", elem_classes="rv-closed")
             with gr.Row():
                 ui.prev_button = gr.Button(T("rv_prev"), size="sm", elem_id="rv-prev")
                 ui.next_button = gr.Button(T("rv_next"), size="sm", elem_id="rv-next")
@@ -323,17 +323,29 @@ def while_open(door):
 
 def wire_leave_out(ui, on, guard):
     """x shows the reasons a photo may be left out; picking one leaves the open photo out (the API's
-    ``leave_out``, guarded as every label decision), and the reasons hide again, as they do when the photo changes."""
-    def hidden():
-        return gr.Radio(value=None, visible=False)
-
-    ui.out_button.click(lambda: gr.Radio(value=None, visible=True), None, ui.out_reason, api_visibility="private",
-                        queue=False)  # nothing to wait for: the choice shows at once
+    ``leave_out``, guarded as every label decision), and the reasons hide again, as they do when another photo
+    opens. Shown and hidden in the browser itself, for the photo they were shown for: the photo's change event also
+    comes when the same photo is sent again, and may come after x was pressed; had it hidden them then, the next
+    key, meant as a reason, would have labelled the photo."""
+    ui.out_button.click(None, js=REASONS_JS % "show")
     inputs = [ui.session, ui.password, ui.out_reason, *ui.filters]
     ui.out_reason.input(on.leave_out, inputs, ui.view_outputs, api_name="leave_out",
                         validator=guard.door(inputs, ui.password, "do_labels", kind="label")
-                        ).then(hidden, None, ui.out_reason, api_visibility="private", queue=False)
-    ui.photo.change(hidden, None, ui.out_reason, api_visibility="private", queue=False)
+                        ).then(None, js=REASONS_JS % "hide"
+                               ).then(lambda: None, None, ui.out_reason, api_visibility="private", queue=False)
+    ui.photo.change(None, js=REASONS_JS % "photo")
+
+
+# show: for the photo open now; hide: at once; photo: if another photo is open than the one they were shown for
+# (once the page has drawn the new one)
+REASONS_JS = """() => {
+  const how = "%s", reasons = document.getElementById("rv-out-reason");
+  const photo = () => document.querySelector("#rv-photo img")?.getAttribute("src") || "";
+  if (!reasons) return;
+  if (how === "show") { reasons.dataset.photo = photo(); reasons.classList.remove("rv-closed"); }
+  else if (how === "hide") reasons.classList.add("rv-closed");
+  else setTimeout(() => { if (photo() !== reasons.dataset.photo) reasons.classList.add("rv-closed"); }, 50);
+}"""
 
 
 def wire_bulk(ui, review, guard):

@@ -2,6 +2,8 @@
 photos: the same top-1, raw probabilities (before the calibration temperature) within 1e-3."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,6 +58,25 @@ def test_a_tflite_with_probabilities_only_still_gives_features_through_keras(exp
     assert rows.shape == (1, 2 * 1280) and probs.shape == (1, 20) and not errors and probs[0, :10].argmax() == 1
 
 
+def test_an_earlier_conversion_is_made_again_a_models_own_is_served_as_it_is(exported, tmp_path):
+    """A .tflite cached by an earlier version (probabilities only) is converted again with the features; a model's
+    own .tflite beside it is never touched."""
+    from classifier.modelfile import DEFAULT_MODEL, content_hash, shipped_tflite
+    from classifier.predictor import Classifier, LiteEngine
+
+    cached, brought = tmp_path / "cached" / "default.npz", tmp_path / "brought" / "default.npz"
+    for model in (cached, brought):
+        model.parent.mkdir()
+        shutil.copy(DEFAULT_MODEL, model)
+    stale = tmp_path / "cache" / f"default-{content_hash(cached)}.tflite"
+    stale.parent.mkdir()
+    shutil.copy(exported["tflite"], stale)
+    shutil.copy(exported["tflite"], shipped_tflite(brought))
+    assert Classifier.load(cached, "litert", stale.parent).has_features and "features" in LiteEngine(stale).outputs
+    own = Classifier.load(brought, "litert", stale.parent)
+    assert not own.has_features and shipped_tflite(brought).read_bytes() == exported["tflite"].read_bytes()
+
+
 def test_onnx_answers_as_keras(exported, reference):
     from onnxruntime import InferenceSession
 
@@ -68,6 +89,7 @@ def test_onnx_answers_as_keras(exported, reference):
 def test_the_download_says_what_the_files_take_and_give(exported, tmp_path):
     files = bundle(cache_dir=exported["onnx"].parent)  # converted already: copies of the cached files
     assert bundle(cache_dir=exported["onnx"].parent) == files  # a second download: the same files, none added
+    assert oct(Path(files[0]).parent.parent.stat().st_mode & 0o777) == "0o700"  # this user's alone
     card = json.loads(open(next(f for f in files if f.endswith(".json"))).read())
     assert sorted(f.rsplit(".", 1)[-1] for f in files) == ["json", "onnx", "tflite"]
     assert card["input"]["shape"] == [None, 384, 384, 3] and card["classes"][1] == "cat"
