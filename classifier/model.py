@@ -113,12 +113,10 @@ class LinearCams(layers.Layer):
     """
 
     def __init__(self, softmax_layer, classes: int, **kwargs):
-        super().__init__(name="cams", **kwargs)
+        super().__init__(name="cams", dtype="float32", **kwargs)  # float32 under mixed precision too (a GPU's)
         self.softmax_layer, self.classes = softmax_layer, classes
 
     def call(self, feature_map, pooled):
-        # float32 whatever the backbone computes in (mixed precision on a GPU)
-        feature_map, pooled = keras.ops.cast(feature_map, "float32"), keras.ops.cast(pooled, "float32")
         kernel = self.softmax_layer.kernel
         mean = keras.ops.matmul(self.softmax_layer(pooled), keras.ops.transpose(kernel))  # W p, per photo
         weights = kernel[None, :, : self.classes] - mean[:, :, None]

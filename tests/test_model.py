@@ -205,3 +205,20 @@ def test_a_table_of_answers_follows_the_one_rule():
     said = answers(table, CLASSES, 0.5)
     assert "none" in said and set(said) - {"none"} <= set(CLASSES) and "none" not in answers(table, CLASSES, None)
     assert answers(np.zeros((0, 10)), CLASSES, 0.5) == []
+
+
+def test_under_mixed_precision_the_keras_engine_gives_every_output_in_float32_where_it_must():
+    """A GPU trains in mixed float16; the Keras engine a run predicts its validation photos with then still builds
+    (the linear head's class maps computed in float32) and gives float32 probabilities and maps."""
+    import keras
+
+    from classifier.predictor import Classifier
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        out = Classifier.from_keras(build_classifier("efficientnet_lite0", head="linear")).engine.run(
+            np.zeros((1, 224, 224, 3), np.float32))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert out["probabilities"].dtype == out["cams"].dtype == np.float32
+    assert out["cams"].shape == (1, 7, 7, 10) and out["features"].shape == (1, 1280)
