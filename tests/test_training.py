@@ -379,7 +379,8 @@ def test_a_cancel_or_ctrl_c_at_the_start_leaves_the_run_cancelled(tiny_data, tmp
     while not (run / "status.json").exists() and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(getattr(signal, sig))
-    assert proc.wait(120) == 0
+    # 0, or for Ctrl+C in the midst of an import Python's own "interrupted" (-2) after the run has said cancelled
+    assert proc.wait(120) in ((0, -signal.SIGINT) if sig == "SIGINT" else (0,))
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "cancelled" and not (run / "model.keras").exists()
     assert "device" not in status  # stopped before TensorFlow was asked for the device

@@ -29,6 +29,12 @@ def run(cfg: TrainConfig):
     """Train one model as ``cfg`` says (see ``python -m training --help``); returns the run folder."""
     recorder = RunRecorder(cfg.out)
     signal.signal(signal.SIGTERM, lambda *_: setattr(recorder, "cancel_requested", True))  # the Train tab's Cancel
+
+    def interrupted(*_):  # Ctrl+C; remembered, as an import it breaks may raise ImportError instead
+        recorder.interrupted = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
     try:
         recorder.update(stage="st_reading")
         parts, facts = prepare_data(cfg, recorder)
@@ -40,6 +46,10 @@ def run(cfg: TrainConfig):
         recorder.update(state=layout.CANCELLED, ended=time.time())
         recorder.log.info("cancelled; the served model is unchanged")
     except Exception as e:  # recorded for the app and the log, then raised for the exit status
+        if recorder.interrupted:  # Ctrl+C inside an import (TensorFlow's takes seconds): cancelled, not failed
+            recorder.update(state=layout.CANCELLED, ended=time.time())
+            recorder.log.info("cancelled; the served model is unchanged")
+            return recorder.dir
         recorder.update(state=layout.FAILED, reason=f"{type(e).__name__}: {e}", ended=time.time())
         recorder.log.error(f"run failed: {type(e).__name__}: {e}")
         recorder.log.debug("traceback", exc_info=True)
@@ -57,6 +67,7 @@ class RunRecorder:
                        "epochs": 0, "progress": 0.0}
         self.history = []
         self.cancel_requested = False
+        self.interrupted = False  # Ctrl+C (SIGINT) was pressed
         self.log = logging.getLogger(f"run.{self.dir.name}")
         self.log.setLevel(logging.DEBUG)
         terminal = logging.StreamHandler(sys.stdout)
