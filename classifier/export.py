@@ -23,6 +23,7 @@ import numpy as np
 
 from .backbones import DEFAULT_BACKBONE, input_size
 from .classes import CLASSES
+from .files import write_atomic
 from .modelfile import DEFAULT_MODEL, content_hash, default_cache, model_meta, read_calibration, shipped_tflite
 
 FORMATS = {"tflite": "float16.tflite", "onnx": "onnx"}  # format -> file suffix
@@ -75,9 +76,7 @@ def bundle(model_path=None, cache_dir=None) -> list[str]:
             "output": output,
             "temperature": calibration.get("temperature", 1.0), "none_threshold": calibration.get("threshold")}
     files.append(folder / f"{name}.json")
-    tmp = files[-1].with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # its calibration may have changed
-    tmp.write_text(json.dumps(card, indent=2))
-    os.replace(tmp, files[-1])
+    write_atomic(files[-1], json.dumps(card, indent=2))  # every time: its calibration may have changed
     return [str(f) for f in files]
 
 

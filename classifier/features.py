@@ -13,24 +13,17 @@ def feature_model(classifier_model):
     return keras.Model(classifier_model.input, classifier_model.get_layer("avg_pool").output)
 
 
-class _WithMirror:
-    """An engine that returns a photo's features and its mirror image's side by side (one decode for both)."""
-
-    def __init__(self, engine):
-        self.engine, self.size = engine, engine.size
-
-    def __call__(self, pixels):
-        return np.concatenate([self.engine(pixels), self.engine(np.ascontiguousarray(pixels[:, :, ::-1]))], axis=1)
-
-
 def extract_features(classifier_model, paths, batch_size=32, progress=None, mirror=False):
     """Pooled features of a Keras classifier for ``paths`` (its feature part only: training runs it, under mixed
     precision on a GPU); returns ``(features, ok_mask, errors)``, skipping unreadable files. With ``mirror``, each
-    row is the photo's features followed by its mirror image's (twice as wide)."""
+    row is the photo's features followed by its mirror image's (twice as wide, from one decode)."""
     extractor = Classifier.from_keras(feature_model(classifier_model))
-    if mirror:
-        extractor.engine = _WithMirror(extractor.engine)
-    features, errors = extractor.predict_paths(paths, progress, batch_size)
+    engine = extractor.engine
+
+    def with_mirror(pixels):
+        return np.concatenate([engine(pixels), engine(np.ascontiguousarray(pixels[:, :, ::-1]))], axis=1)
+
+    features, errors = extractor.predict_paths(paths, progress, batch_size, run=with_mirror if mirror else None)
     dim = classifier_model.get_layer("avg_pool").output.shape[-1] * (2 if mirror else 1)
     ok = np.array([p in features for p in paths], bool)
     rows = [features[p] for p in paths if p in features]

@@ -3,6 +3,7 @@ folder where it outlives the host and bring it back."""
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
 from .images import is_image_file
@@ -27,8 +28,9 @@ def natural_key(key: str) -> tuple:
 
 
 def write_atomic(path: str | Path, text: str) -> None:
-    """Write a text file so that readers (the app, a watching tab) never see half of it."""
-    tmp = f"{path}.tmp"
+    """Write a text file so that readers (the app, a watching tab) never see half of it, nor two writers' halves (each
+    writes its own temporary file)."""
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     Path(tmp).write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 

@@ -163,12 +163,12 @@ def _lite_engine(path, cache_dir):
     tflite = convert(path, cache_dir)
     try:
         engine = LiteEngine(tflite)
+        if "features" in engine.outputs or tflite == shipped_tflite(path):
+            return engine
+        why = "gives probabilities only (an earlier version's conversion)"
     except (ValueError, RuntimeError) as e:
-        print(f"the cached {tflite.name} did not load ({e}); converting the model again", file=sys.stderr)
-        tflite.unlink()
-        return LiteEngine(convert(path, cache_dir))
-    if "features" in engine.outputs or tflite == shipped_tflite(path):
-        return engine
+        why = f"did not load ({e})"
+    print(f"the cached {tflite.name} {why}; converting the model again", file=sys.stderr)
     tflite.unlink()
     return LiteEngine(convert(path, cache_dir))
 

@@ -43,12 +43,10 @@ def run(cfg: TrainConfig):
 
         train(cfg, recorder, parts, facts)
     except (Cancelled, KeyboardInterrupt):  # the Train tab's Cancel (SIGTERM), or Ctrl+C in a terminal
-        recorder.update(state=layout.CANCELLED, ended=time.time())
-        recorder.log.info("cancelled; the served model is unchanged")
+        recorder.end_cancelled()
     except Exception as e:  # recorded for the app and the log, then raised for the exit status
         if recorder.interrupted:  # Ctrl+C inside an import (TensorFlow's takes seconds): cancelled, not failed
-            recorder.update(state=layout.CANCELLED, ended=time.time())
-            recorder.log.info("cancelled; the served model is unchanged")
+            recorder.end_cancelled()
             return recorder.dir
         recorder.update(state=layout.FAILED, reason=f"{type(e).__name__}: {e}", ended=time.time())
         recorder.log.error(f"run failed: {type(e).__name__}: {e}")
@@ -75,6 +73,11 @@ class RunRecorder:
         self.log.handlers = [logging.FileHandler(self.dir / layout.LOG), terminal]
         for h in self.log.handlers:
             h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+
+    def end_cancelled(self):
+        """Record the run as cancelled (the served model is never touched by it)."""
+        self.update(state=layout.CANCELLED, ended=time.time())
+        self.log.info("cancelled; the served model is unchanged")
 
     def stop_if_cancelled(self):
         """Between steps: end the run as cancelled once a cancel was asked for."""
